@@ -1,0 +1,45 @@
+"""Errors a user sees as one line.
+
+Anything the user can cause or fix (bad input, unreachable host, wrong password, a
+corrupt disk) is raised as a ``MigratorError`` subclass; the CLI prints ``error: <message>``
+and exits with ``exit_code``. Anything else is a bug and still gets one line (see cli.main).
+"""
+
+from __future__ import annotations
+
+
+class MigratorError(Exception):
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(MigratorError):
+    """Malformed or unreadable input: a file, a URL, a flag value."""
+
+
+class SourceError(MigratorError):
+    """The source could not be read: unreachable, bad credentials, certificate mismatch."""
+
+
+class NotFoundError(MigratorError):
+    """A named VM, file or object does not exist."""
+
+
+class DiskError(MigratorError):
+    """A disk could not be read, transferred, converted or verified."""
+
+
+class TargetError(MigratorError):
+    """The target (local directory, cluster, runtime) refused or failed."""
+
+
+class BlockedError(MigratorError):
+    """A VM has Critical concerns and --force did not name them."""
+
+    exit_code = 3

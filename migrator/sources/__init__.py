@@ -1,0 +1,63 @@
+"""Sources: where VMs come from. One adapter per kind, chosen by the source string's scheme.
+
+- ``vsphere://user@host[:port][/datacenter]``: a vCenter or ESXi host, through pyvmomi.
+- ``vmx:PATH``: a VMware .vmx file (standalone ESXi, Workstation).
+- ``ovf:PATH`` / ``ova:PATH``: an OVF descriptor, or an OVA tar holding one.
+
+Every adapter returns the same inventory model (migrator.inventory.model).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from migrator.errors import InputError
+from migrator.inventory.model import Inventory
+
+# scheme -> "module:factory"; the factory takes (location, SourceOptions) and returns a Source.
+ADAPTERS: dict[str, str] = {
+    "vsphere": "migrator.sources.vsphere:open_vsphere",
+    "vmx": "migrator.sources.vmx:open_vmx",
+    "ovf": "migrator.sources.ovf:open_ovf",
+    "ova": "migrator.sources.ovf:open_ova",
+}
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How to reach a source. The password itself is never stored here, only where to find it."""
+
+    insecure: bool = False  # skip TLS verification: an explicit choice, never the default
+    thumbprint: str | None = None  # accept exactly this SHA-1/SHA-256 certificate thumbprint
+    password_env: str = "MIGRATOR_VSPHERE_PASSWORD"
+    password_file: str | None = None
+    prompt: bool = True  # ask on the terminal when neither env nor file gives a password
+
+
+class Source(Protocol):
+    url: str  # the display URL: never carries a password
+
+    def inventory(self) -> Inventory: ...
+
+    def close(self) -> None: ...
+
+
+def split_source(spec: str) -> tuple[str, str]:
+    """Split a source string into (scheme, location); raise InputError on an unknown scheme."""
+    if spec.startswith("vsphere://"):
+        return "vsphere", spec[len("vsphere://") :]
+    scheme, sep, location = spec.partition(":")
+    if not sep or scheme not in ADAPTERS or not location:
+        known = ", ".join(["vsphere://USER@HOST[/DC]", "vmx:PATH", "ovf:PATH", "ova:PATH"])
+        raise InputError(f"unknown source {spec!r}: expected one of {known}")
+    return scheme, location
+
+
+def open_source(spec: str, options: SourceOptions | None = None) -> Source:
+    scheme, location = split_source(spec)
+    module_name, factory = ADAPTERS[scheme].split(":")
+    module = importlib.import_module(module_name)
+    source: Source = getattr(module, factory)(location, options or SourceOptions())
+    return source

