@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 
-class Firmware(str, Enum):
+class Firmware(StrEnum):
     BIOS = "bios"
     EFI = "efi"
 
 
-class PowerState(str, Enum):
+class PowerState(StrEnum):
     ON = "poweredOn"
     OFF = "poweredOff"
     SUSPENDED = "suspended"
     UNKNOWN = "unknown"
 
 
-class DiskMode(str, Enum):
+class DiskMode(StrEnum):
     PERSISTENT = "persistent"
     NONPERSISTENT = "nonpersistent"
     UNDOABLE = "undoable"
@@ -38,12 +38,12 @@ class DiskMode(str, Enum):
         return self.value.startswith("independent")
 
 
-class Sharing(str, Enum):
+class Sharing(StrEnum):
     NONE = "sharingNone"
     MULTI_WRITER = "sharingMultiWriter"
 
 
-class ControllerKind(str, Enum):
+class ControllerKind(StrEnum):
     """The bus family a disk or CD-ROM hangs on."""
 
     SCSI = "scsi"
@@ -54,7 +54,7 @@ class ControllerKind(str, Enum):
 
 @dataclass
 class Controller:
-    """A storage controller. ``model`` is the precise device: pvscsi, lsilogic, lsisas1068, buslogic, ahci, ide, nvme."""
+    """A storage controller; ``model``: pvscsi, lsilogic, lsisas1068, buslogic, ahci, ide, nvme."""
 
     kind: ControllerKind
     bus_number: int
