@@ -1,0 +1,222 @@
+"""The migration state store: one SQLite file recording each VM's cutover, step by step.
+
+Every step is recorded durably *before* it starts and *after* it ends (each write is its
+own committed transaction), so a process killed at any moment (kill -9 included) leaves a
+record that says exactly which step was under way. Facts a later step or a rollback
+needs (the source's power state before cutover, when the source went off, ...) are kept
+as key/value facts of the migration. No credentials are ever stored here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS migrations (
+    vm TEXT PRIMARY KEY,
+    plan TEXT,
+    source TEXT,
+    target TEXT,
+    status TEXT NOT NULL,            -- running | completed | failed | rolled_back
+    current_step TEXT,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    error TEXT,
+    facts TEXT NOT NULL DEFAULT '{}' -- JSON object
+);
+CREATE TABLE IF NOT EXISTS steps (
+    vm TEXT NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,            -- started | done | failed
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    detail TEXT,
+    PRIMARY KEY (vm, step)
+);
+"""
+
+
+def default_state_dir() -> Path:
+    if os.environ.get("MIGRATOR_STATE_DIR"):
+        return Path(os.environ["MIGRATOR_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "migrator"
+
+
+@dataclass
+class StepRecord:
+    step: str
+    status: str
+    started_at: float
+    finished_at: float | None
+    bytes: int = 0
+    detail: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+@dataclass
+class Migration:
+    vm: str
+    plan: str | None
+    source: str | None
+    target: str | None
+    status: str
+    current_step: str | None
+    started_at: float
+    finished_at: float | None
+    error: str | None
+    facts: dict[str, Any] = field(default_factory=dict)
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def step(self, name: str) -> StepRecord | None:
+        return next((s for s in self.steps if s.step == name), None)
+
+    def done(self, name: str) -> bool:
+        record = self.step(name)
+        return record is not None and record.status == "done"
+
+    @property
+    def downtime_seconds(self) -> float | None:
+        """Source powered off → target Running, when both are known."""
+        off, running = self.facts.get("source_off_at"), self.facts.get("target_running_at")
+        if off is None or running is None:
+            return None
+        return float(running) - float(off)
+
+    @property
+    def bytes_moved(self) -> int:
+        return sum(s.bytes for s in self.steps)
+
+
+class StateStore:
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.state_dir = state_dir or default_state_dir()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.state_dir / "migrations.db"
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # migrations -----------------------------------------------------------------------
+    def begin(self, vm: str, *, plan: str | None, source: str | None, target: str | None) -> Migration:
+        """Start a migration record, or return the existing one so the run resumes it."""
+        existing = self.get(vm)
+        if existing is not None:
+            if existing.status in ("failed",):
+                with self._tx() as db:
+                    db.execute("UPDATE migrations SET status='running', error=NULL WHERE vm=?", (vm,))
+            return self.get(vm) or existing
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO migrations (vm, plan, source, target, status, started_at) VALUES (?,?,?,?,?,?)",
+                (vm, plan, source, target, "running", time.time()),
+            )
+        migration = self.get(vm)
+        assert migration is not None
+        return migration
+
+    def get(self, vm: str) -> Migration | None:
+        row = self._db.execute(
+            "SELECT vm, plan, source, target, status, current_step, started_at, finished_at, error, facts "
+            "FROM migrations WHERE vm=?",
+            (vm,),
+        ).fetchone()
+        if row is None:
+            return None
+        return self._migration(row)
+
+    def all(self) -> list[Migration]:
+        rows = self._db.execute(
+            "SELECT vm, plan, source, target, status, current_step, started_at, finished_at, error, facts "
+            "FROM migrations ORDER BY started_at"
+        ).fetchall()
+        return [self._migration(row) for row in rows]
+
+    def _migration(self, row: tuple[Any, ...]) -> Migration:
+        steps = [
+            StepRecord(*s)
+            for s in self._db.execute(
+                "SELECT step, status, started_at, finished_at, bytes, detail FROM steps WHERE vm=? ORDER BY started_at",
+                (row[0],),
+            ).fetchall()
+        ]
+        return Migration(*row[:9], facts=json.loads(row[9] or "{}"), steps=steps)
+
+    def set_status(self, vm: str, status: str, *, error: str | None = None) -> None:
+        finished = time.time() if status in ("completed", "rolled_back") else None
+        with self._tx() as db:
+            db.execute(
+                "UPDATE migrations SET status=?, error=?, finished_at=COALESCE(?, finished_at) WHERE vm=?",
+                (status, error, finished, vm),
+            )
+
+    def set_fact(self, vm: str, key: str, value: Any) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT facts FROM migrations WHERE vm=?", (vm,)).fetchone()
+            facts = json.loads(row[0] or "{}") if row else {}
+            facts[key] = value
+            db.execute("UPDATE migrations SET facts=? WHERE vm=?", (json.dumps(facts, sort_keys=True), vm))
+
+    def fact(self, vm: str, key: str, default: Any = None) -> Any:
+        migration = self.get(vm)
+        return default if migration is None else migration.facts.get(key, default)
+
+    def forget(self, vm: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM steps WHERE vm=?", (vm,))
+            db.execute("DELETE FROM migrations WHERE vm=?", (vm,))
+
+    # steps ------------------------------------------------------------------------------
+    def step_started(self, vm: str, step: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO steps (vm, step, status, started_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(vm, step) DO UPDATE SET status='started', finished_at=NULL, detail=NULL",
+                (vm, step, "started", time.time()),
+            )
+            db.execute("UPDATE migrations SET current_step=? WHERE vm=?", (step, vm))
+
+    def step_done(self, vm: str, step: str, *, bytes_moved: int = 0, detail: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE steps SET status='done', finished_at=?, bytes=?, detail=? WHERE vm=? AND step=?",
+                (time.time(), bytes_moved, detail, vm, step),
+            )
+
+    def step_failed(self, vm: str, step: str, error: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE steps SET status='failed', finished_at=?, detail=? WHERE vm=? AND step=?",
+                (time.time(), error, vm, step),
+            )
+            db.execute("UPDATE migrations SET status='failed', error=? WHERE vm=?", (error, vm))
+
+    def reset_steps(self, vm: str, steps: list[str]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM steps WHERE vm=? AND step=?", [(vm, s) for s in steps])
