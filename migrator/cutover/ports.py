@@ -1,0 +1,58 @@
+"""What the cutover pipeline needs from a source and a target: narrow protocols.
+
+The vSphere adapter satisfies ``CutoverSource``; ``migrator.cutover.targets`` holds one
+``CutoverTarget`` per kind of target (the local runtime, a Kubernetes cluster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from migrator.inventory.model import VM
+from migrator.planning.model import Plan, PlannedVM
+
+
+class CutoverSource(Protocol):
+    url: str
+
+    def vm_inventory(self, name: str) -> VM: ...
+
+    def power_state(self, name: str) -> str: ...
+
+    def shutdown_guest(self, name: str) -> None: ...
+
+    def power_off(self, name: str) -> None: ...
+
+    def power_on(self, name: str) -> None: ...
+
+    def mark_migrated(self, name: str, note: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Verification:
+    marker: str | None = None  # a line the guest prints on its serial console
+    tcp_port: int | None = None  # a port the guest must accept connections on
+    timeout: float = 300.0
+
+
+class CutoverTarget(Protocol):
+    description: str  # e.g. "local:/srv/out" or "cluster:namespace"
+
+    def preflight(self, plan: Plan, planned: PlannedVM) -> None:
+        """Reachable, names free (or ours from an earlier run), storage available. Raise TargetError."""
+
+    def transfer(self, plan: Plan, planned: PlannedVM) -> int:
+        """Final full copy of every disk; returns bytes moved. Idempotent and resumable."""
+
+    def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
+        """Write/apply the VirtualMachine and its volumes; start it when ``run``. Never starts it twice."""
+
+    def wait_running(self, planned: PlannedVM, timeout: float) -> None:
+        """Block until the instance is Running; raise TargetError on failure or timeout."""
+
+    def verify(self, planned: PlannedVM, verification: Verification) -> None:
+        """Configured guest checks (console marker, TCP port); raise TargetError when they fail."""
+
+    def stop(self, planned: PlannedVM) -> None:
+        """Stop the target VM (rollback). Idempotent."""
