@@ -1,0 +1,288 @@
+"""Where disk bytes come from: local files and HTTP(S) URLs (a vSphere datastore's ``/folder``).
+
+A *byte reader* reads ranges of one file (``read_into``). A *source* (``LocalSource``,
+``HttpSource``) names a disk and opens it as a ``VirtualDisk`` (see image.py) built from
+readers for its descriptor, extents and parents.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import ssl
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from migrator.errors import DiskError
+
+HTTP_ATTEMPTS = 5
+HTTP_BACKOFF = 0.5  # seconds, doubled per attempt
+HTTP_TIMEOUT = 60.0
+_IO_BLOCK = 8 << 20
+
+
+class ByteReader(Protocol):
+    name: str
+    size: int
+
+    def read_into(self, offset: int, out: memoryview) -> None:
+        """Fill ``out`` with the bytes at ``offset``; raise DiskError if the file is shorter."""
+
+    def data_ranges(self, start: int, end: int) -> list[tuple[int, int]] | None:
+        """Ranges holding data within [start, end), or None when the reader cannot tell."""
+
+    def close(self) -> None: ...
+
+
+class LocalFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.name
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise DiskError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise DiskError(f"{path}: cannot open: {exc.strerror}") from None
+        st = os.fstat(self.fd)
+        if stat.S_ISBLK(st.st_mode):
+            self.size = os.lseek(self.fd, 0, os.SEEK_END)
+        else:
+            self.size = st.st_size
+        self._sparse_probe = stat.S_ISREG(st.st_mode)
+
+    def read_into(self, offset: int, out: memoryview) -> None:
+        done = 0
+        want = len(out)
+        while done < want:
+            n = os.preadv(self.fd, [out[done : done + _IO_BLOCK * 4]], offset + done)
+            if n == 0:
+                raise DiskError(f"{self.path}: truncated: expected data at byte {offset + done} (file has {self.size})")
+            done += n
+
+    def data_ranges(self, start: int, end: int) -> list[tuple[int, int]] | None:
+        if not self._sparse_probe:
+            return None
+        ranges: list[tuple[int, int]] = []
+        pos = start
+        end = min(end, self.size)
+        while pos < end:
+            try:
+                data = os.lseek(self.fd, pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after pos
+                break
+            if data >= end:
+                break
+            hole = min(os.lseek(self.fd, data, os.SEEK_HOLE), end)
+            ranges.append((data, hole))
+            pos = hole
+        return ranges
+
+    def head(self, n: int) -> bytes:
+        return os.pread(self.fd, n, 0)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class HttpError(DiskError):
+    pass
+
+
+@dataclass
+class HttpFile:
+    """Ranged GETs over one persistent connection (reopened on errors), retried with backoff."""
+
+    url: str
+    headers: dict[str, str]
+    ssl_context: ssl.SSLContext | None
+    attempts: int = HTTP_ATTEMPTS
+    backoff: float = HTTP_BACKOFF
+    size: int = -1
+    name: str = ""
+    _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise DiskError(f"not an http(s) URL: {_safe(self.url)}")
+        self.name = parts.path.rsplit("/", 1)[-1]
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port
+        self._target = parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self._scheme == "https":
+                self._conn = http.client.HTTPSConnection(
+                    self._host,
+                    self._port,
+                    timeout=HTTP_TIMEOUT,
+                    context=self.ssl_context or ssl.create_default_context(),
+                )
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=HTTP_TIMEOUT)
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _request(self, offset: int, out: memoryview | None, length: int) -> tuple[int, int]:
+        """One ranged GET filling ``out``; returns (file size, bytes read)."""
+        conn = self._connect()
+        headers = dict(self.headers)
+        headers["Range"] = f"bytes={offset}-{offset + length - 1}"
+        conn.request("GET", self._target, headers=headers)
+        resp = conn.getresponse()
+        if resp.status not in (200, 206):
+            resp.read(512)
+            err = HttpError(f"{_safe(self.url)}: HTTP {resp.status} {resp.reason}")
+            err.status = resp.status  # type: ignore[attr-defined]
+            raise err
+        if resp.status == 206:
+            crange = resp.getheader("Content-Range", "")
+            try:
+                span, total_text = crange.split(" ", 1)[1].split("/", 1)
+                first, last = (int(x) for x in span.split("-", 1))
+                total = int(total_text)
+            except (IndexError, ValueError):
+                raise HttpError(f"{_safe(self.url)}: bad Content-Range {crange!r}") from None
+            if first != offset:
+                raise HttpError(f"{_safe(self.url)}: server returned range at {first}, asked for {offset}")
+            expected = last - first + 1
+        else:
+            if offset != 0:
+                raise HttpError(f"{_safe(self.url)}: server ignores Range requests")
+            total = expected = int(resp.getheader("Content-Length", "-1"))
+        done = 0
+        if out is not None:
+            want = min(len(out), expected) if expected >= 0 else len(out)
+            while done < want:
+                n = resp.readinto(out[done:want])
+                if not n:
+                    break
+                done += n
+            if done < want:
+                raise ConnectionError(f"connection dropped after {done} of {want} bytes")
+        if resp.length:  # unread rest (a server ignoring Range): don't reuse this connection
+            self._drop()
+        return total, done
+
+    def fetch(self, offset: int, out: memoryview | None, length: int | None = None) -> tuple[int, int]:
+        length = len(out) if out is not None else (length or 1)
+        delay = self.backoff
+        last: str = ""
+        with self._lock:
+            for attempt in range(self.attempts):
+                try:
+                    return self._request(offset, out, length)
+                except HttpError as exc:
+                    self._drop()
+                    status = getattr(exc, "status", 0)
+                    if not status or (status < 500 and status != 429):
+                        raise
+                    last = exc.message
+                except (OSError, http.client.HTTPException) as exc:
+                    self._drop()
+                    if isinstance(exc, ssl.SSLCertVerificationError):
+                        raise DiskError(
+                            f"{_safe(self.url)}: TLS certificate not trusted: {exc.verify_message}"
+                        ) from None
+                    last = f"{_safe(self.url)}: {type(exc).__name__}: {exc}".rstrip(": ")
+                if attempt + 1 < self.attempts:
+                    time.sleep(delay)
+                    delay *= 2
+        raise DiskError(f"{last} (gave up after {self.attempts} attempts)")
+
+    def probe(self, n: int = 65536) -> bytes:
+        """Read the first ``n`` bytes (fewer if the file is shorter) and learn the file size."""
+        buf = bytearray(n)
+        self.size, got = self.fetch(0, memoryview(buf))
+        return bytes(buf[:got])
+
+    def read_into(self, offset: int, out: memoryview) -> None:
+        if self.size >= 0 and offset + len(out) > self.size:
+            raise DiskError(f"{_safe(self.url)}: truncated: expected data at byte {self.size}")
+        _total, got = self.fetch(offset, out)
+        if got < len(out):
+            raise DiskError(f"{_safe(self.url)}: truncated: expected data at byte {offset + got}")
+
+    def data_ranges(self, start: int, end: int) -> list[tuple[int, int]] | None:
+        return None
+
+    def sibling(self, name: str) -> HttpFile:
+        """The file ``name`` in the same folder, with the same query string (dcPath, dsName)."""
+        parts = urlsplit(self.url)
+        path = urljoin(parts.path, name)
+        return HttpFile(urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")), self.headers, self.ssl_context)
+
+    def close(self) -> None:
+        self._drop()
+
+
+def _safe(url: str) -> str:
+    """A URL for messages: without userinfo."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """A disk image on a local filesystem: any VMDK kind, raw, or qcow2."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def identity(self) -> str:
+        try:
+            st = self.path.stat()
+        except OSError:
+            raise DiskError(f"{self.path}: no such file") from None
+        return f"local:{self.path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def open(self):  # -> VirtualDisk
+        from converters.disks.image import open_local
+
+        return open_local(self.path)
+
+
+@dataclass(frozen=True)
+class HttpSource:
+    """A VMDK on a datastore: a descriptor URL (extents resolved beside it) or a monolithic sparse/flat file."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict, hash=False)
+    ssl_context: ssl.SSLContext | None = field(default=None, hash=False, compare=False)
+
+    def identity(self) -> str:
+        return f"http:{_safe(self.url)}"
+
+    def describe(self) -> str:
+        return _safe(self.url)
+
+    def open(self):  # -> VirtualDisk
+        from converters.disks.image import open_http
+
+        return open_http(HttpFile(self.url, dict(self.headers), self.ssl_context))
+
+    def __repr__(self) -> str:  # never show the session cookie
+        return f"HttpSource(url={_safe(self.url)!r})"

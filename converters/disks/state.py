@@ -1,0 +1,103 @@
+"""The durable record of one transfer, beside its target: which chunks are written and verified.
+
+SQLite in WAL mode: every chunk is committed after its bytes are written and re-read from
+the target, so a process killed at any moment (kill -9 included) leaves a record that
+names only chunks really on the target. On resume the recorded chunks are re-checked
+against their checksums (cheap, target-only) before being trusted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from migrator.errors import DiskError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (idx INTEGER PRIMARY KEY, checksum TEXT NOT NULL, written INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a record is about; a record for a different plan is discarded."""
+
+    source: str
+    virtual_size: int
+    chunk_size: int
+    target_format: str
+
+
+class TransferState:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise DiskError(f"{path}: cannot open the transfer record: {exc}") from None
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+
+    def plan(self) -> Plan | None:
+        meta = self._meta()
+        try:
+            return Plan(meta["source"], int(meta["virtual_size"]), int(meta["chunk_size"]), meta["target_format"])
+        except (KeyError, ValueError):
+            return None
+
+    def completed_target(self) -> tuple[int, int] | None:
+        """(size, mtime_ns) of the target when the transfer finished, if it did."""
+        meta = self._meta()
+        if "complete_size" in meta and "complete_mtime" in meta:
+            return int(meta["complete_size"]), int(meta["complete_mtime"])
+        return None
+
+    def stat(self, key: str, default: int = 0) -> int:
+        value = self._meta().get(key)
+        return int(value) if value is not None else default
+
+    def reset(self, plan: Plan) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM meta")
+            self.db.execute("DELETE FROM chunks")
+            self.db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [
+                    ("source", plan.source),
+                    ("virtual_size", str(plan.virtual_size)),
+                    ("chunk_size", str(plan.chunk_size)),
+                    ("target_format", plan.target_format),
+                ],
+            )
+
+    def done(self) -> dict[int, tuple[str, int]]:
+        return {idx: (digest, n) for idx, digest, n in self.db.execute("SELECT idx, checksum, written FROM chunks")}
+
+    def record(self, idx: int, checksum: str, written: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?)", (idx, checksum, written))
+
+    def forget(self, indices: list[int]) -> None:
+        self.db.executemany("DELETE FROM chunks WHERE idx = ?", [(i,) for i in indices])
+
+    def complete(self, size: int, mtime_ns: int, transferred: int) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [("complete_size", str(size)), ("complete_mtime", str(mtime_ns)), ("transferred", str(transferred))],
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def remove(self) -> None:
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)

@@ -1,0 +1,74 @@
+"""`migrator convert --vm NAME`: copy a VM's disks and write (or apply) its KubeVirt manifests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from migrator.convert import ConvertRequest
+from migrator.convert import convert as run_convert
+from migrator.errors import InputError
+from migrator.sources import SourceOptions
+
+
+@click.command("convert")
+@click.option("--vm", "vm", required=True, help="The VM to convert (source or target name).")
+@click.option("--plan", "plan_path", type=click.Path(path_type=Path), help="The plan file from `migrator plan`.")
+@click.option("--source", help="Source (vsphere://USER@HOST[/DC], vmx:PATH, ovf:PATH, ova:PATH) when there is no plan.")
+@click.option("--insecure", is_flag=True, help="Do not verify the vCenter's TLS certificate.")
+@click.option("--thumbprint", help="Accept exactly this certificate thumbprint (SHA-1 or SHA-256).")
+@click.option("--password-file", type=click.Path(dir_okay=False), help="File holding the vSphere password.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Write images and manifests here.")
+@click.option("--apply", "apply_", is_flag=True, help="Create the volumes and VirtualMachine in the cluster.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Kubeconfig for --apply (default: KUBECONFIG).")
+@click.option("--namespace", help="Target namespace (default: the plan's, or 'default').")
+@click.option("--force", multiple=True, metavar="ID", help="Convert despite this Critical concern (repeatable).")
+@click.option("--datavolumes", is_flag=True, help="CDI DataVolumes instead of plain PersistentVolumeClaims.")
+@click.option("--nic-compat/--no-nic-compat", default=None, help="e1000e NICs (default: when the guest lacks virtio).")
+@click.option("--format", "disk_format", type=click.Choice(["raw", "qcow2"]), default="raw", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print what would be created; write nothing.")
+@click.option("--progress", type=click.Choice(["auto", "json", "none"]), default="auto", show_default=True)
+@click.option("--concurrency", type=int, default=2, show_default=True, help="Disks copied at once.")
+def convert(
+    vm: str,
+    plan_path: Path | None,
+    source: str | None,
+    insecure: bool,
+    thumbprint: str | None,
+    password_file: str | None,
+    output_dir: Path | None,
+    apply_: bool,
+    kubeconfig: str | None,
+    namespace: str | None,
+    force: tuple[str, ...],
+    datavolumes: bool,
+    nic_compat: bool | None,
+    disk_format: str,
+    dry_run: bool,
+    progress: str,
+    concurrency: int,
+) -> None:
+    """Convert one VM: its disks to images, its configuration to a KubeVirt VirtualMachine."""
+    if apply_ and dry_run:
+        raise InputError("--apply and --dry-run exclude each other")
+    request = ConvertRequest(
+        vm=vm,
+        plan_path=plan_path,
+        source=source,
+        source_options=SourceOptions(insecure=insecure, thumbprint=thumbprint, password_file=password_file),
+        output_dir=output_dir,
+        apply=apply_,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        force=force,
+        datavolumes=datavolumes,
+        nic_compat=nic_compat,
+        disk_format=disk_format,
+        dry_run=dry_run,
+        progress=progress,
+        concurrency=concurrency,
+    )
+    run_convert(request, echo=lambda line: click.echo(line, err=True), out=lambda text: click.echo(text, nl=False))
+    sys.stdout.flush()

@@ -1,0 +1,151 @@
+"""`migrator plan`: read a source, decide what moving each VM takes, write the plan file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from migrator.errors import InputError
+from migrator.planning.mapping import build_maps
+from migrator.planning.naming import sanitize
+from migrator.planning.planfile import write_plan
+from migrator.planning.planner import PlanOptions, build_plan
+from migrator.planning.selection import select_vms
+from migrator.planning.table import render
+from migrator.sources import SourceOptions, open_source, split_source
+
+EXIT_BLOCKED = 3
+DEFAULT_PLAN_FILE = "plan.yaml"
+
+
+def default_plan_name(source_url: str) -> str:
+    """A stable name from the source: the host for vSphere, the file's stem for VMX/OVF/OVA."""
+    scheme, location = split_source(source_url)
+    if scheme == "vsphere":
+        host = location.split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0]
+        return sanitize(host, "plan")
+    return sanitize(Path(location).stem, "plan")
+
+
+@click.command("plan")
+@click.option(
+    "--source", "source_spec", metavar="SPEC", help="vsphere://USER@HOST[:PORT][/DC], vmx:PATH, ovf:PATH or ova:PATH."
+)
+@click.option("--insecure", is_flag=True, help="Do not verify the vCenter's TLS certificate (explicit choice).")
+@click.option("--thumbprint", metavar="T", help="Accept exactly this certificate (SHA-1 or SHA-256 thumbprint).")
+@click.option(
+    "--password-file",
+    metavar="FILE",
+    help="Read the vSphere password from FILE (else $MIGRATOR_VSPHERE_PASSWORD, else a prompt).",
+)
+@click.option(
+    "--vm",
+    "vm_patterns",
+    multiple=True,
+    metavar="NAME_OR_GLOB",
+    help="VMs to plan (repeatable; globs allowed). Default: all.",
+)
+@click.option("--folder", metavar="F", help="Only VMs in this inventory folder (path or folder name).")
+@click.option("--cluster", metavar="C", help="Only VMs in this cluster.")
+@click.option(
+    "--map",
+    "map_file",
+    metavar="FILE",
+    help="YAML map file: {networks: {SRC: pod|ignore|multus:NS/NAME}, storage: {DS: CLASS}}.",
+)
+@click.option(
+    "--network", "network_flags", multiple=True, metavar="SRC=TARGET", help="Map a source network (repeatable)."
+)
+@click.option(
+    "--storage",
+    "storage_flags",
+    multiple=True,
+    metavar="DS=CLASS",
+    help="Map a datastore to a storage class (repeatable).",
+)
+@click.option("--namespace", default="default", show_default=True, help="Target namespace.")
+@click.option("--name", "plan_name", metavar="PLAN_NAME", help="Plan name (default: from the source host or file).")
+@click.option(
+    "--output-file",
+    default=DEFAULT_PLAN_FILE,
+    show_default=True,
+    metavar="FILE",
+    help="Where to write the plan ('-' to not write one).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_format",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+    help="What to print on stdout.",
+)
+@click.option(
+    "--default-network",
+    type=click.Choice(["pod", "ignore"]),
+    help="Target for NICs whose network the map does not cover.",
+)
+@click.option(
+    "--default-storage-class", metavar="CLASS", help="Storage class for disks whose datastore the map does not cover."
+)
+def plan(
+    source_spec: str | None,
+    insecure: bool,
+    thumbprint: str | None,
+    password_file: str | None,
+    vm_patterns: tuple[str, ...],
+    folder: str | None,
+    cluster: str | None,
+    map_file: str | None,
+    network_flags: tuple[str, ...],
+    storage_flags: tuple[str, ...],
+    namespace: str,
+    plan_name: str | None,
+    output_file: str,
+    output_format: str,
+    default_network: str | None,
+    default_storage_class: str | None,
+) -> None:
+    """Plan the migration: source facts, target names, mapped networks and storage, and concerns.
+
+    Exit status: 0 when no VM is blocked, 3 when a VM has a Critical concern, 2 on bad input.
+    """
+    if not source_spec:
+        raise InputError("--source is required: vsphere://USER@HOST[:PORT][/DC], vmx:PATH, ovf:PATH or ova:PATH")
+    if sanitize(namespace, "") != namespace:
+        raise InputError(f"--namespace {namespace!r} is not a valid namespace name (RFC 1123 label)")
+    if plan_name is not None and sanitize(plan_name, "") != plan_name:
+        raise InputError(f"--name {plan_name!r} is not a valid plan name (RFC 1123 label)")
+    # maps first: a bad map file fails before we connect anywhere
+    maps = build_maps(map_file, network_flags, storage_flags, default_network, default_storage_class)
+    options = SourceOptions(
+        insecure=insecure, thumbprint=thumbprint, password_file=password_file, prompt=sys.stdin.isatty()
+    )
+    source = open_source(source_spec, options)
+    try:
+        inventory = source.inventory()
+    finally:
+        source.close()
+    vms = select_vms(inventory.vms, vm_patterns, folder, cluster)
+    result = build_plan(
+        vms,
+        maps,
+        PlanOptions(name=plan_name or default_plan_name(source.url), source=source.url, namespace=namespace),
+    )
+    if output_file != "-":
+        written = write_plan(result, output_file)
+        blocked = sum(1 for v in result.vms if v.blocked)
+        click.echo(f"wrote {written} ({len(result.vms)} VM(s), {blocked} blocked)", err=True)
+    if output_format == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif output_format == "yaml":
+        click.echo(yaml.safe_dump(result.to_dict(), sort_keys=False, allow_unicode=True, width=120), nl=False)
+    else:
+        click.echo(render(result))
+    if result.blocked:
+        sys.exit(EXIT_BLOCKED)

@@ -1,0 +1,306 @@
+"""The cluster target (`convert --apply`): volumes, their content, then the VirtualMachine.
+
+Every object goes through server-side apply (field manager "migrator", conflicts forced), so a
+re-run converges instead of failing on AlreadyExists. Filling a volume needs something inside
+the cluster: with ``--datavolumes`` CDI's upload proxy (what ``virtctl image-upload`` does);
+with plain PVCs a short-lived filler pod that mounts the claim and receives the raw image on
+stdin. A filled volume is marked with an annotation, and a re-run does not fill it again.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from converters.specs import Manifests
+from migrator.errors import MigratorError, TargetError
+
+FIELD_MANAGER = "migrator"
+FILLED_ANNOTATION = "migrator.io/filled"  # "<bytes>": the image size written into the volume
+FILLER_IMAGE_ENV = "MIGRATOR_FILLER_IMAGE"
+FILLER_IMAGE = "docker.io/library/busybox:1.36"
+UPLOAD_PROXY_ENV = "MIGRATOR_CDI_UPLOADPROXY_URL"
+UPLOAD_INSECURE_ENV = "MIGRATOR_CDI_UPLOADPROXY_INSECURE"
+WAIT_SECONDS = 600.0
+_CHUNK = 4 << 20
+
+Echo = Callable[[str], None]
+
+
+def dynamic_client(kubeconfig: str | None) -> Any:
+    from kubernetes import config, dynamic
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        api_client = config.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
+    except (ConfigException, OSError) as error:
+        raise TargetError(f"cannot load the kubeconfig: {error}") from None
+    try:
+        return dynamic.DynamicClient(api_client)
+    except Exception as error:  # urllib3/ApiException while reading discovery: unreachable or refused
+        raise TargetError(f"cannot reach the cluster: {_reason(error)}") from None
+
+
+def _reason(error: Exception) -> str:
+    body = getattr(error, "body", None)
+    if body:
+        try:
+            return str(json.loads(body).get("message", body))
+        except (ValueError, AttributeError):
+            return str(body)[:200]
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _resource(client: Any, obj: dict[str, Any]) -> Any:
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+    try:
+        return client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    except ResourceNotFoundError:
+        raise TargetError(
+            f"the cluster does not serve {obj['kind']} ({obj['apiVersion']}): is "
+            f"{'CDI' if 'cdi' in obj['apiVersion'] else 'KubeVirt'} installed?"
+        ) from None
+
+
+def server_side_apply(client: Any, obj: dict[str, Any]) -> dict[str, Any]:
+    """Create or converge ``obj``; return the object as the server now has it."""
+    meta = obj["metadata"]
+    try:
+        applied = client.server_side_apply(
+            _resource(client, obj),
+            body=obj,
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+    except MigratorError:
+        raise
+    except Exception as error:
+        raise TargetError(f"applying {obj['kind']} {meta['name']}: {_reason(error)}") from None
+    result: dict[str, Any] = applied.to_dict()
+    return result
+
+
+def _annotate_filled(client: Any, obj: dict[str, Any], size: int) -> None:
+    patch = {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"]},
+    }
+    patch["metadata"]["annotations"] = {FILLED_ANNOTATION: str(size)}
+    # Its own field manager: the next apply of the volume by "migrator" does not remove the mark.
+    client.server_side_apply(
+        _resource(client, obj),
+        body=patch,
+        name=obj["metadata"]["name"],
+        namespace=obj["metadata"]["namespace"],
+        field_manager=f"{FIELD_MANAGER}-filler",
+        force_conflicts=True,
+    )
+
+
+def apply_objects(client: Any, manifests: Manifests, fill: Callable[[Any, dict[str, Any]], int | None]) -> None:
+    """Volumes (applied, then filled unless marked filled), then the VirtualMachine."""
+    for volume in manifests.volumes:
+        live = server_side_apply(client, volume)
+        annotations = (live.get("metadata") or {}).get("annotations") or {}
+        if FILLED_ANNOTATION in annotations:
+            continue
+        size = fill(client, volume)
+        if size is not None:
+            _annotate_filled(client, volume, size)
+    server_side_apply(client, manifests.virtual_machine)
+
+
+def apply(
+    manifests: Manifests,
+    images: dict[str, Path],
+    *,
+    kubeconfig: str | None,
+    echo: Echo,
+) -> None:
+    client = dynamic_client(kubeconfig)
+
+    def fill(client: Any, volume: dict[str, Any]) -> int:
+        claim = volume["metadata"]["name"]
+        image = images[claim]
+        if volume["kind"] == "DataVolume":
+            cdi_upload(client, volume, image, echo)
+        else:
+            if image.suffix != ".img":
+                raise TargetError(f"{claim}: a plain PVC holds a raw disk.img: convert with --format raw")
+            fill_with_pod(client, volume, image, echo)
+        echo(f"volume {claim}: filled from {image}")
+        return image.stat().st_size
+
+    apply_objects(client, manifests, fill)
+    echo(f"applied VirtualMachine {manifests.virtual_machine['metadata']['namespace']}/{manifests.name}")
+
+
+# ---- CDI upload (DataVolume with source.upload) -------------------------------------------------------------
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TargetError(f"timed out waiting for {what}")
+        time.sleep(2)
+
+
+def _upload_proxy_url(client: Any) -> str:
+    url = os.environ.get(UPLOAD_PROXY_ENV)
+    if url:
+        return url.rstrip("/")
+    try:
+        configs = client.resources.get(api_version="cdi.kubevirt.io/v1beta1", kind="CDIConfig")
+        status = configs.get(name="config").to_dict().get("status") or {}
+    except Exception as error:
+        raise TargetError(f"cannot read CDI's upload proxy URL ({_reason(error)}): set {UPLOAD_PROXY_ENV}") from None
+    url = status.get("uploadProxyURL")
+    if not url:
+        raise TargetError(f"CDI publishes no upload proxy URL: set {UPLOAD_PROXY_ENV}")
+    return url if "://" in url else f"https://{url}"
+
+
+def cdi_upload(client: Any, dv: dict[str, Any], image: Path, echo: Echo) -> None:
+    name, namespace = dv["metadata"]["name"], dv["metadata"]["namespace"]
+    dvs = _resource(client, dv)
+
+    def phase() -> str:
+        return str(((dvs.get(name=name, namespace=namespace).to_dict().get("status")) or {}).get("phase", ""))
+
+    if phase() == "Succeeded":
+        return
+    echo(f"volume {name}: waiting for CDI's upload server")
+    _wait(f"DataVolume {name} to be UploadReady", lambda: phase() in ("UploadReady", "Succeeded"))
+    if phase() == "Succeeded":
+        return
+    tokens = client.resources.get(api_version="upload.cdi.kubevirt.io/v1beta1", kind="UploadTokenRequest")
+    request = {
+        "apiVersion": "upload.cdi.kubevirt.io/v1beta1",
+        "kind": "UploadTokenRequest",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"pvcName": name},
+    }
+    token = tokens.create(body=request, namespace=namespace).to_dict()["status"]["token"]
+    _post_image(f"{_upload_proxy_url(client)}/v1beta1/upload", token, image)
+    _wait(f"DataVolume {name} to finish", lambda: phase() == "Succeeded")
+
+
+def _post_image(url: str, token: str, image: Path) -> None:
+    parts = urlsplit(url)
+    context = ssl.create_default_context()
+    if os.environ.get(UPLOAD_INSECURE_ENV) == "1":  # CDI's upload proxy often has a self-signed certificate
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    kwargs: dict[str, Any] = {"context": context} if parts.scheme == "https" else {}
+    conn = conn_cls(parts.hostname or "", parts.port, timeout=300, **kwargs)
+    try:
+        size = image.stat().st_size
+        conn.putrequest("POST", parts.path or "/")
+        conn.putheader("Authorization", f"Bearer {token}")
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Content-Length", str(size))
+        conn.endheaders()
+        with image.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                conn.send(chunk)
+        response = conn.getresponse()
+        body = response.read().decode(errors="replace").strip()
+        if response.status != 200:
+            raise TargetError(f"CDI upload of {image.name} refused: HTTP {response.status} {body[:200]}")
+    except OSError as error:
+        raise TargetError(f"CDI upload of {image.name} failed: {error}") from None
+    finally:
+        conn.close()
+
+
+# ---- plain PVC: a filler pod that receives the image on stdin -------------------------------------------------
+
+
+def filler_pod(pvc: dict[str, Any]) -> dict[str, Any]:
+    name, namespace = pvc["metadata"]["name"], pvc["metadata"]["namespace"]
+    block = pvc["spec"].get("volumeMode") == "Block"
+    container: dict[str, Any] = {
+        "name": "filler",
+        "image": os.environ.get(FILLER_IMAGE_ENV, FILLER_IMAGE),
+        "command": ["sh", "-c", "sleep 3600"],
+    }
+    if block:
+        container["volumeDevices"] = [{"name": "disk", "devicePath": "/dev/migrator-disk"}]
+    else:
+        container["volumeMounts"] = [{"name": "disk", "mountPath": "/data"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"migrator-fill-{name}"[:63],
+            "namespace": namespace,
+            "labels": {"migrator.io/filler": "true"},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [container],
+            "volumes": [{"name": "disk", "persistentVolumeClaim": {"claimName": name}}],
+        },
+    }
+
+
+def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> None:
+    from kubernetes import client as k8s
+    from kubernetes.stream import stream
+
+    pod = filler_pod(pvc)
+    pod_name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
+    pods = _resource(client, pod)
+    server_side_apply(client, pod)
+    echo(f"volume {pvc['metadata']['name']}: waiting for the filler pod")
+
+    def running() -> bool:
+        phase = (pods.get(name=pod_name, namespace=namespace).to_dict().get("status") or {}).get("phase")
+        if phase in ("Failed", "Succeeded"):
+            raise TargetError(f"filler pod {pod_name} ended ({phase}) before the upload")
+        return phase == "Running"
+
+    _wait(f"pod {pod_name}", running)
+    target = "/dev/migrator-disk" if pvc["spec"].get("volumeMode") == "Block" else "/data/disk.img"
+    command = (
+        f"cat > {target}" if target.startswith("/dev/") else f"cat > {target}.partial && mv {target}.partial {target}"
+    )
+    core = k8s.CoreV1Api(client.client)
+    try:
+        session = stream(
+            core.connect_get_namespaced_pod_exec,
+            pod_name,
+            namespace,
+            command=["sh", "-c", command],
+            stdin=True,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            _preload_content=False,
+        )
+        with image.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                session.write_stdin(chunk)
+                session.update(timeout=0)
+        session.write_channel(255, b"\x00")  # close stdin (channel 255 = stream close, v5 protocol)
+        session.run_forever(timeout=WAIT_SECONDS)
+        if session.returncode not in (0, None):
+            raise TargetError(f"filling {target} in {pod_name} failed: {session.read_stderr()[:200]}")
+    finally:
+        try:
+            pods.delete(name=pod_name, namespace=namespace)
+        except Exception:  # already gone: nothing to clean
+            pass

@@ -1,0 +1,207 @@
+"""`migrator convert`: plan → gate → disk jobs → manifests → target (output directory or cluster)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from converters.disks import HttpSource, LocalSource
+from converters.specs import Manifests, SpecOptions, dump, vm_manifests
+from migrator.convert import disks as disk_jobs
+from migrator.convert import gate, output, plans
+from migrator.errors import InputError
+from migrator.inventory.model import Inventory
+from migrator.planning.model import Plan, PlannedVM
+from migrator.sources import Source, SourceOptions, open_source, split_source
+
+log = logging.getLogger(__name__)
+Echo = Callable[[str], None]
+# Sources whose disks are read through the adapter; VMX/OVF disks are plain files beside the descriptor.
+NEEDS_OPEN_SOURCE = ("vsphere", "ova")
+
+
+@dataclass(frozen=True)
+class ConvertRequest:
+    vm: str
+    plan_path: Path | None = None
+    source: str | None = None
+    source_options: SourceOptions = field(default_factory=SourceOptions)
+    output_dir: Path | None = None
+    apply: bool = False
+    kubeconfig: str | None = None
+    namespace: str | None = None
+    force: tuple[str, ...] = ()
+    datavolumes: bool = False
+    nic_compat: bool | None = None
+    disk_format: str = "raw"
+    dry_run: bool = False
+    progress: str = "auto"
+    concurrency: int = 2
+
+
+@dataclass
+class ConvertResult:
+    plan: Plan
+    planned: PlannedVM
+    manifests: Manifests
+    converted: list[str] = field(default_factory=list)  # claims whose disk was copied in this run
+    skipped: list[str] = field(default_factory=list)  # claims already finished by an earlier run
+    files: list[Path] = field(default_factory=list)
+
+
+def _validate(request: ConvertRequest) -> None:
+    if request.plan_path is None and request.source is None:
+        raise InputError("convert needs --plan FILE or --source SPEC")
+    if not request.dry_run and not request.apply and request.output_dir is None:
+        raise InputError("convert needs a target: --output-dir DIR or --apply (or --dry-run)")
+    if request.apply and not request.datavolumes and request.disk_format != "raw":
+        raise InputError("--apply with plain PVCs writes a raw disk.img: use --format raw, or --datavolumes")
+    if request.concurrency < 1:
+        raise InputError("--concurrency must be at least 1")
+
+
+@contextlib.contextmanager
+def _opened(spec: str, options: SourceOptions) -> Iterator[Source]:
+    source = open_source(spec, options)
+    try:
+        yield source
+    finally:
+        source.close()
+
+
+def _inventory_of(source: Source, vm_name: str) -> Inventory:
+    """One VM's inventory: the vSphere adapter re-reads a single VM instead of the whole vCenter."""
+    vm_inventory = getattr(source, "vm_inventory", None)
+    if vm_inventory is not None:
+        vm = vm_inventory(vm_name)
+        about = getattr(source, "about", None)
+        return Inventory(source_url=source.url, vms=[vm], about=dict(about) if isinstance(about, dict) else {})
+    return source.inventory()
+
+
+def _plan_for(request: ConvertRequest, source: Source | None) -> tuple[Plan, PlannedVM]:
+    if request.plan_path is not None:
+        plan = plans.load_plan(request.plan_path)
+    else:
+        assert source is not None and request.source is not None
+        plan = plans.one_vm_plan(
+            _inventory_of(source, request.vm),
+            request.vm,
+            source=source.url,
+            namespace=request.namespace or "default",
+        )
+    if request.namespace:
+        plan.target_namespace = request.namespace
+    return plan, plans.find_vm(plan, request.vm)
+
+
+def _spec_options(request: ConvertRequest) -> SpecOptions:
+    return SpecOptions(nic_compat=request.nic_compat, use_datavolumes=request.datavolumes)
+
+
+def _make_source(scheme: str, location: str, source: Source | None) -> Callable[[Any], Any]:
+    if scheme == "vsphere":
+
+        def vsphere_disk(disk: Any) -> Any:
+            vsphere: Any = source
+            url = vsphere.datastore_file_url(disk.source_file)
+            return HttpSource(url, vsphere.http_headers(), vsphere.ssl_context())
+
+        return vsphere_disk
+    base = Path(location).expanduser().resolve().parent
+    local_path = getattr(source, "local_disk_path", None)  # e.g. a disk inside an OVA
+
+    def local_disk(disk: Any) -> Any:
+        path = local_path(disk.source_file) if local_path else disk_jobs.resolve_local(base, disk.source_file)
+        return LocalSource(Path(path))
+
+    return local_disk
+
+
+def dry_run_text(result: ConvertResult, transfers: list[disk_jobs.PlannedTransfer] | None) -> str:
+    lines = [f"# dry run: VM {result.planned.source_name} → {result.manifests.name} (nothing written)"]
+    for t in transfers or []:
+        lines.append(f"# disk {t.disk.label}: {t.disk.source_file} → {t.target} ({t.target_format})")
+    body = "---\n".join(dump(obj) for obj in result.manifests.all())
+    return "\n".join(lines) + "\n" + body
+
+
+def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo = lambda _text: None) -> ConvertResult:
+    """Run one conversion; ``echo`` gets progress lines, ``out`` the --dry-run listing."""
+    _validate(request)
+    spec = request.source
+    source: Source | None = None
+    with contextlib.ExitStack() as stack:
+        if request.source is not None:
+            source = stack.enter_context(_opened(request.source, request.source_options))
+        plan, planned = _plan_for(request, source)
+        forced = gate.check_not_blocked(planned, request.force)
+        for cid in gate.unknown_forced(planned, request.force):
+            echo(f"warning: --force {cid}: not a Critical concern of {planned.source_name}, ignored")
+        if forced:
+            echo(f"warning: converting {planned.source_name} despite Critical concerns: {', '.join(forced)}")
+        manifests = vm_manifests(planned, plan, _spec_options(request))
+        result = ConvertResult(plan=plan, planned=planned, manifests=manifests)
+
+        work_dir = request.output_dir or _work_dir(plan, planned)
+        transfers = disk_jobs.planned_transfers(planned, work_dir, request.disk_format)
+        if request.dry_run:
+            out(dry_run_text(result, transfers if request.output_dir else None))
+            return result
+
+        if spec is None:
+            spec = plan.source
+        scheme, location = split_source(spec)
+        if source is None and scheme in NEEDS_OPEN_SOURCE:  # a plan file: the disks are read through the source
+            source = stack.enter_context(_opened(spec, request.source_options))
+        _transfer_disks(request, result, transfers, work_dir, _make_source(scheme, location, source), echo)
+        if request.output_dir is not None:
+            result.files = output.write_manifests(request.output_dir, manifests)
+            for path in result.files:
+                echo(f"wrote {path}")
+        if request.apply:
+            from migrator.convert import cluster
+
+            cluster.apply(
+                manifests,
+                {t.claim: t.target for t in transfers},
+                kubeconfig=request.kubeconfig,
+                echo=echo,
+            )
+    return result
+
+
+def _transfer_disks(
+    request: ConvertRequest,
+    result: ConvertResult,
+    transfers: list[disk_jobs.PlannedTransfer],
+    work_dir: Path,
+    make_source: Callable[[Any], Any],
+    echo: Echo,
+) -> None:
+    """Copy the disks not finished by an earlier run; record each as finished once it is complete."""
+    state = disk_jobs.ConvertState(work_dir, result.manifests.name)
+    pending = [t for t in transfers if not state.finished(t)]
+    result.skipped = [t.claim for t in transfers if t not in pending]
+    for claim in result.skipped:
+        echo(f"disk {claim}: already converted, skipped")
+    if not pending:
+        return
+    for t in pending:
+        state.forget(t)
+    disk_jobs.run_transfers(pending, make_source, concurrency=request.concurrency, progress=request.progress)
+    for t in pending:
+        state.mark_finished(t)
+        echo(f"disk {t.claim}: converted to {t.target}")
+    result.converted = [t.claim for t in pending]
+
+
+def _work_dir(plan: Plan, planned: PlannedVM) -> Path:
+    """Where --apply without --output-dir keeps the converted images (resumable, never credentials)."""
+    from migrator.simulator import cache_dir
+
+    return cache_dir() / "convert" / plans.dns_label(plan.name) / planned.target_name

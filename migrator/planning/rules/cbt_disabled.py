@@ -1,0 +1,18 @@
+"""Without changed-block tracking, only a cold migration (full copy while powered off) is possible."""
+
+from __future__ import annotations
+
+from migrator.inventory.model import VM
+from migrator.planning.model import Concern, Severity
+from migrator.planning.rules.base import Rule, RuleContext
+
+
+def check(vm: VM, context: RuleContext) -> list[Concern]:
+    if vm.cbt_enabled is not False:
+        return []
+    return [
+        RULE.concern("Changed Block Tracking is off for the VM: a warm migration needs it (set ctkEnabled = TRUE).")
+    ]
+
+
+RULE = Rule("cbt-disabled", Severity.WARNING, check, "changed block tracking is off for the VM")

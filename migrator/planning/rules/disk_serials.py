@@ -1,0 +1,21 @@
+"""With disk.EnableUUID the guest sees SCSI disk serials; they may be truncated after migration."""
+
+from __future__ import annotations
+
+from migrator.inventory.model import VM, ControllerKind
+from migrator.planning.model import Concern, Severity
+from migrator.planning.rules.base import Rule, RuleContext
+
+
+def check(vm: VM, context: RuleContext) -> list[Concern]:
+    if not vm.disk_enable_uuid or not any(d.controller.kind is ControllerKind.SCSI for d in vm.disks):
+        return []
+    return [
+        RULE.concern(
+            "disk.EnableUUID is set and the VM has SCSI disks: the guest may rely on disk serial numbers, "
+            "which can be truncated after migration."
+        )
+    ]
+
+
+RULE = Rule("disk-serials", Severity.INFORMATION, check, "SCSI disk serials are exposed (disk.EnableUUID)")

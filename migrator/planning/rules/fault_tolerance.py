@@ -1,0 +1,16 @@
+"""vSphere Fault Tolerance has no equivalent on the target."""
+
+from __future__ import annotations
+
+from migrator.inventory.model import VM
+from migrator.planning.model import Concern, Severity
+from migrator.planning.rules.base import Rule, RuleContext
+
+
+def check(vm: VM, context: RuleContext) -> list[Concern]:
+    if not vm.fault_tolerance:
+        return []
+    return [RULE.concern("Fault Tolerance is enabled; the migrated VM will not have it.")]
+
+
+RULE = Rule("fault-tolerance", Severity.WARNING, check, "fault tolerance is enabled")

@@ -1,0 +1,17 @@
+"""NUMA node affinity is a host placement rule; it is not carried over."""
+
+from __future__ import annotations
+
+from migrator.inventory.model import VM
+from migrator.planning.model import Concern, Severity
+from migrator.planning.rules.base import Rule, RuleContext
+
+
+def check(vm: VM, context: RuleContext) -> list[Concern]:
+    if not vm.cpu.numa_affinity:
+        return []
+    nodes = ",".join(str(n) for n in vm.cpu.numa_affinity)
+    return [RULE.concern(f"The VM is bound to NUMA nodes {nodes}; NUMA affinity is not migrated.")]
+
+
+RULE = Rule("numa-affinity", Severity.WARNING, check, "the VM has NUMA node affinity")

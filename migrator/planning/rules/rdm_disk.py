@@ -1,0 +1,21 @@
+"""Raw device mappings point at a LUN, not a file: there is nothing to copy."""
+
+from __future__ import annotations
+
+from migrator.inventory.model import VM
+from migrator.planning.model import Concern, Severity
+from migrator.planning.rules.base import Rule, RuleContext
+
+
+def check(vm: VM, context: RuleContext) -> list[Concern]:
+    return [
+        RULE.concern(
+            f"{d.label} is a raw device mapping ({d.rdm_compatibility or 'unknown mode'}); "
+            "RDM disks cannot be migrated."
+        )
+        for d in vm.disks
+        if d.rdm
+    ]
+
+
+RULE = Rule("rdm-disk", Severity.CRITICAL, check, "a disk is a raw device mapping")

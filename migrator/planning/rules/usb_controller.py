@@ -1,0 +1,17 @@
+"""USB controllers (and devices behind them) are not carried over."""
+
+from __future__ import annotations
+
+from migrator.inventory.model import VM
+from migrator.planning.model import Concern, Severity
+from migrator.planning.rules.base import Rule, RuleContext
+
+
+def check(vm: VM, context: RuleContext) -> list[Concern]:
+    usb = vm.usb_controllers + [p.label for p in vm.passthrough if p.kind == "usb"]
+    if not usb:
+        return []
+    return [RULE.concern(f"The VM has USB controllers or devices ({', '.join(usb)}); they are not migrated.")]
+
+
+RULE = Rule("usb-controller", Severity.WARNING, check, "the VM has a USB controller")

@@ -1,0 +1,16 @@
+"""The virtual TPM's contents (keys, measurements) are not transferred."""
+
+from __future__ import annotations
+
+from migrator.inventory.model import VM
+from migrator.planning.model import Concern, Severity
+from migrator.planning.rules.base import Rule, RuleContext
+
+
+def check(vm: VM, context: RuleContext) -> list[Concern]:
+    if not vm.vtpm:
+        return []
+    return [RULE.concern("The VM has a virtual TPM; its data (e.g. BitLocker keys) is not migrated.")]
+
+
+RULE = Rule("vtpm", Severity.WARNING, check, "the VM has a virtual TPM")

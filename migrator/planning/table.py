@@ -1,0 +1,72 @@
+"""The plan as a terminal table: one row per VM, then its concerns."""
+
+from __future__ import annotations
+
+from migrator.planning.model import NetworkTarget, Plan, PlannedVM, Severity
+
+HEADERS = ("VM", "TARGET", "CPU", "MEMORY", "DISKS", "TRANSFER", "NETWORKS", "STATUS")
+_MARK = {Severity.CRITICAL: "✗", Severity.WARNING: "!", Severity.INFORMATION: "i"}
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _networks(planned: PlannedVM) -> str:
+    parts = []
+    for nic in planned.nics:
+        target = nic.multus if nic.target is NetworkTarget.MULTUS else nic.target.value
+        parts.append(f"{nic.source_network or '-'}→{target}")
+    return ", ".join(parts) or "-"
+
+
+def _status(planned: PlannedVM) -> str:
+    counts = {s: sum(1 for c in planned.concerns if c.severity is s) for s in Severity}
+    if counts[Severity.CRITICAL]:
+        return f"BLOCKED ({counts[Severity.CRITICAL]} critical)"
+    if counts[Severity.WARNING]:
+        return f"ok, {counts[Severity.WARNING]} warning(s)"
+    return "ok"
+
+
+def row(planned: PlannedVM) -> tuple[str, ...]:
+    vm = planned.vm
+    return (
+        vm.name,
+        planned.target_name,
+        f"{vm.cpu.vcpus} ({vm.cpu.sockets}x{vm.cpu.cores_per_socket})",
+        human_bytes(vm.memory_mib * 2**20),
+        f"{len(planned.disks)} / {human_bytes(sum(d.capacity_bytes for d in planned.disks))}",
+        human_bytes(planned.transfer_bytes),
+        _networks(planned),
+        _status(planned),
+    )
+
+
+def render(plan: Plan, concerns: bool = True) -> str:
+    rows = [HEADERS, *(row(v) for v in plan.vms)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
+    lines = [f"Plan {plan.name!r}: {len(plan.vms)} VM(s) from {plan.source} → namespace {plan.target_namespace}"]
+    for index, r in enumerate(rows):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if concerns:
+        for planned in plan.vms:
+            if planned.concerns:
+                lines.append("")
+                lines.append(f"{planned.source_name}:")
+                for concern in planned.concerns:
+                    lines.append(
+                        f"  {_MARK[concern.severity]} {concern.severity.value:<11} {concern.id}: {concern.message}"
+                    )
+    blocked = sum(1 for v in plan.vms if v.blocked)
+    total = human_bytes(sum(v.transfer_bytes for v in plan.vms))
+    lines.append("")
+    lines.append(f"{len(plan.vms) - blocked} ready, {blocked} blocked; {total} to transfer.")
+    return "\n".join(lines)

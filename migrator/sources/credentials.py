@@ -1,0 +1,49 @@
+"""Where a source's password comes from: a file, an environment variable, or a terminal prompt.
+
+The password is returned to the caller and used for the login only: it is never logged,
+never put in an exception message, and never stored on an object that gets serialised.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from migrator.errors import InputError, SourceError
+from migrator.sources import SourceOptions
+
+
+def read_password(options: SourceOptions, account: str) -> str:
+    """The password for ``account`` (``user@host``): ``--password-file``, then the env var, then a prompt.
+
+    An explicit file wins over the environment; the prompt is used only on an interactive terminal.
+    """
+    if options.password_file:
+        path = Path(options.password_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise InputError(f"cannot read password file {path}: {error.strerror or type(error).__name__}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"password file {path} is not UTF-8 text") from None
+        password = text.rstrip("\r\n")
+        if not password:
+            raise InputError(f"password file {path} is empty")
+        return password
+    if options.password_env:
+        from_env = os.environ.get(options.password_env)
+        if from_env:
+            return from_env
+    if options.prompt and sys.stdin.isatty():
+        try:
+            entered: str = click.prompt(f"Password for {account}", hide_input=True, err=True)
+        except click.Abort:
+            raise SourceError(f"no password given for {account}") from None
+        if entered:
+            return entered
+    raise SourceError(
+        f"no password for {account}: set {options.password_env or 'the password variable'} or use --password-file"
+    )

@@ -1,0 +1,451 @@
+"""The OVF / OVA source: an OVF descriptor (with its files beside it) or an OVA tar.
+
+Every VirtualSystem in the descriptor (a vApp's VirtualSystemCollection holds several)
+becomes one VM. Hardware items are read by CIM ResourceType; VMware's ``vmw:Config`` and
+``vmw:ExtraConfig`` elements add firmware, secure boot, hot-add and passthrough facts.
+An OVA's descriptor is read from the tar without extracting the disks.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from migrator.errors import InputError, NotFoundError
+from migrator.inventory.model import (
+    VM,
+    CdRom,
+    Controller,
+    ControllerKind,
+    Cpu,
+    Disk,
+    Firmware,
+    Inventory,
+    Nic,
+    PassthroughDevice,
+)
+
+OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
+VMW_NS = "http://www.vmware.com/schema/ovf"
+
+# CIM ResourceType values (DSP1041 / CIM_ResourceAllocationSettingData)
+RT_OTHER, RT_CPU, RT_MEMORY, RT_IDE, RT_SCSI, RT_NIC = 1, 3, 4, 5, 6, 10
+RT_CD_DRIVE, RT_DVD_DRIVE, RT_DISK, RT_SATA, RT_USB = 15, 16, 17, 20, 23
+
+_SCSI_MODELS = {
+    "lsilogic": "lsilogic",
+    "virtualscsi": "pvscsi",
+    "pvscsi": "pvscsi",
+    "lsilogicsas": "lsisas1068",
+    "buslogic": "buslogic",
+}
+_NIC_MODELS = {
+    "vmxnet3": "vmxnet3",
+    "vmxnet2": "vmxnet2",
+    "vmxnet": "vmxnet",
+    "e1000": "e1000",
+    "e1000e": "e1000e",
+    "pcnet32": "pcnet32",
+    "sriovethernetcard": "sriov",
+}
+_MAC = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
+_UNITS = re.compile(r"^\s*byte\s*(?:\*\s*(\d+)\s*\^\s*(\d+))?\s*$", re.IGNORECASE)
+_NAMED_UNITS = {
+    "kilobytes": 2**10,
+    "kb": 2**10,
+    "megabytes": 2**20,
+    "mb": 2**20,
+    "gigabytes": 2**30,
+    "gb": 2**30,
+    "terabytes": 2**40,
+    "tb": 2**40,
+    "bytes": 1,
+}
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _children(element: ET.Element, name: str) -> list[ET.Element]:
+    return [child for child in element if _local(child.tag) == name]
+
+
+def _text(element: ET.Element, name: str) -> str | None:
+    for child in element:
+        if _local(child.tag) == name:
+            return (child.text or "").strip()
+    return None
+
+
+def _attr(element: ET.Element, name: str) -> str | None:
+    """An attribute in the OVF namespace (or unqualified, as some generators write)."""
+    return element.get(f"{{{OVF_NS}}}{name}", element.get(name))
+
+
+def units_to_bytes(units: str | None, default: int = 1) -> int:
+    """'byte * 2^20' → 1048576; 'MegaBytes' → 1048576; None → default."""
+    if not units:
+        return default
+    match = _UNITS.match(units)
+    if match:
+        return int(match.group(1)) ** int(match.group(2)) if match.group(1) else 1
+    named = _NAMED_UNITS.get(units.strip().lower())
+    if named is None:
+        raise InputError(f"unknown OVF allocation unit {units!r}")
+    return named
+
+
+def _int(value: str | None, what: str, default: int = 0) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"OVF {what} {value!r} is not a number") from None
+
+
+def _vmw_config(element: ET.Element) -> dict[str, str]:
+    """vmw:Config and vmw:ExtraConfig children as {key: value}."""
+    found: dict[str, str] = {}
+    for child in element:
+        if _local(child.tag) in ("Config", "ExtraConfig"):
+            key = child.get(f"{{{VMW_NS}}}key")
+            if key is not None:
+                found[key] = child.get(f"{{{VMW_NS}}}value", "")
+    return found
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "1", "yes")
+
+
+@dataclass
+class DescriptorFiles:
+    """The descriptor's References and DiskSection, resolved."""
+
+    files: dict[str, str] = field(default_factory=dict)  # file id → href
+    file_sizes: dict[str, int] = field(default_factory=dict)
+    disks: dict[str, ET.Element] = field(default_factory=dict)  # disk id → Disk element
+
+
+def parse_descriptor(text: bytes | str, origin: str) -> ET.Element:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as error:
+        raise InputError(f"{origin} is not a valid OVF descriptor: {error}") from None
+    if _local(root.tag) != "Envelope":
+        raise InputError(f"{origin} is not an OVF descriptor (root element is <{_local(root.tag)}>, not <Envelope>)")
+    return root
+
+
+def _files(root: ET.Element) -> DescriptorFiles:
+    found = DescriptorFiles()
+    for section in _children(root, "References"):
+        for item in _children(section, "File"):
+            file_id, href = _attr(item, "id"), _attr(item, "href")
+            if file_id and href:
+                found.files[file_id] = href
+                if _attr(item, "size"):
+                    found.file_sizes[file_id] = _int(_attr(item, "size"), "file size")
+    for section in _children(root, "DiskSection"):
+        for disk in _children(section, "Disk"):
+            disk_id = _attr(disk, "diskId")
+            if disk_id:
+                found.disks[disk_id] = disk
+    return found
+
+
+def _virtual_systems(element: ET.Element, folder: str) -> list[tuple[ET.Element, str]]:
+    found: list[tuple[ET.Element, str]] = []
+    for child in element:
+        name = _local(child.tag)
+        if name == "VirtualSystem":
+            found.append((child, folder))
+        elif name == "VirtualSystemCollection":
+            collection = _text(child, "Name") or _attr(child, "id") or "vApp"
+            found.extend(_virtual_systems(child, f"{folder.rstrip('/')}/{collection}"))
+    return found
+
+
+class _Resolver:
+    """Turns file ids into paths (OVF directory) or member names (OVA), and knows what exists."""
+
+    def __init__(self, base: Path | None, members: dict[str, int] | None) -> None:
+        self.base = base
+        self.members = members
+
+    def path(self, href: str) -> str:
+        if self.members is not None or self.base is None or "://" in href:
+            return href
+        return str((self.base / href).resolve())
+
+    def size(self, href: str) -> int | None:
+        if self.members is not None:
+            return self.members.get(href)
+        local = Path(self.path(href))
+        if local.is_file():
+            stat = local.stat()
+            return min(stat.st_size, stat.st_blocks * 512) if stat.st_blocks else stat.st_size
+        return None
+
+
+def build_vms(root: ET.Element, resolver: _Resolver, source_kind: str) -> list[VM]:
+    files = _files(root)
+    systems = _virtual_systems(root, "")
+    if not systems:
+        raise InputError("the OVF descriptor holds no VirtualSystem")
+    return [_vm(system, folder, files, resolver, source_kind) for system, folder in systems]
+
+
+def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Resolver, source_kind: str) -> VM:
+    name = _text(system, "Name") or _attr(system, "id") or "vm"
+    hardware = next(iter(_children(system, "VirtualHardwareSection")), None)
+    if hardware is None:
+        raise InputError(f"OVF VirtualSystem {name!r} has no VirtualHardwareSection")
+    config = _vmw_config(hardware)
+    vm = VM(name=name, source=source_kind, cpu=Cpu(sockets=1, cores_per_socket=1), memory_mib=0)
+    vm.folder = folder or None
+    for section in _children(system, "OperatingSystemSection"):
+        vm.guest_id = section.get(f"{{{VMW_NS}}}osType") or None
+        vm.guest_name = _text(section, "Description") or None
+    for section in _children(system, "AnnotationSection"):
+        vm.annotation = _text(section, "Annotation") or None
+    vm.firmware = Firmware.EFI if config.get("firmware", "").lower() == "efi" else Firmware.BIOS
+    vm.secure_boot = _true(config.get("bootOptions.efiSecureBootEnabled"))
+    vm.cpu.hot_add = _true(config.get("cpuHotAddEnabled"))
+    vm.memory_hot_add = _true(config.get("memoryHotAddEnabled"))
+    vm.bios_uuid = config.get("uuid") or None
+    if "disk.EnableUUID" in config:
+        vm.disk_enable_uuid = _true(config["disk.EnableUUID"])
+    if "ctkEnabled" in config:
+        vm.cbt_enabled = _true(config["ctkEnabled"])
+    vm.vtpm = any(
+        _local(child.tag) == "Item" and _text(child, "ResourceSubType") == "vmware.vtpm" for child in hardware
+    )
+    vm.extra_config = {k: v for k, v in config.items() if k.startswith(("disk.", "guestinfo.", "bios.", "migrator."))}
+    for system_el in _children(hardware, "System"):
+        vm.extra_config.setdefault("ovf.virtualSystemType", _text(system_el, "VirtualSystemType") or "")
+
+    items = [child for child in hardware if _local(child.tag) in ("Item", "StorageItem", "EthernetPortItem")]
+    controllers: dict[str, Controller] = {}
+    counts: dict[ControllerKind, int] = {}
+    # controllers first: disks and CD-ROMs refer to them by InstanceID
+    for item in items:
+        kind_model = _controller_kind(item)
+        if kind_model is None:
+            continue
+        kind, model = kind_model
+        bus = _int(_text(item, "Address"), "controller address", counts.get(kind, 0))
+        counts[kind] = counts.get(kind, 0) + 1
+        controller = Controller(kind, bus, model)
+        controllers[_text(item, "InstanceID") or ""] = controller
+        vm.controllers.append(controller)
+    vcpus = 1
+    for item in items:
+        resource = _int(_text(item, "ResourceType"), "ResourceType", -1)
+        subtype = (_text(item, "ResourceSubType") or "").strip()
+        item_config = _vmw_config(item)
+        if resource == RT_CPU:
+            vcpus = max(1, _int(_text(item, "VirtualQuantity"), "CPU count", 1))
+            cores_text = next((c.text for c in item if _local(c.tag) == "CoresPerSocket"), None)
+            cores = max(1, _int((cores_text or "").strip(), "CoresPerSocket", 1))
+            if vcpus % cores:
+                cores = 1
+            vm.cpu.sockets, vm.cpu.cores_per_socket = vcpus // cores, cores
+        elif resource == RT_MEMORY:
+            quantity = _int(_text(item, "VirtualQuantity"), "memory size")
+            vm.memory_mib = quantity * units_to_bytes(_text(item, "AllocationUnits"), 2**20) // 2**20
+        elif resource == RT_DISK:
+            vm.disks.append(_disk(item, len(vm.disks) + 1, controllers, files, resolver, name))
+        elif resource in (RT_CD_DRIVE, RT_DVD_DRIVE):
+            controller = controllers.get(_text(item, "Parent") or "")
+            if controller is None:
+                continue
+            host = _text(item, "HostResource") or ""
+            iso = None
+            if host.startswith("ovf:/file/"):
+                href = files.files.get(host[len("ovf:/file/") :])
+                iso = resolver.path(href) if href else None
+            vm.cdroms.append(
+                CdRom(
+                    label=_text(item, "ElementName") or f"CD/DVD drive {len(vm.cdroms) + 1}",
+                    controller=controller,
+                    unit_number=_int(_text(item, "AddressOnParent"), "AddressOnParent"),
+                    iso_file=iso,
+                    start_connected=_true(_text(item, "AutomaticAllocation")),
+                )
+            )
+        elif resource == RT_NIC:
+            vm.nics.append(_nic(item, item_config, len(vm.nics) + 1))
+        elif resource == RT_USB:
+            low = subtype.lower()
+            vm.usb_controllers.append("usb_xhci" if "xhci" in low else "usb.ehci" if "ehci" in low else "usb")
+        elif (resource == RT_OTHER and "passthrough" in subtype.lower()) or "backing.vgpu" in item_config:
+            label = _text(item, "ElementName") or f"PCI device {len(vm.passthrough)}"
+            vgpu = item_config.get("backing.vgpu")
+            detail = vgpu or item_config.get("backing.allowedDevice") or subtype or None
+            vm.passthrough.append(PassthroughDevice(label, "vgpu" if vgpu else "pci", detail))
+    if vm.memory_mib <= 0 and items:
+        raise InputError(f"OVF VirtualSystem {name!r} has no memory item (ResourceType 4)")
+    return vm
+
+
+def _controller_kind(item: ET.Element) -> tuple[ControllerKind, str] | None:
+    resource = _int(_text(item, "ResourceType"), "ResourceType", -1)
+    subtype = (_text(item, "ResourceSubType") or "").strip().lower()
+    if resource == RT_IDE:
+        return ControllerKind.IDE, "ide"
+    if resource == RT_SCSI:
+        return ControllerKind.SCSI, _SCSI_MODELS.get(subtype, subtype or "lsilogic")
+    if resource == RT_SATA:
+        if "nvme" in subtype:
+            return ControllerKind.NVME, "nvme"
+        return ControllerKind.SATA, "ahci"
+    if resource == RT_OTHER and "nvme" in subtype:
+        return ControllerKind.NVME, "nvme"
+    return None
+
+
+def _disk(
+    item: ET.Element,
+    number: int,
+    controllers: dict[str, Controller],
+    files: DescriptorFiles,
+    resolver: _Resolver,
+    vm_name: str,
+) -> Disk:
+    parent = _text(item, "Parent") or ""
+    controller = controllers.get(parent)
+    if controller is None:
+        raise InputError(f"OVF VM {vm_name!r}: disk item {number} refers to an unknown controller {parent!r}")
+    host = _text(item, "HostResource") or ""
+    capacity = 0
+    allocated: int | None = None
+    href: str | None = None
+    format_hint: str | None = None
+    if host.startswith(("ovf:/disk/", "/disk/")):
+        disk_id = host.rsplit("/", 1)[-1]
+        element = files.disks.get(disk_id)
+        if element is None:
+            raise InputError(f"OVF VM {vm_name!r}: disk {host!r} is not in the DiskSection")
+        units = units_to_bytes(_attr(element, "capacityAllocationUnits"), 1)
+        capacity = _int(_attr(element, "capacity"), "disk capacity") * units
+        populated = _attr(element, "populatedSize")
+        file_ref = _attr(element, "fileRef")
+        href = files.files.get(file_ref) if file_ref else None
+        format_hint = _attr(element, "format")
+        if populated not in (None, "", "0"):
+            allocated = _int(populated, "populatedSize")
+    elif host.startswith("ovf:/file/"):
+        href = files.files.get(host[len("ovf:/file/") :])
+    if href is not None:
+        stored = resolver.size(href)
+        if allocated is None and stored is not None:
+            allocated = stored
+    return Disk(
+        label=_text(item, "ElementName") or f"Hard disk {number}",
+        capacity_bytes=capacity,
+        controller=controller,
+        unit_number=_int(_text(item, "AddressOnParent"), "AddressOnParent"),
+        backing_file=resolver.path(href) if href else None,
+        datastore=None,
+        allocated_bytes=allocated,
+        format_hint=format_hint,
+        thin=True if format_hint and "streamOptimized" in format_hint else None,
+    )
+
+
+def _nic(item: ET.Element, config: dict[str, str], number: int) -> Nic:
+    subtype = (_text(item, "ResourceSubType") or "").strip().lower()
+    mac = _text(item, "Address") or config.get("macAddress") or config.get("ethernet.address")
+    if mac and not _MAC.match(mac):
+        mac = None
+    network = _text(item, "Connection") or None
+    if network and network.lower() == "none":
+        network = None
+    connected = _text(item, "AutomaticAllocation")
+    return Nic(
+        label=_text(item, "ElementName") or f"Network adapter {number}",
+        model=_NIC_MODELS.get(subtype, subtype or "e1000"),
+        mac=mac.lower().replace("-", ":") if mac else None,
+        network=network,
+        connected=connected is None or _true(connected),
+        start_connected=connected is None or _true(connected),
+    )
+
+
+class OvfSource:
+    """An OVF descriptor on disk; its disk files are looked up beside it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"ovf:{path}"
+
+    def inventory(self) -> Inventory:
+        try:
+            data = self.path.read_bytes()
+        except IsADirectoryError:
+            raise InputError(f"{self.path} is a directory, not an OVF descriptor") from None
+        except OSError as error:
+            raise InputError(f"cannot read {self.path}: {error.strerror}") from None
+        root = parse_descriptor(data, str(self.path))
+        vms = build_vms(root, _Resolver(self.path.parent, None), "ovf")
+        return Inventory(source_url=self.url, vms=vms, about={"kind": "ovf"})
+
+    def close(self) -> None:
+        pass
+
+
+class OvaSource:
+    """An OVA tar: the descriptor is its first member; disks are read later, never extracted here."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"ova:{path}"
+
+    def inventory(self) -> Inventory:
+        try:
+            with tarfile.open(self.path, "r:*") as tar:
+                members = tar.getmembers()
+                if not members:
+                    raise InputError(f"{self.path} is an empty tar, not an OVA")
+                first = members[0]
+                if not first.name.lower().endswith(".ovf") or not first.isfile():
+                    raise InputError(f"{self.path}: the first member {first.name!r} is not an .ovf descriptor")
+                handle = tar.extractfile(first)
+                data = handle.read() if handle else b""
+        except tarfile.TarError as error:
+            raise InputError(f"{self.path} is not a valid OVA (tar) file: {error}") from None
+        except OSError as error:
+            raise InputError(f"cannot read {self.path}: {error.strerror or error}") from None
+        sizes = {m.name.removeprefix("./"): m.size for m in members if m.isfile()}
+        root = parse_descriptor(data, f"{self.path}:{first.name}")
+        for href in _files(root).files.values():
+            if href not in sizes and "://" not in href:
+                raise InputError(f"{self.path}: member {href!r} named by the descriptor is missing from the OVA")
+        vms = build_vms(root, _Resolver(None, sizes), "ovf")
+        for vm in vms:
+            vm.extra_config["ova.path"] = str(self.path)
+        return Inventory(source_url=self.url, vms=vms, about={"kind": "ova", "descriptor": first.name})
+
+    def close(self) -> None:
+        pass
+
+
+def _existing(location: str, what: str) -> Path:
+    path = Path(location).expanduser().resolve()
+    if not path.exists():
+        raise NotFoundError(f"{what} {location} does not exist")
+    return path
+
+
+def open_ovf(location: str, options: object = None) -> OvfSource:
+    return OvfSource(_existing(location, "OVF descriptor"))
+
+
+def open_ova(location: str, options: object = None) -> OvaSource:
+    return OvaSource(_existing(location, "OVA file"))

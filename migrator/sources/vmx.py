@@ -1,0 +1,415 @@
+"""The VMX source: one VMware ``.vmx`` file (standalone ESXi, Workstation, Fusion).
+
+A .vmx is ``key = "value"`` lines; keys are case-insensitive and values escape bytes as
+``|XX`` (hex). Disks are read from the ``.vmdk`` descriptors beside the .vmx (capacity from
+the extent lines, allocated bytes from the extent files), snapshots from the ``.vmsd``.
+Nothing here writes to the source files.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+from migrator.errors import InputError, NotFoundError
+from migrator.inventory.model import (
+    VM,
+    CdRom,
+    Controller,
+    ControllerKind,
+    Cpu,
+    Disk,
+    DiskMode,
+    Firmware,
+    Inventory,
+    Nic,
+    PassthroughDevice,
+    PowerState,
+    Sharing,
+    Snapshot,
+)
+
+SECTOR = 512
+_LINE = re.compile(r'^\s*([^=\s"]+)\s*=\s*(?:"(.*)"|([^\s"]*))\s*$')
+_ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
+_DEVICE = re.compile(r"^(scsi|sata|ide|nvme)(\d+):(\d+)\.present$")
+_ETHERNET = re.compile(r"^ethernet(\d+)\.present$")
+_PASSTHRU = re.compile(r"^pcipassthru(\d+)\.present$")
+_CONTROLLER = re.compile(r"^(scsi|sata|nvme)(\d+)\.present$")
+_DELTA_DISK = re.compile(r"-\d{6}\.vmdk$", re.IGNORECASE)
+_CDROM_TYPES = {"cdrom-image", "atapi-cdrom", "cdrom-raw"}
+_SCSI_MODELS = {"pvscsi": "pvscsi", "lsilogic": "lsilogic", "lsisas1068": "lsisas1068", "buslogic": "buslogic"}
+_NIC_MODELS = {"vlance": "pcnet32", "pcnet32": "pcnet32"}
+_SHARED_BUS = {"virtual": "virtualSharing", "physical": "physicalSharing", "none": "noSharing"}
+# extra-config keys worth carrying into the plan (the rest of a .vmx is hardware detail)
+_KEPT_KEYS = ("disk.enableuuid", "guestinfo.", "numa.", "bios.", "migrator.", "isolation.", "smbios.")
+
+
+def parse_vmx(text: str, origin: str = "vmx") -> dict[str, str]:
+    """Parse .vmx / .vmsd text into {lower-case key: unescaped value}. Raises InputError on a malformed line."""
+    entries: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            raise InputError(f"{origin}: line {number} is not 'key = \"value\"': {line[:60]!r}")
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        entries[match.group(1).lower()] = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
+    return entries
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a directory, not a file") from None
+    except OSError as error:
+        raise InputError(f"cannot read {what} {path}: {error.strerror}") from None
+    if b"\x00" in data:
+        raise InputError(f"{path} is not a text {what} (binary data)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "yes", "1", "on")
+
+
+def _bool_or_none(value: str | None) -> bool | None:
+    return None if value is None else _true(value)
+
+
+def _int(value: str | None, default: int, key: str, origin: str) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value.strip(), 16) if value.strip().lower().startswith("0x") else int(value.strip())
+    except ValueError:
+        raise InputError(f"{origin}: {key} = {value!r} is not a number") from None
+
+
+def vmx_uuid(value: str | None) -> str | None:
+    """'56 4d 96 af e6 46 bd 86-5c 4d 65 4e 77 36 ef 31' → '564d96af-e646-bd86-5c4d-654e7736ef31'."""
+    if not value:
+        return None
+    digits = re.sub(r"[^0-9a-fA-F]", "", value).lower()
+    if len(digits) != 32:
+        return None
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+# --- VMDK descriptors -------------------------------------------------------------------
+
+
+class VmdkInfo:
+    """What a .vmdk descriptor says: capacity, bytes stored, RDM kind, CBT, UUID."""
+
+    def __init__(self) -> None:
+        self.capacity_bytes = 0
+        self.allocated_bytes: int | None = None
+        self.create_type = ""
+        self.extents: list[tuple[str, int, str]] = []  # (access, sectors, file)
+        self.uuid: str | None = None
+        self.cbt: bool | None = None
+        self.parent: str | None = None
+
+
+_EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\S+)(?:\s+"([^"]*)")?', re.IGNORECASE)
+
+
+def read_vmdk(path: Path) -> VmdkInfo:
+    """Read a VMDK's descriptor: a text descriptor file, or one embedded in a sparse (KDMV) file."""
+    info = VmdkInfo()
+    with path.open("rb") as handle:
+        head = handle.read(512)
+        if head[:4] == b"KDMV":
+            capacity, _grain, desc_offset, desc_size = struct.unpack_from("<QQQQ", head, 12)
+            info.capacity_bytes = capacity * SECTOR
+            text = ""
+            if desc_offset and desc_size:
+                handle.seek(desc_offset * SECTOR)
+                text = handle.read(desc_size * SECTOR).split(b"\x00", 1)[0].decode("utf-8", "replace")
+            embedded = True
+        else:
+            handle.seek(0)
+            raw = handle.read(64 * 1024)
+            if b"\x00" in raw:
+                raise InputError(f"{path} is neither a VMDK descriptor nor a sparse VMDK")
+            text = raw.decode("utf-8", "replace")
+            embedded = False
+    sectors = 0
+    for line in text.splitlines():
+        line = line.strip()
+        extent = _EXTENT.match(line)
+        if extent:
+            sectors += int(extent.group(2))
+            info.extents.append((extent.group(1).upper(), int(extent.group(2)), extent.group(4) or ""))
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        key, value = key.strip(), value.strip().strip('"')
+        if key == "createType":
+            info.create_type = value
+        elif key == "ddb.uuid":
+            info.uuid = value
+        elif key == "changeTrackPath":
+            info.cbt = True
+        elif key == "parentFileNameHint":
+            info.parent = value
+    if sectors and not (embedded and info.capacity_bytes):
+        info.capacity_bytes = sectors * SECTOR
+    # allocated: the blocks the data files really hold on disk
+    files = [path] if embedded else [path.parent / name for _, _, name in info.extents if name]
+    if files and all(f.exists() for f in files):
+        info.allocated_bytes = sum(min(f.stat().st_blocks * 512, f.stat().st_size) for f in files)
+    return info
+
+
+# --- the VM -----------------------------------------------------------------------------
+
+
+def _datastore_of(path: str) -> str | None:
+    """'/vmfs/volumes/<datastore>/dir/x.vmdk' → '<datastore>'; a plain local path has none."""
+    match = re.match(r"^/vmfs/volumes/([^/]+)/", path)
+    return match.group(1) if match else None
+
+
+def _controllers(entries: dict[str, str]) -> dict[tuple[str, int], Controller]:
+    found: dict[tuple[str, int], Controller] = {}
+    for key, value in entries.items():
+        match = _CONTROLLER.match(key)
+        if not match or not _true(value):
+            continue
+        kind, bus = match.group(1), int(match.group(2))
+        if kind == "scsi":
+            dev = entries.get(f"scsi{bus}.virtualdev", "lsilogic").lower()
+            model = _SCSI_MODELS.get(dev, dev)
+            shared = entries.get(f"scsi{bus}.sharedbus")
+            found[(kind, bus)] = Controller(
+                ControllerKind.SCSI, bus, model, shared_bus=_SHARED_BUS.get((shared or "").lower())
+            )
+        elif kind == "sata":
+            found[(kind, bus)] = Controller(ControllerKind.SATA, bus, "ahci")
+        else:
+            found[(kind, bus)] = Controller(ControllerKind.NVME, bus, "nvme")
+    return found
+
+
+def _disk_mode(value: str | None) -> DiskMode:
+    normalized = (value or "persistent").strip().lower().replace("-", "_")
+    try:
+        return DiskMode(normalized)
+    except ValueError:
+        return DiskMode.PERSISTENT
+
+
+def build_vm(entries: dict[str, str], vmx_path: Path) -> VM:
+    origin = str(vmx_path)
+    folder = vmx_path.parent
+    name = entries.get("displayname") or vmx_path.stem
+    vcpus = max(1, _int(entries.get("numvcpus"), 1, "numvcpus", origin))
+    cores = max(1, _int(entries.get("cpuid.corespersocket"), 1, "cpuid.coresPerSocket", origin))
+    if vcpus % cores:
+        cores = 1
+    affinity_raw = (entries.get("sched.cpu.affinity") or "all").strip().lower()
+    numa_raw = (entries.get("numa.nodeaffinity") or "").strip()
+    cpu = Cpu(
+        sockets=vcpus // cores,
+        cores_per_socket=cores,
+        hot_add=_true(entries.get("vcpu.hotadd")),
+        affinity=[] if affinity_raw in ("", "all") else _int_list(affinity_raw),
+        numa_affinity=_int_list(numa_raw) if numa_raw else [],
+    )
+    memory = _int(entries.get("memsize"), 0, "memsize", origin)
+    if memory <= 0:
+        raise InputError(f"{origin}: no memsize: not a virtual machine configuration")
+    vm = VM(
+        name=name,
+        source="vmx",
+        cpu=cpu,
+        memory_mib=memory,
+        firmware=Firmware.EFI if entries.get("firmware", "").lower() == "efi" else Firmware.BIOS,
+        secure_boot=_true(entries.get("uefi.secureboot.enabled")),
+        bios_uuid=vmx_uuid(entries.get("uuid.bios")),
+        instance_uuid=vmx_uuid(entries.get("vc.uuid")),
+        guest_id=entries.get("guestos") or None,
+        vtpm=_true(entries.get("vtpm.present")),
+        cbt_enabled=_bool_or_none(entries.get("ctkenabled")),
+        memory_hot_add=_true(entries.get("mem.hotadd")),
+        encrypted=bool(entries.get("encryption.keysafe") or entries.get("encryption.data")),
+        disk_enable_uuid=_bool_or_none(entries.get("disk.enableuuid")),
+        annotation=entries.get("annotation") or None,
+        hostname=entries.get("guestinfo.hostname") or None,
+        fault_tolerance=any(k.startswith("ft.") and _true(v) for k, v in entries.items() if k.endswith("enabled")),
+        power_state=PowerState.SUSPENDED if entries.get("checkpoint.vmstate") else PowerState.UNKNOWN,
+        extra_config={k: v for k, v in entries.items() if k.startswith(_KEPT_KEYS)},
+    )
+    vm.extra_config["vmx.path"] = str(vmx_path)
+
+    controllers = _controllers(entries)
+    devices: list[tuple[str, int, int]] = []
+    for key, value in entries.items():
+        match = _DEVICE.match(key)
+        if match and _true(value):
+            devices.append((match.group(1), int(match.group(2)), int(match.group(3))))
+    order = {"scsi": 0, "sata": 1, "nvme": 2, "ide": 3}
+    devices.sort(key=lambda d: (order[d[0]], d[1], d[2]))
+    disk_number = cd_number = 0
+    for kind, bus, unit in devices:
+        prefix = f"{kind}{bus}:{unit}"
+        controller = controllers.get((kind, bus))
+        if controller is None:
+            if kind != "ide":  # IDE buses always exist; the others must be present
+                continue
+            controller = controllers[(kind, bus)] = Controller(ControllerKind.IDE, bus, "ide")
+        device_type = (entries.get(f"{prefix}.devicetype") or "").lower()
+        file_name = entries.get(f"{prefix}.filename") or ""
+        if device_type in _CDROM_TYPES or (not device_type and file_name.lower().endswith(".iso")):
+            cd_number += 1
+            vm.cdroms.append(
+                CdRom(
+                    label=f"CD/DVD drive {cd_number}",
+                    controller=controller,
+                    unit_number=unit,
+                    iso_file=file_name if device_type == "cdrom-image" and file_name else None,
+                    connected=False,
+                    start_connected=_true(entries.get(f"{prefix}.startconnected", "TRUE")),
+                )
+            )
+            continue
+        if not file_name:
+            continue
+        disk_number += 1
+        vm.disks.append(_disk(entries, prefix, disk_number, controller, unit, folder, file_name))
+    vm.controllers = sorted(controllers.values(), key=lambda c: (order[c.kind.value], c.bus_number))
+
+    nic_indexes = sorted(int(m.group(1)) for k, v in entries.items() if (m := _ETHERNET.match(k)) and _true(v))
+    vm.nics = [_nic(entries, index) for index in nic_indexes]
+    for key, value in entries.items():
+        match = _PASSTHRU.match(key)
+        if match and _true(value):
+            index = match.group(1)
+            vgpu = entries.get(f"pcipassthru{index}.vgpu")
+            detail = vgpu or entries.get(f"pcipassthru{index}.deviceid") or entries.get(f"pcipassthru{index}.id")
+            vm.passthrough.append(PassthroughDevice(f"PCI device {index}", "vgpu" if vgpu else "pci", detail))
+    for key, label in (("usb.present", "usb"), ("ehci.present", "usb.ehci"), ("usb_xhci.present", "usb_xhci")):
+        if _true(entries.get(key)):
+            vm.usb_controllers.append(label)
+    if vm.disks and all(d.cbt_enabled for d in vm.disks) and vm.cbt_enabled is None:
+        vm.cbt_enabled = True
+    vm.snapshots, vm.consolidation_needed = _snapshots(entries, vmx_path, vm.disks)
+    return vm
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(part) for part in re.split(r"[,\s]+", text) if part.isdigit()]
+
+
+def _disk(
+    entries: dict[str, str], prefix: str, number: int, controller: Controller, unit: int, folder: Path, file_name: str
+) -> Disk:
+    path = Path(file_name) if file_name.startswith("/") else folder / file_name
+    device_type = (entries.get(f"{prefix}.devicetype") or "").lower()
+    disk = Disk(
+        label=f"Hard disk {number}",
+        capacity_bytes=0,
+        controller=controller,
+        unit_number=unit,
+        backing_file=str(path),
+        datastore=_datastore_of(str(path)) or _datastore_of(str(folder) + "/"),
+        mode=_disk_mode(entries.get(f"{prefix}.mode")),
+        sharing=Sharing.MULTI_WRITER
+        if (entries.get(f"{prefix}.sharing") or "").lower() in ("multi-writer", "multiwriter")
+        else Sharing.NONE,
+        cbt_enabled=_bool_or_none(entries.get(f"{prefix}.ctkenabled")),
+        format_hint="vmdk",
+        rdm=device_type in ("rawdisk", "scsi-passthru"),
+    )
+    if path.is_file():
+        try:
+            info = read_vmdk(path)
+        except OSError as error:
+            raise InputError(f"cannot read disk {path}: {error.strerror}") from None
+        disk.capacity_bytes = info.capacity_bytes
+        disk.allocated_bytes = info.allocated_bytes
+        disk.uuid = info.uuid
+        if info.cbt and disk.cbt_enabled is None:
+            disk.cbt_enabled = True
+        create_type = info.create_type.lower()
+        if create_type in ("vmfsrawdevicemap", "vmfspassthroughrawdevicemap"):
+            disk.rdm = True
+            disk.rdm_compatibility = "physicalMode" if "passthrough" in create_type else "virtualMode"
+        disk.thin = None if not create_type else create_type not in ("vmfs", "monolithicflat", "twogbmaxextentflat")
+    return disk
+
+
+def _nic(entries: dict[str, str], index: int) -> Nic:
+    prefix = f"ethernet{index}"
+    dev = (entries.get(f"{prefix}.virtualdev") or "e1000").lower()
+    address_type = (entries.get(f"{prefix}.addresstype") or "generated").lower()
+    mac = entries.get(f"{prefix}.address") if address_type == "static" else None
+    mac = mac or entries.get(f"{prefix}.generatedaddress") or entries.get(f"{prefix}.address")
+    network = entries.get(f"{prefix}.networkname") or entries.get(f"{prefix}.connectiontype") or None
+    connected = _true(entries.get(f"{prefix}.startconnected", "TRUE"))
+    return Nic(
+        label=f"Network adapter {index + 1}",
+        model=_NIC_MODELS.get(dev, dev),
+        mac=mac.lower() if mac else None,
+        network=network,
+        connected=connected,
+        start_connected=connected,
+    )
+
+
+def _snapshots(entries: dict[str, str], vmx_path: Path, disks: list[Disk]) -> tuple[list[Snapshot], bool]:
+    """Snapshots from the .vmsd beside the .vmx; delta disks without snapshots mean consolidation is needed."""
+    vmsd_name = entries.get("checkpoint.vmsdfilename") or vmx_path.with_suffix(".vmsd").name
+    vmsd = vmx_path.parent / vmsd_name
+    snapshots: list[Snapshot] = []
+    if vmsd.is_file():
+        data = parse_vmx(_read_text(vmsd, "snapshot file"), str(vmsd))
+        count = int(data.get("snapshot.numsnapshots", "0") or 0)
+        uids = {}
+        for index in range(count):
+            uid = data.get(f"snapshot{index}.uid")
+            name = data.get(f"snapshot{index}.displayname") or f"snapshot {index}"
+            snapshots.append(Snapshot(name=name, created=None))
+            uids[uid] = len(snapshots) - 1
+        for index in range(count):
+            parent = data.get(f"snapshot{index}.parent")
+            if parent in uids:
+                snapshots[uids[parent]].children += 1
+    delta = any(d.backing_file and _DELTA_DISK.search(d.backing_file) for d in disks)
+    return snapshots, delta and not snapshots
+
+
+class VmxSource:
+    """One .vmx file as a source of one VM."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"vmx:{path}"
+
+    def inventory(self) -> Inventory:
+        entries = parse_vmx(_read_text(self.path, "VMX file"), str(self.path))
+        if not entries:
+            raise InputError(f"{self.path} is empty: not a VMX file")
+        return Inventory(source_url=self.url, vms=[build_vm(entries, self.path)], about={"kind": "vmx"})
+
+    def close(self) -> None:
+        pass
+
+
+def open_vmx(location: str, options: object = None) -> VmxSource:
+    path = Path(location).expanduser().resolve()
+    if not path.exists():
+        raise NotFoundError(f"VMX file {location} does not exist")
+    return VmxSource(path)

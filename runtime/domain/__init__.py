@@ -1,0 +1,14 @@
+"""Pure translation: VirtualMachineInstance spec → libvirt domain XML (no libvirt import)."""
+
+from runtime.domain.model import DomainOptions, PortForward, ResolvedVolume, UnsupportedSpecError
+from runtime.domain.translate import domain_element, domain_xml, parse_quantity
+
+__all__ = [
+    "DomainOptions",
+    "PortForward",
+    "ResolvedVolume",
+    "UnsupportedSpecError",
+    "domain_element",
+    "domain_xml",
+    "parse_quantity",
+]

@@ -1,0 +1,134 @@
+"""`convert --apply`'s manifest side against the fake API server over real HTTP, through the real dynamic client.
+
+Filling volumes needs a real cluster (a filler pod that runs, or CDI's upload proxy): that part
+runs in ``test_apply_real_cluster`` only when KUBECONFIG is set. Here the fill step is a recorder
+so the test can see when it is (not) called; everything else is the code a real cluster exercises.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from converters.specs import SpecOptions, vm_manifests
+from migrator.convert import cluster
+from migrator.errors import TargetError
+from tests.fakekube import FakeApiServer
+from tests.specs.builders import plan_of, planned
+
+
+def crd(group: str, version: str, kind: str, plural: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+
+
+CRDS = [
+    crd("kubevirt.io", "v1", "VirtualMachine", "virtualmachines"),
+    crd("cdi.kubevirt.io", "v1beta1", "DataVolume", "datavolumes"),
+]
+
+
+def manifests(datavolumes: bool = False):
+    p = planned()
+    plan = plan_of(p)
+    plan.target_namespace = "default"
+    return vm_manifests(p, plan, SpecOptions(use_datavolumes=datavolumes))
+
+
+@pytest.mark.parametrize("datavolumes", [False, True])
+def test_apply_creates_volumes_then_vm_and_converges(tmp_path: Path, datavolumes: bool) -> None:
+    m = manifests(datavolumes)
+    filled: list[str] = []
+
+    def fill(_client: Any, volume: dict[str, Any]) -> int:
+        filled.append(volume["metadata"]["name"])
+        return 1024
+
+    with FakeApiServer(crds=CRDS) as api:
+        client = cluster.dynamic_client(str(api.kubeconfig(tmp_path / "kubeconfig")))
+        cluster.apply_objects(client, m, fill)
+        assert filled == ["web-01-disk-0", "web-01-disk-1"]
+        kind = "datavolumes.cdi.kubevirt.io" if datavolumes else "persistentvolumeclaims"
+        volumes = api.objects(kind, "default")
+        assert [v["metadata"]["name"] for v in volumes] == filled
+        assert all(v["metadata"]["annotations"][cluster.FILLED_ANNOTATION] == "1024" for v in volumes)
+        managers = {e["manager"] for e in volumes[0]["metadata"]["managedFields"]}
+        assert managers == {"migrator", "migrator-filler"}
+        [vm] = api.objects("virtualmachines.kubevirt.io", "default")
+        assert vm["spec"]["runStrategy"] == "Halted"
+        assert (
+            vm["spec"]["template"]["spec"]["domain"]["firmware"]["uuid"]
+            == m.virtual_machine["spec"]["template"]["spec"]["domain"]["firmware"]["uuid"]
+        )
+
+        # second run: no AlreadyExists, no refill, the filled mark survives the re-apply
+        cluster.apply_objects(client, m, fill)
+        assert filled == ["web-01-disk-0", "web-01-disk-1"]
+        again = api.objects(kind, "default")
+        assert all(v["metadata"]["annotations"][cluster.FILLED_ANNOTATION] == "1024" for v in again)
+        assert api.request_count("create", "virtualmachines") == 0  # server-side apply only: patches
+        assert api.request_count("patch", "virtualmachines") == 2
+
+
+def test_apply_to_missing_namespace_is_a_target_error(tmp_path: Path) -> None:
+    p = planned()
+    m = vm_manifests(p, plan_of(p))  # namespace "migrated" does not exist
+    with FakeApiServer(crds=CRDS) as api:
+        client = cluster.dynamic_client(str(api.kubeconfig(tmp_path / "kubeconfig")))
+        with pytest.raises(TargetError, match="applying PersistentVolumeClaim web-01-disk-0"):
+            cluster.apply_objects(client, m, lambda _c, _v: 0)
+
+
+def test_apply_without_kubevirt_says_so(tmp_path: Path) -> None:
+    with FakeApiServer() as api:
+        client = cluster.dynamic_client(str(api.kubeconfig(tmp_path / "kubeconfig")))
+        with pytest.raises(TargetError, match="is KubeVirt installed"):
+            cluster.apply_objects(client, manifests(), lambda _c, _v: 0)
+
+
+def test_unreachable_cluster(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    with FakeApiServer() as api:
+        api.kubeconfig(kubeconfig)
+    with pytest.raises(TargetError, match="cannot reach the cluster"):
+        cluster.dynamic_client(str(kubeconfig))
+
+
+@pytest.mark.cluster
+@pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="needs a real cluster (KUBECONFIG)")
+def test_apply_real_cluster(tmp_path: Path) -> None:
+    """On a real cluster with KubeVirt (and CDI for DataVolumes): convert --apply, twice."""
+    from tests.convert.helpers import make_vmdk, migrator, write_vmx
+
+    make_vmdk(tmp_path / "tiny.vmdk")
+    vmx = write_vmx(tmp_path / "tiny.vmx", "tiny", ["tiny.vmdk"])
+    namespace = os.environ.get("MIGRATOR_TEST_NAMESPACE", "default")
+    args = ["convert", "--source", f"vmx:{vmx}", "--vm", "tiny", "--apply", "--namespace", namespace]
+    args += ["--output-dir", str(tmp_path / "out")]
+    if os.environ.get("MIGRATOR_TEST_DATAVOLUMES") == "1":
+        args.append("--datavolumes")
+    first = migrator(*args, timeout=1200)
+    assert first.returncode == 0, first.stderr
+    second = migrator(*args, timeout=1200)
+    assert second.returncode == 0, second.stderr
+    assert "filled" not in second.stderr

@@ -1,0 +1,5 @@
+"""A faithful fake Kubernetes API server over real HTTP, for tests and benchmarks of the runtime."""
+
+from .server import TOKEN, FakeApiServer
+
+__all__ = ["TOKEN", "FakeApiServer"]

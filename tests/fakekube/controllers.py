@@ -1,0 +1,164 @@
+"""Optional stand-ins for two cluster controllers, off by default: a scheduler that binds pending pods to nodes,
+and a provisioner that binds claims to new volumes. They act through the store right after the request that
+triggered them, as a real controller reacts to a watch event."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from .errors import StatusError
+from .store import Event, Obj, Store, bind_pod, deep, now
+
+PODS = ("", "pods")
+NODES = ("", "nodes")
+PVCS = ("", "persistentvolumeclaims")
+
+
+class Scheduler:
+    """Binds pods (schedulerName default-scheduler, no nodeName) to a Ready, schedulable node whose labels match
+    the pod's nodeSelector and whose NoSchedule/NoExecute taints the pod tolerates; round-robin among fitting
+    nodes. A pod that fits nowhere gets PodScheduled=False/Unschedulable, and is retried when nodes change."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending = False
+        self._turn = itertools.count()
+        store.hooks.append(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.key not in (PODS, NODES) or self._pending:
+            return
+        if event.key == PODS and (event.type == "DELETED" or (event.obj.get("spec") or {}).get("nodeName")):
+            return
+        self._pending = True
+        self.store.schedule(self._run)
+
+    def _run(self) -> None:
+        self._pending = False
+        store = self.store
+        pods_rt = store.registry.get("", "v1", "pods")
+        nodes = [n for n in store.buckets.get(NODES, {}).values() if _node_ready(n)]
+        for pod in list(store.buckets.get(PODS, {}).values()):
+            spec = pod.get("spec") or {}
+            if spec.get("nodeName") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            if spec.get("schedulerName", "default-scheduler") != "default-scheduler" or spec.get("schedulingGates"):
+                continue
+            fitting = [n for n in nodes if _fits(pod, n)]
+            ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+            if fitting:
+                node = fitting[next(self._turn) % len(fitting)]
+                binding = {"target": {"kind": "Node", "name": node["metadata"]["name"]}}
+                try:
+                    bind_pod(store, pods_rt, ns, name, binding)
+                except StatusError:
+                    continue
+            else:
+                message = f"0/{len(store.buckets.get(NODES, {}))} nodes are available"
+                conditions = (pod.get("status") or {}).get("conditions") or []
+                if any(c.get("type") == "PodScheduled" and c.get("message") == message for c in conditions):
+                    continue
+                new = deep(pod)
+                others = [c for c in conditions if c.get("type") != "PodScheduled"]
+                unschedulable = {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": message,
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now(),
+                }
+                new.setdefault("status", {})["conditions"] = [*others, unschedulable]
+                try:
+                    store._commit_update(pods_rt, pod, new, subresource="status")
+                except StatusError:
+                    continue
+
+
+def _node_ready(node: Obj) -> bool:
+    if (node.get("spec") or {}).get("unschedulable"):
+        return False
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = [c for c in conditions if c.get("type") == "Ready"]
+    return not ready or ready[0].get("status") == "True"
+
+
+def _tolerates(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
+    for t in tolerations:
+        if t.get("effect") and t["effect"] != taint.get("effect"):
+            continue
+        if t.get("operator") == "Exists" and (not t.get("key") or t["key"] == taint.get("key")):
+            return True
+        if t.get("key") == taint.get("key") and t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def _fits(pod: Obj, node: Obj) -> bool:
+    spec = pod.get("spec") or {}
+    labels = node["metadata"].get("labels") or {}
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    for taint in (node.get("spec") or {}).get("taints") or []:
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerates(spec.get("tolerations") or [], taint):
+            return False
+    return True
+
+
+class Provisioner:
+    """Binds every new PersistentVolumeClaim to a new PersistentVolume of the requested size (a hostPath under
+    /tmp/fakekube-pv), as a dynamic provisioner with volumeBindingMode Immediate."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.hooks.append(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.key == PVCS and event.type == "ADDED":
+            ns, name = event.obj["metadata"]["namespace"], event.obj["metadata"]["name"]
+            self.store.schedule(lambda: self._bind(ns, name))
+
+    def _bind(self, namespace: str, name: str) -> None:
+        store = self.store
+        pvc_rt = store.registry.get("", "v1", "persistentvolumeclaims")
+        pv_rt = store.registry.get("", "v1", "persistentvolumes")
+        pvc = store.lookup(pvc_rt, namespace, name)
+        if pvc is None or (pvc.get("status") or {}).get("phase") == "Bound":
+            return
+        spec = pvc.get("spec") or {}
+        size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+        modes = spec.get("accessModes") or ["ReadWriteOnce"]
+        pv_name = f"pvc-{pvc['metadata']['uid']}"
+        claim_ref = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": namespace,
+            "name": name,
+            "uid": pvc["metadata"]["uid"],
+        }
+        pv = {
+            "metadata": {"name": pv_name, "annotations": {"pv.kubernetes.io/provisioned-by": "fakekube"}},
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": modes,
+                "persistentVolumeReclaimPolicy": "Delete",
+                "volumeMode": spec.get("volumeMode", "Filesystem"),
+                "hostPath": {"path": f"/tmp/fakekube-pv/{pv_name}"},
+                "claimRef": claim_ref,
+                **({"storageClassName": spec["storageClassName"]} if spec.get("storageClassName") else {}),
+            },
+        }
+        try:
+            store.create(pv_rt, None, pv)
+            bound = deep(pvc)
+            bound["spec"]["volumeName"] = pv_name
+            store._commit_update(pvc_rt, pvc, bound, subresource=None)
+            pvc = store.lookup(pvc_rt, namespace, name)
+            if pvc is None:
+                return
+            with_status = deep(pvc)
+            with_status["status"] = {"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}
+            store._commit_update(pvc_rt, pvc, with_status, subresource="status")
+        except StatusError:
+            return

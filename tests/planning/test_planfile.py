@@ -1,0 +1,63 @@
+"""The plan file: YAML that round-trips and validates against plan.schema.json."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from migrator.errors import InputError, NotFoundError
+from migrator.inventory.model import PassthroughDevice
+from migrator.planning.mapping import build_maps
+from migrator.planning.planfile import read_plan, schema, validate, write_plan
+from migrator.sources import open_source
+from tests.conftest import SAMPLES_OVF, SAMPLES_VMX
+from tests.planning.factory import make_vm, plan_of
+
+
+def test_schema_is_valid_json_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(schema())
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    vm = make_vm("Web 01", passthrough=[PassthroughDevice("PCI device 0", "pci", None)])
+    plan = plan_of(vm, make_vm("db"), maps=build_maps(network_flags=["VM Network=multus:ns/net"]))
+    path = write_plan(plan, tmp_path / "sub" / "plan.yaml")
+    again = read_plan(path)
+    assert again == plan
+    assert again.vms[0].blocked and again.vms[0].target_name == "web-01"
+    assert again.vms[0].nics[0].multus == "ns/net"
+
+
+def test_every_sample_plan_validates(tmp_path: Path) -> None:
+    specs = [f"vmx:{p}" for p in sorted(SAMPLES_VMX.glob("*.vmx"))] + [
+        f"ovf:{p}" for p in sorted(SAMPLES_OVF.glob("*.ovf"))
+    ]
+    for index, spec in enumerate(specs):
+        vms = open_source(spec).inventory().vms
+        plan = plan_of(*vms)
+        path = write_plan(plan, tmp_path / f"{index}.yaml")
+        assert read_plan(path) == plan, spec
+
+
+def test_invalid_plans_are_refused(tmp_path: Path) -> None:
+    good = plan_of(make_vm()).to_dict()
+    for mutate, needle in (
+        (lambda d: d.update(apiVersion="v2"), "apiVersion"),
+        (lambda d: d["vms"][0].update(target_name="Bad Name"), "target_name"),
+        (lambda d: d["vms"][0]["concerns"].append({"id": "x", "severity": "Fatal", "message": "m"}), "severity"),
+        (lambda d: d.update(source="vsphere://admin:secret@vc"), "source"),
+    ):
+        data = copy.deepcopy(good)
+        mutate(data)
+        with pytest.raises(InputError, match=needle):
+            validate(data)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump({**good, "kind": "Other"}))
+    with pytest.raises(InputError, match="not a valid plan"):
+        read_plan(broken)
+    with pytest.raises(NotFoundError):
+        read_plan(tmp_path / "absent.yaml")

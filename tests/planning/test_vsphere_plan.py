@@ -1,0 +1,56 @@
+"""An end-to-end plan from the vCenter simulator, through the real CLI and H1's vSphere adapter."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from migrator.planning.planfile import read_plan
+from tests.planning.cli import assert_one_line_error, run_migrator
+
+
+def _adapter_ready() -> bool:
+    try:
+        return hasattr(importlib.import_module("migrator.sources.vsphere"), "open_vsphere")
+    except ImportError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(
+    not _adapter_ready(), reason="the vSphere adapter (migrator.sources.vsphere) is not there yet"
+)
+
+
+def test_plan_from_simulator(vcsim, tmp_path: Path) -> None:
+    env = {"MIGRATOR_VSPHERE_PASSWORD": vcsim.password}
+    result = run_migrator("plan", "--source", vcsim.source_url(), "--insecure", "-o", "json", cwd=tmp_path, env=env)
+    assert result.returncode in (0, 3), result.stderr
+    data = json.loads(result.stdout)
+    names = sorted(v["source_name"] for v in data["vms"])
+    assert names == ["DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1", "DC0_H0_VM0", "DC0_H0_VM1"]
+    for vm in data["vms"]:
+        assert vm["target_name"] == vm["source_name"].lower().replace("_", "-")
+        assert vm["vm"]["source"] == "vsphere"
+        assert vm["disks"] and all(d["datastore"] for d in vm["disks"])
+        assert vm["nics"] and vm["nics"][0]["target"] == "pod"
+    assert data["source"] == vcsim.source_url()
+    plan_text = (tmp_path / "plan.yaml").read_text()
+    assert vcsim.password not in plan_text and vcsim.password not in result.stdout
+    assert len(read_plan(tmp_path / "plan.yaml").vms) == 4
+
+
+def test_simulator_selection_and_errors(vcsim, tmp_path: Path) -> None:
+    env = {"MIGRATOR_VSPHERE_PASSWORD": vcsim.password}
+    source = vcsim.source_url()
+    one = run_migrator(
+        "plan", "--source", source, "--insecure", "--vm", "DC0_H0_*", "-o", "json", cwd=tmp_path, env=env
+    )
+    assert one.returncode in (0, 3), one.stderr
+    assert sorted(v["source_name"] for v in json.loads(one.stdout)["vms"]) == ["DC0_H0_VM0", "DC0_H0_VM1"]
+    missing = run_migrator("plan", "--source", source, "--insecure", "--vm", "ghost", cwd=tmp_path, env=env)
+    assert_one_line_error(missing, "ghost")
+    untrusted = run_migrator("plan", "--source", source, cwd=tmp_path, env=env)
+    assert_one_line_error(untrusted)

@@ -1,0 +1,98 @@
+"""A converted-VM layout with the real test guest, as `migrator convert --output-dir` writes it.
+
+Used by the launcher and local-mode tests (not a test module itself).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+VMWARE_MAC = "00:50:56:9a:0b:01"
+TIMEOUT = 120.0  # TCG boots on two shared cores
+
+
+def vm_manifest(name: str, claim: str, *, efi: bool = False, grace: int = 60) -> dict[str, Any]:
+    firmware: dict[str, Any] = {"uuid": str(uuid.uuid4()), "serial": f"VMware-42 16 {name}"}
+    if efi:
+        firmware["bootloader"] = {"efi": {"secureBoot": False}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": "default", "labels": {"migrator.io/source-vm": name}},
+        "spec": {
+            "runStrategy": "Always",
+            "template": {
+                "metadata": {"labels": {"kubevirt.io/vm": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": grace,
+                    "domain": {
+                        "cpu": {"sockets": 1, "cores": 1, "threads": 1},
+                        "memory": {"guest": "256Mi"},
+                        "resources": {"requests": {"memory": "256Mi"}},
+                        "machine": {"type": "q35"},
+                        "firmware": firmware,
+                        "features": {"acpi": {}},
+                        "devices": {
+                            "disks": [{"name": "disk0", "disk": {"bus": "virtio"}, "bootOrder": 1}],
+                            "interfaces": [
+                                {"name": "default", "masquerade": {}, "model": "virtio", "macAddress": VMWARE_MAC}
+                            ],
+                        },
+                    },
+                    "networks": [{"name": "default", "pod": {}}],
+                    "volumes": [{"name": "disk0", "persistentVolumeClaim": {"claimName": claim}}],
+                },
+            },
+        },
+    }
+
+
+def write_layout(directory: Path, name: str, image: Path, **manifest: Any) -> Path:
+    """DIR/<name>-vm.yaml + DIR/<claim>-pvc.yaml + DIR/<claim>.img (a sparse copy of the guest)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    claim = f"{name}-disk0"
+    (directory / f"{name}-vm.yaml").write_text(yaml.safe_dump(vm_manifest(name, claim, **manifest), sort_keys=False))
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}},
+    }
+    (directory / f"{claim}-pvc.yaml").write_text(yaml.safe_dump(pvc))
+    subprocess.run(["cp", "--sparse=always", str(image), str(directory / f"{claim}.img")], check=True)
+    return directory
+
+
+def wait_for_text(path: Path, text: str, timeout: float = TIMEOUT) -> str:
+    deadline = time.monotonic() + timeout
+    content = ""
+    while time.monotonic() < deadline:
+        try:
+            content = path.read_text(errors="replace")
+        except FileNotFoundError:
+            content = ""
+        if text in content:
+            return content
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {path} within {timeout}s; it holds:\n{content[-2000:]}")
+
+
+def leftovers(name: str) -> list[str]:
+    """Domains and QEMU processes of ``name`` still around (should be none)."""
+    import libvirt
+
+    found = []
+    conn = libvirt.open("qemu:///system")
+    try:
+        found += [f"domain {d.name()}" for d in conn.listAllDomains() if d.name() == name]
+    finally:
+        conn.close()
+    pgrep = subprocess.run(["pgrep", "-af", f"guest={name},"], capture_output=True, text=True, check=False)
+    found += [f"process {line}" for line in pgrep.stdout.splitlines() if "qemu-system" in line]
+    return found

@@ -1,0 +1,166 @@
+"""`migrator runtime run/console/stop/list/status` boot what `migrator convert --output-dir` wrote, on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.guest_layout import TIMEOUT, VMWARE_MAC, leftovers, write_layout
+
+pytest.importorskip("libvirt")
+pytestmark = pytest.mark.slow
+MIGRATOR = str(Path(sys.executable).parent / "migrator")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A runtime dir of the test's own; whatever it started is stopped and checked gone afterwards."""
+    environment = dict(os.environ, MIGRATOR_RUNTIME_DIR=str(tmp_path / "rt"))
+    yield environment
+    names = [path.name for path in (tmp_path / "rt").iterdir()] if (tmp_path / "rt").exists() else []
+    for name in names:
+        subprocess.run([MIGRATOR, "runtime", "stop", name], env=environment, capture_output=True, check=False)
+    for name in names:
+        deadline = time.monotonic() + 15
+        while leftovers(name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert leftovers(name) == []
+
+
+def guest_via_vmdk(tmp_path: Path, behaviour: str) -> Path:
+    """The test guest as a VMware VMDK, converted back to a raw image as the migrator does."""
+    from migrator.guestimage import build_guest, to_vmdk
+
+    image = build_guest(tmp_path / "guest", behaviour=behaviour)
+    vmdk = to_vmdk(image, tmp_path / "vmware")[0]
+    raw = tmp_path / "converted.raw"
+    subprocess.run(["qemu-img", "convert", "-f", "vmdk", "-O", "raw", str(vmdk), str(raw)], check=True)
+    return raw
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def test_run_streams_the_console_and_exits_0_when_the_guest_powers_off(tmp_path: Path, env: dict[str, str]) -> None:
+    """The acceptance: `migrator runtime run DIR` (DIR as `convert --output-dir` writes it)."""
+    name = unique("local-poweroff")
+    out = write_layout(tmp_path / "out", name, guest_via_vmdk(tmp_path, "poweroff"))
+    done = subprocess.run(
+        [MIGRATOR, "runtime", "run", str(out)], env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert done.returncode == 0, done.stderr
+    assert "MIGRATOR-GUEST-READY" in done.stdout
+    assert "DISK vda " in done.stdout
+    assert f"NIC eth0 {VMWARE_MAC}" in done.stdout
+    assert "MIGRATOR-GUEST-POWEROFF" in done.stdout
+    assert "accelerator" in done.stderr  # stdout is the console alone
+    assert leftovers(name) == []
+    status = subprocess.run([MIGRATOR, "runtime", "status", name], env=env, capture_output=True, text=True)
+    assert json.loads(status.stdout)["phase"] == "Succeeded"
+
+
+def test_ctrl_c_shuts_the_guest_down_cleanly(tmp_path: Path, env: dict[str, str]) -> None:
+    name = unique("local-ctrlc")
+    from migrator.guestimage import build_guest
+
+    out = write_layout(tmp_path / "out", name, build_guest(tmp_path / "guest", behaviour="wait").raw)
+    vm_file = out / f"{name}-vm.yaml"  # a VM YAML works as well as its directory
+    process = subprocess.Popen(
+        [MIGRATOR, "runtime", "run", str(vm_file)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    seen = b""
+    deadline = time.monotonic() + TIMEOUT
+    assert process.stdout is not None
+    while b"END-OF-DEVICES" not in seen and time.monotonic() < deadline:
+        seen += os.read(process.stdout.fileno(), 4096)
+    assert b"MIGRATOR-GUEST-READY" in seen
+    process.send_signal(signal.SIGINT)
+    rest, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, stderr
+    assert b"MIGRATOR-GUEST-SHUTDOWN" in seen + rest
+    assert leftovers(name) == []
+
+
+def test_detach_console_status_list_and_stop(tmp_path: Path, env: dict[str, str]) -> None:
+    name = unique("local-detach")
+    from migrator.guestimage import build_guest
+
+    out = write_layout(tmp_path / "out", name, build_guest(tmp_path / "guest", behaviour="wait").raw)
+    started = subprocess.run(
+        [MIGRATOR, "runtime", "run", "--detach", str(out)], env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert started.returncode == 0, started.stderr
+    assert leftovers(name)  # it runs in the background
+
+    status = json.loads(subprocess.run([MIGRATOR, "runtime", "status", name], env=env, capture_output=True).stdout)
+    assert status["phase"] == "Running"
+    assert status["interfaces"] == [{"name": "default", "mac": VMWARE_MAC}]
+    listed = subprocess.run([MIGRATOR, "runtime", "list", "--json"], env=env, capture_output=True).stdout
+    assert [entry["name"] for entry in json.loads(listed)] == [name]
+
+    console = subprocess.Popen([MIGRATOR, "runtime", "console", name], env=env, stdout=subprocess.PIPE)
+    seen = b""
+    deadline = time.monotonic() + TIMEOUT
+    assert console.stdout is not None
+    while b"END-OF-DEVICES" not in seen and time.monotonic() < deadline:
+        seen += os.read(console.stdout.fileno(), 4096)
+    assert b"MIGRATOR-GUEST-READY" in seen and f"NIC eth0 {VMWARE_MAC}".encode() in seen
+
+    stopped = subprocess.run(
+        [MIGRATOR, "runtime", "stop", name], env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert "guest shut down" in stopped.stdout
+    rest, _ = console.communicate(timeout=30)  # the console ends when the guest stops
+    assert console.returncode == 0
+    assert b"MIGRATOR-GUEST-SHUTDOWN" in seen + rest
+    assert leftovers(name) == []
+
+
+def test_a_crash_is_reported_with_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    name = unique("local-crash")
+    from migrator.guestimage import build_guest
+
+    out = write_layout(tmp_path / "out", name, build_guest(tmp_path / "guest", behaviour="crash").raw)
+    done = subprocess.run(
+        [MIGRATOR, "runtime", "run", str(out)], env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"error: {name}: guest panicked"
+    assert "MIGRATOR-GUEST-CRASH" in done.stdout
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty", "two-vms", "no-disk"])
+def test_bad_directories_fail_with_one_line(tmp_path: Path, env: dict[str, str], layout: str) -> None:
+    out = tmp_path / "out"
+    if layout != "missing":
+        out.mkdir()
+    if layout in ("two-vms", "no-disk"):
+        import yaml
+
+        from tests.runtime.guest_layout import vm_manifest
+
+        (out / "a-vm.yaml").write_text(yaml.safe_dump(vm_manifest("a", "a-disk0")))
+        if layout == "two-vms":
+            (out / "b-vm.yaml").write_text(yaml.safe_dump(vm_manifest("b", "b-disk0")))
+    done = subprocess.run([MIGRATOR, "runtime", "run", str(out)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    expected = {
+        "missing": "no such directory",
+        "empty": "no VirtualMachine YAML",
+        "two-vms": "more than one VirtualMachine",
+        "no-disk": "no disk image",
+    }[layout]
+    assert expected in lines[0]
