@@ -109,7 +109,8 @@ def bench_local(work: Path) -> tuple[float, float, float, int]:
     src.unlink()
     floor.unlink()
     print(
-        f"disks-local runs: ours={_fmt(ours)} qemu-img={_fmt(peer)} cat-2GiB={_fmt(cat)} ours-peak-rss={max(rss) // 1024} MiB"
+        f"disks-local runs: ours={_fmt(ours)} qemu-img={_fmt(peer)} cat-2GiB={_fmt(cat)}",
+        f"ours-peak-rss={max(rss) // 1024} MiB",
     )
     return statistics.median(ours), statistics.median(peer), statistics.median(cat), max(rss)
 

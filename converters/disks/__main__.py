@@ -11,12 +11,19 @@ import json
 import ssl
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from migrator.errors import MigratorError
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, like every other failure
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m converters.disks", description="Copy one disk image.")
+    parser = _Parser(prog="python -m converters.disks", description="Copy one disk image.")
     parser.add_argument("source", help="local image path, or http(s) URL of a VMDK")
     parser.add_argument("target", help="file, existing directory (→ disk.img) or block device")
     parser.add_argument("--format", choices=["raw", "qcow2"], default="raw", help="target format")

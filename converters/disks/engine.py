@@ -119,6 +119,7 @@ def _transfer_one(job: DiskJob, prog: Progress, opts: _Options) -> TransferResul
     started = time.monotonic()
     target = Target(job.target, job.target_format)
     target.state_path.parent.mkdir(parents=True, exist_ok=True)
+    had_record = target.state_path.exists()
     state = TransferState(target.state_path)
     try:
         identity = job.source.identity()
@@ -143,6 +144,10 @@ def _transfer_one(job: DiskJob, prog: Progress, opts: _Options) -> TransferResul
             return _copy(job, disk, target, state, identity, known, prog, opts, started)
         finally:
             disk.close()
+    except MigratorError:
+        if not had_record and state.path.exists() and state.plan() is None:
+            state.remove()  # failed before anything started: leave no trace
+        raise
     finally:
         target.close()
         if state.path.exists():

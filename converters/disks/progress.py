@@ -103,7 +103,7 @@ class DiskProgress:
             return
         self.last_emit = now
         elapsed = max(now - self.started, 1e-6)
-        rate = (self.done - self.base) / elapsed
+        rate = (self.done - self.base) / elapsed if state != "skipped" else 0.0
         left = self.total - self.done
         eta = round(left / rate, 1) if rate > 0 and state == "running" else (0.0 if left == 0 else None)
         line = json.dumps(

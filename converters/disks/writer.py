@@ -16,6 +16,7 @@ from migrator.errors import DiskError
 
 PVC_IMAGE = "disk.img"  # the file KubeVirt/CDI expect in a filesystem-mode volume
 BLKZEROOUT = 0x127F
+WRITE_PIECE = 256 << 10
 
 
 def state_dir() -> Path:
@@ -92,10 +93,11 @@ class Target:
 
     # -- I/O -----------------------------------------------------------------------
     def write(self, offset: int, data: memoryview) -> None:
+        # Moderate pieces: one huge write stalls in the kernel's dirty-page throttling here.
         done = 0
         try:
             while done < len(data):
-                done += os.pwritev(self.fd, [data[done:]], offset + done)
+                done += os.pwritev(self.fd, [data[done : done + WRITE_PIECE]], offset + done)
         except OSError as exc:
             if exc.errno == 28:
                 raise DiskError(f"{self.data_path}: no space left on the target's filesystem") from None

@@ -15,12 +15,15 @@ from migrator.inventory.model import VM
 # VMware guest ids (vim.vm.GuestOsDescriptor.GuestOsIdentifier) of Linux releases with a kernel ≥ 2.6.25.
 _READY = re.compile(
     r"^("
-    r"rhel([6-9]|1\d)|centos([6-9]|1\d)?|oracleLinux([6-9]|1\d)?|rockylinux|almalinux|"
-    r"ubuntu|debian([6-9]|1\d)|sles(11|12|15|16)|opensuse|fedora|"
-    r"other(26x|3x|4x|5x|6x)Linux|amazonlinux|asianux([4-9])|coreos|photon|vmwarePhoton|"
+    r"(rhel|centos|oracleLinux|debian)([6-9]|1\d)(?!\d)|rockylinux|almalinux|"
+    r"ubuntu|sles(11|12|15|16)|opensuse|fedora|"
+    r"other(26x|3x|4x|5x|6x)Linux|amazonlinux|asianux[4-9](?!\d)|coreos|photon|vmwarePhoton|"
     r"miraclelinux|pardus|turbolinux|mandriva|genericLinux|crxPod|crxSys"
     r")",
     re.IGNORECASE,
+)
+_READY_NAME = re.compile(
+    r"\b(ubuntu|debian|fedora|centos|rocky|alma|red hat enterprise linux ([6-9]|1\d))\b", re.IGNORECASE
 )
 # Extra-config keys a conversion tool (ours or virt-v2v) leaves when it installed virtio drivers.
 CONVERTED_KEYS = ("migrator.converted", "migrator.virtioReady")
@@ -33,6 +36,5 @@ def guest_virtio_ready(vm: VM) -> bool:
     guest_id = vm.guest_id or ""
     if _READY.match(guest_id):
         return True
-    # OVF/VMX sources sometimes only name the OS: "Ubuntu Linux (64-bit)", "CentOS 7 (64-bit)".
-    name = (vm.guest_name or "").lower()
-    return any(word in name for word in ("ubuntu", "centos", "debian", "fedora", "rhel", "red hat enterprise linux 7"))
+    # OVF sources sometimes only name the OS: "Ubuntu Linux (64-bit)", "CentOS 7 (64-bit)".
+    return bool(_READY_NAME.search(vm.guest_name or ""))

@@ -9,7 +9,6 @@ import click
 
 from migrator.convert import ConvertRequest
 from migrator.convert import convert as run_convert
-from migrator.errors import InputError
 from migrator.sources import SourceOptions
 
 
@@ -51,8 +50,6 @@ def convert(
     concurrency: int,
 ) -> None:
     """Convert one VM: its disks to images, its configuration to a KubeVirt VirtualMachine."""
-    if apply_ and dry_run:
-        raise InputError("--apply and --dry-run exclude each other")
     request = ConvertRequest(
         vm=vm,
         plan_path=plan_path,

@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import click
-import yaml
 
 from migrator.errors import InputError
 from migrator.planning.mapping import build_maps
 from migrator.planning.naming import sanitize
-from migrator.planning.planfile import write_plan
+from migrator.planning.planfile import dump_yaml, plan_document, write_plan
 from migrator.planning.planner import PlanOptions, build_plan
 from migrator.planning.selection import select_vms
 from migrator.planning.table import render
@@ -142,9 +141,9 @@ def plan(
         blocked = sum(1 for v in result.vms if v.blocked)
         click.echo(f"wrote {written} ({len(result.vms)} VM(s), {blocked} blocked)", err=True)
     if output_format == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps(plan_document(result), indent=2, ensure_ascii=False))
     elif output_format == "yaml":
-        click.echo(yaml.safe_dump(result.to_dict(), sort_keys=False, allow_unicode=True, width=120), nl=False)
+        click.echo(dump_yaml(plan_document(result)), nl=False)
     else:
         click.echo(render(result))
     if result.blocked:

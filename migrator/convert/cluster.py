@@ -193,11 +193,11 @@ def cdi_upload(client: Any, dv: dict[str, Any], image: Path, echo: Echo) -> None
         "spec": {"pvcName": name},
     }
     token = tokens.create(body=request, namespace=namespace).to_dict()["status"]["token"]
-    _post_image(f"{_upload_proxy_url(client)}/v1beta1/upload", token, image)
+    post_image(f"{_upload_proxy_url(client)}/v1beta1/upload", token, image)
     _wait(f"DataVolume {name} to finish", lambda: phase() == "Succeeded")
 
 
-def _post_image(url: str, token: str, image: Path) -> None:
+def post_image(url: str, token: str, image: Path) -> None:
     parts = urlsplit(url)
     context = ssl.create_default_context()
     if os.environ.get(UPLOAD_INSECURE_ENV) == "1":  # CDI's upload proxy often has a self-signed certificate
@@ -275,9 +275,17 @@ def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> 
 
     _wait(f"pod {pod_name}", running)
     target = "/dev/migrator-disk" if pvc["spec"].get("volumeMode") == "Block" else "/data/disk.img"
-    command = (
-        f"cat > {target}" if target.startswith("/dev/") else f"cat > {target}.partial && mv {target}.partial {target}"
-    )
+    size = image.stat().st_size
+    # `head -c SIZE` ends by itself after the last byte: no need to half-close stdin, which the
+    # v4 exec protocol the client speaks cannot do.
+    if target.startswith("/dev/"):
+        command = f"head -c {size} > {target}"
+    else:
+        # KubeVirt runs QEMU as uid 107 (qemu): the image must be its own, as CDI leaves it.
+        command = (
+            f"head -c {size} > {target}.partial && mv {target}.partial {target}"
+            f" && chmod 0660 {target} && (chown 107:107 {target} 2>/dev/null || true)"
+        )
     core = k8s.CoreV1Api(client.client)
     try:
         session = stream(
@@ -295,10 +303,13 @@ def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> 
             while chunk := f.read(_CHUNK):
                 session.write_stdin(chunk)
                 session.update(timeout=0)
-        session.write_channel(255, b"\x00")  # close stdin (channel 255 = stream close, v5 protocol)
         session.run_forever(timeout=WAIT_SECONDS)
         if session.returncode not in (0, None):
             raise TargetError(f"filling {target} in {pod_name} failed: {session.read_stderr()[:200]}")
+    except MigratorError:
+        raise
+    except Exception as error:  # websocket/API failures while streaming: one line
+        raise TargetError(f"filling {target} in {pod_name} failed: {_reason(error)}") from None
     finally:
         try:
             pods.delete(name=pod_name, namespace=namespace)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,3 +121,36 @@ def run_transfers(
         for t in transfers
     ]
     transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=True)
+
+
+def extract_ova_member(ova: Path, member: str, work_dir: Path) -> Path:
+    """An OVA's disk as a local file (under ``DIR/.migrator/ova/``): the disk engine reads files, not tar members.
+
+    Kept until the disk is converted, reused by a re-run when complete (same size as the member)."""
+    target = work_dir / STATE_DIR / "ova" / Path(member).name
+    try:
+        with tarfile.open(ova, "r:*") as tar:
+            try:
+                info = tar.getmember(member)
+            except KeyError:
+                info = tar.getmember(f"./{member}")
+            if target.exists() and target.stat().st_size == info.size:
+                return target
+            handle = tar.extractfile(info)
+            if handle is None:
+                raise DiskError(f"{ova}: member {member!r} is not a file")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            with handle, partial.open("wb") as out:
+                shutil.copyfileobj(handle, out, 8 << 20)
+            os.replace(partial, target)
+    except KeyError:
+        raise DiskError(f"{ova}: no member {member!r}") from None
+    except (tarfile.TarError, OSError) as error:
+        raise DiskError(f"{ova}: cannot extract {member!r}: {error}") from None
+    return target
+
+
+def remove_extracted(work_dir: Path) -> None:
+    """Drop OVA members extracted for conversion once every disk is converted."""
+    shutil.rmtree(work_dir / STATE_DIR / "ova", ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,8 @@ from migrator.sources import Source, SourceOptions, open_source, split_source
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
-# Sources whose disks are read through the adapter; VMX/OVF disks are plain files beside the descriptor.
-NEEDS_OPEN_SOURCE = ("vsphere", "ova")
+# Sources whose disks are read through the adapter; VMX/OVF/OVA disks are files (or tar members) on local disk.
+NEEDS_OPEN_SOURCE = ("vsphere",)
 
 
 @dataclass(frozen=True)
@@ -103,23 +104,34 @@ def _spec_options(request: ConvertRequest) -> SpecOptions:
     return SpecOptions(nic_compat=request.nic_compat, use_datavolumes=request.datavolumes)
 
 
-def _make_source(scheme: str, location: str, source: Source | None) -> Callable[[Any], Any]:
+def _make_source(scheme: str, location: str, source: Source | None, work_dir: Path) -> Callable[[Any], Any]:
     if scheme == "vsphere":
 
         def vsphere_disk(disk: Any) -> Any:
             vsphere: Any = source
             url = vsphere.datastore_file_url(disk.source_file)
-            return HttpSource(url, vsphere.http_headers(), vsphere.ssl_context())
+            return HttpSource(url, vsphere.http_headers(), _datastore_tls(vsphere.ssl_context()))
 
         return vsphere_disk
-    base = Path(location).expanduser().resolve().parent
-    local_path = getattr(source, "local_disk_path", None)  # e.g. a disk inside an OVA
+    descriptor = Path(location).expanduser().resolve()
 
     def local_disk(disk: Any) -> Any:
-        path = local_path(disk.source_file) if local_path else disk_jobs.resolve_local(base, disk.source_file)
-        return LocalSource(Path(path))
+        if scheme == "ova":  # the OVF names tar members
+            return LocalSource(disk_jobs.extract_ova_member(descriptor, disk.source_file, work_dir))
+        return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file))
 
     return local_disk
+
+
+def _datastore_tls(context: ssl.SSLContext | None) -> ssl.SSLContext:
+    """The vSphere adapter answers None for --insecure ("do not verify"); the disk engine reads None as
+    "verify with the system CAs". Make the user's choice explicit for the engine."""
+    if context is not None:
+        return context
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    return unverified
 
 
 def dry_run_text(result: ConvertResult, transfers: list[disk_jobs.PlannedTransfer] | None) -> str:
@@ -158,7 +170,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         scheme, location = split_source(spec)
         if source is None and scheme in NEEDS_OPEN_SOURCE:  # a plan file: the disks are read through the source
             source = stack.enter_context(_opened(spec, request.source_options))
-        _transfer_disks(request, result, transfers, work_dir, _make_source(scheme, location, source), echo)
+        _transfer_disks(request, result, transfers, work_dir, _make_source(scheme, location, source, work_dir), echo)
+        disk_jobs.remove_extracted(work_dir)
         if request.output_dir is not None:
             result.files = output.write_manifests(request.output_dir, manifests)
             for path in result.files:

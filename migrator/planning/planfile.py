@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
+from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,12 @@ import jsonschema
 import yaml
 
 from migrator.errors import InputError, NotFoundError
-from migrator.planning.model import Plan
+from migrator.planning import yamlout
+from migrator.planning.model import PLAN_API_VERSION, Plan
 
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
+# libyaml's C parser when PyYAML was built with it: several times faster on plans of thousands of VMs
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @cache
@@ -33,15 +38,52 @@ def validate(data: Any, origin: str = "plan") -> None:
         raise InputError(f"{origin} is not a valid plan: at {where}: {error.message}")
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The dataclass fields of cls, or None when cls is not a dataclass."""
+    return tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):  # before scalars: StrEnum values are str too
+        return value.value
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    return value
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """``plan.to_dict()``, several times faster (no deep copies): what the file and ``-o json|yaml`` hold."""
+    return {"apiVersion": PLAN_API_VERSION, "kind": "Plan", **_plain(plan)}
+
+
+def dump_yaml(data: Any) -> str:
+    return yamlout.dump(data)
+
+
 def dumps(plan: Plan) -> str:
-    text: str = yaml.safe_dump(plan.to_dict(), sort_keys=False, allow_unicode=True, width=120)
-    return text
+    return dump_yaml(plan_document(plan))
 
 
-def write_plan(plan: Plan, path: str | Path) -> Path:
-    """Validate, then write atomically (a half-written plan never replaces a good one)."""
-    data = plan.to_dict()
-    validate(data, "the generated plan")
+def write_plan(plan: Plan, path: str | Path, *, check: bool = False) -> Path:
+    """Write atomically (a half-written plan never replaces a good one); a ``.json`` path gets JSON.
+
+    ``check`` validates against the schema first; the tests prove generated plans valid, and
+    validating thousands of VMs costs seconds, so the CLI leaves it to ``read_plan``.
+    """
+    data = plan_document(plan)
+    if check:
+        validate(data, "the generated plan")
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +92,7 @@ def write_plan(plan: Plan, path: str | Path) -> Path:
         raise InputError(f"cannot write plan file {target}: {error.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120))
+            handle.write(json.dumps(data, indent=1) + "\n" if target.suffix == ".json" else dump_yaml(data))
         os.replace(tmp, target)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
@@ -66,10 +108,17 @@ def read_plan(path: str | Path) -> Plan:
         raise NotFoundError(f"plan file {source} does not exist (run 'migrator plan' first)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"cannot read plan file {source}: {getattr(error, 'strerror', None) or error}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise InputError(f"plan file {source} is not valid YAML") from None
+    data: Any = None
+    if text.lstrip().startswith("{"):  # JSON is YAML too, and parses 100x faster on large plans
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+    if data is None:
+        try:
+            data = yaml.load(text, Loader=_LOADER)  # a safe loader (CSafeLoader or SafeLoader)
+        except yaml.YAMLError:
+            raise InputError(f"plan file {source} is not valid YAML") from None
     validate(data, f"plan file {source}")
     try:
         return Plan.from_dict(data)

@@ -107,7 +107,13 @@ def build_plan(vms: Sequence[VM], maps: Maps, options: PlanOptions, rules: Seque
         plan.vms.append(planned)
         contexts.append(context)
     # rules run once every VM is planned: some look across the plan (MACs, names)
+    mac_owners: dict[str, list[tuple[PlannedVM, PlannedNic]]] = {}
+    for planned in plan.vms:
+        for nic in planned.nics:
+            if nic.mac and nic.target is not NetworkTarget.IGNORE:
+                mac_owners.setdefault(nic.mac.lower(), []).append((planned, nic))
     for planned, context in zip(plan.vms, contexts, strict=True):
+        context.mac_owners = mac_owners
         planned.concerns = evaluate(planned.vm, context, rules)
     return plan
 

@@ -16,6 +16,7 @@ import json
 import os
 import ssl
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -105,6 +106,8 @@ def attach_disk_image(
     datastore (from the VM's ``.vmx`` path). The disk's capacity becomes ``capacity_bytes``,
     or the image's virtual size (``qemu-img info``). With ``mac``, the first NIC gets that
     MAC (addressType manual). With ``power_off``, the VM is powered off first.
+    A single-file VMDK also gets an empty ``<name>-flat.vmdk`` beside it: vcsim refuses a
+    disk backing without one (a simulator quirk; the image never refers to it).
     """
     if not local_vmdk_files:
         raise DiskError("attach_disk_image needs at least one VMDK file")
@@ -119,8 +122,18 @@ def attach_disk_image(
         if place is None:
             raise SourceError(f"VM {vm_name!r} has no datastore path: {config.files.vmPathName!r}")
         datastore, folder = place
+        prefix = f"{folder}/" if folder else ""
         for file in files:
-            upload_file(source, file, datastore, f"{folder}/{file.name}" if folder else file.name)
+            upload_file(source, file, datastore, prefix + file.name)
+        flat_name = files[0].name.replace(".vmdk", "-flat.vmdk", 1)
+        if flat_name != files[0].name and flat_name not in {f.name for f in files}:
+            # vcsim only accepts a disk backing whose "<name>-flat.vmdk" exists (it checks that
+            # name first); a single-file VMDK (monolithic sparse, stream-optimized) has none, so
+            # an empty placeholder stands beside it. The VMDK itself never refers to it.
+            with tempfile.TemporaryDirectory() as tmp:
+                placeholder = Path(tmp) / flat_name
+                placeholder.touch()
+                upload_file(source, placeholder, datastore, prefix + flat_name)
         backing_file = f"[{datastore}] {folder}/{files[0].name}" if folder else f"[{datastore}] {files[0].name}"
 
         devices = list(config.hardware.device)

@@ -190,6 +190,9 @@ def domain_element(
         if device.get("type", "tablet") != "tablet" or device.get("bus", "usb") not in ("usb", "virtio"):
             raise UnsupportedSpecError(path, "only a usb or virtio tablet is supported")
         _sub(devices, "input", type="tablet", bus=device.get("bus", "usb"))
+    if devices.find("disk/target[@bus='usb']") is None and devices.find("input[@bus='usb']") is None:
+        # as KubeVirt does: no USB controller unless a device needs one (SeaBIOS spends ~1 s probing it)
+        _sub(devices, "controller", type="usb", index="0", model="none")
     if devices_spec.get("autoattachMemBalloon", True):
         _sub(devices, "memballoon", model="virtio")
     else:
@@ -360,11 +363,12 @@ def _disks(
         path = f"spec.domain.devices.disks[{index}]"
         _unknown(disk, DISK_FIELDS, path)
         name = disk.get("name")
-        if name not in spec_volumes:
+        empty_cdrom = disk.get("cdrom") is not None and name not in spec_volumes
+        if name not in spec_volumes and not empty_cdrom:
             raise UnsupportedSpecError(f"{path}.name", f"no volume named {name!r} in spec.volumes")
-        if name not in volumes:
+        if name not in volumes and not empty_cdrom:
             raise UnsupportedSpecError(f"{path}.name", f"volume {name!r} was not resolved to a disk on this host")
-        resolved = volumes[name]
+        resolved = volumes.get(name)
         if disk.get("cdrom") is not None:
             kind, device_spec = "cdrom", disk["cdrom"] or {}
             _unknown(device_spec, {"bus", "readonly", "tray"}, f"{path}.cdrom")
@@ -380,8 +384,10 @@ def _disks(
         prefix = DISK_BUSES[bus]
         target = _target_name(prefix, counters.get(prefix, 0))
         counters[prefix] = counters.get(prefix, 0) + 1
-        element = _sub(devices, "disk", type="block" if resolved.block else "file", device=kind)
-        driver = _sub(element, "driver", name="qemu", type=resolved.format)
+        block = resolved is not None and resolved.block
+        element = _sub(devices, "disk", type="block" if block else "file", device=kind)
+        # a CD-ROM without a volume is an empty drive (what convert writes for a VM's idle CD-ROM)
+        driver = _sub(element, "driver", name="qemu", type=resolved.format if resolved is not None else "raw")
         cache = disk.get("cache")
         if cache:
             if cache not in CACHE_MODES:
@@ -391,7 +397,8 @@ def _disks(
             if disk["io"] not in ("native", "threads"):
                 raise UnsupportedSpecError(f"{path}.io", f"unknown io mode {disk['io']!r}")
             driver.set("io", disk["io"])
-        _sub(element, "source", **({"dev": str(resolved.path)} if resolved.block else {"file": str(resolved.path)}))
+        if resolved is not None:
+            _sub(element, "source", **({"dev": str(resolved.path)} if block else {"file": str(resolved.path)}))
         _sub(element, "target", dev=target, bus=bus)
         if kind == "cdrom" or device_spec.get("readonly"):
             _sub(element, "readonly")

@@ -191,6 +191,10 @@ class Launcher:
                 self.reason = f"libvirt refused the domain: {_one_line(error)}"
                 log.error("%s", self.reason)
                 return status
+            except OSError as error:  # e.g. a socket path longer than AF_UNIX allows (108 bytes)
+                self.reason = f"{getattr(error, 'filename', None) or 'state dir'}: {error.strerror or error}"
+                log.error("%s", self.reason)
+                return status
             status = self._watch()
             log.info("exit status %d: %s", status, self.reason)
             return status

@@ -132,3 +132,44 @@ def test_apply_real_cluster(tmp_path: Path) -> None:
     second = migrator(*args, timeout=1200)
     assert second.returncode == 0, second.stderr
     assert "filled" not in second.stderr
+
+
+def test_filler_pod_is_a_valid_pod() -> None:
+    from tests.k8s_schema import validate_kubernetes
+
+    for pvc in manifests().volumes:
+        pod = cluster.filler_pod(pvc)
+        validate_kubernetes(pod)
+        assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+
+
+def test_cdi_upload_posts_the_image_with_the_token(tmp_path: Path) -> None:
+    """The upload half of CDI's protocol (what virtctl image-upload sends), against a real HTTP server."""
+    import http.server
+    import threading
+
+    received: dict[str, Any] = {}
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received["path"] = self.path
+            received["auth"] = self.headers["Authorization"]
+            received["body"] = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200 if received["auth"] == "Bearer t0ken" else 401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        image = tmp_path / "d.img"
+        image.write_bytes(b"\x5a" * (5 << 20))
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1beta1/upload"
+        cluster.post_image(url, "t0ken", image)
+        assert received["path"] == "/v1beta1/upload" and received["body"] == image.read_bytes()
+        with pytest.raises(TargetError, match="HTTP 401"):
+            cluster.post_image(url, "wrong", image)
+    finally:
+        server.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -126,8 +127,12 @@ def test_qcow2_format_and_datavolumes(tmp_path: Path) -> None:
         "--format",
         "qcow2",
         "--datavolumes",
+        "--progress",
+        "json",
     )
     assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {e["disk"] for e in events if e["state"] == "done"} == {"app-disk-0", "app-disk-1"}
     assert images_equal(vmdks[0], out / "app-disk-0.qcow2")
     dv = load_yaml(out / "app-disk-0-dv.yaml")
     validate_manifest(dv)

@@ -56,3 +56,33 @@ def test_unknown_vm_in_source(tmp_path: Path) -> None:
     result = migrator("convert", "--source", f"vmx:{vmx}", "--vm", "other", "--output-dir", str(tmp_path / "o"))
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_plan_cli_then_convert_plan(tmp_path: Path) -> None:
+    """The user's road: `migrator plan` with a network map, then `convert --plan`."""
+    vmdk = make_vmdk(tmp_path / "tiny.vmdk")
+    vmx = write_vmx(tmp_path / "tiny.vmx", "tiny", ["tiny.vmdk"])
+    plan_file = tmp_path / "plan.yaml"
+    planned = migrator(
+        "plan",
+        "--source",
+        f"vmx:{vmx}",
+        "--network",
+        "VM Network=multus:net-ns/vlan10",
+        "--namespace",
+        "wave1",
+        "--output-file",
+        str(plan_file),
+    )
+    assert planned.returncode == 0, planned.stderr
+    out = tmp_path / "out"
+    result = migrator("convert", "--plan", str(plan_file), "--vm", "tiny", "--output-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    vm = load_yaml(out / "tiny-vm.yaml")
+    validate_manifest(vm)
+    spec = vm["spec"]["template"]["spec"]
+    assert vm["metadata"]["namespace"] == "wave1"
+    assert spec["networks"] == [{"name": spec["networks"][0]["name"], "multus": {"networkName": "net-ns/vlan10"}}]
+    assert spec["domain"]["devices"]["interfaces"][0]["bridge"] == {}
+    [claim] = [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]]
+    assert images_equal(vmdk, out / f"{claim}.img")

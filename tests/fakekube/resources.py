@@ -27,6 +27,7 @@ class ResourceType:
     versions: list[str] = field(default_factory=list)  # every served version (CRDs); storage shares one bucket
     schema: dict[str, Any] | None = None  # openAPIV3Schema for this version (CRDs)
     selectable_fields: dict[str, str] = field(default_factory=dict)  # CRD spec.selectableFields: label -> jsonPath
+    printer_columns: list[dict[str, Any]] = field(default_factory=list)  # CRD additionalPrinterColumns
 
     @property
     def key(self) -> tuple[str, str]:
@@ -254,6 +255,7 @@ def resource_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
                 versions=[x["name"] for x in served],
                 schema=schema,
                 selectable_fields=selectable,
+                printer_columns=list(v.get("additionalPrinterColumns") or []),
             )
         )
     return out

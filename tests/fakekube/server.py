@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
-from . import controllers, patches, typeschema
+from . import controllers, patches, tables, typeschema
 from .auth import ADMIN_TOKEN, Attributes, Authenticator, User, authorize, authorize_path
 from .errors import StatusError, bad_request, gone, method_not_allowed
 from .resources import Registry, ResourceType
@@ -59,6 +59,7 @@ class FakeApiServer:
         graceful_pod_deletion: bool = True,
         scheduler: bool = False,
         provisioner: bool = False,
+        track_managed_fields: bool = True,
     ) -> None:
         self._crds = _load_manifests(crds or [])
         self._port = port
@@ -66,6 +67,7 @@ class FakeApiServer:
         self.bookmark_interval = bookmark_interval
         self.graceful_pod_deletion = graceful_pod_deletion
         self.scheduler = scheduler
+        self.track_managed_fields = track_managed_fields
         self.provisioner = provisioner
         self.url = ""
         self.port = 0
@@ -110,7 +112,10 @@ class FakeApiServer:
         self._thread = threading.Thread(target=run, name="fakekube", daemon=True)
         self._thread.start()
         started.wait(30)
-        if errors:
+        if errors:  # e.g. a CRD given to the constructor was refused (422): nothing keeps running
+            self._thread.join(5)
+            loop.close()
+            self._loop = self._thread = None
             raise errors[0]
         return self
 
@@ -174,7 +179,8 @@ class FakeApiServer:
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(30)
 
     def token_for(self, namespace: str, service_account: str) -> str:
-        """A bearer token for a service account (system:serviceaccount:<ns>:<name>), authorized by RBAC."""
+        """A bearer token for a service account (system:serviceaccount:<ns>:<name>), authorized by RBAC; valid while
+        the ServiceAccount exists (401 otherwise), as bound tokens are."""
         return self.auth.add_service_account(namespace, service_account)
 
     def kubeconfig(self, path: Path, *, namespace: str = "default", token: str | None = None) -> Path:
@@ -279,22 +285,7 @@ class FakeApiServer:
     def request_count(self, verb: str | None = None, resource: str | None = None) -> int:
         """Requests served. verb: get, list, watch, create, update, patch, delete, deletecollection, discovery.
         resource: 'pods', 'pods/status', 'virtualmachines.kubevirt.io', 'virtualmachines.kubevirt.io/status'."""
-        want_plural = want_group = want_sub = None
-        if resource is not None:
-            base, _, want_sub = resource.partition("/")
-            want_plural, _, want_group = base.partition(".")
-        total = 0
-        for (v, group, plural, sub), n in list(self._counts.items()):
-            if verb is not None and v != verb:
-                continue
-            if want_plural is not None and plural != want_plural:
-                continue
-            if want_group and group != want_group:
-                continue
-            if want_sub and sub != want_sub:
-                continue
-            total += n
-        return total
+        return count_requests(list(self._counts.items()), verb, resource)
 
     def reset_counts(self) -> None:
         self._counts.clear()
@@ -324,6 +315,12 @@ class FakeApiServer:
         path = request.path.rstrip("/") or "/"
         method = request.method
         user = self.auth.authenticate(request.headers.get("Authorization"))
+        if user.name.startswith("system:serviceaccount:"):  # a service account's token dies with it
+            _sa, _, rest = user.name.partition("system:serviceaccount:")
+            sa_namespace, _, sa_name = rest.partition(":")
+            assert self.store is not None
+            if self.store.lookup(self.registry.get("", "v1", "serviceaccounts"), sa_namespace, sa_name) is None:
+                raise StatusError(401, "Unauthorized", "Unauthorized")
         if not _is_resource_path(path):
             authorize_path(user, path)
         if path in ("/healthz", "/livez", "/readyz"):
@@ -354,6 +351,8 @@ class FakeApiServer:
                     "definitions": {},
                 }
             )
+        if path.startswith("/fakekube/"):
+            return self._debug(method, path, request.query)
         if method == "GET" and path.startswith("/openapi/v3"):
             return _json({"paths": {}})
         parts = path.strip("/").split("/")
@@ -401,7 +400,11 @@ class FakeApiServer:
         assert store is not None
         dry_run = q.get("dryRun") == "All"
         # Who writes, for managedFields: fieldManager, else the User-Agent's product (as the real server).
-        manager = q.get("fieldManager") or request.headers.get("User-Agent", "").split("/", 1)[0] or "unknown"
+        manager: str | None = (
+            q.get("fieldManager") or request.headers.get("User-Agent", "").split("/", 1)[0] or "unknown"
+        )
+        if not self.track_managed_fields:
+            manager = None
 
         def count(verb: str) -> None:
             """Authorize and count the request; called right before the store operation, with no await between
@@ -418,21 +421,24 @@ class FakeApiServer:
                     count("watch")
                     return await self._watch(request, rt, namespace)
                 count("list")
-                return _json(
-                    store.list(
-                        rt,
-                        namespace,
-                        label_selector=q.get("labelSelector"),
-                        field_selector=q.get("fieldSelector"),
-                        limit=int(q["limit"]) if q.get("limit") else None,
-                        continue_token=q.get("continue"),
-                        resource_version=q.get("resourceVersion"),
-                    )
+                listed = store.list(
+                    rt,
+                    namespace,
+                    label_selector=q.get("labelSelector"),
+                    field_selector=q.get("fieldSelector"),
+                    limit=_number(q, "limit", int),
+                    continue_token=q.get("continue"),
+                    resource_version=q.get("resourceVersion"),
                 )
+                if tables.wants_table(request.headers.get("Accept", "")):
+                    return _json(self._table(rt, listed["items"], listed["metadata"]["resourceVersion"]))
+                return _json(listed)
             if wants_watch:  # the legacy /watch/<plural>/<name> form
                 count("watch")
                 return await self._watch(request, rt, namespace, name=name)
             count("get")
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return _json(self._table(rt, [store.get(rt, namespace, name)], str(store.rv)))
             return _json(store.get(rt, namespace, name))
         if method == "POST":
             body = await _read_json(request)
@@ -480,7 +486,7 @@ class FakeApiServer:
                 raise bad_request("DeleteOptions must be an object")
             for param in ("propagationPolicy", "gracePeriodSeconds"):
                 if param in q:
-                    options[param] = int(q[param]) if param == "gracePeriodSeconds" else q[param]
+                    options[param] = _number(q, param, int) if param == "gracePeriodSeconds" else q[param]
             if "orphanDependents" in q:
                 options["orphanDependents"] = q["orphanDependents"].lower() == "true"
             if name is None:
@@ -502,6 +508,36 @@ class FakeApiServer:
                 )
             return _json(store.present(rt, obj))
         raise method_not_allowed()
+
+    def _debug(self, method: str, path: str, q: Any) -> web.Response:
+        """Inspection for tests and benchmarks running the server in another process (see process.py); not part
+        of the Kubernetes API (admin token only)."""
+        if path == "/fakekube/counts":
+            rows = [
+                {"verb": v, "group": g, "resource": p, "subresource": sub, "count": n}
+                for (v, g, p, sub), n in sorted(self._counts.items())
+            ]
+            return _json({"counts": rows})
+        if path == "/fakekube/objects":
+            try:
+                rt = self.resolve(q.get("resource", ""))
+            except KeyError:
+                raise _NOT_FOUND from None
+            assert self.store is not None
+            namespace = q.get("namespace")
+            items = [o for ident, o in sorted(self.store.bucket(rt).items()) if not namespace or ident[0] == namespace]
+            return _json({"items": items, "resourceVersion": str(self.store.rv)})
+        if path == "/fakekube/compact" and method == "POST":
+            assert self.store is not None
+            self.store.compact()
+            return _json({"compacted": self.store.compacted})
+        raise _NOT_FOUND
+
+    def _table(self, rt: ResourceType, items: list[Obj], resource_version: str) -> Obj:
+        try:
+            return tables.table(rt, items, resource_version)
+        except ValueError as exc:  # a printer column's JSONPath this fake does not evaluate
+            raise StatusError(500, "InternalError", str(exc)) from None
 
     def _authorize(self, user: User, attrs: Attributes) -> None:
         if user.is_admin:
@@ -553,7 +589,7 @@ class FakeApiServer:
         if name is not None:
             field_selector = ",".join(filter(None, [field_selector, f"metadata.name={name}"]))
         match = store.matcher(rt, namespace, q.get("labelSelector"), field_selector)
-        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
+        timeout = _number(q, "timeoutSeconds", float)
         bookmarks = q.get("allowWatchBookmarks", "").lower() in ("true", "1")
         send_initial = q.get("sendInitialEvents", "").lower() == "true"
         if send_initial and not bookmarks:
@@ -619,7 +655,7 @@ class FakeApiServer:
             if first:
                 await response.write(b"".join(first))
             while True:
-                wait = self.bookmark_interval if bookmarks else 3600.0
+                wait = self.bookmark_interval if bookmarks else 30.0  # also how often a gone client is noticed
                 if deadline is not None:
                     wait = min(wait, deadline - loop.time())
                 if wait <= 0:
@@ -629,6 +665,10 @@ class FakeApiServer:
                 try:
                     item = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
+                    if request.transport is None or request.transport.is_closing():
+                        break  # the client went away
+                    if deadline is not None and loop.time() >= deadline:
+                        continue  # the final bookmark and the close happen at the top of the loop
                     if bookmarks and queue.empty():
                         await response.write(self._bookmark(rt, store.rv))
                     continue
@@ -663,6 +703,25 @@ class FakeApiServer:
         return _encode("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta})
 
 
+def count_requests(counts: list[tuple[tuple[str, str, str, str], int]], verb: str | None, resource: str | None) -> int:
+    want_plural = want_group = want_sub = None
+    if resource is not None:
+        base, _, want_sub = resource.partition("/")
+        want_plural, _, want_group = base.partition(".")
+    total = 0
+    for (v, group, plural, sub), n in counts:
+        if verb is not None and v != verb:
+            continue
+        if want_plural is not None and plural != want_plural:
+            continue
+        if want_group and group != want_group:
+            continue
+        if want_sub and sub != want_sub:
+            continue
+        total += n
+    return total
+
+
 def _load_manifests(items: list[dict[str, Any] | Path | str]) -> list[dict[str, Any]]:
     """CRDs as dicts, or YAML files (every document of a multi-document file)."""
     out: list[dict[str, Any]] = []
@@ -677,6 +736,15 @@ def _load_manifests(items: list[dict[str, Any] | Path | str]) -> list[dict[str, 
 def _is_resource_path(path: str) -> bool:
     parts = path.strip("/").split("/")
     return (parts[0] == "api" and len(parts) > 2) or (parts[0] == "apis" and len(parts) > 3)
+
+
+def _number(q: Any, name: str, kind: Callable[[str], T]) -> T | None:
+    if not q.get(name):
+        return None
+    try:
+        return kind(q[name])
+    except ValueError:
+        raise bad_request(f"invalid {name}: {q[name]!r}") from None
 
 
 def _guarded(fn: Callable[[], None]) -> None:

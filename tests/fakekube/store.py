@@ -1028,51 +1028,9 @@ class Store:
                 f'error looking up service account {meta["namespace"]}/{sa_name}: serviceaccount "{sa_name}" not found',
             )
         spec["serviceAccountName"] = spec["serviceAccount"] = sa_name
-        spec.setdefault("restartPolicy", "Always")
-        spec.setdefault("terminationGracePeriodSeconds", 30)
-        spec.setdefault("dnsPolicy", "ClusterFirst")
-        spec.setdefault("schedulerName", "default-scheduler")
-        spec.setdefault("securityContext", {})
-        spec.setdefault("enableServiceLinks", True)
-        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")  # the Priority admission plugin
         spec.setdefault("priority", 0)
-        names = set()
-        for c in [*(spec.get("initContainers") or []), *spec["containers"]]:
-            if not c.get("name") or not c.get("image"):
-                raise invalid(
-                    "Pod",
-                    "",
-                    meta["name"],
-                    [
-                        (
-                            "FieldValueRequired",
-                            "spec.containers.name" if not c.get("name") else "spec.containers.image",
-                            "Required value",
-                        )
-                    ],
-                )
-            if c["name"] in names:
-                raise invalid(
-                    "Pod",
-                    "",
-                    meta["name"],
-                    [("FieldValueDuplicate", "spec.containers.name", f'Duplicate value: "{c["name"]}"')],
-                )
-            names.add(c["name"])
-            image = c["image"]
-            c.setdefault(
-                "imagePullPolicy",
-                "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1] else "IfNotPresent",
-            )
-            c.setdefault("terminationMessagePath", "/dev/termination-log")
-            c.setdefault("terminationMessagePolicy", "File")
-            res = c.setdefault("resources", {})
-            if res.get("limits") and not res.get("requests"):
-                res["requests"] = dict(res["limits"])
-            elif res.get("limits"):
-                for k, v in res["limits"].items():
-                    res["requests"].setdefault(k, v)
-            _check_resources(meta["name"], c["name"], res)
+        _default_pod_spec(meta["name"], spec)
         pod["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
 
     def _admit_crd(self, crd: Obj) -> None:
@@ -1152,6 +1110,17 @@ class Store:
         if subresource is None:
             self._validate_meta(rt, new)
         if rt.key == ("", "pods") and subresource is None:
+            spec = new.setdefault("spec", {})
+            for key in ("priority", "preemptionPolicy"):  # the Priority admission plugin keeps them on update
+                if key not in spec and key in (old.get("spec") or {}):
+                    spec[key] = old["spec"][key]
+            # serviceAccount mirrors serviceAccountName (defaulting one way, conversion the other); the admission
+            # plugin that defaults it to "default" runs on create only, as on the real server.
+            if spec.get("serviceAccountName") or spec.get("serviceAccount"):
+                spec["serviceAccountName"] = spec["serviceAccount"] = (
+                    spec.get("serviceAccountName") or spec["serviceAccount"]
+                )
+            _default_pod_spec(new["metadata"]["name"], spec)
             _check_pod_update(old, new)
         if rt.key in WORKLOADS and subresource is None:
             self._validate_workload(rt, new)
@@ -1524,6 +1493,56 @@ def label_selector_matches(selector: Obj, labels: dict[str, str]) -> bool:
         if op == "DoesNotExist" and key in labels:
             return False
     return True
+
+
+def _default_pod_spec(pod_name: str, spec: Obj) -> None:
+    """The pod defaulting functions (run on create and on every update, before validation), with the container
+    checks."""
+    if not spec.get("containers"):
+        raise invalid("Pod", "", pod_name, [("FieldValueRequired", "spec.containers", "Required value")])
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    names = set()
+    for c in [*(spec.get("initContainers") or []), *spec["containers"]]:
+        if not c.get("name") or not c.get("image"):
+            raise invalid(
+                "Pod",
+                "",
+                pod_name,
+                [
+                    (
+                        "FieldValueRequired",
+                        "spec.containers.name" if not c.get("name") else "spec.containers.image",
+                        "Required value",
+                    )
+                ],
+            )
+        if c["name"] in names:
+            raise invalid(
+                "Pod",
+                "",
+                pod_name,
+                [("FieldValueDuplicate", "spec.containers.name", f'Duplicate value: "{c["name"]}"')],
+            )
+        names.add(c["name"])
+        image = c["image"]
+        c.setdefault(
+            "imagePullPolicy",
+            "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1] else "IfNotPresent",
+        )
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        res = c.setdefault("resources", {})
+        if res.get("limits") and not res.get("requests"):
+            res["requests"] = dict(res["limits"])
+        elif res.get("limits"):
+            for k, v in res["limits"].items():
+                res["requests"].setdefault(k, v)
+        _check_resources(pod_name, c["name"], res)
 
 
 def _is_extended(resource: str) -> bool:

@@ -18,6 +18,8 @@ from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
 from tests.fakekube import TOKEN, FakeApiServer
+from tests.fakekube.errors import StatusError
+from tests.fakekube.process import FakeApiProcess
 
 GROUP, VERSION, PLURAL = "example.com", "v1", "widgets"
 
@@ -35,6 +37,11 @@ WIDGET_CRD: dict[str, Any] = {
                 "served": True,
                 "storage": True,
                 "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].status"},
+                ],
                 "schema": {
                     "openAPIV3Schema": {
                         "type": "object",
@@ -323,6 +330,28 @@ def test_stale_update_is_a_conflict(core: client.CoreV1Api, custom: client.Custo
     assert exc.value.status == 422
 
 
+def test_concurrent_read_modify_write_loses_no_update(core: client.CoreV1Api) -> None:
+    core.create_namespaced_config_map("default", {"metadata": {"name": "counter"}, "data": {"n": "0"}})
+
+    def increment(times: int) -> None:
+        for _ in range(times):
+            while True:
+                current = core.read_namespaced_config_map("counter", "default")
+                current.data["n"] = str(int(current.data["n"]) + 1)
+                try:
+                    core.replace_namespaced_config_map("counter", "default", current)
+                    break
+                except ApiException as exc:
+                    assert exc.status == 409  # someone else wrote first: read again
+
+    workers = [threading.Thread(target=increment, args=(10,)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert core.read_namespaced_config_map("counter", "default").data["n"] == "40"
+
+
 def test_status_subresource_semantics(custom: client.CustomObjectsApi) -> None:
     args = (GROUP, VERSION, "default", PLURAL)
     created = custom.create_namespaced_custom_object(*args, {**widget("w"), "status": {"phase": "Ignored"}})
@@ -362,6 +391,10 @@ def test_pod_status_and_spec_rules(core: client.CoreV1Api) -> None:
     assert exc.value.status == 422
     core.patch_namespaced_pod("p", "default", {"spec": {"containers": [{"name": "main", "image": "busybox:1.37"}]}})
     assert core.read_namespaced_pod("p", "default").spec.containers[0].image == "busybox:1.37"
+    # A replace whose spec omits what defaulting fills in is not a change (the defaults are applied again).
+    bare = pod("p", serviceAccountName="default", containers=[{"name": "main", "image": "busybox:1.38"}])
+    bare["metadata"]["resourceVersion"] = core.read_namespaced_pod("p", "default").metadata.resource_version
+    assert core.replace_namespaced_pod("p", "default", bare).spec.containers[0].image == "busybox:1.38"
 
 
 # ---- patch flavours --------------------------------------------------------------------------------------------
@@ -431,6 +464,12 @@ def test_server_side_apply_creates_then_converges(k8s: client.ApiClient, custom:
             body=widget("w", "blue", labels={"b": "2"}), namespace="default", field_manager="other"
         )
     assert exc.value.status == 409
+    # Fields written by a plain patch belong to its manager (the client's User-Agent product) too.
+    updater = next(m for m in again.metadata.managedFields if m.operation == "Update")
+    assert updater.manager == "OpenAPI-Generator" and "f:other" in str(updater.fieldsV1)
+    with pytest.raises(ApiException) as exc:
+        widgets.server_side_apply(body=widget("w", extra={"other": "mine"}), namespace="default", field_manager="other")
+    assert exc.value.status == 409 and 'conflict with \\"OpenAPI-Generator\\": .spec.extra.other' in exc.value.body
     forced = widgets.server_side_apply(
         body=widget("w", "blue"), namespace="default", field_manager="other", force_conflicts=True
     )
@@ -630,6 +669,25 @@ def test_crd_schema_validation_pruning_and_defaults(custom: client.CustomObjects
     assert exc.value.status == 422
 
 
+def test_printer_columns_through_server_side_tables(custom: client.CustomObjectsApi) -> None:
+    args = (GROUP, VERSION, "default", PLURAL)
+    custom.create_namespaced_custom_object(*args, widget("shown"))
+    status = {
+        "phase": "Running",
+        "conditions": [{"type": "Paused", "status": "False"}, {"type": "Ready", "status": "True"}],
+    }
+    custom.patch_namespaced_custom_object_status(*args, "shown", {"status": status})
+    accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    listed = custom.list_namespaced_custom_object(*args, _headers=accept)
+    assert listed["kind"] == "Table"
+    assert [c["name"] for c in listed["columnDefinitions"]] == ["Name", "Age", "Phase", "Ready"]
+    [row] = listed["rows"]
+    name, age, phase, ready = row["cells"]
+    assert (name, phase, ready) == ("shown", "Running", "True") and age.endswith("s")
+    one = custom.get_namespaced_custom_object(*args, "shown", _headers=accept)
+    assert one["rows"][0]["cells"][0] == "shown"
+
+
 def test_crd_registration_at_runtime_and_removal(k8s: client.ApiClient, api: FakeApiServer) -> None:
     ext = client.ApiextensionsV1Api(k8s)
     custom = client.CustomObjectsApi(k8s)
@@ -676,6 +734,14 @@ def test_crd_registration_at_runtime_and_removal(k8s: client.ApiClient, api: Fak
     with pytest.raises(ApiException) as exc:
         custom.list_cluster_custom_object("example.org", "v1alpha1", "gadgets")
     assert exc.value.status == 404
+
+
+def test_an_invalid_crd_given_at_start_fails_the_start() -> None:
+    bad = {**WIDGET_CRD, "metadata": {"name": "wrong-name"}}
+    server = FakeApiServer(crds=[bad])
+    with pytest.raises(StatusError, match="must be spec.names.plural"):
+        server.start()
+    server.stop()  # nothing left to stop
 
 
 def test_crd_with_several_served_versions_shares_storage(k8s: client.ApiClient) -> None:
@@ -880,6 +946,10 @@ def test_rbac_is_enforced_for_service_account_tokens(
     with pytest.raises(ApiException) as exc:
         handler_core.list_namespaced_pod("default")
     assert 'User \\"system:serviceaccount:default:handler\\" cannot list resource \\"pods\\"' in exc.value.body
+    core.delete_namespaced_service_account("handler", "default")
+    with pytest.raises(ApiException) as exc:
+        handler_core.read_namespaced_config_map("allowed", "default")
+    assert exc.value.status == 401  # the token died with its service account
     stranger = config.new_client_from_config(str(api.kubeconfig(tmp_path / "stranger", token="made-up")))
     with pytest.raises(ApiException) as exc:
         client.CoreV1Api(stranger).list_namespaced_pod("default")
@@ -1014,3 +1084,31 @@ def test_optional_scheduler_and_provisioner(tmp_path: Path) -> None:
         assert core.read_namespaced_pod("gpu", "default").spec.node_name is None  # the taint is not tolerated
         core.patch_node("kvm", {"spec": {"taints": None}})
         assert eventually(lambda: core.read_namespaced_pod("gpu", "default").spec.node_name) == "kvm"
+
+
+# ---- in its own process ----------------------------------------------------------------------------------------
+
+
+def test_server_in_a_child_process(tmp_path: Path) -> None:
+    crd_file = tmp_path / "widgets.yaml"
+    crd_file.write_text(yaml.safe_dump(WIDGET_CRD))
+    with FakeApiProcess(tmp_path / "kubeconfig", crds=[crd_file]) as api:
+        custom = client.CustomObjectsApi(config.new_client_from_config(str(api.kubeconfig())))
+        custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("remote"))
+        assert [o["metadata"]["name"] for o in api.objects("widgets", "default")] == ["remote"]
+        assert api.request_count("create", f"{PLURAL}.{GROUP}") == 1
+        rv = custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["metadata"]["resourceVersion"]
+        custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("later"))
+        api.compact()
+        with pytest.raises(ApiException) as exc:
+            for _ in watch.Watch().stream(
+                custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                "default",
+                PLURAL,
+                resource_version=rv,
+                timeout_seconds=1,
+            ):
+                pass
+        assert exc.value.status == 410

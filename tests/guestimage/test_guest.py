@@ -160,5 +160,5 @@ def test_bare_kernel_boot_powers_off_after_the_given_seconds(tmp_path: Path, acc
         assert guest.wait_for("BARE-KERNEL", BOOT_TIMEOUT) is not None, guest.output
         marker_at = time.monotonic()
         assert guest.wait_exit(30) == 0, guest.output
-        assert time.monotonic() - marker_at >= 1.5  # it waited before powering off
+        assert time.monotonic() - marker_at >= 1.0  # it waited (2 s) before powering off
         assert POWEROFF_LINE in guest.lines

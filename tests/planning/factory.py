@@ -10,7 +10,14 @@ from migrator.planning.planner import PlanOptions, build_plan
 SCSI0 = Controller(ControllerKind.SCSI, 0, "pvscsi")
 
 
-def make_vm(name: str = "web01", source: str = "vsphere", disks: int = 1, nics: int = 1, **facts) -> VM:
+def _mac(number: int, nic: int) -> str:
+    """A MAC per (VM number, NIC index); VMs made with the same number share MACs."""
+    return f"00:50:{number >> 16 & 255:02x}:{number >> 8 & 255:02x}:{number & 255:02x}:{nic:02x}"
+
+
+def make_vm(
+    name: str = "web01", source: str = "vsphere", disks: int = 1, nics: int = 1, unique_macs: int | None = None, **facts
+) -> VM:
     vm = VM(
         name=name,
         source=source,
@@ -29,7 +36,12 @@ def make_vm(name: str = "web01", source: str = "vsphere", disks: int = 1, nics: 
             for i in range(disks)
         ],
         nics=[
-            Nic(label=f"Network adapter {i + 1}", model="vmxnet3", mac=f"00:50:56:00:00:{i:02x}", network="VM Network")
+            Nic(
+                label=f"Network adapter {i + 1}",
+                model="vmxnet3",
+                mac=_mac(unique_macs or 0, i),
+                network="VM Network",
+            )
             for i in range(nics)
         ],
         hostname=f"{name}.example.com",

@@ -12,7 +12,7 @@ import yaml
 from migrator.errors import InputError, NotFoundError
 from migrator.inventory.model import PassthroughDevice
 from migrator.planning.mapping import build_maps
-from migrator.planning.planfile import read_plan, schema, validate, write_plan
+from migrator.planning.planfile import plan_document, read_plan, schema, validate, write_plan
 from migrator.sources import open_source
 from tests.conftest import SAMPLES_OVF, SAMPLES_VMX
 from tests.planning.factory import make_vm, plan_of
@@ -25,7 +25,7 @@ def test_schema_is_valid_json_schema() -> None:
 def test_round_trip(tmp_path: Path) -> None:
     vm = make_vm("Web 01", passthrough=[PassthroughDevice("PCI device 0", "pci", None)])
     plan = plan_of(vm, make_vm("db"), maps=build_maps(network_flags=["VM Network=multus:ns/net"]))
-    path = write_plan(plan, tmp_path / "sub" / "plan.yaml")
+    path = write_plan(plan, tmp_path / "sub" / "plan.yaml", check=True)
     again = read_plan(path)
     assert again == plan
     assert again.vms[0].blocked and again.vms[0].target_name == "web-01"
@@ -39,7 +39,8 @@ def test_every_sample_plan_validates(tmp_path: Path) -> None:
     for index, spec in enumerate(specs):
         vms = open_source(spec).inventory().vms
         plan = plan_of(*vms)
-        path = write_plan(plan, tmp_path / f"{index}.yaml")
+        path = write_plan(plan, tmp_path / f"{index}.yaml", check=True)
+        assert plan_document(plan) == plan.to_dict()
         assert read_plan(path) == plan, spec
 
 
@@ -61,3 +62,11 @@ def test_invalid_plans_are_refused(tmp_path: Path) -> None:
         read_plan(broken)
     with pytest.raises(NotFoundError):
         read_plan(tmp_path / "absent.yaml")
+
+
+def test_json_plan_file(tmp_path: Path) -> None:
+    plan = plan_of(make_vm("a"), make_vm("b", unique_macs=1))
+    path = write_plan(plan, tmp_path / "plan.json", check=True)
+    assert path.read_text().startswith("{")
+    assert read_plan(path) == plan
+    assert yaml.safe_load(path.read_text()) == plan.to_dict()  # JSON is YAML: one reader for both

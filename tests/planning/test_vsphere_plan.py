@@ -54,3 +54,18 @@ def test_simulator_selection_and_errors(vcsim, tmp_path: Path) -> None:
     assert_one_line_error(missing, "ghost")
     untrusted = run_migrator("plan", "--source", source, cwd=tmp_path, env=env)
     assert_one_line_error(untrusted)
+
+
+def test_simulator_cluster_and_storage_map(vcsim, tmp_path: Path) -> None:
+    env = {"MIGRATOR_VSPHERE_PASSWORD": vcsim.password}
+    common = ("plan", "--source", vcsim.source_url(), "--insecure", "-o", "json", "--output-file", "-")
+    mapped = run_migrator(*common, "--cluster", "DC0_C0", "--storage", "LocalDS_0=standard", cwd=tmp_path, env=env)
+    assert mapped.returncode == 0, mapped.stderr
+    vms = json.loads(mapped.stdout)["vms"]
+    assert sorted(v["source_name"] for v in vms) == ["DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1"]
+    assert {d["storage_class"] for v in vms for d in v["disks"]} == {"standard"}
+    unmapped = run_migrator(*common, "--folder", "/DC0/vm", "--storage", "elsewhere=fast", cwd=tmp_path, env=env)
+    assert unmapped.returncode == 3
+    plan = json.loads(unmapped.stdout)
+    assert len(plan["vms"]) == 4
+    assert all("unmapped-datastore" in [c["id"] for c in v["concerns"]] for v in plan["vms"])

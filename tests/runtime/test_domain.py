@@ -117,6 +117,7 @@ def test_converted_vm_translates_and_libvirt_accepts_it(conn: Any, images: dict[
     assert root.find("devices/panic").get("model") == "isa"
     assert root.find("devices/graphics") is None
     assert root.find("devices/tpm") is None
+    assert root.find("devices/controller[@type='usb']").get("model") == "none"
 
     defined = accepted(conn, xml)
     assert defined.find("devices/interface/mac").get("address") == "00:50:56:9a:0b:01"
@@ -182,6 +183,15 @@ def test_buses_cdrom_shareable_scsi_and_qcow2(conn: Any, images: dict[str, Resol
     assert [c.get("model") for c in controllers] == ["virtio-scsi"]
     defined = accepted(conn, ET.tostring(root, encoding="unicode"))
     assert defined.find("devices/controller[@type='scsi']").get("model") == "virtio-scsi"
+
+
+def test_empty_cdrom_drive(conn: Any, images: dict[str, ResolvedVolume]) -> None:
+    spec = converted_spec()
+    spec["domain"]["devices"]["disks"].append({"name": "cdrom0", "cdrom": {"bus": "sata", "readonly": True}})
+    root = ET.fromstring(domain_xml(spec, images, options()))
+    cdrom = root.find("devices/disk[@device='cdrom']")
+    assert cdrom.find("source") is None and cdrom.find("target").get("dev") == "sdb"
+    accepted(conn, ET.tostring(root, encoding="unicode"))
 
 
 def test_block_device_volume(images: dict[str, ResolvedVolume]) -> None:
@@ -278,6 +288,7 @@ def test_hyperv_clock_and_misc_devices(conn: Any, images: dict[str, ResolvedVolu
     assert root.find("devices/rng/backend").text == "/dev/urandom"
     assert root.find("devices/memballoon").get("model") == "none"
     assert root.find("devices/input").get("type") == "tablet"
+    assert root.find("devices/controller[@type='usb']") is None  # the USB tablet needs libvirt's default controller
     accepted(conn, ET.tostring(root, encoding="unicode"))
 
 

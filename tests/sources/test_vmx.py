@@ -213,3 +213,24 @@ def test_sample_plans_through_cli(tmp_path: Path) -> None:
     result = run_migrator("plan", "--source", f"vmx:{tmp_path / 'fedora.vmx'}", "-o", "json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "fedora-20" in result.stdout and (tmp_path / "plan.yaml").exists()
+
+
+def test_rdm_descriptor_and_encryption(tmp_path: Path) -> None:
+    (tmp_path / "lun.vmdk").write_text(
+        "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+        'createType="vmfsPassthroughRawDeviceMap"\n\n'
+        'RW 2097152 VMFSRDM "lun-rdmp.vmdk"\n\nddb.uuid = "60 00 C2 9a"\n'
+    )
+    (tmp_path / "r.vmx").write_text(
+        'memsize = "256"\nscsi0.present = "TRUE"\nscsi0.sharedBus = "physical"\nscsi0:0.present = "TRUE"\n'
+        'scsi0:0.fileName = "lun.vmdk"\nencryption.keySafe = "vmware:key/list/(pair/(null/vmware-key))"\n'
+        'ehci.present = "TRUE"\npciPassthru3.present = "TRUE"\npciPassthru3.id = "00000:004:00.0"\n'
+    )
+    vm = only_vm(f"vmx:{tmp_path / 'r.vmx'}")
+    (disk,) = vm.disks
+    assert disk.rdm and disk.rdm_compatibility == "physicalMode"
+    assert disk.capacity_bytes == 2097152 * 512 and disk.uuid == "60 00 C2 9a"
+    assert disk.allocated_bytes is None  # the mapped LUN file is not here
+    assert disk.controller.shared_bus == "physicalSharing"
+    assert vm.encrypted and vm.usb_controllers == ["usb.ehci"]
+    assert [(p.label, p.kind, p.detail) for p in vm.passthrough] == [("PCI device 3", "pci", "00000:004:00.0")]

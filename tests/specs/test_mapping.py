@@ -241,3 +241,28 @@ def test_strict_check_of_volumes_catches_a_typo():
     dv["spec"]["source"] = {"upload": {}, "blank": {}}
     with pytest.raises(SchemaError, match="exactly one source"):
         validate_manifest(dv)
+
+
+@pytest.mark.parametrize(
+    ("guest_id", "ready"),
+    [
+        ("rhel8_64Guest", True),
+        ("rhel7-64", True),  # the .vmx spelling
+        ("rhel5_64Guest", False),
+        ("centos64Guest", False),  # CentOS 4/5 64-bit, not CentOS 6.4
+        ("centos7_64Guest", True),
+        ("debian10_64Guest", True),
+        ("ubuntu64Guest", True),
+        ("sles15_64Guest", True),
+        ("sles64Guest", False),
+        ("other4xLinux64Guest", True),
+        ("other24xLinuxGuest", False),
+        ("windows2019srv_64Guest", False),
+        ("otherGuest", False),
+        (None, False),
+    ],
+)
+def test_virtio_readiness_from_guest_id(guest_id, ready):
+    from converters.specs.guest import guest_virtio_ready
+
+    assert guest_virtio_ready(source_vm(guest_id=guest_id)) is ready

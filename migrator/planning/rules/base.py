@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from migrator.inventory.model import VM
-from migrator.planning.model import Concern, PlannedVM, Severity
+from migrator.planning.model import Concern, PlannedNic, PlannedVM, Severity
 
 
 @dataclass
@@ -18,6 +18,8 @@ class RuleContext:
     unmapped_datastores: list[str] = field(default_factory=list)  # disk labels with no storage mapping
     max_volume_bytes: dict[str, int] = field(default_factory=dict)  # disk label → its class's limit
     collides_with: list[str] = field(default_factory=list)  # source names sanitising to the same label
+    # lower-case MAC → every migrated (not ignored) NIC in the plan with it; one dict shared by all VMs
+    mac_owners: dict[str, list[tuple[PlannedVM, PlannedNic]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

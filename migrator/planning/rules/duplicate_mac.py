@@ -6,22 +6,23 @@ from migrator.inventory.model import VM
 from migrator.planning.model import Concern, NetworkTarget, Severity
 from migrator.planning.rules.base import Rule, RuleContext
 
+SHOWN = 3  # how many other owners a message names
+
 
 def check(vm: VM, context: RuleContext) -> list[Concern]:
     concerns = []
     for nic in context.planned.nics:
         if not nic.mac or nic.target is NetworkTarget.IGNORE:
             continue
+        owners = context.mac_owners.get(nic.mac.lower(), [])
         others = [
-            f"{other.source_name} {o.label}" if other is not context.planned else o.label
-            for other in context.plan_vms
-            for o in other.nics
-            if o.mac and o.mac.lower() == nic.mac.lower() and o is not nic and o.target is not NetworkTarget.IGNORE
+            other_nic.label if other is context.planned else f"{other.source_name} {other_nic.label}"
+            for other, other_nic in owners
+            if other_nic is not nic
         ]
         if others:
-            concerns.append(
-                RULE.concern(f"{nic.label} has MAC {nic.mac}, which {', '.join(others)} in this plan also has.")
-            )
+            named = ", ".join(others[:SHOWN]) + (f" and {len(others) - SHOWN} more" if len(others) > SHOWN else "")
+            concerns.append(RULE.concern(f"{nic.label} has MAC {nic.mac}, which {named} in this plan also has."))
     return concerns
 
 

@@ -189,7 +189,7 @@ def translate_vm(raw: RawObject, estate: Estate, host_affinity: set[str] | None 
     )
 
     ips: list[str] = []
-    for address in [get("guest.ipAddress"), *[ip for nic in nics for ip in nic.ips]]:
+    for address in [_s(get("guest.ipAddress")), *[ip for nic in nics for ip in nic.ips]]:
         if address and address not in ips:
             ips.append(address)
 
@@ -209,17 +209,17 @@ def translate_vm(raw: RawObject, estate: Estate, host_affinity: set[str] | None 
         cdroms=cdroms,
         controllers=[controllers[key] for key in sorted(controllers)],
         moref=raw.moid,
-        instance_uuid=get("config.instanceUuid"),
-        bios_uuid=get("config.uuid"),
+        instance_uuid=_s(get("config.instanceUuid")),
+        bios_uuid=_s(get("config.uuid")),
         folder=estate.inventory_path(folder_id) if folder_id else None,
         datacenter=estate.datacenter_of(raw.moid),
         cluster=_cluster(cluster_id, raw.moid, estate),
         host=estate.names.get(host_id) if host_id else None,
-        guest_id=get("config.guestId"),
-        guest_name=get("config.guestFullName"),
+        guest_id=_s(get("config.guestId")),
+        guest_name=_s(get("config.guestFullName")),
         power_state=POWER_STATES.get(str(get("runtime.powerState") or ""), PowerState.UNKNOWN),
-        tools_status=get("guest.toolsStatus"),
-        hostname=get("guest.hostName") or None,
+        tools_status=_s(get("guest.toolsStatus")),
+        hostname=_s(get("guest.hostName")) or None,
         ip_addresses=ips,
         vtpm=vtpm,
         cbt_enabled=None if vm_cbt is None else bool(vm_cbt),
@@ -233,9 +233,14 @@ def translate_vm(raw: RawObject, estate: Estate, host_affinity: set[str] | None 
         passthrough=passthrough,
         usb_controllers=usb,
         is_template=bool(get("config.template")),
-        annotation=get("config.annotation") or None,
+        annotation=_s(get("config.annotation")) or None,
         extra_config=extra,
     )
+
+
+def _s(value: Any) -> str | None:
+    """A plain ``str`` (pyvmomi enum and string values are str subclasses YAML cannot dump)."""
+    return None if value is None else str(value)
 
 
 def _label(device: Any) -> str:
@@ -253,7 +258,7 @@ def _controller(device: Any) -> Controller | None:
         if isinstance(device, cls):
             shared = getattr(device, "sharedBus", None) if kind is ControllerKind.SCSI else None
             return Controller(
-                kind=kind, bus_number=int(device.busNumber or 0), model=model, key=device.key, shared_bus=shared
+                kind=kind, bus_number=int(device.busNumber or 0), model=model, key=device.key, shared_bus=_s(shared)
             )
     return None
 
@@ -286,7 +291,7 @@ def _disk(
     controller = controllers.get(device.controllerKey) or _unknown_controller(device.controllerKey)
     unit = int(device.unitNumber) if device.unitNumber is not None else -1
     capacity = device.capacityInBytes or (device.capacityInKB or 0) * 1024
-    file_name = getattr(backing, "fileName", None) or None
+    file_name = _s(getattr(backing, "fileName", None)) or None
     ds_id = ref_id(getattr(backing, "datastore", None))
     rdm = isinstance(backing, D.VirtualDisk.RawDiskMappingVer1BackingInfo)
     mode = DISK_MODES.get(str(getattr(backing, "diskMode", "") or ""), DiskMode.PERSISTENT)
@@ -323,10 +328,10 @@ def _disk(
         sharing=sharing,
         mode=mode,
         rdm=rdm,
-        rdm_compatibility=getattr(backing, "compatibilityMode", None) if rdm else None,
+        rdm_compatibility=_s(getattr(backing, "compatibilityMode", None)) if rdm else None,
         allocated_bytes=allocated,
         cbt_enabled=cbt,
-        uuid=getattr(backing, "uuid", None) or None,
+        uuid=_s(getattr(backing, "uuid", None)) or None,
         encrypted=getattr(backing, "keyId", None) is not None,
         key=device.key,
         format_hint="vmdk",
@@ -339,14 +344,14 @@ def _nic(device: Any, estate: Estate, guest_ips: dict[int | str, list[str]]) -> 
     network: str | None = None
     if isinstance(backing, D.VirtualEthernetCard.DistributedVirtualPortBackingInfo):
         key = backing.port.portgroupKey if backing.port is not None else None
-        network = estate.portgroups.get(key or "") or key
+        network = estate.portgroups.get(key or "") or _s(key)
     elif isinstance(backing, D.VirtualEthernetCard.NetworkBackingInfo):
         net_id = ref_id(backing.network)
-        network = (estate.names.get(net_id) if net_id else None) or backing.deviceName
+        network = (estate.names.get(net_id) if net_id else None) or _s(backing.deviceName)
     elif isinstance(backing, D.VirtualEthernetCard.OpaqueNetworkBackingInfo):
-        network = backing.opaqueNetworkId
+        network = _s(backing.opaqueNetworkId)
     connectable = device.connectable
-    mac = device.macAddress or None
+    mac = _s(device.macAddress) or None
     return Nic(
         label=_label(device),
         model=model,
@@ -373,7 +378,7 @@ def _guest_ips(guest_net: Any) -> dict[int | str, list[str]]:
 
 def _cdrom(device: Any, controllers: dict[int, Controller]) -> CdRom:
     backing = device.backing
-    iso = backing.fileName if isinstance(backing, D.VirtualCdrom.IsoBackingInfo) else None
+    iso = _s(backing.fileName) if isinstance(backing, D.VirtualCdrom.IsoBackingInfo) else None
     connectable = device.connectable
     return CdRom(
         label=_label(device),
@@ -389,12 +394,12 @@ def _cdrom(device: Any, controllers: dict[int, Controller]) -> CdRom:
 def _pci_passthrough(device: Any) -> PassthroughDevice:
     backing = device.backing
     if isinstance(backing, D.VirtualPCIPassthrough.VmiopBackingInfo):
-        return PassthroughDevice(label=_label(device), kind="vgpu", detail=backing.vgpu)
+        return PassthroughDevice(label=_label(device), kind="vgpu", detail=_s(backing.vgpu))
     dvx = getattr(D.VirtualPCIPassthrough, "DvxBackingInfo", None)
     if dvx is not None and isinstance(backing, dvx):
-        return PassthroughDevice(label=_label(device), kind="dvx", detail=getattr(backing, "deviceClass", None))
+        return PassthroughDevice(label=_label(device), kind="dvx", detail=_s(getattr(backing, "deviceClass", None)))
     detail = getattr(backing, "id", None) or getattr(backing, "deviceName", None) or _summary(device)
-    return PassthroughDevice(label=_label(device), kind="pci", detail=detail)
+    return PassthroughDevice(label=_label(device), kind="pci", detail=_s(detail))
 
 
 def _snapshots(info: Any) -> list[Snapshot]:
