@@ -29,7 +29,8 @@ from migrator.errors import DiskError, MigratorError
 
 CHUNK = 16 << 20  # unit of the state record and of one read
 BLOCK = 64 << 10  # zero-detection granularity (one VMDK grain)
-READ_BUFFERS = 3
+READ_BUFFERS = 4
+WRITERS = 2  # writes overlap: one writer alone waits on the page cache
 EMPTY = "empty"
 _ZB = bytes(BLOCK)
 _RUN = struct.Struct("<QQ")
@@ -257,18 +258,23 @@ def _human(n: int) -> str:
 def _pipeline(
     disk: VirtualDisk, target: Target, state: TransferState, pending: list[int], dp: DiskProgress, opts: _Options
 ) -> int:
+    """One reader fetches chunks in order; WRITERS threads write, read back and record them."""
     chunk, size = opts.chunk, disk.size
     free: queue.Queue[bytearray] = queue.Queue()
     for _ in range(READ_BUFFERS):
         free.put(bytearray(chunk))
-    ready: queue.Queue[tuple[int, bytearray | None, int, list[tuple[int, int]], str] | BaseException | None] = (
-        queue.Queue()
-    )
+    ready: queue.Queue[tuple[int, bytearray | None, int, list[tuple[int, int]], str] | None] = queue.Queue()
     stop = threading.Event()
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    totals = {"transferred": 0}
+    t0 = time.monotonic()
 
     def produce() -> None:
         try:
             for idx in pending:
+                if stop.is_set():
+                    break
                 start = idx * chunk
                 end = min(start + chunk, size)
                 segments = disk.segments(start, end)
@@ -278,65 +284,78 @@ def _pipeline(
                     continue
                 buf = free.get()
                 if stop.is_set():
-                    return
+                    break
                 view = memoryview(buf)[: end - start]
                 disk.read(segments, view, start)
                 runs = _nonzero_runs(buf, end - start)
                 ready.put((idx, buf, fetched, runs, _digest(view, runs)))
                 view.release()
-            ready.put(None)
-        except BaseException as exc:  # handed to the writer, which raises it
-            ready.put(exc)
+        except BaseException as exc:  # handed over: the caller raises it
+            failures.append(exc)
+            stop.set()
+        finally:
+            for _ in range(WRITERS):
+                ready.put(None)
+
+    def consume() -> None:
+        verify_buf = bytearray(chunk)
+        try:
+            while not stop.is_set():
+                item = ready.get()
+                if item is None:
+                    return
+                idx, buf, fetched, runs, digest = item
+                start = idx * chunk
+                n = min(chunk, size - start)
+                written = 0
+                if buf is None:
+                    target.zero(start, n)
+                else:
+                    view = memoryview(buf)[:n]
+                    pos = 0
+                    for a, b in runs:
+                        if a > pos:
+                            target.zero(start + pos, a - pos)
+                        target.write(start + a, view[a:b])
+                        written += b - a
+                        pos = b
+                    if pos < n:
+                        target.zero(start + pos, n - pos)
+                    view.release()
+                if opts.verify and not _reads_back(target, start, n, buf, runs, verify_buf):
+                    raise DiskError(
+                        f"verification failed: chunk at byte {start} reads back differently from the target"
+                    )
+                if buf is not None:
+                    free.put(buf)
+                with lock:
+                    state.record(idx, digest, written)
+                    totals["transferred"] += fetched
+                    dp.advance(n, fetched)
+                    transferred = totals["transferred"]
+                if opts.max_rate:
+                    ahead = transferred / opts.max_rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        except BaseException as exc:
+            failures.append(exc)
+            stop.set()
+        finally:
+            free.put(bytearray(0))  # wake the reader if it waits for a buffer
 
     reader = threading.Thread(target=produce, name=f"read-{dp.name}", daemon=True)
+    writers = [threading.Thread(target=consume, name=f"write-{dp.name}", daemon=True) for _ in range(WRITERS)]
     reader.start()
-    verify_buf = bytearray(chunk)
-    transferred = 0
-    t0 = time.monotonic()
-    try:
-        while True:
-            item = ready.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            idx, buf, fetched, runs, digest = item
-            start = idx * chunk
-            n = min(chunk, size - start)
-            written = 0
-            if buf is None:
-                target.zero(start, n)
-            else:
-                view = memoryview(buf)[:n]
-                pos = 0
-                for a, b in runs:
-                    if a > pos:
-                        target.zero(start + pos, a - pos)
-                    target.write(start + a, view[a:b])
-                    written += b - a
-                    pos = b
-                if pos < n:
-                    target.zero(start + pos, n - pos)
-                view.release()
-            if opts.verify and not _reads_back(target, start, n, buf, runs, verify_buf):
-                raise DiskError(f"verification failed: chunk at byte {start} reads back differently from the target")
-            if buf is not None:
-                free.put(buf)
-            state.record(idx, digest, written)
-            transferred += fetched
-            dp.advance(n, fetched)
-            if opts.max_rate:
-                ahead = transferred / opts.max_rate - (time.monotonic() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
-    finally:
-        stop.set()
-        try:  # unblock the reader if it waits for a buffer
-            free.put_nowait(bytearray(0))
-        except queue.Full:
-            pass
-        reader.join(timeout=60)
-    return transferred
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    free.put(bytearray(0))
+    reader.join(timeout=120)
+    if failures:
+        raise failures[0]
+    return totals["transferred"]
 
 
 def _nonzero_runs(buf: bytearray, n: int) -> list[tuple[int, int]]:

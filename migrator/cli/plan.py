@@ -136,14 +136,15 @@ def plan(
         maps,
         PlanOptions(name=plan_name or default_plan_name(source.url), source=source.url, namespace=namespace),
     )
+    document = plan_document(result)
     if output_file != "-":
-        written = write_plan(result, output_file)
+        written = write_plan(result, output_file, document=document)
         blocked = sum(1 for v in result.vms if v.blocked)
         click.echo(f"wrote {written} ({len(result.vms)} VM(s), {blocked} blocked)", err=True)
     if output_format == "json":
-        click.echo(json.dumps(plan_document(result), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
     elif output_format == "yaml":
-        click.echo(dump_yaml(plan_document(result)), nl=False)
+        click.echo(dump_yaml(document), nl=False)
     else:
         click.echo(render(result))
     if result.blocked:

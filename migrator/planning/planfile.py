@@ -75,13 +75,14 @@ def dumps(plan: Plan) -> str:
     return dump_yaml(plan_document(plan))
 
 
-def write_plan(plan: Plan, path: str | Path, *, check: bool = False) -> Path:
+def write_plan(plan: Plan, path: str | Path, *, check: bool = False, document: dict[str, Any] | None = None) -> Path:
     """Write atomically (a half-written plan never replaces a good one); a ``.json`` path gets JSON.
 
-    ``check`` validates against the schema first; the tests prove generated plans valid, and
+    ``document`` is ``plan_document(plan)`` when the caller already has it. ``check`` validates
+    against the schema first; the tests prove generated plans valid, and
     validating thousands of VMs costs seconds, so the CLI leaves it to ``read_plan``.
     """
-    data = plan_document(plan)
+    data = document if document is not None else plan_document(plan)
     if check:
         validate(data, "the generated plan")
     target = Path(path)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
-_PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_ ./()+\-\[\],@]*$")
+# plain only when no YAML indicator can apply: a letter, '_' or '/' first; no ':', '#', ',', brackets, quotes
+_PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_ ./()+\-@]*$")
 # YAML 1.1 words a loader turns into booleans / null, whatever their case
 _RESERVED = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 
@@ -29,17 +31,12 @@ def scalar(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return json.dumps(value)
-    text = str(value)
-    if (
-        _PLAIN.match(text)
-        and text.lower() not in _RESERVED
-        and not text.endswith((" ", ":"))
-        and ": " not in text
-        and " #" not in text
-        and not text.startswith(("[", "-", "?", "@"))
-        and "," not in text
-        and "[" not in text
-    ):
+    return _string(str(value))
+
+
+@lru_cache(maxsize=65536)  # plans repeat the same strings (models, kinds, networks) thousands of times
+def _string(text: str) -> str:
+    if _PLAIN.match(text) and text.lower() not in _RESERVED and not text.endswith(" "):
         return text
     return json.dumps(text, ensure_ascii=False)
 

@@ -214,13 +214,24 @@ class Launcher:
     def _start(self) -> None:
         config = self.config
         volumes = resolve_volumes(config.instance.spec, config.disk_root)
+        console_log = self.state_dir / CONSOLE_LOG
+        for stale in [console_log, *self.state_dir.glob(f"{CONSOLE_LOG}.*")]:
+            stale.unlink(missing_ok=True)
+        # served from now on: "Scheduled" while the daemon starts, the console from its first byte
+        self.servers = [
+            ApiServer(
+                self.state_dir / API_SOCKET,
+                self.status,
+                {"shutdown": self._shutdown, "pause": self._pause, "unpause": self._unpause},
+            ),
+            ConsoleServer(self.state_dir / CONSOLE_SOCKET, console_log, self.stopped.is_set),
+        ]
+        for server in self.servers:
+            server.start()
         accelerator = choose_accelerator(config.accel)
         with self.lock:
             self.accelerator = accelerator
         log.info("accelerator: %s (%s)", accelerator.kind, accelerator.reason)
-        console_log = self.state_dir / CONSOLE_LOG
-        for stale in [console_log, *self.state_dir.glob(f"{CONSOLE_LOG}.*")]:
-            stale.unlink(missing_ok=True)
         options = DomainOptions(
             name=self.name,
             accelerator=accelerator.kind,  # type: ignore[arg-type]
@@ -255,17 +266,6 @@ class Launcher:
                 paused = config.instance.start_paused
                 self.phase, self.domain_state = ("Paused", "paused") if paused else ("Running", "running")
             self.interfaces = _interfaces(config.instance.spec, self.domain.XMLDesc(), self.name)
-        stopped = self.stopped.is_set
-        self.servers = [
-            ApiServer(
-                self.state_dir / API_SOCKET,
-                self.status,
-                {"shutdown": self._shutdown, "pause": self._pause, "unpause": self._unpause},
-            ),
-            ConsoleServer(self.state_dir / CONSOLE_SOCKET, console_log, stopped),
-        ]
-        for server in self.servers:
-            server.start()
         log.info("domain %s started on %s (uri %s)", self.name, self.started_at, uri)
 
     def _watch(self) -> int:
@@ -296,6 +296,7 @@ class Launcher:
         return int(self.exit_status if self.exit_status is not None else Exit.CRASHED)
 
     def _cleanup(self) -> None:
+        self.stopped.set()  # console clients get EOF, whatever happened
         for server in self.servers:
             server.shutdown()
             server.server_close()

@@ -12,6 +12,7 @@ import grp
 import logging
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -43,8 +44,17 @@ def _reachable(uri: str) -> bool:
     return True
 
 
+def _socket_answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 def _start_daemon(binary: str, socket_path: str, timeout: float, *, reaped: bool) -> None:
-    if os.path.exists(socket_path):
+    if _socket_answers(socket_path):
         return
     path = shutil.which(binary) or f"/usr/sbin/{binary}"
     if not os.path.exists(path):
@@ -66,7 +76,7 @@ def _start_daemon(binary: str, socket_path: str, timeout: float, *, reaped: bool
         if result.returncode != 0:
             raise TargetError(f"{binary} failed to start: {result.stderr.strip().splitlines()[-1:]}")
     deadline = time.monotonic() + timeout
-    while not os.path.exists(socket_path):
+    while not _socket_answers(socket_path):
         if time.monotonic() > deadline:
             raise TargetError(f"{binary} started but {socket_path} did not appear within {timeout:.0f}s")
         time.sleep(0.05)

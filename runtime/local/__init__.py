@@ -154,7 +154,7 @@ def result(state: Path) -> dict[str, Any]:
 
 
 def wait_started(vm: LocalVM, process: subprocess.Popen[bytes], timeout: float = 300.0) -> dict[str, Any] | None:
-    """Wait until the launcher serves its API (the domain was created) and return its status.
+    """Wait until the launcher reports the domain created (phase past Scheduled) and return its status.
 
     None when the launcher already exited with status 0 (a guest that powered off at once).
     """
@@ -167,9 +167,11 @@ def wait_started(vm: LocalVM, process: subprocess.Popen[bytes], timeout: float =
             return None
         if sock.exists():
             try:
-                return api.request(sock, "GET", "/status")
+                status = api.request(sock, "GET", "/status")
             except MigratorError:
-                pass
+                status = {}
+            if status.get("phase") not in (None, "Scheduled"):
+                return status
         time.sleep(0.05)
     raise TargetError(f"{vm.name}: the launcher did not start the guest within {timeout:.0f}s")
 

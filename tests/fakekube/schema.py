@@ -134,6 +134,7 @@ class CrdSchema:
     def __init__(self, openapi: dict[str, Any] | None) -> None:
         self.openapi = copy.deepcopy(openapi) if openapi else None
         self._validator: jsonschema.Draft4Validator | None = None
+        self._status_validator: jsonschema.Draft4Validator | None = None
         if self.openapi is not None:
             top = to_json_schema(self.openapi)
             # The server validates metadata itself: a CRD schema may only restrict name/generateName.
@@ -141,10 +142,28 @@ class CrdSchema:
             if "required" in top:
                 top["required"] = [r for r in top["required"] if r not in ("metadata", "apiVersion", "kind")]
             self._validator = jsonschema.Draft4Validator(top)
+            status = (top.get("properties") or {}).get("status")
+            # Status-only writes (the bulk of a controller's) revalidate just the status.
+            self._status_validator = jsonschema.Draft4Validator(
+                {"type": "object", "properties": {"status": status} if status else {}}
+            )
 
-    def normalize(self, obj: dict[str, Any], unknown: list[str] | None = None) -> dict[str, Any]:
-        """Prune and default, in place; returns obj."""
+    def normalize(
+        self, obj: dict[str, Any], unknown: list[str] | None = None, *, status_only: bool = False
+    ) -> dict[str, Any]:
+        """Prune and default, in place; returns obj. status_only: the rest is unchanged and already normalized."""
         if self.openapi is None:
+            return obj
+        if status_only:
+            status_schema = (self.openapi.get("properties") or {}).get("status")
+            if status_schema is None:
+                if "status" in obj and not _preserves(self.openapi):
+                    if unknown is not None:
+                        unknown.append("status")
+                    del obj["status"]
+            elif obj.get("status") is not None:
+                obj["status"] = prune(obj["status"], status_schema, path="status", unknown=unknown)
+                obj["status"] = apply_defaults(obj["status"], status_schema)
             return obj
         prune(obj, self.openapi, root=True, unknown=unknown)
         apply_defaults(
@@ -156,13 +175,17 @@ class CrdSchema:
         )
         return obj
 
-    def errors(self, obj: dict[str, Any]) -> list[tuple[str, str, str]]:
-        """(reason, field, message) tuples in the real server's style: `spec.running: Invalid value: ...`."""
-        if self._validator is None:
+    def errors(self, obj: dict[str, Any], *, status_only: bool = False) -> list[tuple[str, str, str]]:
+        """(reason, field, message) tuples in the real server's style: `spec.running: Invalid value: ...`.
+        status_only: everything but the status is unchanged from a valid stored object."""
+        validator = self._status_validator if status_only else self._validator
+        if validator is None:
             return []
-        body = {k: v for k, v in obj.items() if k != "metadata"}
+        body = {k: v for k, v in obj.items() if k != "metadata"} if not status_only else {"status": obj.get("status")}
+        if status_only and body["status"] is None:
+            return []
         out = []
-        for err in sorted(self._validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path))):
+        for err in sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path))):
             path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err.absolute_path).replace(
                 ".[", "["
             )

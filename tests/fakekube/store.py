@@ -1248,7 +1248,7 @@ class Store:
         if rt.custom:
             schema = self.schemas.get((rt.group, rt.version, rt.plural))
             if schema is not None:
-                schema.normalize(obj, unknown)
+                schema.normalize(obj, unknown, status_only=subresource == "status")
         elif subresource == "status":  # the rest comes from the stored object, already decoded
             if obj.get("status") is not None:
                 status_schema = typeschema.field(self.type_schema(rt), "status")
@@ -1268,7 +1268,8 @@ class Store:
         schema = self.schemas.get((rt.group, rt.version, rt.plural))
         if schema is None:
             return
-        errors = schema.errors(obj)
+        status_only = old is not None and _without_status(obj) == _without_status(old)
+        errors = schema.errors(obj, status_only=status_only)
         if errors:
             raise invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), errors)
 
@@ -1451,6 +1452,10 @@ def route_event(watcher: Watcher, event: Event) -> None:
             watcher.queue.put_nowait(("DELETED", event))
     elif watcher.match(event.obj):
         watcher.queue.put_nowait((event.type, event))
+
+
+def _without_status(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
 
 def _spec_part(rt: ResourceType, obj: Obj) -> Obj:

@@ -736,6 +736,44 @@ def test_crd_registration_at_runtime_and_removal(k8s: client.ApiClient, api: Fak
     assert exc.value.status == 404
 
 
+def test_status_writes_are_validated_and_pruned_by_the_status_schema(k8s: client.ApiClient) -> None:
+    ext = client.ApiextensionsV1Api(k8s)
+    custom = client.CustomObjectsApi(k8s)
+    status_schema = {"type": "object", "properties": {"level": {"type": "integer", "maximum": 10}}}
+    schema = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                "status": status_schema,
+            },
+        }
+    }
+    ext.create_custom_resource_definition(
+        {
+            "metadata": {"name": "gauges.example.net"},
+            "spec": {
+                "group": "example.net",
+                "scope": "Namespaced",
+                "names": {"plural": "gauges", "kind": "Gauge"},
+                "versions": [
+                    {"name": "v1", "served": True, "storage": True, "subresources": {"status": {}}, "schema": schema}
+                ],
+            },
+        }
+    )
+    args = ("example.net", "v1", "default", "gauges")
+    custom.create_namespaced_custom_object(
+        *args, {"apiVersion": "example.net/v1", "kind": "Gauge", "metadata": {"name": "g"}, "spec": {}}
+    )
+    for bad in ({"level": "high"}, {"level": 11}):
+        with pytest.raises(ApiException) as exc:
+            custom.patch_namespaced_custom_object_status(*args, "g", {"status": bad})
+        assert exc.value.status == 422 and "status.level" in exc.value.body
+    ok = custom.patch_namespaced_custom_object_status(*args, "g", {"status": {"level": 3, "kopf": {"progress": {}}}})
+    assert ok["status"] == {"level": 3}  # kopf's progress would be pruned here: no preserve-unknown-fields
+
+
 def test_an_invalid_crd_given_at_start_fails_the_start() -> None:
     bad = {**WIDGET_CRD, "metadata": {"name": "wrong-name"}}
     server = FakeApiServer(crds=[bad])

@@ -231,3 +231,8 @@ def test_disk_exceeds_storage_class() -> None:
     assert "disk-exceeds-storage-class" in ids(make_vm(), small)
     small.storage["ds1"].max_volume_bytes = 20 * 2**30
     assert "disk-exceeds-storage-class" not in ids(make_vm(), small)
+
+
+def test_invalid_memory() -> None:
+    assert plan_of(make_vm(memory_mib=0)).vms[0].critical_ids() == ["invalid-memory"]
+    assert "invalid-memory" not in ids(make_vm())

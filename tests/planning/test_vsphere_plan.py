@@ -69,3 +69,15 @@ def test_simulator_cluster_and_storage_map(vcsim, tmp_path: Path) -> None:
     plan = json.loads(unmapped.stdout)
     assert len(plan["vms"]) == 4
     assert all("unmapped-datastore" in [c["id"] for c in v["concerns"]] for v in plan["vms"])
+
+
+def test_simulator_password_file(vcsim, tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text(vcsim.password + "\n")
+    common = ("plan", "--source", vcsim.source_url(), "--insecure", "--vm", "DC0_H0_VM0", "-o", "yaml")
+    result = run_migrator(*common, "--password-file", str(secret), cwd=tmp_path, env={})
+    assert result.returncode == 0, result.stderr
+    assert vcsim.password not in (tmp_path / "plan.yaml").read_text()
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    assert_one_line_error(run_migrator(*common, "--password-file", str(wrong), cwd=tmp_path, env={}))

@@ -91,7 +91,9 @@ def wait_api(running: Running) -> dict:
         if running.process.poll() is not None:
             raise AssertionError(f"launcher exited {running.process.returncode}: {running.process.stderr.read()}")
         if (running.state / "launcher.sock").exists():
-            return status(running.state)
+            current = status(running.state)
+            if current["phase"] != "Scheduled":  # Scheduled: the launcher serves before the domain exists
+                return current
         time.sleep(0.1)
     raise AssertionError("the launcher never served its API")
 
@@ -258,3 +260,16 @@ def test_failing_to_start_exits_1_with_one_line(tmp_path: Path, launch, breakage
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert "Traceback" not in stderr
     assert message in lines[-1]
+
+
+def test_reaper_adopts_and_reaps_the_daemons_orphans() -> None:
+    """libvirtd runs under the reaper: a daemonized child (as QEMU is) is adopted and reaped, not left a zombie."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime.launcher.reaper", "sh", "-c", "(sleep 0.5 &); exit 7"],
+        cwd=PROJECT,
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 7  # the daemon's own status
+    assert time.monotonic() - started >= 0.5  # it waited for the orphan it adopted

@@ -19,6 +19,7 @@ RULE_MODULES: tuple[str, ...] = (
     "disk_not_on_datastore",
     "invalid_disk_capacity",
     "disk_exceeds_storage_class",
+    "invalid_memory",
     "independent_disk",
     "rdm_disk",
     "pci_passthrough",

@@ -15,14 +15,17 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
         if not nic.mac or nic.target is NetworkTarget.IGNORE:
             continue
         owners = context.mac_owners.get(nic.mac.lower(), [])
+        if len(owners) < 2:
+            continue
+        # name a few others only: a MAC shared by thousands of VMs must not cost thousands squared
         others = [
             other_nic.label if other is context.planned else f"{other.source_name} {other_nic.label}"
-            for other, other_nic in owners
+            for other, other_nic in owners[: SHOWN + 1]
             if other_nic is not nic
-        ]
-        if others:
-            named = ", ".join(others[:SHOWN]) + (f" and {len(others) - SHOWN} more" if len(others) > SHOWN else "")
-            concerns.append(RULE.concern(f"{nic.label} has MAC {nic.mac}, which {named} in this plan also has."))
+        ][:SHOWN]
+        more = len(owners) - 1 - len(others)
+        named = ", ".join(others) + (f" and {more} more" if more else "")
+        concerns.append(RULE.concern(f"{nic.label} has MAC {nic.mac}, which {named} in this plan also has."))
     return concerns
 
 

@@ -23,6 +23,7 @@ from migrator.sources.vsphere.collector import (
     retrieve_in_view,
 )
 from migrator.sources.vsphere.connection import Location, connect, fault_message, parse_location, tls_context
+from migrator.sources.vsphere.fastsoap import FastCollector
 from migrator.sources.vsphere.translate import Estate, host_affinity, translate_estate, translate_vm
 
 
@@ -38,7 +39,7 @@ class VSphereSource:
         self._si = connect(location, read_password(options, f"{location.user}@{location.endpoint}"), self._context)
         self._content = self._si.RetrieveContent()
         # The collector every retrieval goes through (tests wrap it to count calls).
-        self.property_collector: Any = self._content.propertyCollector
+        self.property_collector: Any = FastCollector(self._content.propertyCollector)
         self._datacenter_ref: vim.Datacenter | None = None
         self._datastore_dcs: dict[str, str] | None = None
         if location.datacenter:
