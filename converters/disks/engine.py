@@ -263,7 +263,7 @@ def _pipeline(
     free: queue.Queue[bytearray] = queue.Queue()
     for _ in range(READ_BUFFERS):
         free.put(bytearray(chunk))
-    ready: queue.Queue[tuple[int, bytearray | None, int, list[tuple[int, int]], str] | None] = queue.Queue()
+    ready: queue.Queue[tuple[int, bytearray | None, int] | None] = queue.Queue()
     stop = threading.Event()
     failures: list[BaseException] = []
     lock = threading.Lock()
@@ -280,16 +280,15 @@ def _pipeline(
                 segments = disk.segments(start, end)
                 fetched = sum(n for _s, n, k, *_ in segments if k != ZERO)
                 if not fetched:
-                    ready.put((idx, None, 0, [], EMPTY))
+                    ready.put((idx, None, 0))
                     continue
                 buf = free.get()
                 if stop.is_set():
                     break
                 view = memoryview(buf)[: end - start]
                 disk.read(segments, view, start)
-                runs = _nonzero_runs(buf, end - start)
-                ready.put((idx, buf, fetched, runs, _digest(view, runs)))
                 view.release()
+                ready.put((idx, buf, fetched))
         except BaseException as exc:  # handed over: the caller raises it
             failures.append(exc)
             stop.set()
@@ -304,14 +303,19 @@ def _pipeline(
                 item = ready.get()
                 if item is None:
                     return
-                idx, buf, fetched, runs, digest = item
+                idx, buf, fetched = item
                 start = idx * chunk
                 n = min(chunk, size - start)
                 written = 0
+                runs: list[tuple[int, int]] = []
+                digest = EMPTY
                 if buf is None:
                     target.zero(start, n)
                 else:
+                    # Zero scan and checksum here, in the writers, so they run in parallel.
                     view = memoryview(buf)[:n]
+                    runs = _nonzero_runs(buf, n)
+                    digest = _digest(view, runs)
                     pos = 0
                     for a, b in runs:
                         if a > pos:

@@ -142,7 +142,9 @@ def plan(
         blocked = sum(1 for v in result.vms if v.blocked)
         click.echo(f"wrote {written} ({len(result.vms)} VM(s), {blocked} blocked)", err=True)
     if output_format == "json":
-        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        # indented on a terminal; compact when piped (the C encoder: ~5x faster on thousands of VMs)
+        indent = 2 if sys.stdout.isatty() else None
+        click.echo(json.dumps(document, indent=indent, ensure_ascii=False))
     elif output_format == "yaml":
         click.echo(dump_yaml(document), nl=False)
     else:

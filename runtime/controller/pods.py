@@ -150,7 +150,15 @@ def launcher_pod(
         ],
         "volumes": volumes,
     }
-    for key in ("nodeSelector", "tolerations", "affinity", "schedulerName", "priorityClassName", "dnsPolicy", "dnsConfig"):
+    for key in (
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "schedulerName",
+        "priorityClassName",
+        "dnsPolicy",
+        "dnsConfig",
+    ):
         if spec.get(key):
             pod_spec[key] = spec[key]
     if spec.get("hostname"):

@@ -84,7 +84,9 @@ def _before(when: datetime | None, request: datetime | None) -> bool:
 
 
 def manual_wants_running(vm: dict[str, Any]) -> bool:
-    start = max(filter(None, [_annotation_time(vm, ANNOTATION_START), _annotation_time(vm, ANNOTATION_RESTART)]), default=None)
+    start = max(
+        filter(None, [_annotation_time(vm, ANNOTATION_START), _annotation_time(vm, ANNOTATION_RESTART)]), default=None
+    )
     stop = _annotation_time(vm, ANNOTATION_STOP)
     return start is not None and (stop is None or start > stop)
 
@@ -127,12 +129,20 @@ def decide(vm: dict[str, Any], vmi: dict[str, Any] | None, now: datetime) -> Dec
             return Decision("delete", "runStrategy Halted", start_failure={} if failure else None)
         if _before(created, _annotation_time(vm, ANNOTATION_RESTART)):
             return Decision("delete", "restart requested")
-        if strategy == "Manual" and _before(created, _annotation_time(vm, ANNOTATION_STOP)) and not manual_wants_running(vm):
+        if (
+            strategy == "Manual"
+            and _before(created, _annotation_time(vm, ANNOTATION_STOP))
+            and not manual_wants_running(vm)
+        ):
             return Decision("delete", "stop requested")
         if phase == "Failed" and strategy in ("Always", "RerunOnFailure"):
-            return Decision("delete", "instance failed: restart after backoff", start_failure=_failure_record(vm, vmi, now))
+            return Decision(
+                "delete", "instance failed: restart after backoff", start_failure=_failure_record(vm, vmi, now)
+            )
         if phase == "Succeeded" and strategy == "Always":
-            return Decision("delete", "instance shut down: runStrategy Always restarts it", start_failure={} if failure else None)
+            return Decision(
+                "delete", "instance shut down: runStrategy Always restarts it", start_failure={} if failure else None
+            )
         if phase in FINAL and strategy == "Manual" and _before(created, _annotation_time(vm, ANNOTATION_START)):
             return Decision("delete", "start requested after the instance stopped")
         if phase == "Running" and failure and created and now - created > STABLE_RUN:
@@ -197,11 +207,24 @@ def vm_status(vm: dict[str, Any], vmi: dict[str, Any] | None, missing_pvcs: list
     elif vmi is None:
         reason, message = "VMINotExists", "VMI does not exist"
     else:
-        reason, message = (vmi_ready or {}).get("reason") or "NotRunning", (vmi_ready or {}).get("message") or f"VMI is {_phase(vmi) or 'Pending'}"
-    conditions = [_keep_time(vm, {"type": "Ready", "status": "True" if ready else "False", "reason": reason, "message": message}, now)]
+        reason, message = (
+            (vmi_ready or {}).get("reason") or "NotRunning",
+            (vmi_ready or {}).get("message") or f"VMI is {_phase(vmi) or 'Pending'}",
+        )
+    conditions = [
+        _keep_time(
+            vm, {"type": "Ready", "status": "True" if ready else "False", "reason": reason, "message": message}, now
+        )
+    ]
     paused = _condition(vmi, "Paused")
     if paused and paused.get("status") == "True":
-        conditions.append(_keep_time(vm, {"type": "Paused", "status": "True", "reason": paused.get("reason") or "PausedByUser", "message": ""}, now))
+        conditions.append(
+            _keep_time(
+                vm,
+                {"type": "Paused", "status": "True", "reason": paused.get("reason") or "PausedByUser", "message": ""},
+                now,
+            )
+        )
     return {
         "printableStatus": printable,
         "ready": ready,
@@ -253,14 +276,21 @@ def vmi_status_from_pod(vmi: dict[str, Any], pod: dict[str, Any] | None) -> dict
         scheduled = next((c for c in pod_status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
         current = _condition(vmi, "PodScheduled")
         if scheduled and scheduled.get("status") == "False":
-            wanted = {"type": "PodScheduled", "status": "False", "reason": scheduled.get("reason") or "", "message": scheduled.get("message") or ""}
+            wanted = {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": scheduled.get("reason") or "",
+                "message": scheduled.get("message") or "",
+            }
             if not current or any(current.get(k) != v for k, v in wanted.items()):
                 changes["conditions"] = [wanted]
         return changes
     if phase in STARTING:
         changes = {"phase": "Scheduled", "nodeName": node}
         if _condition(vmi, "PodScheduled"):
-            changes["conditions"] = [c for c in (vmi.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+            changes["conditions"] = [
+                c for c in (vmi.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"
+            ]
         if phase == "Scheduled" and (vmi.get("status") or {}).get("nodeName") == node and "conditions" not in changes:
             return {}
         return changes

@@ -236,3 +236,11 @@ def test_disk_exceeds_storage_class() -> None:
 def test_invalid_memory() -> None:
     assert plan_of(make_vm(memory_mib=0)).vms[0].critical_ids() == ["invalid-memory"]
     assert "invalid-memory" not in ids(make_vm())
+
+
+def test_duplicate_mac_shared_by_many_names_a_few() -> None:
+    plan = plan_of(*(make_vm(name=f"vm{i}") for i in range(10)))
+    message = next(c.message for c in plan.vms[0].concerns if c.id == "duplicate-mac")
+    assert message.endswith(
+        "vm1 Network adapter 1, vm2 Network adapter 1, vm3 Network adapter 1 and 6 more in this plan also has."
+    )

@@ -36,15 +36,42 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         assert leftovers(name) == []
 
 
-def guest_via_vmdk(tmp_path: Path, behaviour: str) -> Path:
-    """The test guest as a VMware VMDK, converted back to a raw image as the migrator does."""
+VMX = """\
+.encoding = "UTF-8"
+config.version = "8"
+virtualHW.version = "14"
+displayName = "{name}"
+guestOS = "other5xlinux-64"
+memSize = "256"
+numvcpus = "1"
+firmware = "bios"
+uuid.bios = "42 16 c9 b8 1a 2b 3c 4d-5e 6f 00 11 22 33 44 55"
+scsi0.present = "TRUE"
+scsi0.virtualDev = "lsilogic"
+scsi0:0.present = "TRUE"
+scsi0:0.deviceType = "scsi-hardDisk"
+scsi0:0.fileName = "{name}.vmdk"
+ethernet0.present = "TRUE"
+ethernet0.virtualDev = "vmxnet3"
+ethernet0.networkName = "VM Network"
+ethernet0.addressType = "static"
+ethernet0.address = "{mac}"
+"""
+
+
+def converted_from_vmware(tmp_path: Path, name: str, behaviour: str) -> Path:
+    """The test guest as a VMware VM (VMX + VMDK), then `migrator convert --output-dir` as a user runs it."""
     from migrator.guestimage import build_guest, to_vmdk
 
     image = build_guest(tmp_path / "guest", behaviour=behaviour)
-    vmdk = to_vmdk(image, tmp_path / "vmware")[0]
-    raw = tmp_path / "converted.raw"
-    subprocess.run(["qemu-img", "convert", "-f", "vmdk", "-O", "raw", str(vmdk), str(raw)], check=True)
-    return raw
+    source = tmp_path / "vmware"
+    to_vmdk(image, source, name=name)
+    (source / f"{name}.vmx").write_text(VMX.format(name=name, mac=VMWARE_MAC))
+    out = tmp_path / "out"
+    command = [MIGRATOR, "convert", "--vm", name, "--source", f"vmx:{source / f'{name}.vmx'}", "--output-dir", str(out)]
+    converted = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
+    assert converted.returncode == 0, converted.stderr
+    return out
 
 
 def unique(prefix: str) -> str:
@@ -52,9 +79,9 @@ def unique(prefix: str) -> str:
 
 
 def test_run_streams_the_console_and_exits_0_when_the_guest_powers_off(tmp_path: Path, env: dict[str, str]) -> None:
-    """The acceptance: `migrator runtime run DIR` (DIR as `convert --output-dir` writes it)."""
+    """The acceptance: `migrator runtime run DIR`, DIR written by `migrator convert --output-dir` from a VMware VM."""
     name = unique("local-poweroff")
-    out = write_layout(tmp_path / "out", name, guest_via_vmdk(tmp_path, "poweroff"))
+    out = converted_from_vmware(tmp_path, name, "poweroff")
     done = subprocess.run(
         [MIGRATOR, "runtime", "run", str(out)], env=env, capture_output=True, text=True, timeout=TIMEOUT
     )

@@ -170,3 +170,37 @@ def test_malformed_ovf_through_cli(tmp_path: Path) -> None:
     other = tmp_path / "other.ovf"
     other.write_text("<html><body>hello</body></html>")
     assert_one_line_error(run_migrator("plan", "--source", f"ovf:{other}", cwd=tmp_path), "<html>")
+
+
+# (descriptor, VM, vCPUs, memory MiB, disk capacities, disk controller models, NIC models, guest id) read from the files
+FACTS = [
+    ("Alpha-demo__Mini-Ubuntu-32bit-HW8-Tools__Mini-Ubuntu-32bit-HW8-Tools.ovf", "Mini-Ubuntu-32bit-HW8-Tools",
+     1, 256, [2 * GIB], ["lsilogic"], ["pcnet32"], "ubuntuGuest"),
+    ("Alpha-demo__Windows-Server2003-SP2-64-R2__Windows-Server2003-SP2-64-R2.ovf", "Windows-Server2003-SP2-64-R2",
+     4, 2048, [40 * GIB], ["lsilogic"], ["e1000"], "winNetEnterprise64Guest"),
+    ("Alpha-demo__sql2k5-win-2k3-32-ent-sp2-ovf__sql2k5-win-2k3-32-ent-sp2-ovf.ovf", "sql2k5-win-2k3-32-ent-sp2-ovf",
+     1, 1024, [10 * GIB], ["lsilogic"], ["pcnet32"], "winNetStandardGuest"),
+    ("Alpha-demo__w2k3R2_32-toolsHWv9__w2k3R2_32-toolsHWv9.ovf", "w2k3R2_32-toolsHWv9",
+     1, 512, [2 * GIB], ["lsilogic"], ["e1000"], "winNetStandardGuest"),
+    ("Alpha-demo__win2k3_centos_vms__win2k3_centos_vms.ovf", "win2k3ent-64_snapshots",
+     2, 512, [4 * GIB], ["lsilogic"], ["e1000"], "winNetEnterprise64Guest"),
+    ("Alpha-demo__win2k3_centos_vms__win2k3_centos_vms.ovf", "CG_Ubuntu_10.10_64bit",
+     1, 512, [8 * GIB], ["lsilogic"], ["e1000"], "ubuntu64Guest"),
+    ("CentOS__centos.ovf", "centos", 1, 1024, [5 * GIB], ["lsilogic"], ["e1000"], "centos64Guest"),
+    ("DeleteHDTestdata__SasPvScsi__SasPvScsi.ovf", "Vm1", 1, 256, [8 * MIB, 8 * MIB], ["pvscsi", "lsisas1068"],
+     ["pcnet32"], "rhel6Guest"),
+    ("WindowsServer2008__Windows_Server_2008_R2_x64.ovf", "Windows Server 2008 R2 x64", 2, 2048, [40 * GIB],
+     ["lsisas1068"], ["e1000"], "windows7Server64Guest"),
+    ("simpleVmTemplate__descriptor.ovf", "vmBV8ly", 1, 0, [], [], [], None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("descriptor", "name", "vcpus", "memory", "disks", "models", "nics", "guest"), FACTS)
+def test_sample_facts(descriptor, name, vcpus, memory, disks, models, nics, guest) -> None:
+    vm = next(vm for vm in vms_of(descriptor) if vm.name == name)
+    assert vm.cpu.vcpus == vcpus
+    assert vm.memory_mib == memory
+    assert [d.capacity_bytes for d in vm.disks] == disks
+    assert [d.controller.model for d in vm.disks] == models
+    assert [n.model for n in vm.nics] == nics
+    assert vm.guest_id == guest

@@ -70,21 +70,39 @@ class FastCollector:
             "Content-Type": "text/xml; charset=UTF-8",
         }
         conn = stub.GetConnection()
+        stream: _Stream | None = None
         try:
             conn.request("POST", stub.path, body, headers)
             response = conn.getresponse()
-            data = response.read()
+            gzipped = (response.getheader("Content-Encoding") or "").lower() == "gzip"
+            if response.status == 200 and not gzipped:
+                # Decode while the server is still sending: parsing overlaps the transfer.
+                stream = _Stream(self)
+            chunks = []
+            while chunk := response.read(1 << 16):
+                chunks.append(chunk)
+                if stream is not None:
+                    try:
+                        stream.feed(chunk)
+                    except (Unsupported, ET.ParseError):
+                        stream = None
         except Exception:
             conn.close()
             stub.DropConnections()
             raise
         stub.ReturnConnection(conn)
-        if (response.getheader("Content-Encoding") or "").lower() == "gzip":
+        if stream is not None:
+            try:
+                return stream.close()
+            except (Unsupported, ET.ParseError):
+                pass
+        data = b"".join(chunks)
+        if gzipped:
             data = gzip.decompress(data)
         if response.status == 200:
             try:
                 return self._decode_result(data)
-            except Unsupported:
+            except (Unsupported, ET.ParseError):
                 pass
         elif response.status != 500:
             raise SoapAdapter.HTTPException(f"{response.status} {response.reason}")
@@ -249,6 +267,57 @@ class FastCollector:
             else:
                 fields[name] = decoded
         return obj
+
+
+class _Stream:
+    """Incremental decoding of a RetrievePropertiesEx answer: each ``objects`` element as it completes."""
+
+    RESULT_DEPTH = 4  # Envelope / Body / <Method>Response / returnval
+
+    def __init__(self, owner: FastCollector) -> None:
+        self.owner = owner
+        self.parser = ET.XMLPullParser(events=("start", "end"))
+        self.depth = 0
+        self.returnval: ET.Element | None = None
+        self.token: str | None = None
+        self.objects: list[Any] = []
+
+    def feed(self, chunk: bytes) -> None:
+        self.parser.feed(chunk)
+        self._drain()
+
+    def close(self) -> Any:
+        self.parser.close()
+        self._drain()
+        if self.returnval is None:
+            return None
+        result = self.owner._new(vmodl.query.PropertyCollector.RetrieveResult)
+        if self.token is not None:
+            result.__dict__["token"] = self.token
+        result.__dict__["objects"] = self.objects
+        return result
+
+    def _drain(self) -> None:
+        for event, elem in self.parser.read_events():
+            if event == "start":
+                self.depth += 1
+                if self.depth == 3 and _local(elem.tag) == "Fault":
+                    raise Unsupported("fault")
+                if self.depth == self.RESULT_DEPTH:
+                    if _local(elem.tag) != "returnval":
+                        raise Unsupported(elem.tag)
+                    self.returnval = elem
+                continue
+            if self.depth == self.RESULT_DEPTH + 1 and self.returnval is not None:
+                name = _local(elem.tag)
+                if name == "objects":
+                    self.objects.append(self.owner._object_content(elem))
+                elif name == "token":
+                    self.token = elem.text or ""
+                else:
+                    raise Unsupported(name)
+                self.returnval.remove(elem)  # always the only child left: keeps memory flat
+            self.depth -= 1
 
 
 def _template(cls: type) -> tuple[dict[str, Any], list[tuple[str, type]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import quote
 
@@ -164,6 +165,8 @@ class VSphereSource:
             )
         except vmodl.MethodFault as fault:
             raise SourceError(f"reading the inventory of {self.url} failed: {fault_message(fault)}") from None
+        except (OSError, HTTPException) as error:
+            raise SourceError(f"lost the connection to {self.location.endpoint}: {error}") from None
 
     def _find_datacenter(self, name: str) -> vim.Datacenter:
         objects = self._retrieve([vim.Datacenter], {vim.Datacenter: ("name",)})

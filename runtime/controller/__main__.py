@@ -1,0 +1,3 @@
+from runtime.controller.main import main
+
+main()

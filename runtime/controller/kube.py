@@ -1,0 +1,77 @@
+"""API access for the agents: clients from in-cluster config or a kubeconfig, and retries on 409."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    """In a pod: the service account; else ``kubeconfig`` or $KUBECONFIG / ~/.kube/config."""
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        return kubernetes.client.ApiClient(configuration)
+    return kubernetes.config.new_client_from_config(config_file=kubeconfig)
+
+
+def get_or_none(fn: Callable[[], T]) -> T | None:
+    try:
+        return fn()
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def ignore(statuses: tuple[int, ...], fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except ApiException as error:
+        if error.status in statuses:
+            return None
+        raise
+
+
+def retry_conflicts(fn: Callable[[], T], *, attempts: int = 8, what: str = "") -> T | None:
+    """Run ``fn`` (which reads fresh state, then writes with resourceVersion preconditions) until no 409."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except ApiException as error:
+            if error.status != 409 or attempt == attempts - 1:
+                raise
+            log.debug("conflict on %s, retrying with a fresh read", what)
+            time.sleep(0.01 * (attempt + 1))
+    return None
+
+
+def connection_info(kubeconfig: str | None = None) -> Any:
+    """kopf's credentials from the same source as ``api_client``."""
+    import kopf
+
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    else:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    keys = configuration.api_key or {}
+    raw = keys.get("BearerToken") or keys.get("authorization") or ""
+    token = raw.removeprefix("Bearer ").strip() or None
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        token=token,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
