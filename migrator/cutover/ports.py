@@ -20,13 +20,14 @@ class CutoverSource(Protocol):
 
     def power_state(self, name: str) -> str: ...
 
-    def shutdown_guest(self, name: str) -> None: ...
+    def shutdown_guest(self, name: str, timeout: float = 300.0) -> None:
+        """Guest OS shutdown, waiting up to ``timeout`` for power-off; SourceError when refused or late."""
 
     def power_off(self, name: str) -> None: ...
 
     def power_on(self, name: str) -> None: ...
 
-    def mark_migrated(self, name: str, note: str) -> None: ...
+    def mark_migrated(self, name: str, note: str) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,12 @@ class CutoverTarget(Protocol):
     def preflight(self, plan: Plan, planned: PlannedVM) -> None:
         """Reachable, names free (or ours from an earlier run), storage available. Raise TargetError."""
 
+    def check_verification(self, verification: Verification) -> None:
+        """Refuse (TargetError), before the source is touched, a guest check this target cannot make."""
+
+    def forget_earlier_copies(self, plan: Plan, planned: PlannedVM) -> list[str]:
+        """Discard what an earlier ``convert`` copied while the source ran, so the next transfer is full."""
+
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
         """Final full copy of every disk; returns bytes moved. Idempotent and resumable."""
 
@@ -54,5 +61,5 @@ class CutoverTarget(Protocol):
     def verify(self, planned: PlannedVM, verification: Verification) -> None:
         """Configured guest checks (console marker, TCP port); raise TargetError when they fail."""
 
-    def stop(self, planned: PlannedVM) -> None:
-        """Stop the target VM (rollback). Idempotent."""
+    def stop(self, planned: PlannedVM) -> str:
+        """Stop the target VM (rollback). Idempotent; returns one line saying what it did."""

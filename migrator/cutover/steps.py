@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from migrator.convert.gate import check_not_blocked
 from migrator.cutover.drift import plan_drift
 from migrator.cutover.pipeline import Step, StepResult
 from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
-from migrator.errors import MigratorError, SourceError, TargetError
+from migrator.errors import InputError, MigratorError, SourceError, TargetError
 from migrator.planning.model import Plan, PlannedVM
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class CutoverOptions:
     pre_hook: str | None = None  # a shell command run before the source is touched
     post_hook: str | None = None
     poll_interval: float = 1.0
+    force: tuple[str, ...] = ()  # Critical concern ids the user overrides (as `convert --force`)
 
 
 @dataclass
@@ -62,8 +64,12 @@ def preflight(ctx: CutoverContext) -> StepResult:
         raise MigratorError(
             f"the source VM changed since the plan was made ({'; '.join(changes)}): run `migrator plan` again"
         )
-    if ctx.planned.blocked:
-        raise MigratorError(f"VM has Critical concerns: {', '.join(ctx.planned.critical_ids())}")
+    forced = check_not_blocked(ctx.planned, ctx.options.force)
+    if forced:
+        ctx.announce(f"preflight: cutover despite Critical concerns: {', '.join(forced)}")
+    if ctx.options.start_policy not in ("always", "source"):
+        raise InputError(f"unknown start policy {ctx.options.start_policy!r}: expected always or source")
+    ctx.target.check_verification(ctx.options.verification)
     ctx.target.preflight(ctx.plan, ctx.planned)
     return StepResult(detail=f"source unchanged, target {ctx.target.description} ready")
 
@@ -113,11 +119,12 @@ def source_off(ctx: CutoverContext) -> StepResult:
     if ctx.source.power_state(name) != POWERED_OFF:
         how = "guest shutdown"
         try:
-            ctx.source.shutdown_guest(name)
             ctx.announce(f"source-off: guest shutdown requested, waiting up to {ctx.options.shutdown_timeout:.0f}s")
-            off = _wait_for_power(ctx, POWERED_OFF, ctx.options.shutdown_timeout)
+            ctx.source.shutdown_guest(name, ctx.options.shutdown_timeout)
+            off = _wait_for_power(ctx, POWERED_OFF, ctx.options.poll_interval)
         except SourceError as refused:
-            ctx.announce(f"source-off: guest shutdown refused ({refused.message}); powering off")
+            # Tools not running (nothing to wait for) or the guest did not stop in time: hard power-off.
+            ctx.announce(f"source-off: {refused.message}; powering off")
             off = False
         if not off:
             how = "power-off after the guest did not shut down"
@@ -130,8 +137,16 @@ def source_off(ctx: CutoverContext) -> StepResult:
 
 
 def transfer(ctx: CutoverContext) -> StepResult:
+    # The first attempt copies everything again (cold migration, no changed-block tracking): what
+    # an earlier `convert` copied was read while the source ran. A re-run after a crash in this
+    # step resumes instead, since whatever was copied since then was read from the stopped source.
+    if ctx.store.fact(ctx.key, "final_transfer_from") is None:
+        discarded = ctx.target.forget_earlier_copies(ctx.plan, ctx.planned)
+        if discarded:
+            ctx.announce(f"transfer: earlier copies of {', '.join(discarded)} discarded (made while the source ran)")
+        ctx.store.set_fact(ctx.key, "final_transfer_from", time.time())
     moved = ctx.target.transfer(ctx.plan, ctx.planned)
-    return StepResult(bytes_moved=moved, detail=f"{len(ctx.planned.disks)} disk(s)")
+    return StepResult(bytes_moved=moved, detail=f"{len(ctx.planned.disks)} disk(s), full copy")
 
 
 def _should_run(ctx: CutoverContext) -> bool:
@@ -190,18 +205,17 @@ def rollback(ctx: CutoverContext) -> list[str]:
     """Stop the target and put the source back as it was. Idempotent; returns what it did."""
     done: list[str] = []
     try:
-        ctx.target.stop(ctx.planned)
-        done.append(f"target {ctx.planned.target_name} stopped")
+        done.append(ctx.target.stop(ctx.planned))
     except TargetError as error:
-        done.append(f"target stop failed: {error.message}")
+        done.append(f"target {ctx.planned.target_name} could not be stopped: {error.message}")
     recorded = ctx.store.fact(ctx.key, "source_power_state")
     name = ctx.planned.source_name
     if recorded == POWERED_ON:
         if ctx.source.power_state(name) == POWERED_ON:
-            done.append("source already powered on")
+            done.append(f"source {name} was already powered on")
         else:
             ctx.source.power_on(name)
-            done.append("source powered back on")
+            done.append(f"source {name} powered back on (it was {recorded} before the cutover)")
     else:
-        done.append(f"source left {ctx.source.power_state(name)} (it was {recorded or 'not touched'})")
+        done.append(f"source {name} left {ctx.source.power_state(name)} (it was {recorded or 'not touched'})")
     return done

@@ -33,6 +33,7 @@ SOCKETS_VOLUME = "migrator-sockets"
 
 
 def state_dir_name(namespace: str, name: str, uid: str) -> str:
-    """The launcher's state dir under the shared sockets hostPath: one per instance (uid: a restarted VM's
-    new instance never meets the old launcher's files)."""
-    return f"{namespace}_{name}_{uid}"
+    """The launcher's state dir under the shared sockets hostPath: one per instance (the uid's first 8 hex
+    digits: a restarted VM's new instance never meets the old launcher's files; short, for the 108-byte
+    limit of unix socket paths)."""
+    return f"{namespace}_{name}_{uid.replace('-', '')[:8]}"

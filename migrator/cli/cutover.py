@@ -1,0 +1,202 @@
+"""`migrator cutover --vm NAME`: the moment a VM leaves vSphere and starts on the target, resumably.
+
+Runs ``migrator.cutover.steps.CUTOVER_STEPS`` against the live source and the target (the
+local runtime with ``--output-dir``, a cluster with ``--kubeconfig``/``--namespace``); every
+step is recorded in the state store, so a re-run continues where a crash left off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from migrator.convert import plans
+from migrator.convert.run import _inventory_of
+from migrator.cutover.pipeline import StepFailed, run_steps
+from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
+from migrator.cutover.state import StateStore
+from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, CutoverOptions, rollback
+from migrator.cutover.targets import DiskOrigin
+from migrator.errors import InputError, MigratorError, NotFoundError, TargetError
+from migrator.planning.model import Plan, PlannedVM
+from migrator.sources import SourceOptions, open_source, split_source
+
+
+class CutoverFailed(MigratorError):
+    exit_code = 4
+
+
+def _echo(line: str) -> None:
+    click.echo(line)
+
+
+@contextlib.contextmanager
+def _opened_source(spec: str, options: SourceOptions) -> Iterator[CutoverSource]:
+    if split_source(spec)[0] != "vsphere":
+        raise InputError(f"cutover needs a live vSphere source (vsphere://USER@HOST), not {spec!r}")
+    source = open_source(spec, options)
+    try:
+        yield source  # type: ignore[misc]  # the vSphere adapter satisfies CutoverSource
+    finally:
+        source.close()
+
+
+def _plan(vm: str, plan_path: Path | None, source: CutoverSource, namespace: str | None) -> tuple[Plan, PlannedVM]:
+    if plan_path is not None:
+        plan = plans.load_plan(plan_path)
+        if namespace:
+            plan.target_namespace = namespace
+    else:
+        inventory = _inventory_of(source, vm)  # type: ignore[arg-type]
+        plan = plans.one_vm_plan(inventory, vm, source=source.url, namespace=namespace or "default")
+    return plan, plans.find_vm(plan, vm)
+
+
+def _target(
+    output_dir: Path | None, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin
+) -> CutoverTarget:
+    if output_dir is not None and kubeconfig is not None:
+        raise InputError("give one target: --output-dir DIR (this machine) or --kubeconfig F (a cluster)")
+    if output_dir is not None:
+        from migrator.cutover.targets.local import LocalTarget
+
+        return LocalTarget(output_dir, origin)
+    if kubeconfig is not None or namespace is not None:
+        from migrator.cutover.targets.cluster import ClusterTarget
+
+        return ClusterTarget(kubeconfig, namespace, origin)
+    raise InputError("cutover needs a target: --output-dir DIR, or --kubeconfig F --namespace NS")
+
+
+@click.command("cutover")
+@click.option("--vm", "vm", required=True, help="The VM to cut over (source or target name).")
+@click.option("--plan", "plan_path", type=click.Path(path_type=Path), help="The plan file from `migrator plan`.")
+@click.option("--source", help="vsphere://USER@HOST[:PORT][/DC] when there is no plan.")
+@click.option("--insecure", is_flag=True, help="Do not verify the vCenter's TLS certificate.")
+@click.option("--thumbprint", help="Accept exactly this certificate thumbprint (SHA-1 or SHA-256).")
+@click.option("--password-file", type=click.Path(dir_okay=False), help="File holding the vSphere password.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Target: boot it on this machine.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Target: this cluster.")
+@click.option("--namespace", help="Target namespace (default: the plan's, or 'default').")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Migration state directory.")
+@click.option("--shutdown-timeout", type=float, default=300.0, show_default=True, help="Then power off.")
+@click.option("--start", "start_policy", type=click.Choice(["always", "source"]), default="always", show_default=True)
+@click.option("--verify-marker", metavar="TEXT", help="Wait for this line on the guest's serial console.")
+@click.option("--verify-port", type=int, metavar="N", help="Wait until the guest accepts TCP connections on N.")
+@click.option("--verify-timeout", type=float, default=300.0, show_default=True, help="Seconds for Running + checks.")
+@click.option("--pre-hook", metavar="CMD", help="Command run before the source is touched.")
+@click.option("--post-hook", metavar="CMD", help="Command run once the target is verified.")
+@click.option("--rollback-on-failure", is_flag=True, help="On failure after source-off: stop target, restore source.")
+@click.option("--rollback", "do_rollback", is_flag=True, help="Roll back a recorded cutover of --vm now.")
+@click.option("--force", multiple=True, metavar="ID", help="Cut over despite this Critical concern (repeatable).")
+def cutover(
+    vm: str,
+    plan_path: Path | None,
+    source: str | None,
+    insecure: bool,
+    thumbprint: str | None,
+    password_file: str | None,
+    output_dir: Path | None,
+    kubeconfig: str | None,
+    namespace: str | None,
+    state_dir: Path | None,
+    shutdown_timeout: float,
+    start_policy: str,
+    verify_marker: str | None,
+    verify_port: int | None,
+    verify_timeout: float,
+    pre_hook: str | None,
+    post_hook: str | None,
+    rollback_on_failure: bool,
+    do_rollback: bool,
+    force: tuple[str, ...],
+) -> None:
+    """Cut one VM over: shut the source down, copy its disks, start and verify it on the target."""
+    if plan_path is None and source is None:
+        raise InputError("cutover needs --plan FILE or --source vsphere://USER@HOST")
+    if shutdown_timeout < 0 or verify_timeout <= 0:
+        raise InputError("--shutdown-timeout and --verify-timeout must be positive")
+    options = SourceOptions(insecure=insecure, thumbprint=thumbprint, password_file=password_file)
+    origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force)
+    target = _target(output_dir, kubeconfig, namespace, origin)
+    cutover_options = CutoverOptions(
+        shutdown_timeout=shutdown_timeout,
+        start_policy=start_policy,
+        verification=Verification(marker=verify_marker, tcp_port=verify_port, timeout=verify_timeout),
+        pre_hook=pre_hook,
+        post_hook=post_hook,
+        force=force,
+    )
+    store = StateStore(state_dir)
+    try:
+        spec = source or plans.load_plan(plan_path).source  # type: ignore[arg-type]
+        with _opened_source(spec, options) as live:
+            plan, planned = _plan(vm, plan_path, live, namespace)
+            ctx = CutoverContext(plan, planned, live, target, store, cutover_options, announce=_echo)
+            if do_rollback:
+                _rollback(ctx)
+            else:
+                _cutover(ctx, rollback_on_failure)
+    finally:
+        store.close()
+
+
+def _cutover(ctx: CutoverContext, rollback_on_failure: bool) -> None:
+    key, store = ctx.key, ctx.store
+    existing = store.get(key)
+    if existing is not None and existing.status == "rolled_back":
+        store.forget(key)  # a rolled-back cutover starts over from preflight
+        existing = None
+    if existing is not None and existing.target not in (None, ctx.target.description):
+        raise InputError(
+            f"VM {key} has a recorded cutover to {existing.target}, not {ctx.target.description}: "
+            f"finish or roll it back first (migrator cutover --rollback --vm {key})"
+        )
+    store.begin(key, plan=ctx.plan.name, source=ctx.plan.source, target=ctx.target.description)
+    store.set_fact(key, "target_name", ctx.planned.target_name)
+    _echo(f"cutover of {key} to {ctx.target.description} as {ctx.planned.target_name}")
+    try:
+        migration = run_steps(key, CUTOVER_STEPS, ctx, store, announce=_echo)
+    except StepFailed as failed:
+        if not failed.source_touched:
+            raise CutoverFailed(f"cutover of {key} stopped: {failed.message}; the source was not touched") from None
+        if not rollback_on_failure:
+            raise CutoverFailed(
+                f"cutover of {key} failed: {failed.message}; the source is off: re-run to resume, "
+                f"or roll back with `migrator cutover --rollback --vm {key}`"
+            ) from None
+        actions = _rollback_actions(ctx)
+        raise CutoverFailed(f"cutover of {key} failed: {failed.message}; rolled back ({'; '.join(actions)})") from None
+    if migration.status != "completed":
+        store.set_status(key, "completed")
+        migration = store.get(key) or migration
+    downtime = migration.downtime_seconds
+    _echo(
+        f"cutover of {key} completed: {ctx.planned.target_name} runs on {ctx.target.description}"
+        + (f", downtime {downtime:.1f}s" if downtime is not None else "")
+    )
+
+
+def _rollback_actions(ctx: CutoverContext) -> list[str]:
+    try:
+        actions = rollback(ctx)
+    except MigratorError as error:
+        ctx.store.set_status(ctx.key, "failed", error=f"rollback failed: {error.message}")
+        raise CutoverFailed(f"rollback of {ctx.key} failed: {error.message}") from None
+    for action in actions:
+        _echo(f"rollback: {action}")
+    ctx.store.set_status(ctx.key, "rolled_back", error=ctx.store.get(ctx.key).error)  # type: ignore[union-attr]
+    return actions
+
+
+def _rollback(ctx: CutoverContext) -> None:
+    migration = ctx.store.get(ctx.key)
+    if migration is None:
+        raise NotFoundError(f"no cutover recorded for VM {ctx.key} in {ctx.store.path}: nothing to roll back")
+    if migration.target not in (None, ctx.target.description):
+        raise TargetError(f"the cutover of {ctx.key} went to {migration.target}, not {ctx.target.description}")
+    _rollback_actions(ctx)
+    _echo(f"cutover of {ctx.key} rolled back")

@@ -1,0 +1,58 @@
+"""Cutover targets: one ``CutoverTarget`` per kind (``local.LocalTarget``, ``cluster.ClusterTarget``).
+
+Both copy the disks through ``migrator.convert`` (the disk engine), so what a cutover writes
+is exactly what ``migrator convert`` writes; ``DiskOrigin`` says where convert reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from migrator.convert import disks as disk_jobs
+from migrator.planning.model import PlannedVM
+from migrator.sources import SourceOptions
+
+
+@dataclass(frozen=True)
+class DiskOrigin:
+    """Where the final transfer reads the disks: the plan file, or the source spec (never a password)."""
+
+    plan_path: Path | None = None
+    source: str | None = None
+    source_options: SourceOptions = field(default_factory=SourceOptions)
+    force: tuple[str, ...] = ()
+
+
+def forget_earlier_copies(planned: PlannedVM, work_dir: Path, disk_format: str = "raw") -> list[str]:
+    """Make the next transfer a full copy: drop convert's "finished" records and the engine's chunk records.
+
+    An earlier ``convert`` copied the disks while the source ran, and vSphere's simulator (like
+    any source without changed-block tracking) cannot say what changed since: the only honest
+    final transfer of a cold cutover is a full copy. The images themselves stay in place and
+    are rewritten. Returns the claims whose earlier copy was discarded.
+    """
+    state = disk_jobs.ConvertState(work_dir, planned.target_name)
+    discarded = []
+    for transfer in disk_jobs.planned_transfers(planned, work_dir, disk_format):
+        had = transfer.claim in state.data.get("disks", {})
+        state.forget(transfer)
+        record = transfer.target.parent / f".{transfer.target.name}.transfer"
+        for path in (record, record.with_name(record.name + "-wal"), record.with_name(record.name + "-shm")):
+            if path.exists():
+                had = True
+                path.unlink()
+        if had:
+            discarded.append(transfer.claim)
+    return discarded
+
+
+def allocated_bytes(paths: list[Path]) -> int:
+    """Bytes really written to the images (sparse files: allocated blocks, not their size)."""
+    total = 0
+    for path in paths:
+        try:
+            total += path.stat().st_blocks * 512
+        except OSError:
+            pass
+    return total

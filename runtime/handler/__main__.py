@@ -1,0 +1,3 @@
+from runtime.handler.main import main
+
+main()
