@@ -94,3 +94,8 @@ def list_(as_json: bool) -> None:
 def status(name: str) -> None:
     """NAME's status as the launcher reports it (JSON)."""
     click.echo(json.dumps(local.status(name), indent=2))
+
+
+from migrator.cli import runtime_cluster  # noqa: E402 (in-cluster commands: install, uninstall, vm ...)
+
+runtime_cluster.register(runtime)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +109,7 @@ def _make_source(scheme: str, location: str, source: Source | None, work_dir: Pa
         def vsphere_disk(disk: Any) -> Any:
             vsphere: Any = source
             url = vsphere.datastore_file_url(disk.source_file)
-            return HttpSource(url, vsphere.http_headers(), _datastore_tls(vsphere.ssl_context()))
+            return HttpSource(url, vsphere.http_headers(), vsphere.ssl_context())
 
         return vsphere_disk
     descriptor = Path(location).expanduser().resolve()
@@ -121,17 +120,6 @@ def _make_source(scheme: str, location: str, source: Source | None, work_dir: Pa
         return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file))
 
     return local_disk
-
-
-def _datastore_tls(context: ssl.SSLContext | None) -> ssl.SSLContext:
-    """The vSphere adapter answers None for --insecure ("do not verify"); the disk engine reads None as
-    "verify with the system CAs". Make the user's choice explicit for the engine."""
-    if context is not None:
-        return context
-    unverified = ssl.create_default_context()
-    unverified.check_hostname = False
-    unverified.verify_mode = ssl.CERT_NONE
-    return unverified
 
 
 def dry_run_text(result: ConvertResult, transfers: list[disk_jobs.PlannedTransfer] | None) -> str:

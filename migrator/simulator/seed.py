@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import subprocess
 import tempfile
 import urllib.error
@@ -80,7 +79,7 @@ def upload_file(
         with local.open("rb") as body:
             request = urllib.request.Request(url, data=body, headers=headers, method="PUT")
             try:
-                with urllib.request.urlopen(request, context=source.ssl_context() or _unverified()) as response:
+                with urllib.request.urlopen(request, context=source.ssl_context()) as response:
                     response.read()
             except urllib.error.HTTPError as error:
                 raise SourceError(f"upload of {local.name} to {target} failed: HTTP {error.code}") from None
@@ -169,11 +168,3 @@ def virtual_size(path: Path) -> int:
         lines = result.stderr.strip().splitlines()
         raise DiskError(f"cannot read {path}: {lines[-1] if lines else 'qemu-img info failed'}")
     return int(json.loads(result.stdout)["virtual-size"])
-
-
-def _unverified() -> ssl.SSLContext:
-    """For a source opened with --insecure: ``ssl_context()`` is None and must not verify."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context

@@ -26,26 +26,74 @@ log = logging.getLogger("runtime.controller")
 RESYNC_SECONDS = 60.0
 
 
+class Cache:
+    """The latest copy of each instance and launcher pod the watches delivered (newest resourceVersion
+    wins). Reads fall back to the API on a miss; a stale hit is harmless: every write carries a
+    resourceVersion or uid precondition, and the next event reconciles again."""
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._guard = threading.Lock()
+
+    def put(self, kind: str, obj: dict[str, Any], deleted: bool = False) -> None:
+        meta = obj.get("metadata") or {}
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        with self._guard:
+            old = self._objects.get(key)
+            if deleted:
+                if old is not None and (old.get("metadata") or {}).get("uid") == meta.get("uid"):
+                    del self._objects[key]
+                return
+            if old is None or _rv(old) <= _rv(obj) or (old.get("metadata") or {}).get("uid") != meta.get("uid"):
+                self._objects[key] = obj
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._guard:
+            return self._objects.get((kind, namespace, name))
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 class Controller:
     """The two reconcilers with one lock per object, so that concurrent events on one object serialize."""
 
     def __init__(self, kubeconfig: str | None = None, image: str | None = None) -> None:
         self.kubeconfig = kubeconfig
         client = api_client(kubeconfig)
-        self.vms = VmReconciler(client)
-        self.vmis = VmiReconciler(client, image=image)
+        self.cache = Cache()
+        self.vms = VmReconciler(client, cache=self.cache)
+        self.vmis = VmiReconciler(client, image=image, cache=self.cache)
         self._locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._guard = threading.Lock()
         self._timers: dict[tuple[str, str, str], threading.Timer] = {}
+        self.stopping = threading.Event()
 
     def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def _run(self, kind: str, namespace: str, name: str, fn: Callable[[str, str], float | None]) -> None:
+    def _run(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        fn: Callable[[str, str, dict[str, Any] | None], float | None],
+        body: dict[str, Any] | None = None,
+    ) -> None:
         key = (kind, namespace, name)
+        given = [body]
+
+        def attempt() -> float | None:
+            obj, given[0] = given[0], None  # the event's copy once; after a 409, fresh reads
+            return fn(namespace, name, obj)
+
         with self._lock(key):
-            requeue = retry_conflicts(lambda: fn(namespace, name), what=f"{kind} {namespace}/{name}")
+            requeue = retry_conflicts(attempt, what=f"{kind} {namespace}/{name}")
         if requeue is not None:
             self._requeue(key, requeue)
 
@@ -67,11 +115,21 @@ class Controller:
         except Exception:  # a timer thread has nobody to raise to: log; the next event or resync retries
             log.exception("reconcile of %s %s/%s failed", kind, namespace, name)
 
-    def vm(self, namespace: str, name: str) -> None:
-        self._run(VMS, namespace, name, self.vms.reconcile)
+    def vm(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
+        self._run(VMS, namespace, name, self.vms.reconcile, body)
 
-    def vmi(self, namespace: str, name: str) -> None:
-        self._run(VMIS, namespace, name, self.vmis.reconcile)
+    def vmi(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
+        self._run(VMIS, namespace, name, self.vmis.reconcile, body)
+
+    def resync(self, stop: threading.Event) -> None:
+        """Every RESYNC_SECONDS, reconcile every VM (one list): what no event announces (time passing) happens."""
+        while not stop.wait(RESYNC_SECONDS):
+            try:
+                listing = self.vms.custom.list_cluster_custom_object(GROUP, VERSION, VMS)
+                for item in listing.get("items") or []:
+                    self.vm(item["metadata"]["namespace"], item["metadata"]["name"], item)
+            except Exception:
+                log.exception("resync failed; the next one retries")
 
 
 def register(controller: Controller, registry: kopf.OperatorRegistry | None = None) -> kopf.OperatorRegistry:
@@ -89,27 +147,35 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(controller.kubeconfig)
 
+    @kopf.on.startup(registry=registry)
+    def start_resync(**_: Any) -> None:
+        threading.Thread(target=controller.resync, args=(controller.stopping,), daemon=True).start()
+
+    @kopf.on.cleanup(registry=registry)
+    def stop_resync(**_: Any) -> None:
+        controller.stopping.set()
+
     @kopf.on.event(GROUP, VERSION, VMS, registry=registry)
-    def vm_event(namespace: str, name: str, type: str | None, **_: Any) -> None:
+    def vm_event(namespace: str, name: str, type: str | None, event: kopf.RawEvent, **_: Any) -> None:
         if type != "DELETED":
-            controller.vm(namespace, name)
+            controller.vm(namespace, name, event.get("object"))
 
     @kopf.on.event(GROUP, VERSION, VMIS, registry=registry)
-    def vmi_event(namespace: str, name: str, type: str | None, body: kopf.Body, **_: Any) -> None:
+    def vmi_event(namespace: str, name: str, type: str | None, body: kopf.Body, event: kopf.RawEvent, **_: Any) -> None:
+        if event.get("object"):
+            controller.cache.put(VMIS, event["object"], deleted=type == "DELETED")
         if type != "DELETED":
-            controller.vmi(namespace, name)
+            controller.vmi(namespace, name, event.get("object"))
         for ref in body.get("metadata", {}).get("ownerReferences") or []:
             if ref.get("kind") == "VirtualMachine" and ref.get("controller"):
                 controller.vm(namespace, ref["name"])
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_APP: "virt-launcher"}, registry=registry)
-    def pod_event(namespace: str, labels: kopf.Labels, **_: Any) -> None:
+    def pod_event(namespace: str, labels: kopf.Labels, type: str | None, event: kopf.RawEvent, **_: Any) -> None:
+        if event.get("object"):
+            controller.cache.put("pods", event["object"], deleted=type == "DELETED")
         if labels.get(LABEL_DOMAIN):
             controller.vmi(namespace, labels[LABEL_DOMAIN])
-
-    @kopf.timer(GROUP, VERSION, VMS, interval=RESYNC_SECONDS, idle=RESYNC_SECONDS, registry=registry)
-    def vm_resync(namespace: str, name: str, **_: Any) -> None:
-        controller.vm(namespace, name)
 
     return registry
 

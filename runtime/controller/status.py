@@ -242,7 +242,6 @@ def _keep_time(vm: dict[str, Any], condition: dict[str, Any], now: datetime) -> 
             break
     else:
         condition["lastTransitionTime"] = format_time(now)
-    condition["lastProbeTime"] = None
     return condition
 
 

@@ -18,16 +18,24 @@ PVC_RECHECK = 5.0
 
 
 class VmReconciler:
-    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+    def __init__(self, client: kubernetes.client.ApiClient, cache: Any = None) -> None:
+        self.cache = cache
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
 
-    def reconcile(self, namespace: str, name: str) -> float | None:
-        """Bring one VM's instance and status in line with its spec; returns seconds to recheck, or None."""
-        vm = get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMS, name))
+    def reconcile(self, namespace: str, name: str, vm: dict[str, Any] | None = None) -> float | None:
+        """Bring one VM's instance and status in line with its spec; returns seconds to recheck, or None.
+
+        ``vm``: the object as a watch event just delivered it (else it is read); writes carry its
+        resourceVersion, so a stale copy ends in 409 and a retry with a fresh read.
+        """
+        if vm is None:
+            vm = get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMS, name))
         if vm is None:
             return None
-        vmi = get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMIS, name))
+        vmi = self.cache.get(VMIS, namespace, name) if self.cache is not None else None
+        if vmi is None:
+            vmi = get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMIS, name))
         if vmi is not None and not _owned_by(vmi, vm):
             log.warning("%s/%s: an instance of that name exists that this VM does not own; leaving it", namespace, name)
             vmi = None

@@ -21,19 +21,26 @@ NODE_CACHE_SECONDS = 30.0
 
 
 class VmiReconciler:
-    def __init__(self, client: kubernetes.client.ApiClient, *, image: str | None = None) -> None:
+    def __init__(self, client: kubernetes.client.ApiClient, *, image: str | None = None, cache: Any = None) -> None:
+        self.cache = cache
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
         self.image = image or os.environ.get("MIGRATOR_RUNTIME_IMAGE", DEFAULT_IMAGE)
         self._kvm: tuple[float, bool] | None = None
 
-    def reconcile(self, namespace: str, name: str) -> float | None:
-        vmi = get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMIS, name))
+    def reconcile(self, namespace: str, name: str, vmi: dict[str, Any] | None = None) -> float | None:
+        """Create the instance's pod, follow its phase, finish its deletion. ``vmi``: as a watch event
+        delivered it (else read; a stale copy ends in 409 and a retry with a fresh read)."""
+        if vmi is None:
+            vmi = get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMIS, name))
         if vmi is None:
             return None
         metadata = vmi["metadata"]
-        pod = get_or_none(lambda: self.core.read_namespaced_pod(pod_name(vmi), namespace, _preload_content=False))
-        pod = _json(pod)
+        pod = self.cache.get("pods", namespace, pod_name(vmi)) if self.cache is not None else None
+        if pod is None:
+            pod = _json(
+                get_or_none(lambda: self.core.read_namespaced_pod(pod_name(vmi), namespace, _preload_content=False))
+            )
         if metadata.get("deletionTimestamp"):
             self._finish_deletion(vmi, pod)
             return None

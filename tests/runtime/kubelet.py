@@ -5,7 +5,8 @@ real client: registers a Ready Node; binds unscheduled launcher pods to itself (
 the container's command as a local process — ``python3`` is this interpreter, each volume mount is
 a local path (a PVC ``<claim>`` → ``<volumes_dir>/<claim>/``, which holds ``disk.img``; a hostPath
 ``P`` → ``host_paths[P]`` or ``<host_root>/P``), absolute paths in the arguments are mapped the same
-way; reports the pod's status (Running with the process, then Succeeded/Failed with the exit code in ``containerStatuses``);
+way; reports the pod's status (Running with the process, then Succeeded/Failed with the exit code in
+``containerStatuses``);
 on deletion sends SIGTERM, then SIGKILL after the grace period, and removes the pod (grace 0).
 """
 

@@ -120,9 +120,9 @@ class VSphereSource:
         cookie = self._si._stub.cookie or ""
         return {"Cookie": cookie.split(";", 1)[0].strip()} if cookie else {}
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The context to verify the server with; None means --insecure (do not verify)."""
-        return None if self.insecure else self._context
+    def ssl_context(self) -> ssl.SSLContext:
+        """The context this session uses: verifying, pinned to a thumbprint, or (--insecure only) unverified."""
+        return self._context
 
     @property
     def service_instance(self) -> vim.ServiceInstance:

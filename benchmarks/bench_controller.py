@@ -1,0 +1,209 @@
+"""`make bench-controller`: 1,000 VirtualMachines through the runtime's controller on the fake API server.
+
+Ours: the fake API server in its own process (with its scheduler, binding pods to one Ready node; no
+kubelet: launcher pods are not executed) and the real controller (``python -m runtime.controller``) in
+another. Timed from the first VirtualMachine create until every VM has its instance (phase Scheduled,
+nodeName set), its launcher pod (bound), and the VM reads ``printableStatus: Starting``. The API calls the
+controller made are counted by the server (``request_count``) and printed per VM.
+
+Peer: the API's own floor: the same objects (1,000 VMs, 1,000 instances, 1,000 pods) created through the
+same client with no controller running, on a fresh server.
+
+Medians of ``--repeat`` runs; the last line is ``BENCH controller ours=<s> peer=<s>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from runtime.controller.pods import launcher_pod
+from tests.fakekube import FakeApiProcess
+
+PROJECT = Path(__file__).resolve().parents[1]
+CRDS = [
+    PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
+    PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
+]
+NAMESPACE = "bench"
+CREATORS = 4  # client threads creating objects, in both runs
+
+
+def vm(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "runStrategy": "Always",
+            "template": {
+                "metadata": {"labels": {"app": "bench"}},
+                "spec": {
+                    "domain": {
+                        "cpu": {"cores": 1},
+                        "memory": {"guest": "256Mi"},
+                        "devices": {"disks": [], "interfaces": [{"name": "default", "masquerade": {}}]},
+                    },
+                    "networks": [{"name": "default", "pod": {}}],
+                },
+            },
+        },
+    }
+
+
+def setup(api: FakeApiProcess, kubeconfig: Path) -> kubernetes.client.ApiClient:
+    client = kubernetes.config.new_client_from_config(str(kubeconfig))
+    core = kubernetes.client.CoreV1Api(client)
+    core.create_namespace({"metadata": {"name": NAMESPACE}}, _preload_content=False)
+    node = {
+        "metadata": {"name": "node-1"},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "allocatable": {"cpu": "64", "memory": "1Ti", "pods": "5000"},
+        },
+    }
+    core.create_node(node, _preload_content=False)
+    return client
+
+
+def create_all(fn: Any, count: int) -> None:
+    with ThreadPoolExecutor(CREATORS) as pool:
+        list(pool.map(fn, range(count)))
+
+
+def done(api: FakeApiProcess, count: int) -> bool:
+    vms = api.objects("virtualmachines.kubevirt.io", NAMESPACE)
+    if len(vms) < count or any((v.get("status") or {}).get("printableStatus") != "Starting" for v in vms):
+        return False
+    vmis = api.objects("virtualmachineinstances.kubevirt.io", NAMESPACE)
+    if len(vmis) < count or any((v.get("status") or {}).get("phase") != "Scheduled" for v in vmis):
+        return False
+    pods = api.objects("pods", NAMESPACE)
+    return len(pods) == count and all(p["spec"].get("nodeName") for p in pods)
+
+
+def _rows(api: FakeApiProcess) -> dict[str, int]:
+    rows = api._get("/fakekube/counts")["counts"]
+    return {f"{r['verb']} {r['resource']}{'/' + r['subresource'] if r['subresource'] else ''}": r["count"] for r in rows}
+
+
+def run_ours(count: int, workdir: Path) -> tuple[float, float]:
+    kubeconfig = workdir / "ours.kubeconfig"
+    with FakeApiProcess(kubeconfig, crds=CRDS, scheduler=True) as api:
+        client = setup(api, kubeconfig)
+        custom = kubernetes.client.CustomObjectsApi(client)
+        log = open(workdir / "controller.log", "wb")  # the process keeps it
+        controller = subprocess.Popen(
+            [sys.executable, "-m", "runtime.controller", "--kubeconfig", str(kubeconfig)],
+            cwd=PROJECT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            # Warm-up: the controller has listed and watches (one VM through to its pod), then the counts restart.
+            custom.create_namespaced_custom_object(
+                "kubevirt.io", "v1", "default", "virtualmachines", {**vm("warmup"), "metadata": {"name": "warmup"}}
+            )
+            deadline = time.monotonic() + 60
+            while not api.objects("pods", "default"):
+                if time.monotonic() > deadline or controller.poll() is not None:
+                    raise SystemExit(f"controller did not start; see {workdir / 'controller.log'}")
+                time.sleep(0.1)
+            time.sleep(1.0)
+            before = api.request_count()
+            before_rows = _rows(api)
+            start = time.monotonic()
+            create_all(
+                lambda i: custom.create_namespaced_custom_object(
+                    "kubevirt.io", "v1", NAMESPACE, "virtualmachines", vm(f"vm-{i:04d}"), _preload_content=False
+                ),
+                count,
+            )
+            while not done(api, count):
+                if controller.poll() is not None:
+                    raise SystemExit(f"controller exited; see {workdir / 'controller.log'}")
+                if time.monotonic() - start > 600:
+                    raise SystemExit("did not converge within 10 minutes")
+                time.sleep(0.5)
+            elapsed = time.monotonic() - start
+            calls = api.request_count() - before - count  # minus the bench's own creates
+            after_rows = _rows(api)
+            breakdown = {k: after_rows[k] - before_rows.get(k, 0) for k in after_rows if after_rows[k] != before_rows.get(k, 0)}
+            print("controller API calls per VM: " + ", ".join(f"{k} {v / count:.2f}" for k, v in sorted(breakdown.items())))
+            # Requests the scheduler does not make (it runs inside the server); watches count once each.
+            return elapsed, calls / count
+        finally:
+            controller.terminate()
+            controller.wait(30)
+
+
+def run_peer(count: int, workdir: Path) -> float:
+    kubeconfig = workdir / "peer.kubeconfig"
+    with FakeApiProcess(kubeconfig, crds=CRDS, scheduler=True) as api:
+        client = setup(api, kubeconfig)
+        custom = kubernetes.client.CustomObjectsApi(client)
+        core = kubernetes.client.CoreV1Api(client)
+
+        def one(i: int) -> None:
+            name = f"vm-{i:04d}"
+            created = custom.create_namespaced_custom_object(
+                "kubevirt.io", "v1", NAMESPACE, "virtualmachines", vm(name)
+            )
+            body = vm(name)
+            instance = {
+                "apiVersion": "kubevirt.io/v1",
+                "kind": "VirtualMachineInstance",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": body["spec"]["template"]["spec"],
+            }
+            instance = custom.create_namespaced_custom_object(
+                "kubevirt.io", "v1", NAMESPACE, "virtualmachineinstances", instance
+            )
+            core.create_namespaced_pod(NAMESPACE, launcher_pod(instance), _preload_content=False)
+            del created
+
+        start = time.monotonic()
+        create_all(one, count)
+        while len([p for p in api.objects("pods", NAMESPACE) if p["spec"].get("nodeName")]) < count:
+            time.sleep(0.2)
+        return time.monotonic() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    ours, peer, calls = [], [], []
+    with tempfile.TemporaryDirectory(prefix="bench-controller-") as tmp:
+        for run in range(args.repeat):
+            workdir = Path(tmp) / str(run)
+            workdir.mkdir()
+            seconds, per_vm = run_ours(args.count, workdir)
+            ours.append(seconds)
+            calls.append(per_vm)
+            print(
+                f"ours: {args.count} VMs → instances Scheduled, pods bound, VMs Starting in {seconds:.1f} s; "
+                f"{per_vm:.1f} controller API calls per VM"
+            )
+            seconds = run_peer(args.count, workdir)
+            peer.append(seconds)
+            print(f"peer: {args.count} VMs + instances + pods created with no controller in {seconds:.1f} s")
+    print(json.dumps({"count": args.count, "ours": ours, "peer": peer, "calls_per_vm": calls}))
+    print(f"BENCH controller ours={statistics.median(ours):.2f} peer={statistics.median(peer):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""`make demo`: a whole migration on this machine, run through the real CLI as a user would.
+
+vCenter simulator → a VM whose datastore holds the tiny real guest as a VMware disk →
+``migrator plan`` → ``migrator cutover`` onto the local runtime → the guest's console →
+``migrator status`` → stop everything. State and runtime dirs live under ``demo-out/`` so
+the demo can run again and again.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pyVmomi import vim
+
+from migrator import simulator
+from migrator.errors import MigratorError
+from migrator.simulator import seed
+from migrator.sources.vsphere.operations import wait_for_task
+
+DEMO_VM = "DC0_H0_VM0"
+DEMO_MAC = "00:50:56:3f:12:34"  # VMware's manually assigned range: the MAC the guest must keep
+MARKER = "MIGRATOR-GUEST-READY"
+GUEST_MEMORY_MIB = 256  # vcsim's VMs have 32 MiB: too little for the guest's kernel and initramfs
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def seed_guest_vm(
+    sim: simulator.Simulator, vm_name: str, vmdk_files: list[Path], *, mac: str, memory_mib: int = GUEST_MEMORY_MIB
+) -> str:
+    """Give ``vm_name`` the guest's VMDK as its first disk, ``mac`` on its first NIC, and room to boot."""
+    backing = seed.attach_disk_image(sim, vm_name, vmdk_files, mac=mac)
+    with seed.session(sim) as source:
+        vm = source.find_vm(vm_name)
+        task = vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(memoryMB=memory_mib))
+        wait_for_task(task, f"set the memory of {vm_name}")
+    return backing
+
+
+def _migrator() -> list[str]:
+    return [sys.executable, "-m", "migrator.cli"]
+
+
+def _run(args: list[str], env: dict[str, str], *, show: bool = True) -> subprocess.CompletedProcess[str]:
+    print(f"\n$ migrator {shlex.join(args)}", flush=True)
+    started = time.monotonic()
+    result = subprocess.run([*_migrator(), *args], env=env, text=True, capture_output=True)
+    if show:
+        sys.stdout.write(result.stdout)
+    sys.stdout.write(result.stderr)
+    print(f"  ({time.monotonic() - started:.1f}s, exit {result.returncode})", flush=True)
+    if result.returncode != 0:
+        raise DemoFailed(f"`migrator {args[0]}` exited {result.returncode}")
+    return result
+
+
+def main() -> int:
+    out = Path("demo-out").resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "MIGRATOR_STATE_DIR": str(out / "state"),
+        "MIGRATOR_RUNTIME_DIR": str(out / "runtime"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    sim: simulator.Simulator | None = None
+    target = DEMO_VM.lower().replace("_", "-")
+    started_vm = False
+    try:
+        print("# starting the vCenter simulator (vcsim)", flush=True)
+        sim = simulator.start()
+        env["MIGRATOR_VSPHERE_PASSWORD"] = sim.password
+        print(f"# vCenter at {sim.url}; building the tiny real guest and uploading it as a VMware disk", flush=True)
+        from migrator.guestimage import build_guest, to_vmdk
+
+        guest = build_guest(behaviour="wait", marker=MARKER)
+        vmdks = to_vmdk(guest, out / "seed")
+        backing = seed_guest_vm(sim, DEMO_VM, vmdks, mac=DEMO_MAC)
+        print(f"# {DEMO_VM}: disk {backing}, NIC {DEMO_MAC}, {GUEST_MEMORY_MIB} MiB, powered on", flush=True)
+
+        source = sim.source_url()
+        _run(["plan", "--source", source, "--insecure", "-o", "table"], env)
+        started_vm = True
+        _run(
+            [
+                "cutover",
+                "--source",
+                source,
+                "--insecure",
+                "--vm",
+                DEMO_VM,
+                "--output-dir",
+                str(out),
+                "--verify-marker",
+                MARKER,
+            ],
+            env,
+        )
+        print(f"\n# the guest's first console lines ({out / 'runtime' / target / 'console.log'}):", flush=True)
+        console = (out / "runtime" / target / "console.log").read_text(errors="replace").splitlines()
+        start = next((i for i, line in enumerate(console) if MARKER in line), 0)
+        for line in console[start : start + 8]:
+            print(f"  | {line}")
+        _run(["status", "--vm", DEMO_VM], env)
+        _run(["status", "--vm", DEMO_VM, "-o", "json"], env, show=False)
+        _run(["runtime", "stop", target], env)
+        started_vm = False
+        print("\n# demo complete", flush=True)
+        return 0
+    except (DemoFailed, MigratorError) as error:
+        print(f"demo failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if started_vm:  # never leave the guest behind
+            subprocess.run([*_migrator(), "runtime", "stop", target], env=env, capture_output=True)
+        if sim is not None:
+            sim.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `make image`: the runtime's OCI image (controller, handler and launcher), from scratch, with Debian's
+# mmdebstrap (a bookworm root filesystem: Python, libvirt, QEMU, OVMF, swtpm) and buildah (no Docker).
+#
+#   IMAGE=localhost/migrator-runtime:latest   the name to commit (what runtime/deploy/*.yaml and the
+#                                             controller's launcher pods use)
+#   OUTPUT=build/migrator-runtime.oci.tar     also written as an OCI archive (load it into a cluster's runtime)
+#   MIRROR=http://deb.debian.org/debian
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+IMAGE=${IMAGE:-localhost/migrator-runtime:latest}
+OUTPUT=${OUTPUT:-build/migrator-runtime.oci.tar}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+PACKAGES=python3,python3-venv,python3-pip,python3-libvirt,libvirt-daemon,libvirt-daemon-driver-qemu,libvirt-clients,qemu-system-x86,qemu-utils,ovmf,swtpm,swtpm-tools,ca-certificates,iproute2,procps
+
+for tool in mmdebstrap buildah; do
+  command -v "$tool" >/dev/null || { echo "error: $tool is not installed (run: make deps)" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$(dirname "$OUTPUT")"
+
+# The project's source as a clean tree (no venv, caches or build output).
+mkdir "$work/src"
+tar --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' --exclude=__pycache__ \
+    --exclude=./.pytest_cache --exclude=./.ruff_cache --exclude=./.cache -cf - . | tar -xf - -C "$work/src"
+
+echo "image: debootstrapping bookworm with mmdebstrap" >&2
+mmdebstrap --variant=apt --mode=root --include="$PACKAGES" \
+  --customize-hook="mkdir -p \"\$1/opt/migrator\" && cp -a '$work/src' \"\$1/opt/migrator/src\"" \
+  --customize-hook='chroot "$1" python3 -m venv --system-site-packages /opt/migrator/venv' \
+  --customize-hook='chroot "$1" /opt/migrator/venv/bin/pip install --no-cache-dir /opt/migrator/src' \
+  --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*' \
+  bookworm "$work/rootfs.tar" "$MIRROR"
+
+echo "image: assembling with buildah" >&2
+ctr=$(buildah from scratch)
+trap 'buildah rm "$ctr" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+buildah add "$ctr" "$work/rootfs.tar" /
+buildah config \
+  --env PATH=/opt/migrator/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  --env PYTHONUNBUFFERED=1 \
+  --workingdir /opt/migrator/src \
+  --cmd '["python3", "-m", "runtime.controller"]' \
+  --label org.opencontainers.image.title=migrator-runtime \
+  --label org.opencontainers.image.description="vSphere-to-Kubernetes migrator: controller, handler, launcher" \
+  "$ctr"
+buildah commit --format oci "$ctr" "$IMAGE"
+rm -f "$OUTPUT"
+buildah push "$IMAGE" "oci-archive:$OUTPUT:$IMAGE"
+echo "image: $IMAGE (also $OUTPUT)" >&2
