@@ -19,7 +19,7 @@ ENV = "MIGRATOR_TEST_SEED_PASSWORD"
 
 def get(source: VSphereSource, backing_file: str) -> bytes:
     request = urllib.request.Request(source.datastore_file_url(backing_file), headers=source.http_headers())
-    with urllib.request.urlopen(request, context=seed._unverified()) as response:
+    with urllib.request.urlopen(request, context=source.ssl_context()) as response:
         data: bytes = response.read()
     return data
 
