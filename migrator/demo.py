@@ -8,6 +8,7 @@ the demo can run again and again.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pyVmomi import vim
 
@@ -46,7 +48,11 @@ def seed_guest_vm(
 
 
 def _migrator() -> list[str]:
-    return [sys.executable, "-m", "migrator.cli"]
+    """The installed `migrator` script beside this Python (what a user runs)."""
+    script = Path(sys.executable).parent / "migrator"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from migrator.cli import main; main()"]
 
 
 def _run(args: list[str], env: dict[str, str], *, show: bool = True) -> subprocess.CompletedProcess[str]:
@@ -60,6 +66,18 @@ def _run(args: list[str], env: dict[str, str], *, show: bool = True) -> subproce
     if result.returncode != 0:
         raise DemoFailed(f"`migrator {args[0]}` exited {result.returncode}")
     return result
+
+
+def downtime_breakdown(report: dict[str, Any]) -> str:
+    """Where the downtime (source off → target Running) went, from `migrator status -o json`."""
+    downtime = report.get("downtime_seconds")
+    if not downtime:
+        return "# downtime: not measured"
+    seconds = {s["step"]: s["seconds"] or 0.0 for s in report["steps"]}
+    parts = {"transfer": seconds.get("transfer", 0.0), "start": seconds.get("start", 0.0)}
+    parts["wait for Running"] = max(downtime - sum(parts.values()), 0.0)
+    shares = ", ".join(f"{name} {value:.1f}s ({100 * value / downtime:.0f}%)" for name, value in parts.items())
+    return f"# downtime {downtime:.1f}s (source off -> target Running): {shares}"
 
 
 def main() -> int:
@@ -111,7 +129,8 @@ def main() -> int:
         for line in console[start : start + 8]:
             print(f"  | {line}")
         _run(["status", "--vm", DEMO_VM], env)
-        _run(["status", "--vm", DEMO_VM, "-o", "json"], env, show=False)
+        report = json.loads(_run(["status", "--vm", DEMO_VM, "-o", "json"], env, show=False).stdout)
+        print(downtime_breakdown(report), flush=True)
         _run(["runtime", "stop", target], env)
         started_vm = False
         print("\n# demo complete", flush=True)

@@ -13,28 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
 
 from migrator.errors import InputError
 from migrator.planning.model import NetworkMapping, NetworkTarget, StorageMapping
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTPE]i?|[kMGTPE]|)\s*$")
-_FACTORS = {
-    "": 1,
-    "k": 10**3,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
 
 
 @dataclass
@@ -59,10 +43,10 @@ def parse_quantity(value: Any, where: str) -> int:
     """A Kubernetes quantity ('2Ti', '500G', 1099511627776) → bytes."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    match = _QUANTITY.match(str(value))
-    if not match:
-        raise InputError(f"{where}: {value!r} is not a size (e.g. 2Ti, 500Gi, 1000000000)")
-    return int(float(match.group(1)) * _FACTORS[match.group(2)])
+    try:
+        return int(kubernetes_quantity(str(value).strip()))
+    except ValueError:
+        raise InputError(f"{where}: {value!r} is not a size (e.g. 2Ti, 500Gi, 1000000000)") from None
 
 
 def parse_network_target(source: str, text: str, where: str) -> NetworkMapping:

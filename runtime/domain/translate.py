@@ -10,10 +10,11 @@ affinity, ...) are not the launcher's business and are accepted as they are.
 from __future__ import annotations
 
 import hashlib
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
+
+from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
 
 from runtime.domain.model import (
     OVMF_CODE,
@@ -81,32 +82,14 @@ HYPERV_FEATURES = {
     "tlbflush",
     "ipi",
 }
-QUANTITY = re.compile(r"^([0-9.]+)([KMGTPE]i?|[kmgtpe])?$")
-UNITS = {
-    None: 1,
-    "k": 10**3,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
 
 
 def parse_quantity(value: Any, field_path: str) -> int:
     """A Kubernetes resource quantity ("1Gi", "512M", 1073741824) in bytes."""
-    match = QUANTITY.match(str(value).strip())
-    if not match:
-        raise UnsupportedSpecError(field_path, f"not a resource quantity: {value!r}")
-    number, unit = match.groups()
-    return int(float(number) * UNITS[unit])
+    try:
+        return int(kubernetes_quantity(str(value).strip()))
+    except ValueError:
+        raise UnsupportedSpecError(field_path, f"not a resource quantity: {value!r}") from None
 
 
 def _unknown(data: Mapping[str, Any], known: set[str], path: str) -> None:
