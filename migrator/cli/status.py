@@ -11,6 +11,7 @@ import click
 
 from migrator.cutover.state import Migration, StateStore
 from migrator.errors import NotFoundError
+from migrator.planning.table import aligned, human_bytes
 
 
 def migration_report(migration: Migration) -> dict[str, Any]:
@@ -24,6 +25,7 @@ def migration_report(migration: Migration) -> dict[str, Any]:
         "started_at": _iso(migration.started_at),
         "finished_at": _iso(migration.finished_at),
         "downtime_seconds": _round(migration.downtime_seconds),
+        "downtime_to_verified_seconds": _round(migration.downtime_to_verified_seconds),
         "bytes_moved": migration.bytes_moved,
         "error": migration.error,
         "source_power_state": migration.facts.get("source_power_state"),
@@ -49,30 +51,19 @@ def _round(value: float | None) -> float | None:
 
 
 def _table(reports: list[dict[str, Any]]) -> str:
-    headers = ["VM", "STATUS", "STEP", "DOWNTIME", "MOVED", "ERROR"]
+    headers = ("VM", "STATUS", "STEP", "DOWNTIME", "MOVED", "ERROR")
     rows = [
-        [
+        (
             r["vm"],
             r["status"],
             r["current_step"] or "-",
             "-" if r["downtime_seconds"] is None else f"{r['downtime_seconds']:.1f}s",
-            _human(r["bytes_moved"]),
+            human_bytes(r["bytes_moved"]),
             r["error"] or "",
-        ]
+        )
         for r in reports
     ]
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip() for row in [headers, *rows]]
-    return "\n".join(lines)
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{size}B"
+    return "\n".join(aligned(headers, rows))
 
 
 @click.command()

@@ -48,14 +48,21 @@ def row(planned: PlannedVM) -> tuple[str, ...]:
     )
 
 
-def render(plan: Plan, concerns: bool = True) -> str:
-    rows = [HEADERS, *(row(v) for v in plan.vms)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
-    lines = [f"Plan {plan.name!r}: {len(plan.vms)} VM(s) from {plan.source} → namespace {plan.target_namespace}"]
-    for index, r in enumerate(rows):
+def aligned(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as left-aligned columns, a rule under the headers."""
+    every = [headers, *rows]
+    widths = [max(len(r[i]) for r in every) for i in range(len(headers))]
+    lines = []
+    for index, r in enumerate(every):
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip())
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def render(plan: Plan, concerns: bool = True) -> str:
+    lines = [f"Plan {plan.name!r}: {len(plan.vms)} VM(s) from {plan.source} → namespace {plan.target_namespace}"]
+    lines.extend(aligned(HEADERS, [row(v) for v in plan.vms]))
     if concerns:
         for planned in plan.vms:
             if planned.concerns:
