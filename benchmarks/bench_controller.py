@@ -95,7 +95,11 @@ def done(api: FakeApiProcess, count: int) -> bool:
 
 def _rows(api: FakeApiProcess) -> dict[str, int]:
     rows = api._get("/fakekube/counts")["counts"]
-    return {f"{r['verb']} {r['resource']}{'/' + r['subresource'] if r['subresource'] else ''}": r["count"] for r in rows}
+    counts = {}
+    for r in rows:
+        sub = "/" + r["subresource"] if r["subresource"] else ""
+        counts[f"{r['verb']} {r['resource']}{sub}"] = r["count"]
+    return counts
 
 
 def run_ours(count: int, workdir: Path) -> tuple[float, float]:
@@ -140,9 +144,10 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
             elapsed = time.monotonic() - start
             calls = api.request_count() - before - count  # minus the bench's own creates
             after_rows = _rows(api)
-            breakdown = {k: after_rows[k] - before_rows.get(k, 0) for k in after_rows if after_rows[k] != before_rows.get(k, 0)}
-            print("controller API calls per VM: " + ", ".join(f"{k} {v / count:.2f}" for k, v in sorted(breakdown.items())))
-            # Requests the scheduler does not make (it runs inside the server); watches count once each.
+            breakdown = {k: n - before_rows.get(k, 0) for k, n in after_rows.items() if n != before_rows.get(k, 0)}
+            parts = [f"{k} {v / count:.2f}" for k, v in sorted(breakdown.items())]
+            print("controller API calls per VM: " + ", ".join(parts))
+            # The scheduler runs inside the server and makes no requests; a watch counts once.
             return elapsed, calls / count
         finally:
             controller.terminate()

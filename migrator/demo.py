@@ -77,7 +77,11 @@ def downtime_breakdown(report: dict[str, Any]) -> str:
     parts = {"transfer": seconds.get("transfer", 0.0), "start": seconds.get("start", 0.0)}
     parts["wait for Running"] = max(downtime - sum(parts.values()), 0.0)
     shares = ", ".join(f"{name} {value:.1f}s ({100 * value / downtime:.0f}%)" for name, value in parts.items())
-    return f"# downtime {downtime:.1f}s (source off -> target Running): {shares}"
+    line = f"# downtime {downtime:.1f}s (source off -> target Running): {shares}"
+    verified = report.get("downtime_to_verified_seconds")
+    if verified:
+        line += f"\n# source off -> guest verified (console marker): {verified:.1f}s"
+    return line
 
 
 def main() -> int:
@@ -106,7 +110,7 @@ def main() -> int:
         print(f"# {DEMO_VM}: disk {backing}, NIC {DEMO_MAC}, {GUEST_MEMORY_MIB} MiB, powered on", flush=True)
 
         source = sim.source_url()
-        _run(["plan", "--source", source, "--insecure", "-o", "table"], env)
+        _run(["plan", "--source", source, "--insecure", "-o", "table", "--output-file", str(out / "plan.yaml")], env)
         started_vm = True
         _run(
             [

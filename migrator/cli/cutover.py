@@ -8,6 +8,8 @@ step is recorded in the state store, so a re-run continues where a crash left of
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +46,18 @@ def _opened_source(spec: str, options: SourceOptions) -> Iterator[CutoverSource]
         source.close()
 
 
+@contextlib.contextmanager
+def _only_one_run(store: StateStore, key: str) -> Iterator[None]:
+    """One cutover (or rollback) of a VM at a time: two would race on the source's power."""
+    lock_path = store.state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock"
+    with lock_path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another cutover of {key} is running (lock {lock_path})") from None
+        yield  # the kernel drops the lock when this process dies, kill -9 included
+
+
 def _plan(vm: str, plan_path: Path | None, source: CutoverSource, namespace: str | None) -> tuple[Plan, PlannedVM]:
     if plan_path is not None:
         plan = plans.load_plan(plan_path)
@@ -58,17 +72,13 @@ def _plan(vm: str, plan_path: Path | None, source: CutoverSource, namespace: str
 def _target(
     output_dir: Path | None, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin
 ) -> CutoverTarget:
-    if output_dir is not None and kubeconfig is not None:
-        raise InputError("give one target: --output-dir DIR (this machine) or --kubeconfig F (a cluster)")
     if output_dir is not None:
         from migrator.cutover.targets.local import LocalTarget
 
         return LocalTarget(output_dir, origin)
-    if kubeconfig is not None or namespace is not None:
-        from migrator.cutover.targets.cluster import ClusterTarget
+    from migrator.cutover.targets.cluster import ClusterTarget
 
-        return ClusterTarget(kubeconfig, namespace, origin)
-    raise InputError("cutover needs a target: --output-dir DIR, or --kubeconfig F --namespace NS")
+    return ClusterTarget(kubeconfig, namespace, origin)
 
 
 @click.command("cutover")
@@ -121,7 +131,10 @@ def cutover(
         raise InputError("--shutdown-timeout and --verify-timeout must be positive")
     options = SourceOptions(insecure=insecure, thumbprint=thumbprint, password_file=password_file)
     origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force)
-    target = _target(output_dir, kubeconfig, namespace, origin)
+    if output_dir is not None and kubeconfig is not None:
+        raise InputError("give one target: --output-dir DIR (this machine) or --kubeconfig F (a cluster)")
+    if output_dir is None and kubeconfig is None and namespace is None:
+        raise InputError("cutover needs a target: --output-dir DIR, or --kubeconfig F --namespace NS")
     cutover_options = CutoverOptions(
         shutdown_timeout=shutdown_timeout,
         start_policy=start_policy,
@@ -135,11 +148,13 @@ def cutover(
         spec = source or plans.load_plan(plan_path).source  # type: ignore[arg-type]
         with _opened_source(spec, options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
+            target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin)
             ctx = CutoverContext(plan, planned, live, target, store, cutover_options, announce=_echo)
-            if do_rollback:
-                _rollback(ctx)
-            else:
-                _cutover(ctx, rollback_on_failure)
+            with _only_one_run(store, ctx.key):
+                if do_rollback:
+                    _rollback(ctx)
+                else:
+                    _cutover(ctx, rollback_on_failure)
     finally:
         store.close()
 

@@ -96,6 +96,14 @@ class Migration:
         return float(running) - float(off)
 
     @property
+    def downtime_to_verified_seconds(self) -> float | None:
+        """Source powered off → the guest passed its checks (console marker, port): what users see."""
+        off, verified = self.facts.get("source_off_at"), self.facts.get("target_verified_at")
+        if off is None or verified is None:
+            return None
+        return float(verified) - float(off)
+
+    @property
     def bytes_moved(self) -> int:
         return sum(s.bytes for s in self.steps)
 

@@ -119,7 +119,9 @@ def source_off(ctx: CutoverContext) -> StepResult:
     if ctx.source.power_state(name) != POWERED_OFF:
         how = "guest shutdown"
         try:
-            ctx.announce(f"source-off: guest shutdown requested, waiting up to {ctx.options.shutdown_timeout:.0f}s")
+            ctx.announce(
+                f"source-off: asking the guest to shut down (power-off after {ctx.options.shutdown_timeout:.0f}s)"
+            )
             ctx.source.shutdown_guest(name, ctx.options.shutdown_timeout)
             off = _wait_for_power(ctx, POWERED_OFF, ctx.options.poll_interval)
         except SourceError as refused:
@@ -168,6 +170,8 @@ def verify(ctx: CutoverContext) -> StepResult:
     if ctx.store.fact(ctx.key, "target_running_at") is None:
         ctx.store.set_fact(ctx.key, "target_running_at", time.time())
     ctx.target.verify(ctx.planned, ctx.options.verification)
+    if ctx.store.fact(ctx.key, "target_verified_at") is None:
+        ctx.store.set_fact(ctx.key, "target_verified_at", time.time())
     checks = [
         c
         for c, on in (

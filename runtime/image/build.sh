@@ -27,11 +27,28 @@ mkdir "$work/src"
 tar --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' --exclude=__pycache__ \
     --exclude=./.pytest_cache --exclude=./.ruff_cache --exclude=./.cache -cf - . | tar -xf - -C "$work/src"
 
+# Python packages: fetched here, with this host's pip and network settings (proxies, CA bundle), as wheels for
+# bookworm's CPython 3.11 on x86_64; the image installs them offline. libvirt-python is Debian's python3-libvirt.
+PYTHON=${PYTHON:-.venv/bin/python}
+mkdir "$work/wheels"
+"$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$work/wheels" "$work/src"
+mapfile -t deps < <("$PYTHON" - <<'PY'
+import tomllib
+for dep in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]:
+    if not dep.lower().startswith("libvirt-python"):
+        print(dep)
+PY
+)
+"$PYTHON" -m pip download --quiet --dest "$work/wheels" --only-binary=:all: --python-version 3.11 \
+  --implementation cp --abi cp311 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  --platform manylinux_2_28_x86_64 --platform linux_x86_64 "${deps[@]}"
+
 echo "image: debootstrapping bookworm with mmdebstrap" >&2
 mmdebstrap --variant=apt --mode=root --include="$PACKAGES" \
-  --customize-hook="mkdir -p \"\$1/opt/migrator\" && cp -a '$work/src' \"\$1/opt/migrator/src\"" \
+  --customize-hook="mkdir -p \"\$1/opt/migrator\" && cp -a '$work/src' '$work/wheels' \"\$1/opt/migrator/\"" \
   --customize-hook='chroot "$1" python3 -m venv --system-site-packages /opt/migrator/venv' \
-  --customize-hook='chroot "$1" /opt/migrator/venv/bin/pip install --no-cache-dir /opt/migrator/src' \
+  --customize-hook='chroot "$1" env -u PIP_FIND_LINKS -u PIP_CERT /opt/migrator/venv/bin/pip install --no-cache-dir --no-index --find-links /opt/migrator/wheels vsphere-migrator' \
+  --customize-hook='rm -rf "$1/opt/migrator/wheels"' \
   --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*' \
   bookworm "$work/rootfs.tar" "$MIRROR"
 

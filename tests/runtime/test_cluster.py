@@ -182,3 +182,38 @@ def test_missing_pvc_then_created(tmp_path: Path) -> None:
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         assert volumes["disk0"]["persistentVolumeClaim"]["claimName"] == f"{name}-disk0"
         assert status(env.vmi(name))["phase"] == "Scheduling"
+
+
+def test_launcher_killed_marks_instance_failed_and_always_restarts(tmp_path: Path) -> None:
+    name = unique("gone")
+    with cluster(tmp_path) as env:
+        env.start_controller()
+        env.start_handler()
+        kubelet = env.start_kubelet()
+        env.add_disk(f"{name}-disk0", guest(tmp_path, "wait"))
+        env.custom.create_namespaced_custom_object(
+            "kubevirt.io", "v1", "default", "virtualmachines", vm_manifest(name, f"{name}-disk0", grace=10)
+        )
+        env.wait("VM Running", lambda: status(env.vm(name)).get("printableStatus") == "Running")
+        first = env.vmi(name)
+        (pod,) = env.pods()
+        process = kubelet.process_of("default", pod["metadata"]["name"])
+        assert process is not None
+        process.kill()  # the launcher dies without a word (no result.json)
+        vm = env.wait(
+            "the failure recorded",
+            lambda: (v := env.vm(name)) and (status(v).get("startFailure") or {}).get("lastFailedVMIUID") and v,
+        )
+        assert status(vm)["startFailure"]["lastFailedVMIUID"] == first["metadata"]["uid"]
+        env.wait(
+            "a new instance Running",
+            lambda: (
+                (v := env.vmi(name))
+                and v["metadata"]["uid"] != first["metadata"]["uid"]
+                and status(v).get("phase") == "Running"
+            ),
+        )
+        env.wait("domain of the first gone, one left", lambda: len(leftovers(name)) <= 2, timeout=30)
+        env.patch_vm(name, {"spec": {"runStrategy": "Halted"}})
+        env.wait("stopped", lambda: env.vmi(name) is None and not env.pods(), timeout=90)
+        env.wait("domain gone", lambda: not leftovers(name), timeout=30)

@@ -4,6 +4,7 @@ and they accept what ``converters.specs`` writes."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import kubernetes
 import pytest
 import yaml
 
-from tests.fakekube import FakeApiServer
+from tests.fakekube import TOKEN, FakeApiServer
 from tests.k8s_schema import SWAGGER, validate_kubevirt
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -114,6 +115,21 @@ def test_converted_manifest_is_accepted_by_our_crds_and_kubevirt(tmp_path: Path)
         with pytest.raises(kubernetes.client.ApiException) as error:
             custom.create_namespaced_custom_object("kubevirt.io", "v1", namespace, "virtualmachines", bad)
         assert error.value.status == 422
-        # Printer columns as kubectl would get them.
-        table = api.objects("virtualmachines.kubevirt.io", namespace)
-        assert table[0]["metadata"]["name"] == manifest["metadata"]["name"]
+        # Printer columns as kubectl gets them (a meta.k8s.io Table).
+        custom.patch_namespaced_custom_object_status(
+            "kubevirt.io",
+            "v1",
+            namespace,
+            "virtualmachines",
+            manifest["metadata"]["name"],
+            {"status": {"printableStatus": "Stopped", "conditions": [{"type": "Ready", "status": "False"}]}},
+        )
+        request = urllib.request.Request(
+            f"{api.url}/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachines",
+            headers={"Authorization": f"Bearer {TOKEN}", "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        )
+        with urllib.request.urlopen(request) as response:
+            table = json.loads(response.read())
+        assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age", "Status", "Ready"]
+        assert table["rows"][0]["cells"][0] == manifest["metadata"]["name"]
+        assert table["rows"][0]["cells"][2:] == ["Stopped", "False"]
