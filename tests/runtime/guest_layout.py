@@ -6,6 +6,7 @@ Used by the launcher and local-mode tests (not a test module itself).
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -96,3 +97,50 @@ def leftovers(name: str) -> list[str]:
     pgrep = subprocess.run(["pgrep", "-af", f"guest={name},"], capture_output=True, text=True, check=False)
     found += [f"process {line}" for line in pgrep.stdout.splitlines() if "qemu-system" in line]
     return found
+
+
+VMX = """\
+.encoding = "UTF-8"
+config.version = "8"
+virtualHW.version = "14"
+displayName = "{name}"
+guestOS = "other5xlinux-64"
+memSize = "256"
+numvcpus = "1"
+firmware = "bios"
+uuid.bios = "42 16 c9 b8 1a 2b 3c 4d-5e 6f 00 11 22 33 44 55"
+scsi0.present = "TRUE"
+scsi0.virtualDev = "lsilogic"
+scsi0:0.present = "TRUE"
+scsi0:0.deviceType = "scsi-hardDisk"
+scsi0:0.fileName = "{name}.vmdk"
+ethernet0.present = "TRUE"
+ethernet0.virtualDev = "vmxnet3"
+ethernet0.networkName = "VM Network"
+ethernet0.addressType = "static"
+ethernet0.address = "{mac}"
+"""
+
+
+def converted_from_vmware(tmp_path: Path, name: str, behaviour: str) -> Path:
+    """The test guest as a VMware VM (VMX + VMDK), then `migrator convert --output-dir` as a user runs it."""
+    from migrator.guestimage import build_guest, to_vmdk
+
+    image = build_guest(tmp_path / "guest", behaviour=behaviour)
+    source = tmp_path / "vmware"
+    to_vmdk(image, source, name=name)
+    (source / f"{name}.vmx").write_text(VMX.format(name=name, mac=VMWARE_MAC))
+    out = tmp_path / "out"
+    command = [
+        str(Path(sys.executable).parent / "migrator"),
+        "convert",
+        "--vm",
+        name,
+        "--source",
+        f"vmx:{source / f'{name}.vmx'}",
+        "--output-dir",
+        str(out),
+    ]
+    converted = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
+    assert converted.returncode == 0, converted.stderr
+    return out

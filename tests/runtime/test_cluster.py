@@ -6,13 +6,16 @@ Each boot is TCG on shared cores (~5-10 s); the module keeps them few.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.runtime.cluster_env import cluster
-from tests.runtime.guest_layout import leftovers, vm_manifest, wait_for_text
+from tests.runtime.guest_layout import VMWARE_MAC, converted_from_vmware, leftovers, vm_manifest, wait_for_text
 
 pytest.importorskip("libvirt")
 pytestmark = pytest.mark.slow
@@ -97,6 +100,39 @@ def test_vm_runs_pauses_stops_and_is_deleted(tmp_path: Path) -> None:
         # Delete: everything goes.
         env.custom.delete_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines", name)
         env.wait("VM gone", lambda: env.vm(name) is None and env.vmi(name) is None and not env.pods(), timeout=60)
+
+
+def test_a_vm_written_by_migrator_convert_runs_in_the_cluster(tmp_path: Path) -> None:
+    """The converter's own output, unchanged: applied Halted, started and stopped with the CLI."""
+    name = unique("conv")
+    out = converted_from_vmware(tmp_path, name, "wait")
+    (vm_file,) = out.glob("*-vm.yaml")
+    manifest = yaml.safe_load(vm_file.read_text())
+    assert manifest["spec"]["runStrategy"] == "Halted"
+    (volume,) = manifest["spec"]["template"]["spec"]["volumes"]
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    migrator = str(Path(sys.executable).parent / "migrator")
+    with cluster(tmp_path) as env:
+        env.start_controller()
+        env.start_handler()
+        env.start_kubelet()
+        env.add_disk(claim, out / f"{claim}.img")
+        env.custom.create_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines", manifest)
+        env.wait("VM Stopped", lambda: status(env.vm(name)).get("printableStatus") == "Stopped")
+        assert env.vmi(name) is None and not env.pods()
+
+        kubeconfig = ["--kubeconfig", str(env.kubeconfig)]
+        subprocess.run([migrator, "runtime", "vm", "start", name, *kubeconfig], check=True, capture_output=True)
+        env.wait("VM Running", lambda: status(env.vm(name)).get("printableStatus") == "Running")
+        vmi = env.vmi(name)
+        assert [i["mac"] for i in status(vmi)["interfaces"]] == [VMWARE_MAC]
+        console = wait_for_text(env.state_dir(vmi) / "console.log", "END-OF-DEVICES")
+        assert "DISK vda " in console and f"NIC eth0 {VMWARE_MAC}" in console
+
+        subprocess.run([migrator, "runtime", "vm", "stop", name, *kubeconfig], check=True, capture_output=True)
+        env.wait("stopped", lambda: env.vmi(name) is None and not env.pods(), timeout=90)
+        assert status(env.vm(name)).get("printableStatus") == "Stopped"
+        env.wait("domain gone", lambda: not leftovers(name), timeout=30)
 
 
 def test_crashing_guest_with_rerun_on_failure_is_restarted(tmp_path: Path) -> None:

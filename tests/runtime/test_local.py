@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.guest_layout import TIMEOUT, VMWARE_MAC, leftovers, write_layout
+from tests.runtime.guest_layout import TIMEOUT, VMWARE_MAC, converted_from_vmware, leftovers, write_layout
 
 pytest.importorskip("libvirt")
 pytestmark = pytest.mark.slow
@@ -34,44 +34,6 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         while leftovers(name) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert leftovers(name) == []
-
-
-VMX = """\
-.encoding = "UTF-8"
-config.version = "8"
-virtualHW.version = "14"
-displayName = "{name}"
-guestOS = "other5xlinux-64"
-memSize = "256"
-numvcpus = "1"
-firmware = "bios"
-uuid.bios = "42 16 c9 b8 1a 2b 3c 4d-5e 6f 00 11 22 33 44 55"
-scsi0.present = "TRUE"
-scsi0.virtualDev = "lsilogic"
-scsi0:0.present = "TRUE"
-scsi0:0.deviceType = "scsi-hardDisk"
-scsi0:0.fileName = "{name}.vmdk"
-ethernet0.present = "TRUE"
-ethernet0.virtualDev = "vmxnet3"
-ethernet0.networkName = "VM Network"
-ethernet0.addressType = "static"
-ethernet0.address = "{mac}"
-"""
-
-
-def converted_from_vmware(tmp_path: Path, name: str, behaviour: str) -> Path:
-    """The test guest as a VMware VM (VMX + VMDK), then `migrator convert --output-dir` as a user runs it."""
-    from migrator.guestimage import build_guest, to_vmdk
-
-    image = build_guest(tmp_path / "guest", behaviour=behaviour)
-    source = tmp_path / "vmware"
-    to_vmdk(image, source, name=name)
-    (source / f"{name}.vmx").write_text(VMX.format(name=name, mac=VMWARE_MAC))
-    out = tmp_path / "out"
-    command = [MIGRATOR, "convert", "--vm", name, "--source", f"vmx:{source / f'{name}.vmx'}", "--output-dir", str(out)]
-    converted = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
-    assert converted.returncode == 0, converted.stderr
-    return out
 
 
 def unique(prefix: str) -> str:
