@@ -39,6 +39,23 @@ class ByteReader(Protocol):
     def close(self) -> None: ...
 
 
+def seek_data_ranges(fd: int, start: int, end: int) -> list[tuple[int, int]]:
+    """The ranges of [start, end) that hold data in a sparse file, from the filesystem (SEEK_DATA/SEEK_HOLE)."""
+    ranges: list[tuple[int, int]] = []
+    pos = start
+    while pos < end:
+        try:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data after pos
+            break
+        if data >= end:
+            break
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+        ranges.append((data, hole))
+        pos = hole
+    return ranges
+
+
 class LocalFile:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -68,20 +85,7 @@ class LocalFile:
     def data_ranges(self, start: int, end: int) -> list[tuple[int, int]] | None:
         if not self._sparse_probe:
             return None
-        ranges: list[tuple[int, int]] = []
-        pos = start
-        end = min(end, self.size)
-        while pos < end:
-            try:
-                data = os.lseek(self.fd, pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: no data after pos
-                break
-            if data >= end:
-                break
-            hole = min(os.lseek(self.fd, data, os.SEEK_HOLE), end)
-            ranges.append((data, hole))
-            pos = hole
-        return ranges
+        return seek_data_ranges(self.fd, start, min(end, self.size))
 
     def head(self, n: int) -> bytes:
         return os.pread(self.fd, n, 0)

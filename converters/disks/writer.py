@@ -12,6 +12,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+from converters.disks.sources import seek_data_ranges
 from migrator.errors import DiskError
 
 PVC_IMAGE = "disk.img"  # the file KubeVirt/CDI expect in a filesystem-mode volume
@@ -119,19 +120,7 @@ class Target:
     def data_ranges(self, start: int, end: int) -> list[tuple[int, int]]:
         if self.is_block:
             return [(start, end)]
-        ranges: list[tuple[int, int]] = []
-        pos = start
-        while pos < end:
-            try:
-                data = os.lseek(self.fd, pos, os.SEEK_DATA)
-            except OSError:
-                break
-            if data >= end:
-                break
-            hole = min(os.lseek(self.fd, data, os.SEEK_HOLE), end)
-            ranges.append((data, hole))
-            pos = hole
-        return ranges
+        return seek_data_ranges(self.fd, start, end)
 
     def sync(self) -> None:
         os.fsync(self.fd)
