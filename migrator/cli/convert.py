@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from migrator.cli.options import source_options
 from migrator.convert import ConvertRequest
 from migrator.convert import convert as run_convert
 from migrator.sources import SourceOptions
@@ -16,9 +17,7 @@ from migrator.sources import SourceOptions
 @click.option("--vm", "vm", required=True, help="The VM to convert (source or target name).")
 @click.option("--plan", "plan_path", type=click.Path(path_type=Path), help="The plan file from `migrator plan`.")
 @click.option("--source", help="Source (vsphere://USER@HOST[/DC], vmx:PATH, ovf:PATH, ova:PATH) when there is no plan.")
-@click.option("--insecure", is_flag=True, help="Do not verify the vCenter's TLS certificate.")
-@click.option("--thumbprint", help="Accept exactly this certificate thumbprint (SHA-1 or SHA-256).")
-@click.option("--password-file", type=click.Path(dir_okay=False), help="File holding the vSphere password.")
+@source_options
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Write images and manifests here.")
 @click.option("--apply", "apply_", is_flag=True, help="Create the volumes and VirtualMachine in the cluster.")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Kubeconfig for --apply (default: KUBECONFIG).")
@@ -34,9 +33,7 @@ def convert(
     vm: str,
     plan_path: Path | None,
     source: str | None,
-    insecure: bool,
-    thumbprint: str | None,
-    password_file: str | None,
+    source_options: SourceOptions,
     output_dir: Path | None,
     apply_: bool,
     kubeconfig: str | None,
@@ -54,7 +51,7 @@ def convert(
         vm=vm,
         plan_path=plan_path,
         source=source,
-        source_options=SourceOptions(insecure=insecure, thumbprint=thumbprint, password_file=password_file),
+        source_options=source_options,
         output_dir=output_dir,
         apply=apply_,
         kubeconfig=kubeconfig,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from migrator.cli.options import source_options
 from migrator.convert import plans
 from migrator.convert.run import _inventory_of
 from migrator.cutover.pipeline import StepFailed, run_steps
@@ -85,9 +86,7 @@ def _target(
 @click.option("--vm", "vm", required=True, help="The VM to cut over (source or target name).")
 @click.option("--plan", "plan_path", type=click.Path(path_type=Path), help="The plan file from `migrator plan`.")
 @click.option("--source", help="vsphere://USER@HOST[:PORT][/DC] when there is no plan.")
-@click.option("--insecure", is_flag=True, help="Do not verify the vCenter's TLS certificate.")
-@click.option("--thumbprint", help="Accept exactly this certificate thumbprint (SHA-1 or SHA-256).")
-@click.option("--password-file", type=click.Path(dir_okay=False), help="File holding the vSphere password.")
+@source_options
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Target: boot it on this machine.")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Target: this cluster.")
 @click.option("--namespace", help="Target namespace (default: the plan's, or 'default').")
@@ -106,9 +105,7 @@ def cutover(
     vm: str,
     plan_path: Path | None,
     source: str | None,
-    insecure: bool,
-    thumbprint: str | None,
-    password_file: str | None,
+    source_options: SourceOptions,
     output_dir: Path | None,
     kubeconfig: str | None,
     namespace: str | None,
@@ -129,7 +126,7 @@ def cutover(
         raise InputError("cutover needs --plan FILE or --source vsphere://USER@HOST")
     if shutdown_timeout < 0 or verify_timeout <= 0:
         raise InputError("--shutdown-timeout and --verify-timeout must be positive")
-    options = SourceOptions(insecure=insecure, thumbprint=thumbprint, password_file=password_file)
+    options = source_options
     origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force)
     if output_dir is not None and kubeconfig is not None:
         raise InputError("give one target: --output-dir DIR (this machine) or --kubeconfig F (a cluster)")

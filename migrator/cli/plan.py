@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from migrator.cli.options import source_options
 from migrator.errors import InputError
 from migrator.planning.mapping import build_maps
 from migrator.planning.naming import sanitize
@@ -34,13 +35,7 @@ def default_plan_name(source_url: str) -> str:
 @click.option(
     "--source", "source_spec", metavar="SPEC", help="vsphere://USER@HOST[:PORT][/DC], vmx:PATH, ovf:PATH or ova:PATH."
 )
-@click.option("--insecure", is_flag=True, help="Do not verify the vCenter's TLS certificate (explicit choice).")
-@click.option("--thumbprint", metavar="T", help="Accept exactly this certificate (SHA-1 or SHA-256 thumbprint).")
-@click.option(
-    "--password-file",
-    metavar="FILE",
-    help="Read the vSphere password from FILE (else $MIGRATOR_VSPHERE_PASSWORD, else a prompt).",
-)
+@source_options
 @click.option(
     "--vm",
     "vm_patterns",
@@ -94,9 +89,7 @@ def default_plan_name(source_url: str) -> str:
 )
 def plan(
     source_spec: str | None,
-    insecure: bool,
-    thumbprint: str | None,
-    password_file: str | None,
+    source_options: SourceOptions,
     vm_patterns: tuple[str, ...],
     folder: str | None,
     cluster: str | None,
@@ -122,10 +115,7 @@ def plan(
         raise InputError(f"--name {plan_name!r} is not a valid plan name (RFC 1123 label)")
     # maps first: a bad map file fails before we connect anywhere
     maps = build_maps(map_file, network_flags, storage_flags, default_network, default_storage_class)
-    options = SourceOptions(
-        insecure=insecure, thumbprint=thumbprint, password_file=password_file, prompt=sys.stdin.isatty()
-    )
-    source = open_source(source_spec, options)
+    source = open_source(source_spec, source_options)
     try:
         inventory = source.inventory()
     finally:
