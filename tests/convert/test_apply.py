@@ -8,6 +8,7 @@ so the test can see when it is (not) called; everything else is the code a real 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,16 @@ def test_apply_without_kubevirt_says_so(tmp_path: Path) -> None:
 
 def test_unreachable_cluster(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    with FakeApiServer() as api:
-        api.kubeconfig(kubeconfig)
-    with pytest.raises(TargetError, match="cannot reach the cluster"):
-        cluster.dynamic_client(str(kubeconfig))
+    # A port bound but never listening: connections are refused, and no other process can take it meanwhile.
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        with FakeApiServer() as api:
+            api.kubeconfig(kubeconfig)
+            kubeconfig.write_text(
+                kubeconfig.read_text().replace(api.url, f"http://127.0.0.1:{reserved.getsockname()[1]}")
+            )
+        with pytest.raises(TargetError, match="cannot reach the cluster"):
+            cluster.dynamic_client(str(kubeconfig))
 
 
 @pytest.mark.cluster
