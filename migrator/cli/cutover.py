@@ -70,6 +70,26 @@ def _plan(vm: str, plan_path: Path | None, source: CutoverSource, namespace: str
     return plan, plans.find_vm(plan, vm)
 
 
+def _recorded_endpoints(
+    vm: str, state_dir: Path | None, output_dir: Path | None, kubeconfig: str | None, namespace: str | None
+) -> tuple[str | None, Path | None, str | None]:
+    """For `cutover --rollback --vm NAME` alone: the source and target the recorded cutover used."""
+    store = StateStore(state_dir)
+    try:
+        migration = store.get(vm)
+    finally:
+        store.close()
+    if migration is None:
+        raise NotFoundError(f"no cutover recorded for VM {vm}: give --plan or --source and the target")
+    if output_dir is None and kubeconfig is None and namespace is None and migration.target:
+        kind, _, where = migration.target.partition(":")
+        if kind == "local":
+            output_dir = Path(where)
+        elif kind == "cluster":
+            namespace = where
+    return migration.source, output_dir, namespace
+
+
 def _target(
     output_dir: Path | None, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin
 ) -> CutoverTarget:
@@ -122,6 +142,8 @@ def cutover(
     force: tuple[str, ...],
 ) -> None:
     """Cut one VM over: shut the source down, copy its disks, start and verify it on the target."""
+    if do_rollback and plan_path is None and source is None:
+        source, output_dir, namespace = _recorded_endpoints(vm, state_dir, output_dir, kubeconfig, namespace)
     if plan_path is None and source is None:
         raise InputError("cutover needs --plan FILE or --source vsphere://USER@HOST")
     if shutdown_timeout < 0 or verify_timeout <= 0:

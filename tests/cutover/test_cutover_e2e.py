@@ -295,17 +295,7 @@ def test_target_boot_failure_rolls_back(
         assert "BOOTED-THEN-GONE" in run.console()  # it really booted, then went away
 
         # a later rollback (explicit) finds nothing left to do and powers nothing on twice
-        later = run.migrator(
-            "cutover",
-            "--source",
-            run.sim.source_url(),
-            "--insecure",
-            "--vm",
-            vm,
-            "--output-dir",
-            str(run.out),
-            "--rollback",
-        )
+        later = run.migrator("cutover", "--rollback", "--vm", vm, "--insecure")  # source and target as recorded
         assert later.returncode == 0, later.stderr
         assert f"rollback: source {vm} was already powered on" in later.stdout
         assert run.power_events().count("on") == 2
