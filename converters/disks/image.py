@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from converters.disks.sources import HttpFile, LocalFile
 from converters.disks.sparse import GRAIN, HOLE, RAW, ZERO, FlatExtent, Segment, SparseExtent, ZeroExtent, merge
@@ -197,38 +199,61 @@ def open_local(path: Path, depth: int = 0) -> VirtualDisk:
     if path.is_dir():
         raise DiskError(f"{name}: is a directory, not a disk image")
     top = LocalFile(path)
+    folder = path.parent
+
+    def open_file(filename: str) -> LocalFile:
+        extent_path = folder / filename
+        if not extent_path.exists():
+            raise DiskError(f"{name}: missing extent {filename}")
+        return LocalFile(extent_path)
+
     try:
         head = top.head(65536)
+    except BaseException:
+        top.close()
+        raise
+    return _open_disk(
+        top,
+        name,
+        head,
+        open_file,
+        open_parent=lambda descriptor: _local_parent(descriptor, folder, name, depth),
+        open_qcow2=lambda: _open_qcow2(top, path),
+    )
+
+
+def _open_disk(
+    top: Any,
+    name: str,
+    head: bytes,
+    open_file: Callable[[str], Any],
+    open_parent: Callable[[Descriptor], VirtualDisk | None],
+    open_qcow2: Callable[[], VirtualDisk],
+) -> VirtualDisk:
+    """Tell the format from the first bytes and build the disk; one logic for local files and HTTP."""
+    try:
         if not head:
             raise DiskError(f"{name}: empty file, not a disk image")
         _check_magic(head, name)
-        folder = path.parent
-
-        def open_file(filename: str) -> LocalFile:
-            extent_path = folder / filename
-            if not extent_path.exists():
-                raise DiskError(f"{name}: missing extent {filename}")
-            return LocalFile(extent_path)
-
         if head[:4] == SPARSE_MAGIC:
             descriptor, header = _embedded_descriptor(top, head, name)
             if descriptor is None:
-                extents: list[Extent] = [SparseExtent(top, header, name=name)]
-                return VirtualDisk(name, "vmdk", extents, None, [top])
+                return VirtualDisk(name, "vmdk", [SparseExtent(top, header, name=name)], None, [top])
             extents, readers = _build(name, descriptor, open_file, self_reader=top)
-            parent = _local_parent(descriptor, folder, name, depth)
+            parent = open_parent(descriptor)
             return VirtualDisk(name, f"vmdk:{descriptor.create_type}", extents, parent, [top, *readers])
         if head[:4] == QCOW2_MAGIC:
-            return _open_qcow2(top, path)
+            return open_qcow2()
         if looks_like_descriptor(head):
             if top.size > 1 << 20:
                 raise DiskError(f"{name}: corrupt VMDK descriptor (too large)")
             descriptor = parse_descriptor(head, name=name)
             extents, readers = _build(name, descriptor, open_file)
             top.close()
-            parent = _local_parent(descriptor, folder, name, depth)
+            parent = open_parent(descriptor)
             return VirtualDisk(name, f"vmdk:{descriptor.create_type}", extents, parent, readers)
-        if path.suffix.lower() == ".vmdk" and not path.name.lower().endswith("-flat.vmdk"):
+        lowered = name.lower()
+        if lowered.endswith(".vmdk") and not lowered.endswith("-flat.vmdk"):
             raise DiskError(f"{name}: unknown format: neither a VMDK descriptor nor a sparse VMDK")
         return VirtualDisk(name, "raw", [FlatExtent(top, 0, top.size, name=name)], None, [top])
     except BaseException:
@@ -301,51 +326,38 @@ class _MappedExtent:
 
 
 def open_http(top: HttpFile, depth: int = 0) -> VirtualDisk:
-    name = top.url.split("?", 1)[0]
     from converters.disks.sources import _safe
 
     name = _safe(top.url).split("?", 1)[0]
     if depth > MAX_CHAIN:
         raise DiskError(f"{name}: snapshot chain deeper than {MAX_CHAIN}")
+
+    def open_file(filename: str) -> HttpFile:
+        reader = top.sibling(filename)
+        try:
+            reader.size, _ = reader.fetch(0, None, 1)
+        except DiskError as exc:
+            if " 404 " in exc.message:
+                raise DiskError(f"{name}: missing extent {filename} (HTTP 404)") from None
+            raise
+        return reader
+
+    def no_qcow2() -> VirtualDisk:
+        raise DiskError(f"{name}: qcow2 over HTTP is not supported")
+
     try:
         head = top.probe(65536)
-        if not head:
-            raise DiskError(f"{name}: empty file, not a disk image")
-        _check_magic(head, name)
-
-        def open_file(filename: str) -> HttpFile:
-            reader = top.sibling(filename)
-            try:
-                reader.size, _ = reader.fetch(0, None, 1)
-            except DiskError as exc:
-                if " 404 " in exc.message:
-                    raise DiskError(f"{name}: missing extent {filename} (HTTP 404)") from None
-                raise
-            return reader
-
-        if head[:4] == SPARSE_MAGIC:
-            descriptor, header = _embedded_descriptor(top, head, name)
-            if descriptor is None:
-                return VirtualDisk(name, "vmdk", [SparseExtent(top, header, name=name)], None, [top])
-            extents, readers = _build(name, descriptor, open_file, self_reader=top)
-            parent = _http_parent(descriptor, top, name, depth)
-            return VirtualDisk(name, f"vmdk:{descriptor.create_type}", extents, parent, [top, *readers])
-        if head[:4] == QCOW2_MAGIC:
-            raise DiskError(f"{name}: qcow2 over HTTP is not supported")
-        if looks_like_descriptor(head):
-            if top.size > 1 << 20:
-                raise DiskError(f"{name}: corrupt VMDK descriptor (too large)")
-            descriptor = parse_descriptor(head, name=name)
-            extents, readers = _build(name, descriptor, open_file)
-            top.close()
-            parent = _http_parent(descriptor, top, name, depth)
-            return VirtualDisk(name, f"vmdk:{descriptor.create_type}", extents, parent, readers)
-        if name.lower().endswith(".vmdk") and not name.lower().endswith("-flat.vmdk"):
-            raise DiskError(f"{name}: unknown format: neither a VMDK descriptor nor a sparse VMDK")
-        return VirtualDisk(name, "raw", [FlatExtent(top, 0, top.size, name=name)], None, [top])
     except BaseException:
         top.close()
         raise
+    return _open_disk(
+        top,
+        name,
+        head,
+        open_file,
+        open_parent=lambda descriptor: _http_parent(descriptor, top, name, depth),
+        open_qcow2=no_qcow2,
+    )
 
 
 def _http_parent(descriptor: Descriptor, top: HttpFile, name: str, depth: int) -> VirtualDisk | None:
