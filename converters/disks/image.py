@@ -207,15 +207,10 @@ def open_local(path: Path, depth: int = 0) -> VirtualDisk:
             raise DiskError(f"{name}: missing extent {filename}")
         return LocalFile(extent_path)
 
-    try:
-        head = top.head(65536)
-    except BaseException:
-        top.close()
-        raise
     return _open_disk(
         top,
         name,
-        head,
+        lambda: top.head(65536),
         open_file,
         open_parent=lambda descriptor: _local_parent(descriptor, folder, name, depth),
         open_qcow2=lambda: _open_qcow2(top, path),
@@ -225,13 +220,14 @@ def open_local(path: Path, depth: int = 0) -> VirtualDisk:
 def _open_disk(
     top: Any,
     name: str,
-    head: bytes,
+    read_head: Callable[[], bytes],
     open_file: Callable[[str], Any],
     open_parent: Callable[[Descriptor], VirtualDisk | None],
     open_qcow2: Callable[[], VirtualDisk],
 ) -> VirtualDisk:
     """Tell the format from the first bytes and build the disk; one logic for local files and HTTP."""
     try:
+        head = read_head()
         if not head:
             raise DiskError(f"{name}: empty file, not a disk image")
         _check_magic(head, name)
@@ -345,15 +341,10 @@ def open_http(top: HttpFile, depth: int = 0) -> VirtualDisk:
     def no_qcow2() -> VirtualDisk:
         raise DiskError(f"{name}: qcow2 over HTTP is not supported")
 
-    try:
-        head = top.probe(65536)
-    except BaseException:
-        top.close()
-        raise
     return _open_disk(
         top,
         name,
-        head,
+        lambda: top.probe(65536),
         open_file,
         open_parent=lambda descriptor: _http_parent(descriptor, top, name, depth),
         open_qcow2=no_qcow2,
