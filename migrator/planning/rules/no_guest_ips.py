@@ -13,7 +13,7 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     if vm.source == "vsphere":
         why = "the VM must be powered on with VMware Tools running to report them"
     else:
-        why = f"a {vm.source.upper()} file does not record them"
+        why = f"the {vm.source.upper()} file does not record them"
     return [RULE.concern(f"No guest IP addresses are known, so static IPs cannot be preserved ({why}).")]
 
 
