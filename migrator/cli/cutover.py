@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -168,7 +169,12 @@ def cutover(
         with _opened_source(spec, options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
             target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin)
-            ctx = CutoverContext(plan, planned, live, target, store, cutover_options, announce=_echo)
+            hooks = replace(
+                cutover_options,
+                pre_hook=cutover_options.pre_hook or plan.hooks.get("pre"),
+                post_hook=cutover_options.post_hook or plan.hooks.get("post"),
+            )
+            ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=_echo)
             with _only_one_run(store, ctx.key):
                 if do_rollback:
                     _rollback(ctx)

@@ -62,6 +62,8 @@ def default_plan_name(source_url: str) -> str:
     help="Map a datastore to a storage class (repeatable).",
 )
 @click.option("--namespace", default="default", show_default=True, help="Target namespace.")
+@click.option("--pre-hook", metavar="CMD", help="Command `migrator cutover` runs before touching the source.")
+@click.option("--post-hook", metavar="CMD", help="Command `migrator cutover` runs once the target is verified.")
 @click.option("--name", "plan_name", metavar="PLAN_NAME", help="Plan name (default: from the source host or file).")
 @click.option(
     "--output-file",
@@ -97,6 +99,8 @@ def plan(
     network_flags: tuple[str, ...],
     storage_flags: tuple[str, ...],
     namespace: str,
+    pre_hook: str | None,
+    post_hook: str | None,
     plan_name: str | None,
     output_file: str,
     output_format: str,
@@ -124,7 +128,12 @@ def plan(
     result = build_plan(
         vms,
         maps,
-        PlanOptions(name=plan_name or default_plan_name(source.url), source=source.url, namespace=namespace),
+        PlanOptions(
+            name=plan_name or default_plan_name(source.url),
+            source=source.url,
+            namespace=namespace,
+            hooks={k: v for k, v in (("pre", pre_hook), ("post", post_hook)) if v},
+        ),
     )
     document = plan_document(result)
     if output_file != "-":

@@ -100,6 +100,7 @@ class Plan:
     storage_map: list[StorageMapping] = field(default_factory=list)
     vms: list[PlannedVM] = field(default_factory=list)
     created: str | None = None  # ISO 8601
+    hooks: dict[str, str] = field(default_factory=dict)  # "pre" / "post": commands cutover runs around the switch
 
     def vm(self, name: str) -> PlannedVM | None:
         """Find a planned VM by source or target name."""
@@ -127,6 +128,7 @@ class Plan:
             storage_map=[StorageMapping(**m) for m in data.get("storage_map", [])],
             vms=[_planned_vm(v) for v in data.get("vms", [])],
             created=data.get("created"),
+            hooks=dict(data.get("hooks") or {}),
         )
 
 

@@ -13,7 +13,7 @@ Resolution rules (documented in docs/plan-format.md):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from migrator.inventory.model import VM
@@ -30,6 +30,7 @@ class PlanOptions:
     name: str
     source: str  # the source's display URL, never with a password
     namespace: str = "default"
+    hooks: dict[str, str] = field(default_factory=dict)
 
 
 def _plan_nics(vm: VM, maps: Maps, context: RuleContext) -> list[PlannedNic]:
@@ -97,6 +98,7 @@ def build_plan(vms: Sequence[VM], maps: Maps, options: PlanOptions, rules: Seque
         network_map=list(maps.networks.values()),
         storage_map=list(maps.storage.values()),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
+        hooks=dict(options.hooks),
     )
     contexts: list[RuleContext] = []
     for vm, naming in zip(vms, names, strict=True):

@@ -306,6 +306,17 @@ def test_hook_failure_and_start_policy_source(
 ) -> None:
     """No boot here: a failing pre-hook leaves the source alone; a source that was off stays off on the target."""
     for run in _run(fresh_vcsim, tmp_path, "DC0_H0_VM1", guest_vmdk, MAC):
+        # a hook named in the plan file is run by a cutover from that plan
+        plan_file = tmp_path / "hooked-plan.yaml"
+        hook = "sh -c 'echo from the plan >&2; exit 9'"
+        source = ["--source", run.sim.source_url(), "--insecure", "--vm", run.vm]
+        planned = run.migrator("plan", *source, "--pre-hook", hook, "--output-file", str(plan_file))
+        assert planned.returncode == 0, planned.stderr
+        target = ["--vm", run.vm, "--insecure", "--output-dir", str(run.out)]
+        from_plan = run.migrator("cutover", "--plan", str(plan_file), *target)
+        assert from_plan.returncode != 0 and "pre hook exited 9: from the plan" in from_plan.stderr
+        assert run.source_state()[0] == "poweredOn" and run.power_events() == ["on"]
+
         hooked = run.cutover("--pre-hook", "sh -c 'echo change window closed >&2; exit 7'")
         assert hooked.returncode != 0
         assert hooked.stderr.strip().splitlines() == [
