@@ -24,7 +24,21 @@ API_SOCKET_NAME = "launcher.sock"
 CONSOLE_SOCKET_NAME = "console.sock"
 
 
-class ApiServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class PrivateUnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """A threaded server on a unix socket only its owner may use, replacing a stale socket file."""
+
+    def __init__(self, socket_path: Path, handler: type[socketserver.BaseRequestHandler], name: str) -> None:
+        if socket_path.exists():
+            socket_path.unlink()
+        super().__init__(str(socket_path), handler)
+        os.chmod(socket_path, 0o600)
+        self.thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+
+class ApiServer(PrivateUnixServer):
     daemon_threads = True
 
     def __init__(
@@ -35,14 +49,7 @@ class ApiServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     ) -> None:
         self.status = status
         self.actions = actions
-        if socket_path.exists():
-            socket_path.unlink()
-        super().__init__(str(socket_path), _Handler)
-        os.chmod(socket_path, 0o600)
-        self.thread = threading.Thread(target=self.serve_forever, name="api", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
+        super().__init__(socket_path, _Handler, "api")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

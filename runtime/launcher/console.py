@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import socket
 import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from runtime.launcher.api import PrivateUnixServer
 
 POLL_SECONDS = 0.05
 
@@ -57,7 +58,7 @@ def follow(path: Path, stopped: Callable[[], bool]) -> Iterator[bytes]:
             handle.close()
 
 
-class ConsoleServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class ConsoleServer(PrivateUnixServer):
     # server_close() waits for every client to get the console's last bytes before the launcher exits
     daemon_threads = False
     block_on_close = True
@@ -65,14 +66,7 @@ class ConsoleServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, socket_path: Path, log_path: Path, stopped: Callable[[], bool]) -> None:
         self.log_path = log_path
         self.stopped = stopped
-        if socket_path.exists():
-            socket_path.unlink()
-        super().__init__(str(socket_path), _ConsoleHandler)
-        os.chmod(socket_path, 0o600)
-        self.thread = threading.Thread(target=self.serve_forever, name="console", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
+        super().__init__(socket_path, _ConsoleHandler, "console")
 
 
 class _ConsoleHandler(socketserver.BaseRequestHandler):

@@ -86,6 +86,12 @@ class Cluster:
         self.kubelet.__enter__()
         return self.kubelet
 
+    def start_runtime(self) -> None:
+        """The controller, the node handler and the test kubelet, as a cluster node runs them."""
+        self.start_controller()
+        self.start_handler()
+        self.start_kubelet()
+
     def add_disk(self, claim: str, image: Path, namespace: str = "default") -> None:
         (self.volumes / claim).mkdir()
         subprocess.run(["cp", "--sparse=always", str(image), str(self.volumes / claim / "disk.img")], check=True)

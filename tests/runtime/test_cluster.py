@@ -45,9 +45,7 @@ def status(obj: dict | None) -> dict:
 def test_vm_runs_pauses_stops_and_is_deleted(tmp_path: Path) -> None:
     name = unique("web")
     with cluster(tmp_path) as env:
-        env.start_controller()
-        env.start_handler()
-        env.start_kubelet()
+        env.start_runtime()
         env.add_disk(f"{name}-disk0", guest(tmp_path, "wait"))
         manifest = vm_manifest(name, f"{name}-disk0", grace=20)
         env.custom.create_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines", manifest)
@@ -113,9 +111,7 @@ def test_a_vm_written_by_migrator_convert_runs_in_the_cluster(tmp_path: Path) ->
     claim = volume["persistentVolumeClaim"]["claimName"]
     migrator = str(Path(sys.executable).parent / "migrator")
     with cluster(tmp_path) as env:
-        env.start_controller()
-        env.start_handler()
-        env.start_kubelet()
+        env.start_runtime()
         env.add_disk(claim, out / f"{claim}.img")
         env.custom.create_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines", manifest)
         env.wait("VM Stopped", lambda: status(env.vm(name)).get("printableStatus") == "Stopped")
@@ -138,9 +134,7 @@ def test_a_vm_written_by_migrator_convert_runs_in_the_cluster(tmp_path: Path) ->
 def test_crashing_guest_with_rerun_on_failure_is_restarted(tmp_path: Path) -> None:
     name = unique("crash")
     with cluster(tmp_path) as env:
-        env.start_controller()
-        env.start_handler()
-        env.start_kubelet()
+        env.start_runtime()
         env.add_disk(f"{name}-disk0", guest(tmp_path, "crash"))
         manifest = vm_manifest(name, f"{name}-disk0", grace=10)
         manifest["spec"]["runStrategy"] = "RerunOnFailure"
@@ -171,9 +165,7 @@ def test_crashing_guest_with_rerun_on_failure_is_restarted(tmp_path: Path) -> No
 def test_controller_killed_mid_way_converges(tmp_path: Path) -> None:
     name = unique("kill")
     with cluster(tmp_path) as env:
-        env.start_controller()
-        env.start_handler()
-        env.start_kubelet()
+        env.start_runtime()
         env.add_disk(f"{name}-disk0", guest(tmp_path, "wait"))
         manifest = vm_manifest(name, f"{name}-disk0", grace=20)
         env.custom.create_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines", manifest)
