@@ -16,8 +16,8 @@ test: deps
 	$(PYTEST) -q -ra tests
 
 lint: deps
-	$(VENV)/bin/ruff check migrator converters runtime tests benchmarks
-	$(VENV)/bin/ruff format --check migrator converters runtime tests benchmarks
+	$(VENV)/bin/ruff check core migrator converters runtime tests benchmarks
+	$(VENV)/bin/ruff format --check core migrator converters runtime tests benchmarks
 
 demo: deps
 	$(PY) -m migrator.demo

@@ -20,8 +20,8 @@ from typing import Any
 
 from pyVmomi import vim
 
+from core.errors import MigratorError
 from migrator import simulator
-from migrator.errors import MigratorError
 from migrator.simulator import seed
 from migrator.sources.vsphere.operations import wait_for_task
 

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from migrator.errors import InputError, MigratorError
-from migrator.simulator import cache_dir
+from core.errors import InputError, MigratorError
+from core.paths import cache_dir
 
 ENV = "MIGRATOR_ACCEL"
 KINDS = ("kvm", "tcg")

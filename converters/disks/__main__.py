@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from migrator.errors import MigratorError
+from core.errors import MigratorError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,13 +48,13 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 lines += [line for line in args.header_file.read_text().splitlines() if line.strip()]
             except OSError as exc:
-                from migrator.errors import InputError
+                from core.errors import InputError
 
                 raise InputError(f"{args.header_file}: {exc.strerror}") from None
         for header in lines:
             key, sep, value = header.partition(":")
             if not sep:
-                from migrator.errors import InputError
+                from core.errors import InputError
 
                 raise InputError(f"--header needs 'Name: value', got {key!r}")
             headers[key.strip()] = value.strip()

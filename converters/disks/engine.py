@@ -25,7 +25,7 @@ from converters.disks.sources import HttpSource, LocalSource
 from converters.disks.sparse import ZERO, FlatExtent
 from converters.disks.state import Plan, TransferState
 from converters.disks.writer import Target
-from migrator.errors import DiskError, MigratorError
+from core.errors import DiskError, MigratorError
 
 CHUNK = 16 << 20  # unit of the state record and of one read
 BLOCK = 64 << 10  # zero-detection granularity (one VMDK grain)

@@ -27,7 +27,7 @@ from converters.disks.vmdk import (
     parse_descriptor,
     parse_sparse_header,
 )
-from migrator.errors import DiskError
+from core.errors import DiskError
 
 MAX_CHAIN = 32
 QCOW2_MAGIC = b"QFI\xfb"

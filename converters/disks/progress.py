@@ -21,7 +21,7 @@ JSON_INTERVAL = 0.5
 class Progress:
     def __init__(self, mode: str, *, stream: TextIO | None = None) -> None:
         if mode not in ("auto", "json", "none", "tqdm"):
-            from migrator.errors import InputError
+            from core.errors import InputError
 
             raise InputError(f"unknown progress mode {mode!r} (use auto, json or none)")
         if mode == "auto":

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from migrator.errors import DiskError
+from core.errors import DiskError
 
 HTTP_ATTEMPTS = 5
 HTTP_BACKOFF = 0.5  # seconds, doubled per attempt

@@ -25,7 +25,7 @@ from converters.disks.vmdk import (
     grain_table_bytes,
     parse_sparse_header,
 )
-from migrator.errors import DiskError
+from core.errors import DiskError
 
 ZERO, HOLE, RAW, GRAIN = 0, 1, 2, 3
 Segment = tuple[int, int, int, "ByteReader | None", int, int]

@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from migrator.errors import DiskError
+from core.errors import DiskError
 
 SECTOR = 512
 SPARSE_MAGIC = b"KDMV"  # hosted sparse extent (monolithicSparse, twoGbMaxExtentSparse, streamOptimized)

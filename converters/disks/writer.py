@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from converters.disks.sources import seek_data_ranges
-from migrator.errors import DiskError
+from core.errors import DiskError
 
 PVC_IMAGE = "disk.img"  # the file KubeVirt/CDI expect in a filesystem-mode volume
 BLKZEROOUT = 0x127F

@@ -16,7 +16,7 @@ from converters.specs.metadata import vm_labels
 from converters.specs.options import SpecOptions
 from converters.specs.virtualmachine import source_disks, virtual_machine
 from converters.specs.volumes import data_volume, persistent_volume_claim
-from migrator.planning.model import Plan, PlannedVM
+from core.plan import Plan, PlannedVM
 
 __all__ = ["Manifests", "SpecOptions", "dump", "vm_manifests"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.inventory.model import VM
+from core.inventory import VM
 
 
 def cpu(vm: VM) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.inventory.model import VM, CdRom, ControllerKind, Disk, Sharing
-from migrator.planning.model import PlannedDisk
+from core.inventory import VM, CdRom, ControllerKind, Disk, Sharing
+from core.plan import PlannedDisk
 
 # VMware's BIOS lists IDE drives before SATA, SCSI and NVMe: "first controller" follows that order.
 _CONTROLLER_ORDER = {ControllerKind.IDE: 0, ControllerKind.SATA: 1, ControllerKind.SCSI: 2, ControllerKind.NVME: 3}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from migrator.inventory.model import VM, Firmware
+from core.inventory import VM, Firmware
 
 
 def vmware_serial(bios_uuid: str) -> str:

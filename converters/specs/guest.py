@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from migrator.inventory.model import VM
+from core.inventory import VM
 
 # VMware guest ids (vim.vm.GuestOsDescriptor.GuestOsIdentifier) of Linux releases with a kernel ≥ 2.6.25.
 _READY = re.compile(

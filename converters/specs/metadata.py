@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from migrator.planning.model import Plan, PlannedVM
+from core.plan import Plan, PlannedVM
 
 PREFIX = "migrator.io"
 LABEL_PLAN = f"{PREFIX}/plan"

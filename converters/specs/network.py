@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.errors import InputError
-from migrator.planning.model import NetworkTarget, PlannedNic, PlannedVM
+from core.errors import InputError
+from core.plan import NetworkTarget, PlannedNic, PlannedVM
 
 
 def interface_name(nic: PlannedNic, index: int) -> str:

@@ -9,8 +9,8 @@ from converters.specs import devices, firmware, network
 from converters.specs.guest import guest_virtio_ready
 from converters.specs.metadata import LABEL_VM, PREFIX, vm_annotations, vm_labels
 from converters.specs.options import SpecOptions
-from migrator.inventory.model import Disk
-from migrator.planning.model import Plan, PlannedVM
+from core.inventory import Disk
+from core.plan import Plan, PlannedVM
 
 KUBEVIRT_API_VERSION = "kubevirt.io/v1"
 

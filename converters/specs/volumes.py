@@ -7,7 +7,7 @@ from typing import Any
 
 from converters.specs.metadata import ANNOTATION_SOURCE_DISK, ANNOTATION_SOURCE_FILE
 from converters.specs.options import SpecOptions
-from migrator.planning.model import PlannedDisk
+from core.plan import PlannedDisk
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from migrator.errors import MigratorError
+from core.errors import MigratorError
 
 # command name -> "module:attribute"; the list of commands is data.
 COMMANDS: dict[str, str] = {

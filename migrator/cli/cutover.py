@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from core.errors import InputError, MigratorError, NotFoundError, TargetError
+from core.plan import Plan, PlannedVM
 from migrator.cli.options import source_options
 from migrator.convert import plans
 from migrator.convert.run import _inventory_of
@@ -24,8 +26,6 @@ from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
 from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, CutoverOptions, rollback
 from migrator.cutover.targets import DiskOrigin
-from migrator.errors import InputError, MigratorError, NotFoundError, TargetError
-from migrator.planning.model import Plan, PlannedVM
 from migrator.sources import SourceOptions, open_source, split_source
 
 

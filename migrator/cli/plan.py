@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from core.errors import InputError
 from migrator.cli.options import source_options
-from migrator.errors import InputError
 from migrator.planning.mapping import build_maps
 from migrator.planning.naming import sanitize
 from migrator.planning.planfile import dump_yaml, plan_document, write_plan

@@ -16,7 +16,7 @@ from typing import Any
 import click
 import yaml
 
-from migrator.errors import InputError, NotFoundError, TargetError
+from core.errors import InputError, NotFoundError, TargetError
 
 PROJECT = Path(__file__).resolve().parents[2]
 CRD_FILES = [

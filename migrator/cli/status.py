@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
+from core.errors import NotFoundError
 from migrator.cutover.state import Migration, StateStore
-from migrator.errors import NotFoundError
 from migrator.planning.table import aligned, human_bytes
 
 

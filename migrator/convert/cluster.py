@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from converters.specs import Manifests
-from migrator.errors import MigratorError, TargetError
+from core.errors import MigratorError, TargetError
 
 FIELD_MANAGER = "migrator"
 FILLED_ANNOTATION = "migrator.io/filled"  # "<bytes>": the image size written into the volume

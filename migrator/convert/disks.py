@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from converters.disks import DiskJob, HttpSource, LocalSource, transfer_disks
-from migrator.errors import DiskError, InputError, TargetError
-from migrator.planning.model import PlannedDisk, PlannedVM
+from core.errors import DiskError, InputError, TargetError
+from core.plan import PlannedDisk, PlannedVM
 
 STATE_DIR = ".migrator"
 FORMATS = ("raw", "qcow2")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from migrator.errors import BlockedError
-from migrator.planning.model import PlannedVM
+from core.errors import BlockedError
+from core.plan import PlannedVM
 
 
 def split_forced(values: Iterable[str]) -> set[str]:

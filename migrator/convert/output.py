@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from converters.specs import Manifests, dump
-from migrator.errors import TargetError
+from core.errors import TargetError
 
 
 def manifest_files(manifests: Manifests) -> dict[str, str]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migrator.errors import NotFoundError
-from migrator.inventory.model import Inventory
+from core.errors import NotFoundError
+from core.inventory import Inventory
+from core.plan import Plan, PlannedVM
 from migrator.planning import planfile, planner
 from migrator.planning.mapping import Maps
-from migrator.planning.model import Plan, PlannedVM
 from migrator.planning.naming import sanitize
 
 

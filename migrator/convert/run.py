@@ -11,11 +11,11 @@ from typing import Any
 
 from converters.disks import HttpSource, LocalSource
 from converters.specs import Manifests, SpecOptions, dump, vm_manifests
+from core.errors import InputError
+from core.inventory import Inventory
+from core.plan import Plan, PlannedVM
 from migrator.convert import disks as disk_jobs
 from migrator.convert import gate, output, plans
-from migrator.errors import InputError
-from migrator.inventory.model import Inventory
-from migrator.planning.model import Plan, PlannedVM
 from migrator.sources import Source, SourceOptions, open_source, split_source
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,6 @@ def _transfer_disks(
 
 def _work_dir(plan: Plan, planned: PlannedVM) -> Path:
     """Where --apply without --output-dir keeps the converted images (resumable, never credentials)."""
-    from migrator.simulator import cache_dir
+    from core.paths import cache_dir
 
     return cache_dir() / "convert" / plans.dns_label(plan.name) / planned.target_name

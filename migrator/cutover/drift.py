@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrator.inventory.model import VM
+from core.inventory import VM
 
 
 def plan_drift(planned: VM, live: VM) -> list[str]:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from core.errors import MigratorError
 from migrator.cutover.state import Migration, StateStore
-from migrator.errors import MigratorError
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from migrator.inventory.model import VM
-from migrator.planning.model import Plan, PlannedVM
+from core.inventory import VM
+from core.plan import Plan, PlannedVM
 
 
 class CutoverSource(Protocol):

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from core.errors import InputError, MigratorError, SourceError, TargetError
+from core.plan import Plan, PlannedVM
 from migrator.convert.gate import check_not_blocked
 from migrator.cutover.drift import plan_drift
 from migrator.cutover.pipeline import Step, StepResult
 from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
-from migrator.errors import InputError, MigratorError, SourceError, TargetError
-from migrator.planning.model import Plan, PlannedVM
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from migrator.errors import MigratorError
+from core.errors import MigratorError
 from migrator.guestimage import DEFAULT_MARKER, build_guest, to_vmdk
 from migrator.guestimage.vmdk import SUBFORMATS
 

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.paths import cache_dir
 from migrator.guestimage import disk, initramfs, packages
 from migrator.guestimage.packages import GuestImageError
-from migrator.simulator import cache_dir
 
 DEFAULT_MARKER = "MIGRATOR-GUEST-READY"
 FIRMWARES = ("bios", "efi")

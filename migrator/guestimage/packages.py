@@ -12,7 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from migrator.errors import MigratorError
+from core.errors import MigratorError
 
 # mtools refuses FAT images whose size is no multiple of its idea of a track without this
 TOOL_ENV = {"MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C"}

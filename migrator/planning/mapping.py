@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
 
-from migrator.errors import InputError
-from migrator.planning.model import NetworkMapping, NetworkTarget, StorageMapping
+from core.errors import InputError
+from core.plan import NetworkMapping, NetworkTarget, StorageMapping
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 

@@ -14,9 +14,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from migrator.errors import InputError, NotFoundError
+from core.errors import InputError, NotFoundError
+from core.plan import PLAN_API_VERSION, Plan
 from migrator.planning import yamlout
-from migrator.planning.model import PLAN_API_VERSION, Plan
 
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 # libyaml's C parser when PyYAML was built with it: several times faster on plans of thousands of VMs

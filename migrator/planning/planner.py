@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from migrator.inventory.model import VM
+from core.inventory import VM
+from core.plan import Concern, NetworkMapping, NetworkTarget, Plan, PlannedDisk, PlannedNic, PlannedVM
 from migrator.planning.mapping import Maps
-from migrator.planning.model import Concern, NetworkMapping, NetworkTarget, Plan, PlannedDisk, PlannedNic, PlannedVM
 from migrator.planning.naming import assign_names, volume_name
 from migrator.planning.rules import RULES, Rule, RuleContext
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 
-from migrator.errors import NotFoundError
-from migrator.inventory.model import VM
+from core.errors import NotFoundError
+from core.inventory import VM
 
 _GLOB_CHARS = set("*?[")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrator.planning.model import NetworkTarget, Plan, PlannedVM, Severity
+from core.plan import NetworkTarget, Plan, PlannedVM, Severity
 
 HEADERS = ("VM", "TARGET", "CPU", "MEMORY", "DISKS", "TRANSFER", "NETWORKS", "STATUS")
 _MARK = {Severity.CRITICAL: "✗", Severity.WARNING: "!", Severity.INFORMATION: "i"}

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from migrator.errors import MigratorError
+from core.errors import MigratorError
+from core.paths import cache_dir
 
 GOVMOMI_GOPATH = Path("/usr/share/gocode")
 GOVMOMI_SIMULATOR = GOVMOMI_GOPATH / "src/github.com/vmware/govmomi/simulator"
@@ -31,11 +32,6 @@ DEFAULT_PASSWORD = "simulator-pass"
 
 class SimulatorError(MigratorError):
     pass
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "migrator"
 
 
 def _go_binary() -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pyVmomi import vim
 
-from migrator.errors import DiskError, NotFoundError, SourceError
+from core.errors import DiskError, NotFoundError, SourceError
 from migrator.simulator import Simulator
 from migrator.sources import SourceOptions
 from migrator.sources.vsphere import VSphereSource, open_vsphere

@@ -4,7 +4,7 @@
 - ``vmx:PATH``: a VMware .vmx file (standalone ESXi, Workstation).
 - ``ovf:PATH`` / ``ova:PATH``: an OVF descriptor, or an OVA tar holding one.
 
-Every adapter returns the same inventory model (migrator.inventory.model).
+Every adapter returns the same inventory model (core.inventory).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from migrator.errors import InputError
-from migrator.inventory.model import Inventory
+from core.errors import InputError
+from core.inventory import Inventory
 
 # scheme -> "module:factory"; the factory takes (location, SourceOptions) and returns a Source.
 ADAPTERS: dict[str, str] = {

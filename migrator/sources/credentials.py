@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from migrator.errors import InputError, SourceError
+from core.errors import InputError, SourceError
 from migrator.sources import SourceOptions
 
 

@@ -14,8 +14,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migrator.errors import InputError, NotFoundError
-from migrator.inventory.model import (
+from core.errors import InputError, NotFoundError
+from core.inventory import (
     VM,
     CdRom,
     Controller,

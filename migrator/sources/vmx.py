@@ -12,8 +12,8 @@ import re
 import struct
 from pathlib import Path
 
-from migrator.errors import InputError, NotFoundError
-from migrator.inventory.model import (
+from core.errors import InputError, NotFoundError
+from core.inventory import (
     VM,
     CdRom,
     Controller,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from migrator.errors import InputError
+from core.errors import InputError
 
 OVMF_DIR = Path("/usr/share/OVMF")
 # Debian's ovmf: 4 MiB builds; ".secboot" requires SMM, ".ms" VARS has Microsoft's keys enrolled.

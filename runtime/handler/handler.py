@@ -16,7 +16,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from migrator.errors import TargetError
+from core.errors import TargetError
 from runtime.controller.kube import api_client
 from runtime.controller.names import GROUP, LABEL_NODE, VERSION, VMIS, state_dir_name
 from runtime.handler.sync import FINAL, pause_action, status_from_launcher

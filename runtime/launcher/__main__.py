@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from migrator.errors import MigratorError
+from core.errors import MigratorError
 from runtime.launcher.launcher import Exit, Launcher, LauncherConfig
 from runtime.launcher.vmi import load_instance
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from migrator.errors import TargetError
+from core.errors import TargetError
 
 API_SOCKET_NAME = "launcher.sock"
 CONSOLE_SOCKET_NAME = "console.sock"

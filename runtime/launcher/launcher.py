@@ -22,7 +22,7 @@ from typing import Any
 
 import libvirt
 
-from migrator.errors import MigratorError, TargetError
+from core.errors import MigratorError, TargetError
 from runtime.domain import DomainOptions, domain_xml
 from runtime.domain.translate import default_mac
 from runtime.launcher.api import API_SOCKET_NAME, CONSOLE_SOCKET_NAME, ApiServer

@@ -20,7 +20,7 @@ import time
 
 import libvirt
 
-from migrator.errors import TargetError
+from core.errors import TargetError
 
 log = logging.getLogger(__name__)
 

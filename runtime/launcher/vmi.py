@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from migrator.errors import InputError, NotFoundError
+from core.errors import InputError, NotFoundError
 from runtime.domain import ResolvedVolume, UnsupportedSpecError
 
 DEFAULT_GRACE_SECONDS = 30

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import yaml
 
-from migrator.errors import InputError, MigratorError, NotFoundError, TargetError
+from core.errors import InputError, MigratorError, NotFoundError, TargetError
 from runtime.launcher import api
 
 EXIT_MEANINGS = {0: "guest shut down", 1: "failed to start", 2: "guest crashed", 3: "killed after the grace period"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from migrator.planning.model import Plan
+from core.plan import Plan
 
 PROJECT = Path(__file__).resolve().parents[2]
 MIGRATOR = PROJECT / ".venv" / "bin" / "migrator"

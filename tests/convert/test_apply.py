@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from converters.specs import SpecOptions, vm_manifests
+from core.errors import TargetError
 from migrator.convert import cluster
-from migrator.errors import TargetError
 from tests.fakekube import FakeApiServer
 from tests.specs.builders import plan_of, planned
 

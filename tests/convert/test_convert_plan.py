@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from migrator.inventory.model import VM, Controller, ControllerKind, Cpu, Disk, Nic
-from migrator.planning.model import (
+from core.inventory import VM, Controller, ControllerKind, Cpu, Disk, Nic
+from core.plan import (
     Concern,
     NetworkTarget,
     Plan,

@@ -17,11 +17,11 @@ import kubernetes
 import pytest
 
 from converters.specs import SpecOptions, vm_manifests
+from core.errors import TargetError
 from migrator.convert import cluster
 from migrator.cutover.ports import Verification
 from migrator.cutover.targets import DiskOrigin
 from migrator.cutover.targets.cluster import ClusterTarget
-from migrator.errors import TargetError
 from tests.convert.test_apply import crd
 from tests.fakekube import FakeApiServer
 from tests.specs.builders import plan_of, planned

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
+from core.inventory import VM, Controller, ControllerKind, Cpu, Disk, Firmware, Nic
 from migrator.cutover.drift import plan_drift
-from migrator.inventory.model import VM, Controller, ControllerKind, Cpu, Disk, Firmware, Nic
 
 
 def _vm() -> VM:

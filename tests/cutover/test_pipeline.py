@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import TargetError
 from migrator.cutover.pipeline import Step, StepFailed, StepResult, run_steps
 from migrator.cutover.state import StateStore
-from migrator.errors import TargetError
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
 

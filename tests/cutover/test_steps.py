@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from core.errors import SourceError
+from core.plan import Plan, PlannedVM
 from migrator.cutover.ports import Verification
 from migrator.cutover.state import StateStore
 from migrator.cutover.steps import CutoverContext, CutoverOptions, rollback, source_off
-from migrator.errors import SourceError
-from migrator.planning.model import Plan, PlannedVM
 from tests.specs.builders import plan_of, planned
 
 

@@ -13,7 +13,7 @@ import pytest
 from pyVim.connect import Disconnect, SmartConnect
 
 from converters.disks import DiskJob, HttpSource, transfer_disks
-from migrator.errors import DiskError
+from core.errors import DiskError
 from tests.disks.conftest import (
     MiB,
     allocated,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from migrator.errors import InputError
+from core.errors import InputError
 from runtime.accel import Accel, probe_accelerator
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from migrator.inventory.model import VM, Controller, ControllerKind, Cpu, Disk, Nic
+from core.inventory import VM, Controller, ControllerKind, Cpu, Disk, Nic
+from core.plan import Plan
 from migrator.planning.mapping import Maps
-from migrator.planning.model import Plan
 from migrator.planning.planner import PlanOptions, build_plan
 
 SCSI0 = Controller(ControllerKind.SCSI, 0, "pvscsi")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from migrator.errors import InputError
+from core.errors import InputError
+from core.plan import NetworkTarget
 from migrator.planning.mapping import build_maps, load_map_file, parse_quantity
-from migrator.planning.model import NetworkTarget
 
 
 def test_map_file_and_flags(tmp_path: Path) -> None:

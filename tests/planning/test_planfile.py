@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 import yaml
 
-from migrator.errors import InputError, NotFoundError
-from migrator.inventory.model import PassthroughDevice
+from core.errors import InputError, NotFoundError
+from core.inventory import PassthroughDevice
 from migrator.planning.mapping import build_maps
 from migrator.planning.planfile import plan_document, read_plan, schema, validate, write_plan
 from migrator.sources import open_source

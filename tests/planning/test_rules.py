@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrator.inventory.model import (
+from core.inventory import (
     ClusterFacts,
     Controller,
     ControllerKind,
@@ -12,8 +12,8 @@ from migrator.inventory.model import (
     Sharing,
     Snapshot,
 )
+from core.plan import Severity
 from migrator.planning.mapping import Maps, build_maps
-from migrator.planning.model import Severity
 from migrator.planning.rules import RULE_MODULES, RULES
 from tests.planning.factory import ids, make_vm, plan_of
 

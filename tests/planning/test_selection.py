@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from migrator.errors import NotFoundError
-from migrator.inventory.model import ClusterFacts
+from core.errors import NotFoundError
+from core.inventory import ClusterFacts
 from migrator.planning.selection import select_vms
 from tests.planning.factory import make_vm
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from migrator.errors import InputError
-from migrator.inventory.model import ControllerKind, Firmware
+from core.errors import InputError
+from core.inventory import ControllerKind, Firmware
 from migrator.sources import open_source
 from migrator.sources.ovf import units_to_bytes
 from tests.conftest import SAMPLES_OVF

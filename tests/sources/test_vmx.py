@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from migrator.errors import InputError, NotFoundError
-from migrator.inventory.model import ControllerKind, DiskMode, Firmware, PowerState, Sharing
+from core.errors import InputError, NotFoundError
+from core.inventory import ControllerKind, DiskMode, Firmware, PowerState, Sharing
 from migrator.sources import open_source
 from migrator.sources.vmx import parse_vmx, read_vmdk, vmx_uuid
 from tests.conftest import SAMPLES_VMX

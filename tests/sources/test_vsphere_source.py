@@ -17,9 +17,9 @@ from pyVim.connect import Connect, Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
+from core.errors import InputError, NotFoundError, SourceError
+from core.inventory import ControllerKind, Firmware, PowerState
 from migrator import simulator
-from migrator.errors import InputError, NotFoundError, SourceError
-from migrator.inventory.model import ControllerKind, Firmware, PowerState
 from migrator.sources import SourceOptions, open_source
 from migrator.sources.vsphere import ToolsNotRunningError, VSphereSource
 

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pyVmomi import vim
 
-from migrator.inventory.model import ControllerKind, DiskMode, Sharing
+from core.inventory import ControllerKind, DiskMode, Sharing
 from migrator.sources.vsphere.collector import RawObject
 from migrator.sources.vsphere.translate import Estate, translate_estate, vm_datastore_folder
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from migrator.inventory.model import VM, CdRom, Controller, ControllerKind, Cpu, Disk, Firmware, Nic
-from migrator.planning.model import NetworkTarget, Plan, PlannedDisk, PlannedNic, PlannedVM
+from core.inventory import VM, CdRom, Controller, ControllerKind, Cpu, Disk, Firmware, Nic
+from core.plan import NetworkTarget, Plan, PlannedDisk, PlannedNic, PlannedVM
 
 GIB = 1024**3
 SCSI0 = Controller(kind=ControllerKind.SCSI, bus_number=0, model="pvscsi")

@@ -6,9 +6,9 @@ import pytest
 
 from converters.specs import SpecOptions, dump, vm_manifests
 from converters.specs.firmware import vmware_serial
-from migrator.errors import InputError
-from migrator.inventory.model import CdRom, Disk, Firmware, Sharing
-from migrator.planning.model import NetworkTarget
+from core.errors import InputError
+from core.inventory import CdRom, Disk, Firmware, Sharing
+from core.plan import NetworkTarget
 from tests.k8s_schema import validate_manifest
 from tests.specs.builders import GIB, IDE0, SATA0, SCSI1, plan_of, planned, source_vm
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.plan import PlannedVM
 from migrator.convert import disks as disk_jobs
-from migrator.planning.model import PlannedVM
 from migrator.sources import SourceOptions
 
 

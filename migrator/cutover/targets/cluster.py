@@ -12,14 +12,14 @@ import socket
 import time
 from typing import Any
 
+from core.errors import TargetError
+from core.plan import Plan, PlannedVM
 from migrator.convert import ConvertRequest, convert
 from migrator.convert import cluster as apply
 from migrator.convert import disks as disk_jobs
 from migrator.convert.run import _work_dir
 from migrator.cutover.ports import Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
-from migrator.errors import TargetError
-from migrator.planning.model import Plan, PlannedVM
 
 KUBEVIRT = "kubevirt.io/v1"
 POLL = 2.0

@@ -16,12 +16,12 @@ from typing import Any
 import yaml
 
 from converters.specs import dump
+from core.errors import MigratorError, TargetError
+from core.plan import Plan, PlannedVM
 from migrator.convert import ConvertRequest, convert
 from migrator.convert import disks as disk_jobs
 from migrator.cutover.ports import Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
-from migrator.errors import MigratorError, TargetError
-from migrator.planning.model import Plan, PlannedVM
 from runtime import local
 
 POLL = 0.5  # seconds between looks at the launcher's status and the console log

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from migrator.inventory.model import VM
-from migrator.planning.model import Concern, PlannedNic, PlannedVM, Severity
+from core.inventory import VM
+from core.plan import Concern, PlannedNic, PlannedVM, Severity
 
 
 @dataclass

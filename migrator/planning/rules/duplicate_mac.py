@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from migrator.inventory.model import VM
-from migrator.planning.model import Concern, NetworkTarget, Severity
+from core.inventory import VM
+from core.plan import Concern, NetworkTarget, Severity
 from migrator.planning.rules.base import Rule, RuleContext
 
 SHOWN = 3  # how many other owners a message names

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from migrator.inventory.model import VM, Sharing
-from migrator.planning.model import Concern, Severity
+from core.inventory import VM, Sharing
+from core.plan import Concern, Severity
 from migrator.planning.rules.base import Rule, RuleContext
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from migrator.inventory.model import VM
-from migrator.planning.model import Concern, Severity
+from core.inventory import VM
+from core.plan import Concern, Severity
 from migrator.planning.rules.base import Rule, RuleContext
 
 

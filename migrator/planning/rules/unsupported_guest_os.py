@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from migrator.inventory.model import VM
-from migrator.planning.model import Concern, Severity
+from core.inventory import VM
+from core.plan import Concern, Severity
 from migrator.planning.rules.base import Rule, RuleContext
 
 # vSphere guest ids ("rhel6_64Guest") and VMX guestOS values ("rhel6-64"), normalised

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from pyVim.connect import SmartConnect
 from pyVmomi import vim, vmodl
 
-from migrator.errors import InputError, SourceError
+from core.errors import InputError, SourceError
 
 DEFAULT_PORT = 443
 CONNECT_TIMEOUT = 30  # seconds, per HTTP connection

@@ -10,7 +10,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from migrator.errors import SourceError
+from core.errors import SourceError
 from migrator.sources.vsphere.connection import fault_message
 
 MIGRATED_FIELD = "migrator.target"

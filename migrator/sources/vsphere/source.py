@@ -10,8 +10,8 @@ from urllib.parse import quote
 from pyVim.connect import Disconnect
 from pyVmomi import vim, vmodl
 
-from migrator.errors import InputError, NotFoundError, SourceError
-from migrator.inventory.model import VM, Inventory
+from core.errors import InputError, NotFoundError, SourceError
+from core.inventory import VM, Inventory
 from migrator.sources import SourceOptions
 from migrator.sources.credentials import read_password
 from migrator.sources.vsphere import operations

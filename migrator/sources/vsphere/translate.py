@@ -13,7 +13,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from migrator.inventory.model import (
+from core.inventory import (
     VM,
     CdRom,
     ClusterFacts,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from migrator.inventory.model import VM, _plain
+from core.inventory import VM, _plain
 
 PLAN_API_VERSION = "migrator/v1"
 
