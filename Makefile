@@ -16,11 +16,11 @@ test: deps
 	$(PYTEST) -q -ra tests
 
 lint: deps
-	$(VENV)/bin/ruff check core migrator converters runtime tests benchmarks
-	$(VENV)/bin/ruff format --check core migrator converters runtime tests benchmarks
+	$(VENV)/bin/ruff check core migrator converters runtime testbed tests benchmarks
+	$(VENV)/bin/ruff format --check core migrator converters runtime testbed tests benchmarks
 
 demo: deps
-	$(PY) -m migrator.demo
+	$(PY) -m testbed.demo
 
 bench: bench-inventory bench-disks bench-boot bench-controller
 

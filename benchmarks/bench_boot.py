@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from migrator.guestimage import DEFAULT_MARKER, build_guest
-from migrator.guestimage.qemu import qemu_command
 from runtime.accel import probe_accelerator
+from testbed.guestimage import DEFAULT_MARKER, build_guest
+from testbed.guestimage.qemu import qemu_command
 
 ROUNDS = 5
 TIMEOUT = 180.0

@@ -58,8 +58,8 @@ def _probe_kvm() -> Accel:
         return Accel("tcg", "no /dev/kvm on this host")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return Accel("tcg", "/dev/kvm is not accessible to this user")
-    from migrator.guestimage import build_guest
-    from migrator.guestimage.qemu import BareGuest
+    from testbed.guestimage import build_guest
+    from testbed.guestimage.qemu import BareGuest
 
     try:
         image = build_guest(behaviour="poweroff", marker=PROBE_MARKER)

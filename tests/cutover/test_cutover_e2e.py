@@ -22,9 +22,9 @@ import pytest
 from pyVmomi import vim
 
 from migrator import simulator
-from migrator.demo import seed_guest_vm
-from migrator.guestimage import build_guest, to_vmdk
 from migrator.simulator import seed
+from testbed.demo import seed_guest_vm
+from testbed.guestimage import build_guest, to_vmdk
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
 MARKER = "MIGRATOR-GUEST-READY"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from migrator.guestimage import (
+from runtime.accel import probe_accelerator
+from testbed.guestimage import (
     CRASH_LINE,
     DEFAULT_MARKER,
     END_OF_DEVICES_LINE,
@@ -22,9 +23,8 @@ from migrator.guestimage import (
     kernel_cmdline,
     to_vmdk,
 )
-from migrator.guestimage.disk import read_cmdline_file
-from migrator.guestimage.qemu import BareGuest
-from runtime.accel import probe_accelerator
+from testbed.guestimage.disk import read_cmdline_file
+from testbed.guestimage.qemu import BareGuest
 
 MAC = "52:54:00:12:34:56"
 E1000E_MAC = "52:54:00:ab:cd:ef"

@@ -6,8 +6,8 @@ import gzip
 import subprocess
 from pathlib import Path
 
-from migrator.guestimage import kernel_and_initrd
-from migrator.guestimage.initramfs import load_order
+from testbed.guestimage import kernel_and_initrd
+from testbed.guestimage.initramfs import load_order
 
 MODULES_DEP = """\
 kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko

@@ -124,7 +124,7 @@ ethernet0.address = "{mac}"
 
 def converted_from_vmware(tmp_path: Path, name: str, behaviour: str) -> Path:
     """The test guest as a VMware VM (VMX + VMDK), then `migrator convert --output-dir` as a user runs it."""
-    from migrator.guestimage import build_guest, to_vmdk
+    from testbed.guestimage import build_guest, to_vmdk
 
     image = build_guest(tmp_path / "guest", behaviour=behaviour)
     source = tmp_path / "vmware"

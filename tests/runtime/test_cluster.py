@@ -29,7 +29,7 @@ def libvirtd() -> None:
 
 
 def guest(tmp_path: Path, behaviour: str) -> Path:
-    from migrator.guestimage import build_guest
+    from testbed.guestimage import build_guest
 
     return build_guest(tmp_path / "guest", firmware="bios", behaviour=behaviour).raw
 

@@ -36,7 +36,7 @@ def libvirtd() -> None:
 
 
 def guest(tmp_path: Path, behaviour: str, firmware: str = "bios") -> Path:
-    from migrator.guestimage import build_guest
+    from testbed.guestimage import build_guest
 
     return build_guest(tmp_path / "guest", firmware=firmware, behaviour=behaviour).raw
 

@@ -60,7 +60,7 @@ def test_run_streams_the_console_and_exits_0_when_the_guest_powers_off(tmp_path:
 
 def test_ctrl_c_shuts_the_guest_down_cleanly(tmp_path: Path, env: dict[str, str]) -> None:
     name = unique("local-ctrlc")
-    from migrator.guestimage import build_guest
+    from testbed.guestimage import build_guest
 
     out = write_layout(tmp_path / "out", name, build_guest(tmp_path / "guest", behaviour="wait").raw)
     vm_file = out / f"{name}-vm.yaml"  # a VM YAML works as well as its directory
@@ -82,7 +82,7 @@ def test_ctrl_c_shuts_the_guest_down_cleanly(tmp_path: Path, env: dict[str, str]
 
 def test_detach_console_status_list_and_stop(tmp_path: Path, env: dict[str, str]) -> None:
     name = unique("local-detach")
-    from migrator.guestimage import build_guest
+    from testbed.guestimage import build_guest
 
     out = write_layout(tmp_path / "out", name, build_guest(tmp_path / "guest", behaviour="wait").raw)
     started = subprocess.run(
@@ -118,7 +118,7 @@ def test_detach_console_status_list_and_stop(tmp_path: Path, env: dict[str, str]
 
 def test_a_crash_is_reported_with_one_line(tmp_path: Path, env: dict[str, str]) -> None:
     name = unique("local-crash")
-    from migrator.guestimage import build_guest
+    from testbed.guestimage import build_guest
 
     out = write_layout(tmp_path / "out", name, build_guest(tmp_path / "guest", behaviour="crash").raw)
     done = subprocess.run(

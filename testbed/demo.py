@@ -102,7 +102,7 @@ def main() -> int:
         sim = simulator.start()
         env["MIGRATOR_VSPHERE_PASSWORD"] = sim.password
         print(f"# vCenter at {sim.url}; building the tiny real guest and uploading it as a VMware disk", flush=True)
-        from migrator.guestimage import build_guest, to_vmdk
+        from testbed.guestimage import build_guest, to_vmdk
 
         guest = build_guest(behaviour="wait", marker=MARKER)
         vmdks = to_vmdk(guest, out / "seed")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.paths import cache_dir
-from migrator.guestimage import disk, initramfs, packages
-from migrator.guestimage.packages import GuestImageError
+from testbed.guestimage import disk, initramfs, packages
+from testbed.guestimage.packages import GuestImageError
 
 DEFAULT_MARKER = "MIGRATOR-GUEST-READY"
 FIRMWARES = ("bios", "efi")

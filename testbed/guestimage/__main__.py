@@ -1,4 +1,4 @@
-"""`python -m migrator.guestimage`: build the test guest (and optionally its VMDK) for demos and benchmarks."""
+"""`python -m testbed.guestimage`: build the test guest (and optionally its VMDK) for demos and benchmarks."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core.errors import MigratorError
-from migrator.guestimage import DEFAULT_MARKER, build_guest, to_vmdk
-from migrator.guestimage.vmdk import SUBFORMATS
+from testbed.guestimage import DEFAULT_MARKER, build_guest, to_vmdk
+from testbed.guestimage.vmdk import SUBFORMATS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m migrator.guestimage", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m testbed.guestimage", description=__doc__)
     parser.add_argument("--output-dir", type=Path, default=None, help="where to write (default: the cache)")
     parser.add_argument("--firmware", choices=["bios", "efi"], default="bios")
     parser.add_argument("--behaviour", default="wait", help="wait | poweroff | crash | poweroff-after=N")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from migrator.guestimage.build import GuestImage
-from migrator.guestimage.packages import GuestImageError, run
+from testbed.guestimage.build import GuestImage
+from testbed.guestimage.packages import GuestImageError, run
 
 SUBFORMATS = ("monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat", "streamOptimized")
 _EXTENT = re.compile(r'^(?:RW|RDONLY|NOACCESS)\s+\d+\s+\w+\s+"([^"]+)"', re.MULTILINE)

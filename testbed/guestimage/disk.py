@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from migrator.guestimage.packages import GuestImageError, run
+from testbed.guestimage.packages import GuestImageError, run
 
 DISK_BYTES = 64 * 1024 * 1024
 PARTITION_OFFSET = 1024 * 1024  # first partition at sector 2048, as sfdisk aligns it

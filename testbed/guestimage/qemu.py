@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from migrator.guestimage.build import GuestImage
-from migrator.guestimage.packages import GuestImageError
+from testbed.guestimage.build import GuestImage
+from testbed.guestimage.packages import GuestImageError
 
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")

@@ -5,7 +5,7 @@ to_vmdk(image, dest_dir, subformat="monolithicSparse") -> [descriptor, *extents]
 kernel_and_initrd(workdir=None) -> (vmlinuz, initrd); kernel_cmdline(behaviour, marker) -> str
 """
 
-from migrator.guestimage.build import (
+from testbed.guestimage.build import (
     CRASH_LINE,
     DEFAULT_MARKER,
     END_OF_DEVICES_LINE,
@@ -17,8 +17,8 @@ from migrator.guestimage.build import (
     kernel_and_initrd,
     kernel_cmdline,
 )
-from migrator.guestimage.packages import GuestImageError
-from migrator.guestimage.vmdk import to_vmdk
+from testbed.guestimage.packages import GuestImageError
+from testbed.guestimage.vmdk import to_vmdk
 
 __all__ = [
     "CRASH_LINE",
