@@ -92,6 +92,23 @@ class PlannedVM:
 
 
 @dataclass
+class CutoverWindow:
+    """When a wave's VMs may be cut over: ISO 8601 times with a UTC offset; either side may be open."""
+
+    start: str | None = None
+    end: str | None = None
+
+
+@dataclass
+class Wave:
+    """A group of VMs migrated together, after the waves before it (``migrator migrate``)."""
+
+    name: str
+    vms: list[str] = field(default_factory=list)  # source names, in the order they are started
+    window: CutoverWindow | None = None
+
+
+@dataclass
 class Plan:
     name: str
     source: str  # the source string without credentials, e.g. vsphere://user@host:443/DC0
@@ -101,10 +118,14 @@ class Plan:
     vms: list[PlannedVM] = field(default_factory=list)
     created: str | None = None  # ISO 8601
     hooks: dict[str, str] = field(default_factory=dict)  # "pre" / "post": commands cutover runs around the switch
+    waves: list[Wave] = field(default_factory=list)  # in order; VMs in no wave are migrated after the last
 
     def vm(self, name: str) -> PlannedVM | None:
         """Find a planned VM by source or target name."""
         return next((v for v in self.vms if name in (v.source_name, v.target_name)), None)
+
+    def wave(self, name: str) -> Wave | None:
+        return next((w for w in self.waves if w.name == name), None)
 
     @property
     def blocked(self) -> bool:
@@ -129,7 +150,17 @@ class Plan:
             vms=[_planned_vm(v) for v in data.get("vms", [])],
             created=data.get("created"),
             hooks=dict(data.get("hooks") or {}),
+            waves=[_wave(w) for w in data.get("waves") or []],
         )
+
+
+def _wave(data: dict[str, Any]) -> Wave:
+    window = data.get("window")
+    return Wave(
+        name=data["name"],
+        vms=list(data.get("vms") or []),
+        window=CutoverWindow(start=window.get("start"), end=window.get("end")) if window else None,
+    )
 
 
 def _planned_vm(data: dict[str, Any]) -> PlannedVM:

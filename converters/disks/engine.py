@@ -21,6 +21,7 @@ from typing import TextIO
 
 from converters.disks.image import VirtualDisk
 from converters.disks.progress import DiskProgress, Progress
+from converters.disks.ratelimit import RateLimiter
 from converters.disks.sources import HttpSource, LocalSource
 from converters.disks.sparse import ZERO, FlatExtent
 from converters.disks.state import Plan, TransferState
@@ -66,12 +67,14 @@ def transfer_disks(
     max_rate: float | None = None,
     chunk_size: int = CHUNK,
     progress_stream: TextIO | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> list[TransferResult]:
     """Transfer each job's disk into its target; raise DiskError (one line) if any failed.
 
     ``compare``: also run ``qemu-img compare`` source vs target for local sources.
     ``fsync``: flush the target to stable storage before recording it complete.
     ``max_rate``: bytes per second read from each source (bandwidth limit).
+    ``rate_limiter``: asked once per chunk before its bytes are read (one bucket shared by many runs).
     """
     if concurrency < 1:
         raise DiskError("concurrency must be at least 1")
@@ -85,7 +88,7 @@ def transfer_disks(
         raise DiskError("two disk jobs write the same target")
     prog = Progress(progress, stream=progress_stream)
     prog.start(0)
-    options = _Options(verify, compare, fsync, max_rate, chunk_size)
+    options = _Options(verify, compare, fsync, max_rate, chunk_size, rate_limiter)
     results: list[TransferResult | None] = [None] * len(jobs)
     errors: list[tuple[int, MigratorError]] = []
     try:
@@ -114,6 +117,7 @@ class _Options:
     fsync: bool
     max_rate: float | None
     chunk: int
+    rate_limiter: RateLimiter | None = None
 
 
 def _transfer_one(job: DiskJob, prog: Progress, opts: _Options) -> TransferResult:
@@ -282,6 +286,8 @@ def _pipeline(
                 if not fetched:
                     ready.put((idx, None, 0))
                     continue
+                if opts.rate_limiter is not None:
+                    opts.rate_limiter.acquire(fetched)
                 buf = free.get()
                 if stop.is_set():
                     break

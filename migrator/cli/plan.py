@@ -16,6 +16,7 @@ from migrator.planning.planfile import dump_yaml, plan_document, write_plan
 from migrator.planning.planner import PlanOptions, build_plan
 from migrator.planning.selection import select_vms
 from migrator.planning.table import render
+from migrator.planning.waves import build_waves, parse_wave_flag, parse_window_flag
 from migrator.sources import SourceOptions, open_source, split_source
 
 EXIT_BLOCKED = 3
@@ -64,6 +65,20 @@ def default_plan_name(source_url: str) -> str:
 @click.option("--namespace", default="default", show_default=True, help="Target namespace.")
 @click.option("--pre-hook", metavar="CMD", help="Command `migrator cutover` runs before touching the source.")
 @click.option("--post-hook", metavar="CMD", help="Command `migrator cutover` runs once the target is verified.")
+@click.option(
+    "--wave",
+    "wave_flags",
+    multiple=True,
+    metavar="NAME=GLOB",
+    help="Put the planned VMs matching GLOB in wave NAME (repeatable; waves run in the order named).",
+)
+@click.option(
+    "--wave-window",
+    "wave_windows",
+    multiple=True,
+    metavar="NAME=START/END",
+    help="Cutover window of wave NAME: ISO 8601 times with an offset; one side may be empty (repeatable).",
+)
 @click.option("--name", "plan_name", metavar="PLAN_NAME", help="Plan name (default: from the source host or file).")
 @click.option(
     "--output-file",
@@ -101,6 +116,8 @@ def plan(
     namespace: str,
     pre_hook: str | None,
     post_hook: str | None,
+    wave_flags: tuple[str, ...],
+    wave_windows: tuple[str, ...],
     plan_name: str | None,
     output_file: str,
     output_format: str,
@@ -117,6 +134,12 @@ def plan(
         raise InputError(f"--namespace {namespace!r} is not a valid namespace name (RFC 1123 label)")
     if plan_name is not None and sanitize(plan_name, "") != plan_name:
         raise InputError(f"--name {plan_name!r} is not a valid plan name (RFC 1123 label)")
+    if wave_windows and not wave_flags:
+        raise InputError("--wave-window needs the wave: --wave NAME=GLOB")
+    for flag in wave_flags:
+        parse_wave_flag(flag)  # a malformed flag fails before we connect anywhere
+    for flag in wave_windows:
+        parse_window_flag(flag)
     # maps first: a bad map file fails before we connect anywhere
     maps = build_maps(map_file, network_flags, storage_flags, default_network, default_storage_class)
     source = open_source(source_spec, source_options)
@@ -135,6 +158,7 @@ def plan(
             hooks={k: v for k, v in (("pre", pre_hook), ("post", post_hook)) if v},
         ),
     )
+    result.waves = build_waves(result.vms, wave_flags, wave_windows)
     document = plan_document(result)
     if output_file != "-":
         written = write_plan(result, output_file, document=document)

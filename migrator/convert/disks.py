@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.disks import DiskJob, HttpSource, LocalSource, transfer_disks
+from converters.disks.ratelimit import RateLimiter
 from core.errors import DiskError, InputError, TargetError
 from core.plan import PlannedDisk, PlannedVM
 
@@ -109,6 +110,7 @@ def run_transfers(
     *,
     concurrency: int,
     progress: str,
+    rate_limiter: RateLimiter | None = None,
 ) -> None:
     """Convert every transfer's disk; ``make_source(PlannedDisk)`` builds the engine source object."""
     for transfer in transfers:
@@ -120,7 +122,7 @@ def run_transfers(
         DiskJob(name=t.claim, source=make_source(t.disk), target=t.target, target_format=t.target_format)
         for t in transfers
     ]
-    transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=True)
+    transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=True, rate_limiter=rate_limiter)
 
 
 def extract_ova_member(ova: Path, member: str, work_dir: Path) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.disks import HttpSource, LocalSource
+from converters.disks.ratelimit import RateLimiter
 from converters.specs import Manifests, SpecOptions, dump, vm_manifests
 from core.errors import InputError
 from core.inventory import Inventory
@@ -41,6 +42,7 @@ class ConvertRequest:
     dry_run: bool = False
     progress: str = "auto"
     concurrency: int = 2
+    rate_limiter: RateLimiter | None = None  # shared by every transfer of a `migrate` run
 
 
 @dataclass
@@ -194,7 +196,13 @@ def _transfer_disks(
         return
     for t in pending:
         state.forget(t)
-    disk_jobs.run_transfers(pending, make_source, concurrency=request.concurrency, progress=request.progress)
+    disk_jobs.run_transfers(
+        pending,
+        make_source,
+        concurrency=request.concurrency,
+        progress=request.progress,
+        rate_limiter=request.rate_limiter,
+    )
     for t in pending:
         state.mark_finished(t)
         echo(f"disk {t.claim}: converted to {t.target}")

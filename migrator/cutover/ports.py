@@ -63,3 +63,6 @@ class CutoverTarget(Protocol):
 
     def stop(self, planned: PlannedVM) -> str:
         """Stop the target VM (rollback). Idempotent; returns one line saying what it did."""
+
+    def remove(self, plan: Plan, planned: PlannedVM) -> str:
+        """Delete what the cutover created on the target (a cancelled migration). Idempotent; one line."""

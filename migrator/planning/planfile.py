@@ -122,6 +122,10 @@ def read_plan(path: str | Path) -> Plan:
             raise InputError(f"plan file {source} is not valid YAML") from None
     validate(data, f"plan file {source}")
     try:
-        return Plan.from_dict(data)
+        plan = Plan.from_dict(data)
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"plan file {source} does not match this version of migrator: {error}") from None
+    from migrator.planning.waves import check_waves
+
+    check_waves(plan, f"plan file {source}")
+    return plan

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from converters.disks.ratelimit import RateLimiter
 from core.plan import PlannedVM
 from migrator.convert import disks as disk_jobs
 from migrator.sources import SourceOptions
@@ -22,6 +23,7 @@ class DiskOrigin:
     source: str | None = None
     source_options: SourceOptions = field(default_factory=SourceOptions)
     force: tuple[str, ...] = ()
+    rate_limiter: RateLimiter | None = None  # asked once per chunk read (`migrate --max-rate`, progress, cancel)
 
 
 def forget_earlier_copies(planned: PlannedVM, work_dir: Path, disk_format: str = "raw") -> list[str]:

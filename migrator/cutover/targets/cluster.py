@@ -129,6 +129,7 @@ class ClusterTarget:
             namespace=self._ns(plan),
             force=self.origin.force,
             progress="none",
+            rate_limiter=self.origin.rate_limiter,
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, _work_dir(plan, planned), "raw")]
@@ -181,3 +182,26 @@ class ClusterTarget:
                 return f"target {planned.target_name} set Halted, its instance is still shutting down"
             time.sleep(POLL)
         return f"target {planned.target_name} stopped (runStrategy Halted)"
+
+    def remove(self, plan: Plan, planned: PlannedVM) -> str:
+        """Delete the VirtualMachine and its volumes (PVCs or DataVolumes) from the namespace."""
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        namespace = self._ns(plan)
+        objects = [("VirtualMachine", KUBEVIRT, planned.target_name)]
+        for disk in planned.disks:
+            objects += [("DataVolume", "cdi.kubevirt.io/v1beta1", disk.volume_name)]
+            objects += [("PersistentVolumeClaim", "v1", disk.volume_name)]
+        deleted = []
+        for kind, api_version, name in objects:
+            try:
+                resource = apply._resource(self.client, {"apiVersion": api_version, "kind": kind})
+                resource.delete(name=name, namespace=namespace)
+                deleted.append(f"{kind} {name}")
+            except NotFoundError:
+                continue
+            except Exception as error:
+                if kind == "DataVolume":
+                    continue  # CDI not installed: no DataVolumes to delete
+                raise TargetError(f"deleting {kind} {namespace}/{name}: {apply._reason(error)}") from None
+        return f"target {planned.target_name} removed from {namespace} ({', '.join(deleted) or 'nothing left'})"

@@ -89,6 +89,7 @@ class LocalTarget:
             namespace=plan.target_namespace if self.origin.plan_path is None else None,
             force=self.origin.force,
             progress="none",
+            rate_limiter=self.origin.rate_limiter,
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, self.output_dir, "raw")]
@@ -133,6 +134,25 @@ class LocalTarget:
             return f"target {planned.target_name} was not running"
         code = local.stop(planned.target_name, STOP_TIMEOUT)
         return f"target {planned.target_name} stopped ({local.EXIT_MEANINGS.get(code, f'exit status {code}')})"
+
+    def remove(self, plan: Plan, planned: PlannedVM) -> str:
+        """Delete the VM's manifests, images and resume records from the output directory (after ``stop``)."""
+        if self._running_from(planned) is not None:
+            raise TargetError(f"{planned.target_name} is still running: it cannot be removed")
+        transfers = disk_jobs.planned_transfers(planned, self.output_dir, "raw")
+        forget_earlier_copies(planned, self.output_dir)
+        removed = 0
+        paths = [self.vm_file(planned)] + [t.target for t in transfers]
+        paths += [self.output_dir / f"{t.claim}-{kind}.yaml" for t in transfers for kind in ("pvc", "dv")]
+        for path in paths:
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                raise TargetError(f"cannot remove {path}: {error.strerror or error}") from None
+        return f"target {planned.target_name} removed from {self.output_dir} ({removed} file(s))"
 
     def check_verification(self, verification: Verification) -> None:
         """Refuse, before anything is touched, a check this target cannot make."""

@@ -1,0 +1,86 @@
+"""Bandwidth of a run: ``--max-rate`` parsed, one token bucket for every transfer, and a meter per VM.
+
+The disk engine asks its ``rate_limiter`` once per chunk before reading it. Each VM's transfer
+gets a ``VmMeter``: it counts the VM's bytes (the progress view reads them), stops the transfer
+at that chunk when the VM's migration is cancelled or the run interrupted, and draws on the
+run's one shared bucket (``converters.disks.ratelimit.TokenBucket``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+
+from converters.disks.ratelimit import RateLimiter, TokenBucket, Unlimited
+from core.errors import InputError, MigratorError
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "ki": 1 << 10,
+    "kib": 1 << 10,
+    "mi": 1 << 20,
+    "mib": 1 << 20,
+    "gi": 1 << 30,
+    "gib": 1 << 30,
+}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*(?:/\s*s)?\s*$")
+
+
+def parse_rate(text: str) -> float:
+    """``200MiB/s``, ``50MB/s``, ``1GiB/s``, ``800k`` → bytes per second (binary units with ``i``)."""
+    match = _RATE.match(text)
+    unit = _UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise InputError(f"--max-rate {text!r}: expected a rate such as 200MiB/s, 50MB/s or 1GiB/s")
+    rate = float(match.group(1)) * unit
+    if rate <= 0:
+        raise InputError(f"--max-rate {text!r} must be more than 0")
+    return rate
+
+
+def shared_bucket(rate: float | None) -> RateLimiter:
+    return TokenBucket(rate) if rate else Unlimited()
+
+
+class Stopped(MigratorError):
+    """The transfer was stopped at a chunk boundary: cancelled, or the run interrupted."""
+
+
+class VmMeter:
+    """One VM's view of the shared bucket: bytes counted, a stop check before each chunk."""
+
+    def __init__(self, shared: RateLimiter, stop_reason: Callable[[], str | None]) -> None:
+        self.shared = shared
+        self.stop_reason = stop_reason
+        self.bytes = 0
+        self.started: float | None = None  # when its first chunk was asked for
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        reason = self.stop_reason()
+        if reason is not None:
+            raise Stopped(reason)
+
+    def acquire(self, nbytes: int) -> None:
+        self.check()
+        self.shared.acquire(nbytes)
+        with self._lock:
+            if self.started is None:
+                self.started = time.monotonic()
+            self.bytes += nbytes
+
+    def rate(self) -> float:
+        """Bytes per second since its first chunk (0 before)."""
+        with self._lock:
+            if self.started is None:
+                return 0.0
+            return self.bytes / max(time.monotonic() - self.started, 1e-3)
