@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "plan": "migrator.cli.plan:plan",
     "convert": "migrator.cli.convert:convert",
     "cutover": "migrator.cli.cutover:cutover",
+    "migrate": "migrator.cli.migrate:migrate_command",
+    "cancel": "migrator.cli.cancel:cancel",
     "status": "migrator.cli.status:status",
     "runtime": "migrator.cli.runtime:runtime",
 }

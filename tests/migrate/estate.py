@@ -1,0 +1,108 @@
+"""An estate on the vSphere simulator: each VM given the tiny real guest as its VMware disk, driven
+through the real CLI (subprocesses) with its own state and runtime directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from migrator import simulator
+from migrator.simulator import seed
+from testbed.demo import seed_guest_vm
+
+MIGRATOR = Path(sys.executable).parent / "migrator"
+MARKER = "MIGRATOR-GUEST-READY"
+
+
+def target_name(vm: str) -> str:
+    return vm.lower().replace("_", "-")
+
+
+@dataclass
+class Estate:
+    sim: simulator.Simulator
+    base: Path
+    vms: list[str]
+
+    @property
+    def out(self) -> Path:
+        return self.base / "out"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.base / "plan.yaml"
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.base / "runtime"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MIGRATOR_")}
+        env.update(
+            MIGRATOR_VSPHERE_PASSWORD=self.sim.password,
+            MIGRATOR_STATE_DIR=str(self.base / "state"),
+            MIGRATOR_RUNTIME_DIR=str(self.runtime_dir),
+        )
+        env.update(extra)
+        return env
+
+    def migrator(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(MIGRATOR), *args], capture_output=True, text=True, timeout=timeout, env=self.env()
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(MIGRATOR), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env()
+        )
+
+    def plan(self, *extra: str) -> None:
+        made = self.migrator(
+            "plan", "--source", self.sim.source_url(), "--insecure", "--output-file", str(self.plan_file), *extra
+        )
+        assert made.returncode == 0, made.stdout + made.stderr
+
+    def migrate_args(self, *extra: str) -> list[str]:
+        return ["migrate", "--plan", str(self.plan_file), "--insecure", "--output-dir", str(self.out), *extra]
+
+    def status(self) -> list[dict[str, Any]]:
+        result = self.migrator("status", "-o", "json")
+        assert result.returncode == 0, result.stderr
+        reports: list[dict[str, Any]] = json.loads(result.stdout)
+        return reports
+
+    def power_state(self, vm: str) -> str:
+        with seed.session(self.sim) as source:
+            return source.power_state(vm)
+
+    def image(self, vm: str) -> Path:
+        return self.out / f"{target_name(vm)}-disk-0.img"
+
+    def launcher_pid(self, vm: str) -> str | None:
+        path = self.runtime_dir / target_name(vm) / "launcher.pid"
+        return path.read_text().strip() if path.exists() else None
+
+    def stop_targets(self) -> None:
+        for vm in self.vms:
+            if (self.runtime_dir / target_name(vm) / "launcher.pid").exists():
+                self.migrator("runtime", "stop", target_name(vm), "--timeout", "240")
+
+
+def seed_estate(sim: simulator.Simulator, base: Path, vms: list[str], vmdk: list[Path]) -> Estate:
+    for index, vm in enumerate(vms):
+        seed_guest_vm(sim, vm, vmdk, mac=f"00:50:56:3e:15:{index:02x}")
+    return Estate(sim, base, vms)
+
+
+def events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def images_equal(source: Path, image: Path) -> bool:
+    compare = subprocess.run(["qemu-img", "compare", str(source), str(image)], capture_output=True, text=True)
+    return compare.returncode == 0
