@@ -51,6 +51,9 @@ def shared_bucket(rate: float | None) -> RateLimiter:
     return TokenBucket(rate) if rate else Unlimited()
 
 
+SLICE = 1 << 20  # bytes drawn from the shared bucket at a time
+
+
 class Stopped(MigratorError):
     """The transfer was stopped at a chunk boundary: cancelled, or the run interrupted."""
 
@@ -71,12 +74,19 @@ class VmMeter:
             raise Stopped(reason)
 
     def acquire(self, nbytes: int) -> None:
-        self.check()
-        self.shared.acquire(nbytes)
+        # Drawn in slices, looking for a stop between them: under a low --max-rate one chunk
+        # waits for seconds, and a cancel must not wait for it.
         with self._lock:
             if self.started is None:
                 self.started = time.monotonic()
-            self.bytes += nbytes
+        left = nbytes
+        while left > 0:
+            self.check()
+            piece = min(left, SLICE)
+            self.shared.acquire(piece)
+            left -= piece
+            with self._lock:
+                self.bytes += piece
 
     def rate(self) -> float:
         """Bytes per second since its first chunk (0 before)."""

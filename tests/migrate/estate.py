@@ -52,9 +52,7 @@ class Estate:
         return env
 
     def migrator(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(MIGRATOR), *args], capture_output=True, text=True, timeout=timeout, env=self.env()
-        )
+        return subprocess.run([str(MIGRATOR), *args], capture_output=True, text=True, timeout=timeout, env=self.env())
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(

@@ -3,14 +3,19 @@ booting on the local runtime, concurrency limits, cancel from another shell, kil
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from migrator import simulator
 from testbed.guestimage import build_guest, to_vmdk
-from tests.migrate.estate import MARKER, Estate, images_equal, seed_estate
+from tests.migrate.estate import MARKER, Estate, events, images_equal, seed_estate, target_name
 
 SIM_VMS = ["DC0_H0_VM0", "DC0_H0_VM1", "DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1"]  # vcsim's VMs with the defaults
 
@@ -64,3 +69,94 @@ def assert_in_flight_at_most(lines: list[str], limit: int) -> None:
         elif what.startswith(("migrated", "failed", "cancelled")):
             in_flight.discard(vm)
     assert peak == limit, f"peak {peak} VMs in flight, limit {limit}"
+
+
+def _read_until(process: subprocess.Popen[str], predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """JSON events from a running `migrate --progress json` until one satisfies ``predicate``."""
+    seen: list[dict[str, Any]] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if predicate(seen[-1]):
+                return seen
+    raise AssertionError(f"migrate ended first: {seen[-5:]} {process.stderr.read() if process.stderr else ''}")
+
+
+def _step(vm: str, step: str, status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["event"] == "step" and e.get("vm") == vm and e.get("step") == step and e["status"] == status
+
+
+def test_cancel_from_another_shell_rolls_that_vm_back(estate: Estate, guest_vmdk: list[Path]) -> None:
+    cancelled, other = "DC0_H0_VM0", "DC0_H0_VM1"
+    estate.vms = [cancelled, other]
+    estate.plan("--vm", cancelled, "--vm", other)
+    run = estate.popen(*estate.migrate_args("--max-rate", "3MiB/s", "--progress", "json"))
+    try:
+        before = _read_until(run, _step(cancelled, "transfer", "started"))
+        asked = estate.migrator("cancel", "--vm", cancelled)
+        assert asked.returncode == 0, asked.stderr
+        assert f"cancel of {cancelled} requested (in step transfer)" in asked.stdout
+        out, err = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, out + err
+    seen = before + events(out)
+    outcomes = {e["vm"]: e for e in seen if e["event"] == "vm"}
+    assert outcomes[cancelled]["outcome"] == "cancelled"
+    assert "cancelled by request in step transfer: rolled back" in outcomes[cancelled]["error"]
+    assert outcomes[other]["outcome"] == "migrated"
+    # the cancelled VM: source back on (it was on), nothing left on the target
+    assert estate.power_state(cancelled) == "poweredOn"
+    assert not estate.image(cancelled).exists()
+    assert not (estate.out / f"{target_name(cancelled)}-vm.yaml").exists()
+    assert estate.launcher_pid(cancelled) is None
+    # the other went on
+    assert estate.power_state(other) == "poweredOff"
+    assert images_equal(guest_vmdk[0], estate.image(other))
+    reports = {r["vm"]: r for r in estate.status()}
+    assert reports[cancelled]["status"] == "rolled_back" and reports[cancelled]["error"] == "cancelled by request"
+    assert reports[other]["status"] == "completed"
+    # a later run leaves the cancelled VM alone unless it is named
+    again = estate.migrator(*estate.migrate_args())
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{cancelled}: skipped: cancelled earlier" in again.stdout
+    assert f"{other}: already migrated" in again.stdout
+
+
+def test_kill_9_of_the_coordinator_then_rerun_resumes(estate: Estate, guest_vmdk: list[Path]) -> None:
+    first, second, third = "DC0_H0_VM0", "DC0_H0_VM1", "DC0_C0_RP0_VM0"
+    estate.vms = [first, second, third]
+    estate.plan("--vm", first, "--vm", second, "--vm", third)
+    run = estate.popen(*estate.migrate_args("--max-in-flight", "1", "--max-rate", "4MiB/s", "--progress", "json"))
+    try:
+        _read_until(run, _step(second, "transfer", "started"))
+        time.sleep(2)  # some of the second VM's disk copied
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == -9
+    reports = {r["vm"]: r for r in estate.status()}
+    assert reports[first]["status"] == "completed"
+    assert reports[second]["status"] == "running" and reports[second]["current_step"] == "transfer"
+    assert third not in reports
+    pid = estate.launcher_pid(first)
+    assert pid is not None
+
+    again = estate.migrator(*estate.migrate_args("--max-in-flight", "1", "--progress", "json"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    seen = events(again.stdout)
+    outcomes = {e["vm"]: e["outcome"] for e in seen if e["event"] == "vm"}
+    assert outcomes == {first: "already migrated", second: "migrated", third: "migrated"}
+    started = {(e["vm"], e["step"]) for e in seen if e["event"] == "step" and e["status"] == "started"}
+    assert not any(vm == first for vm, _step_name in started)  # finished: nothing redone
+    assert {s for vm, s in started if vm == second} == {"transfer", "start", "verify", "mark-source", "post-hook"}
+    assert (third, "preflight") in started
+    assert estate.launcher_pid(first) == pid  # its target was not started again
+    for vm in estate.vms:
+        assert estate.power_state(vm) == "poweredOff"
+        assert images_equal(guest_vmdk[0], estate.image(vm)), vm
+    assert all(r["status"] == "completed" for r in estate.status())
