@@ -8,8 +8,6 @@ step is recorded in the state store, so a re-run continues where a crash left of
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +21,7 @@ from migrator.convert import plans
 from migrator.convert.run import _inventory_of
 from migrator.cutover.pipeline import StepFailed, run_steps
 from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
-from migrator.cutover.state import StateStore
+from migrator.cutover.state import StateStore, only_one_run
 from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, CutoverOptions, rollback
 from migrator.cutover.targets import DiskOrigin
 from migrator.sources import SourceOptions, open_source, split_source
@@ -46,18 +44,6 @@ def _opened_source(spec: str, options: SourceOptions) -> Iterator[CutoverSource]
         yield source  # type: ignore[misc]  # the vSphere adapter satisfies CutoverSource
     finally:
         source.close()
-
-
-@contextlib.contextmanager
-def _only_one_run(store: StateStore, key: str) -> Iterator[None]:
-    """One cutover (or rollback) of a VM at a time: two would race on the source's power."""
-    lock_path = store.state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock"
-    with lock_path.open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"another cutover of {key} is running (lock {lock_path})") from None
-        yield  # the kernel drops the lock when this process dies, kill -9 included
 
 
 def _plan(vm: str, plan_path: Path | None, source: CutoverSource, namespace: str | None) -> tuple[Plan, PlannedVM]:
@@ -165,8 +151,10 @@ def cutover(
     )
     store = StateStore(state_dir)
     try:
-        spec = source or plans.load_plan(plan_path).source  # type: ignore[arg-type]
-        with _opened_source(spec, options) as live:
+        recorded = plans.load_plan(plan_path) if plan_path is not None else None
+        spec = source or recorded.source  # type: ignore[union-attr]
+        live_options = options.pinned_to(recorded.source_thumbprint) if recorded and not source else options
+        with _opened_source(spec, live_options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
             target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin)
             hooks = replace(
@@ -175,7 +163,7 @@ def cutover(
                 post_hook=cutover_options.post_hook or plan.hooks.get("post"),
             )
             ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=_echo)
-            with _only_one_run(store, ctx.key):
+            with only_one_run(store.state_dir, ctx.key):
                 if do_rollback:
                     _rollback(ctx)
                 else:
