@@ -342,9 +342,8 @@ def _disk(
     datastores: Mapping[str, Path] | None,
 ) -> Disk:
     on_datastore = vmfs_datastore(file_name)
-    local: Path | None = None  # the file to read: never an absolute path outside the VMX's folder
-    if on_datastore is None or on_datastore[0] in (datastores or {}):
-        local = confined(folder, file_name, f"disk {prefix}.fileName", datastores)
+    # the file to read: in the VMX's folder or a mapped datastore's, never an absolute path followed
+    local = confined(folder, file_name, f"disk {prefix}.fileName", datastores)
     path = Path(file_name) if on_datastore is not None else folder / file_name
     device_type = (entries.get(f"{prefix}.devicetype") or "").lower()
     disk = Disk(
@@ -362,7 +361,7 @@ def _disk(
         format_hint="vmdk",
         rdm=device_type in ("rawdisk", "scsi-passthru"),
     )
-    if local is not None and local.is_file():
+    if local.is_file():
         try:
             info = read_vmdk(local)
         except OSError as error:
