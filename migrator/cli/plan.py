@@ -15,6 +15,7 @@ from migrator.planning.naming import sanitize
 from migrator.planning.planfile import dump_yaml, plan_document, write_plan
 from migrator.planning.planner import PlanOptions, build_plan
 from migrator.planning.selection import select_vms
+from migrator.planning.summary import totals
 from migrator.planning.table import render
 from migrator.sources import SourceOptions, open_source, split_source
 
@@ -136,6 +137,7 @@ def plan(
         ),
     )
     document = plan_document(result)
+    document["summary"] = totals(result).to_dict()
     if output_file != "-":
         written = write_plan(result, output_file, document=document)
         blocked = sum(1 for v in result.vms if v.blocked)
