@@ -15,6 +15,7 @@ from migrator.planning.naming import sanitize
 from migrator.planning.planfile import dump_yaml, plan_document, write_plan
 from migrator.planning.planner import PlanOptions, build_plan
 from migrator.planning.selection import select_vms
+from migrator.planning.summary import totals
 from migrator.planning.table import render
 from migrator.planning.waves import build_waves, parse_wave_flag, parse_window_flag
 from migrator.sources import SourceOptions, open_source, split_source
@@ -159,7 +160,9 @@ def plan(
         ),
     )
     result.waves = build_waves(result.vms, wave_flags, wave_windows)
+    result.source_thumbprint = source.certificate_thumbprint  # trust on first use: later commands pin it
     document = plan_document(result)
+    document["summary"] = totals(result).to_dict()
     if output_file != "-":
         written = write_plan(result, output_file, document=document)
         blocked = sum(1 for v in result.vms if v.blocked)
