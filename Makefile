@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps test demo lint bench bench-inventory bench-disks bench-boot bench-controller image clean
+.PHONY: deps test demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-migrate image clean
 
 deps: $(STAMP)
 
@@ -23,7 +23,7 @@ lint: deps
 demo: deps
 	$(PY) -m testbed.demo
 
-bench: bench-inventory bench-disks bench-boot bench-controller
+bench: bench-inventory bench-disks bench-boot bench-controller bench-migrate
 
 bench-inventory: deps
 	$(PY) -m benchmarks.bench_inventory
@@ -36,6 +36,9 @@ bench-boot: deps
 
 bench-controller: deps
 	$(PY) -m benchmarks.bench_controller
+
+bench-migrate: deps
+	$(PY) -m benchmarks.bench_migrate
 
 image: deps
 	bash runtime/image/build.sh

@@ -7,12 +7,16 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyVmomi import vim
+
 from migrator import simulator
 from migrator.simulator import seed
+from migrator.sources.vsphere.operations import wait_for_task
 from testbed.demo import seed_guest_vm
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
@@ -91,10 +95,23 @@ class Estate:
                 self.migrator("runtime", "stop", target_name(vm), "--timeout", "240")
 
 
+PREFIX = "estate-"  # the local runtime's libvirt domains are named after the VMs: ours are told apart
+
+
 def seed_estate(sim: simulator.Simulator, base: Path, vms: list[str], vmdk: list[Path]) -> Estate:
-    for index, vm in enumerate(vms):
+    """Rename each of vcsim's ``vms`` to ``estate-<name>`` and give it the guest's disk; the new names."""
+    names = []
+    with seed.session(sim) as source:
+        for vm in vms:
+            found = source.find_vm(vm)
+            wait_for_task(found.Rename_Task(newName=PREFIX + vm), f"rename {vm}")
+            # vcsim's BIOS UUIDs are the same in every simulator: the guest's libvirt domain UUID comes
+            # from it, and other test runs on this machine boot vcsim's VMs too
+            wait_for_task(found.ReconfigVM_Task(spec=vim.vm.ConfigSpec(uuid=str(uuid.uuid4()))), f"uuid of {vm}")
+            names.append(PREFIX + vm)
+    for index, vm in enumerate(names):
         seed_guest_vm(sim, vm, vmdk, mac=f"00:50:56:3e:15:{index:02x}")
-    return Estate(sim, base, vms)
+    return Estate(sim, base, names)
 
 
 def events(stdout: str) -> list[dict[str, Any]]:

@@ -39,11 +39,11 @@ def test_acceptance_four_vms_two_in_flight(estate: Estate, guest_vmdk: list[Path
     estate.plan()
     result = estate.migrator(*estate.migrate_args("--max-in-flight", "2"))
     assert result.returncode == 0, result.stdout + result.stderr
-    for vm in SIM_VMS:
+    for vm in estate.vms:
         assert estate.power_state(vm) == "poweredOff", vm
         assert images_equal(guest_vmdk[0], estate.image(vm)), vm
     reports = estate.status()
-    assert sorted(r["vm"] for r in reports) == sorted(SIM_VMS)
+    assert sorted(r["vm"] for r in reports) == sorted(estate.vms)
     for report in reports:
         assert report["status"] == "completed", report
         assert report["downtime_seconds"] is not None and report["downtime_seconds"] > 0, report
@@ -51,7 +51,7 @@ def test_acceptance_four_vms_two_in_flight(estate: Estate, guest_vmdk: list[Path
     # the summary table: a row per VM with its outcome and downtime
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["VM", "OUTCOME", "DOWNTIME"])
     rows = {line.split()[0]: line.split() for line in lines[header + 2 : header + 6]}
-    assert sorted(rows) == sorted(SIM_VMS)
+    assert sorted(rows) == sorted(estate.vms)
     assert all(row[1] == "migrated" and row[2].endswith("s") for row in rows.values()), rows
     assert lines[-1] == "4 VM(s): 4 migrated"
     assert_in_flight_at_most(lines, 2)
@@ -88,7 +88,7 @@ def _step(vm: str, step: str, status: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def test_cancel_from_another_shell_rolls_that_vm_back(estate: Estate, guest_vmdk: list[Path]) -> None:
-    cancelled, other = "DC0_H0_VM0", "DC0_H0_VM1"
+    cancelled, other = estate.vms[:2]
     estate.vms = [cancelled, other]
     estate.plan("--vm", cancelled, "--vm", other)
     run = estate.popen(*estate.migrate_args("--max-rate", "3MiB/s", "--progress", "json"))
@@ -126,7 +126,7 @@ def test_cancel_from_another_shell_rolls_that_vm_back(estate: Estate, guest_vmdk
 
 
 def test_kill_9_of_the_coordinator_then_rerun_resumes(estate: Estate, guest_vmdk: list[Path]) -> None:
-    first, second, third = "DC0_H0_VM0", "DC0_H0_VM1", "DC0_C0_RP0_VM0"
+    first, second, third = estate.vms[:3]
     estate.vms = [first, second, third]
     estate.plan("--vm", first, "--vm", second, "--vm", third)
     run = estate.popen(*estate.migrate_args("--max-in-flight", "1", "--max-rate", "4MiB/s", "--progress", "json"))
