@@ -199,9 +199,123 @@ CRDS = {
 }
 
 
+def _obj(properties: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, **extra}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+_STR: dict[str, Any] = {"type": "string"}
+_NAME: dict[str, Any] = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", "maxLength": 253}
+_INT: dict[str, Any] = {"type": "integer", "minimum": 0}
+_BYTES = _obj({"completed": _INT, "total": _INT})
+
+
+def migration_schema() -> dict[str, Any]:
+    """``migrator.io/v1alpha1`` Migration: the estate-wide `migrate` as a resource (our own API, no swagger)."""
+    plan = _obj(
+        {
+            "inline": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "configMapRef": _obj({"name": _NAME, "key": {"type": "string", "default": "plan.yaml"}}, ["name"]),
+        },
+        description="The plan (what `migrator plan` writes): inline, or a ConfigMap holding it.",
+        maxProperties=1,
+        minProperties=1,
+    )
+    spec = _obj(
+        {
+            "plan": plan,
+            "sourceSecretRef": _obj(
+                {"name": _NAME, "key": {"type": "string", "default": "password"}},
+                ["name"],
+                description="The Secret holding the source's password: credentials are never in this resource.",
+            ),
+            "targetNamespace": _NAME,
+            "vms": {"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Names or globs."},
+            "maxInFlight": {"type": "integer", "minimum": 1, "default": 4},
+            "maxRate": {
+                "type": "string",
+                "pattern": "^[0-9]+(\\.[0-9]+)?\\s*([kKmMgG]i?)?[bB]?(/s)?$",
+                "description": "Bandwidth of all the VMs' transfers together, e.g. 200MiB/s.",
+            },
+            "cutover": {"type": "string", "format": "date-time", "description": "Start no VM before this time."},
+            "cancel": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            "backoffLimit": {"type": "integer", "minimum": 0, "maximum": 10, "default": 2},
+            "image": _STR,
+        },
+        ["plan", "sourceSecretRef"],
+    )
+    step = _obj({"name": _STR, "phase": _STR, "progress": _BYTES, "error": _STR})
+    vm = _obj(
+        {
+            "name": _STR,
+            "phase": _STR,
+            "job": _STR,
+            "attempts": _INT,
+            "started": _STR,
+            "completed": _STR,
+            "error": _STR,
+            "steps": {"type": "array", "items": step},
+        }
+    )
+    status = _obj(
+        {
+            "phase": _STR,
+            "vms": {"type": "array", "items": vm},
+            "conditions": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        },
+        **{"x-kubernetes-preserve-unknown-fields": True},
+    )
+    return _obj(
+        {"apiVersion": _STR, "kind": _STR, "metadata": {"type": "object"}, "spec": spec, "status": status}, ["spec"]
+    )
+
+
+def migration_crd() -> dict[str, Any]:
+    columns = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "migrations.migrator.io",
+            "labels": {"app.kubernetes.io/part-of": "migrator-runtime", "app.kubernetes.io/managed-by": "migrator"},
+        },
+        "spec": {
+            "group": "migrator.io",
+            "scope": "Namespaced",
+            "names": {
+                "kind": "Migration",
+                "listKind": "MigrationList",
+                "plural": "migrations",
+                "singular": "migration",
+                "shortNames": ["mig"],
+            },
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": migration_schema()},
+                }
+            ],
+        },
+    }
+
+
 def generate(swagger: Path = DEFAULT_SWAGGER) -> dict[str, dict[str, Any]]:
     definitions = json.loads(swagger.read_text())["definitions"]
-    return {file: crd(definitions, **args) for file, args in CRDS.items()}
+    generated = {file: crd(definitions, **args) for file, args in CRDS.items()}
+    generated[MIGRATION_CRD] = migration_crd()
+    return generated
+
+
+MIGRATION_CRD = "migrations.migrator.io.yaml"
 
 
 def main() -> None:
@@ -210,7 +324,8 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, default=ROOT)
     args = parser.parse_args()
     for file, obj in generate(args.swagger).items():
-        text = "# Generated by crds/generate.py from KubeVirt's swagger.json: do not edit by hand.\n"
+        origin = "this file's migration_schema()" if file == MIGRATION_CRD else "KubeVirt's swagger.json"
+        text = f"# Generated by crds/generate.py from {origin}: do not edit by hand.\n"
         text += yaml.safe_dump(obj, sort_keys=False, width=120)
         (args.output_dir / file).write_text(text)
         print(f"wrote {args.output_dir / file} ({len(text)} bytes)")

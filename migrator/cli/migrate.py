@@ -17,8 +17,9 @@ import click
 from core.errors import InputError
 from migrator.cli.options import source_options
 from migrator.cutover.ports import Verification
+from migrator.cutover.state import default_state_dir
 from migrator.cutover.steps import CutoverOptions
-from migrator.migrate import MigrateRequest, migrate
+from migrator.migrate import MigrateRequest, cancel, migrate
 from migrator.migrate.meter import parse_rate
 from migrator.migrate.progress import MODES
 from migrator.migrate.scheduler import FORKLIFT_DEFAULT_DISKS_PER_HOST, Limits
@@ -48,6 +49,11 @@ def _password_once(options: SourceOptions, source: str) -> None:
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Target: this machine.")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Target: this cluster.")
 @click.option("--namespace", help="Target namespace (default: the plan's).")
+@click.option(
+    "--volumes-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Cluster target, run in a pod: each claim is mounted at DIR/<claim>/ (a Migration's Job).",
+)
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Migration state directory.")
 @click.option("--max-in-flight", type=int, default=4, show_default=True, help="VMs migrating at once.")
 @click.option(
@@ -66,6 +72,13 @@ def _password_once(options: SourceOptions, source: str) -> None:
 @click.option("--verify-port", type=int, metavar="N", help="Wait until each guest accepts TCP connections on N.")
 @click.option("--verify-timeout", type=float, default=300.0, show_default=True, help="Seconds for Running + checks.")
 @click.option("--rollback-on-failure", is_flag=True, help="On a VM's failure after source-off: roll that VM back.")
+@click.option(
+    "--cancel",
+    "cancel_first",
+    multiple=True,
+    metavar="NAME",
+    help="Cancel this VM's migration first (as `migrator cancel`): this run rolls it back (repeatable).",
+)
 def migrate_command(
     plan_path: Path,
     patterns: tuple[str, ...],
@@ -75,6 +88,7 @@ def migrate_command(
     output_dir: Path | None,
     kubeconfig: str | None,
     namespace: str | None,
+    volumes_dir: Path | None,
     state_dir: Path | None,
     max_in_flight: int,
     max_disks_per_host: int,
@@ -87,12 +101,15 @@ def migrate_command(
     verify_port: int | None,
     verify_timeout: float,
     rollback_on_failure: bool,
+    cancel_first: tuple[str, ...],
 ) -> None:
     """Migrate the plan's ready VMs (or those named), concurrently, wave by wave."""
     if output_dir is not None and kubeconfig is not None:
         raise InputError("give one target: --output-dir DIR (this machine) or --kubeconfig F (a cluster)")
     if output_dir is None and kubeconfig is None and namespace is None:
         raise InputError("migrate needs a target: --output-dir DIR, or --kubeconfig F [--namespace NS]")
+    if volumes_dir is not None and output_dir is not None:
+        raise InputError("--volumes-dir is for a cluster target, not --output-dir")
     if max_in_flight < 1 or max_disks_per_host < 1:
         raise InputError("--max-in-flight and --max-disks-per-host must be at least 1")
     if shutdown_timeout < 0 or verify_timeout <= 0:
@@ -110,7 +127,7 @@ def migrate_command(
     _password_once(source_options, plan.source)
     request = MigrateRequest(
         plan_path=plan_path,
-        target=TargetSpec(output_dir=output_dir, kubeconfig=kubeconfig, namespace=namespace),
+        target=TargetSpec(output_dir=output_dir, kubeconfig=kubeconfig, namespace=namespace, volumes_dir=volumes_dir),
         patterns=patterns,
         wave=wave,
         force=force,
@@ -122,6 +139,8 @@ def migrate_command(
         rollback_on_failure=rollback_on_failure,
         progress=progress,
     )
+    for vm in cancel_first:
+        cancel.request(state_dir or default_state_dir(), vm)
     outcomes = migrate(request)
     sys.exit(exit_status(outcomes))
 

@@ -35,11 +35,16 @@ Echo = Callable[[str], None]
 
 
 def dynamic_client(kubeconfig: str | None) -> Any:
-    from kubernetes import config, dynamic
+    from kubernetes import client, config, dynamic
     from kubernetes.config.config_exception import ConfigException
 
     try:
-        api_client = config.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
+        if kubeconfig is None and not os.environ.get("KUBECONFIG") and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = client.Configuration()  # in a pod: its service account
+            config.load_incluster_config(client_configuration=configuration)
+            api_client = client.ApiClient(configuration)
+        else:
+            api_client = config.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
     except (ConfigException, OSError) as error:
         raise TargetError(f"cannot load the kubeconfig: {error}") from None
     try:
@@ -121,12 +126,26 @@ def apply_objects(client: Any, manifests: Manifests, fill: Callable[[Any, dict[s
     server_side_apply(client, manifests.virtual_machine)
 
 
+def fill_mounted(claim: str, image: Path, volumes_dir: Path) -> None:
+    """Write ``image`` into the claim mounted at ``volumes_dir/<claim>/`` as ``disk.img`` (sparse, verified).
+
+    How a PVC is filled from inside the cluster: the Migration controller's Job mounts each of the
+    VM's claims there, and this copy is the disk engine's (holes stay holes, every chunk read back)."""
+    from converters.disks import DiskJob, LocalSource, transfer_disks
+
+    mount = volumes_dir / claim
+    if not mount.is_dir():
+        raise TargetError(f"volume {claim} is not mounted at {mount}")
+    transfer_disks([DiskJob(claim, LocalSource(image), mount / "disk.img")], progress="none", verify=True)
+
+
 def apply(
     manifests: Manifests,
     images: dict[str, Path],
     *,
     kubeconfig: str | None,
     echo: Echo,
+    volumes_dir: Path | None = None,
 ) -> None:
     client = dynamic_client(kubeconfig)
 
@@ -138,7 +157,12 @@ def apply(
         else:
             if image.suffix != ".img":
                 raise TargetError(f"{claim}: a plain PVC holds a raw disk.img: convert with --format raw")
-            fill_with_pod(client, volume, image, echo)
+            if volumes_dir is None:
+                raise TargetError(
+                    f"{claim}: a plain PVC is filled where it is mounted: run the transfer in a pod that mounts "
+                    "it (a Migration's Job, --volumes-dir), or use --datavolumes on a cluster with CDI"
+                )
+            fill_mounted(claim, image, volumes_dir)
         echo(f"volume {claim}: filled from {image}")
         return image.stat().st_size
 

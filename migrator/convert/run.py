@@ -38,6 +38,7 @@ class ConvertRequest:
     namespace: str | None = None
     force: tuple[str, ...] = ()
     datavolumes: bool = False
+    volumes_dir: Path | None = None  # --apply from a pod that mounts each claim at <dir>/<claim>/ (plain PVCs)
     nic_compat: bool | None = None
     disk_format: str = "raw"
     dry_run: bool = False
@@ -189,6 +190,7 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
                 {t.claim: t.target for t in transfers},
                 kubeconfig=request.kubeconfig,
                 echo=echo,
+                volumes_dir=request.volumes_dir,
             )
     return result
 

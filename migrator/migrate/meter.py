@@ -8,43 +8,21 @@ run's one shared bucket (``converters.disks.ratelimit.TokenBucket``).
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
 
 from converters.disks.ratelimit import RateLimiter, TokenBucket, Unlimited
+from core import rate
 from core.errors import InputError, MigratorError
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "ki": 1 << 10,
-    "kib": 1 << 10,
-    "mi": 1 << 20,
-    "mib": 1 << 20,
-    "gi": 1 << 30,
-    "gib": 1 << 30,
-}
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*(?:/\s*s)?\s*$")
 
 
 def parse_rate(text: str) -> float:
-    """``200MiB/s``, ``50MB/s``, ``1GiB/s``, ``800k`` → bytes per second (binary units with ``i``)."""
-    match = _RATE.match(text)
-    unit = _UNITS.get(match.group(2).lower()) if match else None
-    if match is None or unit is None:
-        raise InputError(f"--max-rate {text!r}: expected a rate such as 200MiB/s, 50MB/s or 1GiB/s")
-    rate = float(match.group(1)) * unit
-    if rate <= 0:
-        raise InputError(f"--max-rate {text!r} must be more than 0")
-    return rate
+    """``--max-rate``: ``200MiB/s``, ``50MB/s``, ``1GiB/s``, ``800k`` → bytes per second (``core.rate``)."""
+    try:
+        return rate.parse_rate(text)
+    except ValueError:
+        raise InputError(f"--max-rate {text!r}: expected a rate such as 200MiB/s, 50MB/s or 1GiB/s") from None
 
 
 def shared_bucket(rate: float | None) -> RateLimiter:

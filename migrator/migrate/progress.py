@@ -23,7 +23,7 @@ from typing import Any, Protocol, TextIO
 from migrator.migrate.selection import Skip
 from migrator.migrate.summary import HEADERS, Outcome, counts, exit_status, headline, plain_table, rows
 
-MODES = ("auto", "live", "json", "plain")
+MODES = ("auto", "live", "json", "plain", "pod")
 
 
 @dataclass(frozen=True)
@@ -247,4 +247,8 @@ def make_view(mode: str, total_bytes: int) -> View:
         return LiveView(total_bytes)
     if mode == "json":
         return JsonView()
+    if mode == "pod":
+        from migrator.migrate.podview import PodView
+
+        return PodView()
     return PlainView()

@@ -42,6 +42,7 @@ class TargetSpec:
     output_dir: Path | None = None
     kubeconfig: str | None = None
     namespace: str | None = None
+    volumes_dir: Path | None = None  # in a Migration's Job: each claim mounted at <dir>/<claim>/
 
     def build(self, plan: Plan, origin: DiskOrigin) -> CutoverTarget:
         if self.output_dir is not None:
@@ -139,13 +140,18 @@ def _run(
     planned: PlannedVM, env: RunEnv, view: View, meter: VmMeter, stop: StopSignal, store: StateStore, started: float
 ) -> Outcome:
     vm = planned.source_name
-    origin = DiskOrigin(plan_path=env.plan_path, source_options=env.source_options, rate_limiter=meter)
+    origin = DiskOrigin(
+        plan_path=env.plan_path,
+        source_options=env.source_options,
+        volumes_dir=env.target.volumes_dir,
+        rate_limiter=meter,
+    )
     options = replace(
         env.options,
         pre_hook=env.options.pre_hook or env.plan.hooks.get("pre"),
         post_hook=env.options.post_hook or env.plan.hooks.get("post"),
     )
-    with _source(env.plan.source, env.source_options) as live:
+    with _source(env.plan.source, env.source_options.pinned_to(env.plan.source_thumbprint)) as live:
         target = env.target.build(env.plan, origin)
         ctx = CutoverContext(env.plan, planned, live, target, store, options, announce=lambda line: view.line(vm, line))
         with migration.exclusive_run(store, ctx.key):

@@ -23,6 +23,7 @@ class DiskOrigin:
     source: str | None = None
     source_options: SourceOptions = field(default_factory=SourceOptions)
     force: tuple[str, ...] = ()
+    volumes_dir: Path | None = None  # cluster target, in a pod: each claim mounted at <dir>/<claim>/
     rate_limiter: RateLimiter | None = None  # asked once per chunk read (`migrate --max-rate`, progress, cancel)
 
 

@@ -130,6 +130,7 @@ class ClusterTarget:
             force=self.origin.force,
             progress="none",
             rate_limiter=self.origin.rate_limiter,
+            volumes_dir=self.origin.volumes_dir,
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, _work_dir(plan, planned), "raw")]

@@ -1,0 +1,3 @@
+from runtime.migration.main import main
+
+main()
