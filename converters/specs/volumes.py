@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from converters.specs.metadata import ANNOTATION_SOURCE_DISK, ANNOTATION_SOURCE_FILE
 from converters.specs.options import SpecOptions
 from core.plan import PlannedDisk
+from core.quantity import claim_bytes, format_quantity
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 CDI_API_VERSION = "cdi.kubevirt.io/v1beta1"
 
 
-def quantity(size_bytes: int) -> str:
-    """A Kubernetes quantity, in Gi or Mi when exact, else plain bytes."""
-    if size_bytes % GIB == 0:
-        return f"{size_bytes // GIB}Gi"
-    if size_bytes % MIB == 0:
-        return f"{size_bytes // MIB}Mi"
-    return str(size_bytes)
+quantity = format_quantity
 
 
 def pvc_request_bytes(capacity_bytes: int, options: SpecOptions) -> int:
-    """Room for the disk: Block holds it exactly; a Filesystem PVC also holds the file system (CDI's rule)."""
-    if options.volume_mode == "Block":
-        return capacity_bytes
-    needed = math.ceil(capacity_bytes / (1.0 - options.filesystem_overhead))
-    return math.ceil(needed / MIB) * MIB
+    """Room for the disk (``core.quantity.claim_bytes``: the controller sizes its claims the same way)."""
+    return claim_bytes(capacity_bytes, options.volume_mode, options.filesystem_overhead)
 
 
 def _access_modes(shared: bool, options: SpecOptions) -> list[str]:

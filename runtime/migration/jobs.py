@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.quantity import claim_bytes, format_quantity
 from runtime.migration.decisions import CANCEL, Start
 from runtime.migration.plan import PlanVM
 
@@ -26,6 +27,7 @@ DEFAULT_IMAGE = "localhost/migrator-runtime:latest"
 PLAN_DIR = "/etc/migrator/plan"
 VOLUMES_DIR = "/var/run/migrator/volumes"
 STATE_DIR = "/var/lib/migrator/state"
+SCRATCH_DIR = "/var/cache"
 STATE_SIZE = "1Gi"
 
 
@@ -94,7 +96,7 @@ def disk_pvcs(migration: dict[str, Any], vm: PlanVM, namespace: str) -> list[dic
         spec: dict[str, Any] = {
             "accessModes": ["ReadWriteOnce"],
             "volumeMode": "Filesystem",
-            "resources": {"requests": {"storage": str(disk.capacity_bytes)}},
+            "resources": {"requests": {"storage": format_quantity(claim_bytes(disk.capacity_bytes))}},
         }
         if disk.storage_class:
             spec["storageClassName"] = disk.storage_class
@@ -140,14 +142,17 @@ def job(
     }
     mounts = [
         {"name": "plan", "mountPath": PLAN_DIR, "readOnly": True},
+        {"name": "scratch", "mountPath": SCRATCH_DIR},
         {"name": "state", "mountPath": STATE_DIR},
     ] + [{"name": f"disk-{i}", "mountPath": f"{VOLUMES_DIR}/{d.claim}"} for i, d in enumerate(vm.disks)]
     volumes = [
         {"name": "plan", "configMap": {"name": plan_configmap_name(migration)}},
+        {"name": "scratch", "emptyDir": {}},
         {"name": "state", "persistentVolumeClaim": {"claimName": state_claim(migration)}},
     ] + [{"name": f"disk-{i}", "persistentVolumeClaim": {"claimName": d.claim}} for i, d in enumerate(vm.disks)]
     env = [
         {"name": "MIGRATOR_STATE_DIR", "value": STATE_DIR},
+        {"name": "XDG_CACHE_HOME", "value": SCRATCH_DIR},  # convert's images before they go into the claims
         {
             "name": "MIGRATOR_VSPHERE_PASSWORD",
             "valueFrom": {"secretKeyRef": {"name": secret["name"], "key": secret.get("key", "password")}},

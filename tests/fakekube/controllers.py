@@ -1,6 +1,7 @@
-"""Optional stand-ins for two cluster controllers, off by default: a scheduler that binds pending pods to nodes,
-and a provisioner that binds claims to new volumes. They act through the store right after the request that
-triggered them, as a real controller reacts to a watch event."""
+"""Optional stand-ins for cluster controllers, off by default: a scheduler that binds pending pods to nodes,
+a provisioner that binds claims to new volumes, and the Job controller (a pod per Job, its outcome counted).
+They act through the store right after the request that triggered them, as a real controller reacts to a watch
+event."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .store import Event, Obj, Store, bind_pod, deep, now
 PODS = ("", "pods")
 NODES = ("", "nodes")
 PVCS = ("", "persistentvolumeclaims")
+JOBS = ("batch", "jobs")
 
 
 class Scheduler:
@@ -162,3 +164,112 @@ class Provisioner:
             store._commit_update(pvc_rt, pvc, with_status, subresource="status")
         except StatusError:
             return
+
+
+class JobController:
+    """kube-controller-manager's Job controller, for ``restartPolicy: Never`` Jobs with ``completions: 1``: one pod
+    from the template (labels ``job-name``/``batch.kubernetes.io/job-name``, ``controller-uid``; owned by the Job),
+    another after each failure while ``status.failed <= backoffLimit``; ``status.active/succeeded/failed``,
+    ``startTime``, ``completionTime`` and the ``Complete`` / ``Failed`` (BackoffLimitExceeded) conditions. A
+    deleted Job's pods go with it (the garbage collector follows the owner reference)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending = False
+        store.hooks.append(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.key not in (JOBS, PODS) or self._pending:
+            return
+        if event.key == PODS and not (event.obj["metadata"].get("labels") or {}).get("controller-uid"):
+            return
+        self._pending = True
+        self.store.schedule(self._run)
+
+    def _run(self) -> None:
+        self._pending = False
+        store = self.store
+        jobs_rt = store.registry.get("batch", "v1", "jobs")
+        pods_rt = store.registry.get("", "v1", "pods")
+        pods = list(store.buckets.get(PODS, {}).values())
+        for job in list(store.buckets.get(JOBS, {}).values()):
+            if job["metadata"].get("deletionTimestamp"):
+                continue
+            uid = job["metadata"]["uid"]
+            mine = [p for p in pods if (p["metadata"].get("labels") or {}).get("controller-uid") == uid]
+            phases = [(p.get("status") or {}).get("phase") for p in mine]
+            succeeded = phases.count("Succeeded")
+            failed = phases.count("Failed")
+            active = len(mine) - succeeded - failed
+            spec = job.get("spec") or {}
+            limit = int(spec.get("backoffLimit", 6))
+            status = deep(job.get("status") or {})
+            conditions = [c for c in status.get("conditions") or [] if c.get("type") in ("Complete", "Failed")]
+            finished = any(c.get("status") == "True" for c in conditions)
+            if not finished and not active and not succeeded and failed <= limit:
+                self._create_pod(store, pods_rt, job, len(mine))
+                active = 1
+            status.update(active=active, succeeded=succeeded, failed=failed)
+            status.setdefault("startTime", now())
+            if not finished and succeeded:
+                status["completionTime"] = now()
+                status["conditions"] = [_condition("Complete", "Completed", "")]
+            elif not finished and not active and failed > limit:
+                status["conditions"] = [
+                    _condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+                ]
+            if status != (job.get("status") or {}):
+                new = deep(job)
+                new["status"] = status
+                try:
+                    store._commit_update(jobs_rt, job, new, subresource="status")
+                except StatusError:
+                    continue
+
+    @staticmethod
+    def _create_pod(store: Store, pods_rt: Any, job: Obj, index: int) -> None:
+        meta = job["metadata"]
+        template = deep((job.get("spec") or {}).get("template") or {})
+        labels = {
+            **((template.get("metadata") or {}).get("labels") or {}),
+            "controller-uid": meta["uid"],
+            "batch.kubernetes.io/controller-uid": meta["uid"],
+            "job-name": meta["name"],
+            "batch.kubernetes.io/job-name": meta["name"],
+        }
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{meta['name']}-{index}{meta['uid'][:5]}"[:63],
+                "namespace": meta["namespace"],
+                "labels": labels,
+                "annotations": (template.get("metadata") or {}).get("annotations") or {},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": template.get("spec") or {},
+        }
+        try:
+            store.create(pods_rt, meta["namespace"], pod)
+        except StatusError:
+            return
+
+
+def _condition(kind: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastProbeTime": now(),
+        "lastTransitionTime": now(),
+    }

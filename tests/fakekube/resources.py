@@ -130,6 +130,7 @@ def builtin_resources() -> list[ResourceType]:
         _b("apps", "daemonsets", "DaemonSet", True, ["ds"], subresources=["status"], categories=["all"]),
         _b("apps", "replicasets", "ReplicaSet", True, ["rs"], subresources=["status"], categories=["all"]),
         _b("apps", "statefulsets", "StatefulSet", True, ["sts"], subresources=["status"], categories=["all"]),
+        _b("batch", "jobs", "Job", True, [], subresources=["status"], categories=["all"]),
         _b("rbac.authorization.k8s.io", "roles", "Role", True),
         _b("rbac.authorization.k8s.io", "rolebindings", "RoleBinding", True),
         _b("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", False),

@@ -60,6 +60,7 @@ class FakeApiServer:
         scheduler: bool = False,
         provisioner: bool = False,
         track_managed_fields: bool = True,
+        jobs: bool = False,
     ) -> None:
         self._crds = _load_manifests(crds or [])
         self._port = port
@@ -69,6 +70,7 @@ class FakeApiServer:
         self.scheduler = scheduler
         self.track_managed_fields = track_managed_fields
         self.provisioner = provisioner
+        self.jobs = jobs
         self.url = ""
         self.port = 0
         self.registry = Registry()
@@ -133,6 +135,8 @@ class FakeApiServer:
             controllers.Scheduler(self.store)
         if self.provisioner:
             controllers.Provisioner(self.store)
+        if self.jobs:
+            controllers.JobController(self.store)
         crd_rt = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         for crd in self._crds:
             self.store.create(crd_rt, None, crd)

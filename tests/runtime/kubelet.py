@@ -12,6 +12,7 @@ on deletion sends SIGTERM, then SIGKILL after the grace period, and removes the 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -61,6 +62,7 @@ class TestKubelet:
         interval: float = 0.3,
         label_selector: str = "kubevirt.io=virt-launcher",
         host_paths: dict[str, Path] | None = None,
+        pod_kubeconfig: Path | None = None,
     ) -> None:
         client = kubernetes.config.new_client_from_config(str(kubeconfig))
         self.core = kubernetes.client.CoreV1Api(client)
@@ -68,6 +70,8 @@ class TestKubelet:
         self.bind, self.interval, self.selector = bind, interval, label_selector
         self.pods: dict[str, LocalPod] = {}
         self.host_paths = host_paths or {}  # hostPath → local dir (else <host_root>/<path>)
+        # The pods' API access (a service account's, in a cluster): $KUBECONFIG in their environment
+        self.pod_kubeconfig = pod_kubeconfig
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=f"kubelet-{node}", daemon=True)
         self.errors: list[str] = []
@@ -211,6 +215,22 @@ class TestKubelet:
             meta["name"], meta["namespace"], {"status": status}, _preload_content=False
         )
 
+    def _env_value(self, pod: dict[str, Any], item: dict[str, Any]) -> str:
+        """``value``, or ``valueFrom`` a Secret's key or the pod's own name/namespace (the downward API)."""
+        source = item.get("valueFrom")
+        if not source:
+            return str(item.get("value", ""))
+        if "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            secret = self.core.read_namespaced_secret(ref["name"], pod["metadata"]["namespace"])
+            return base64.b64decode((secret.data or {})[ref["key"]]).decode()
+        if "fieldRef" in source:
+            path = source["fieldRef"]["fieldPath"]
+            return str(
+                {"metadata.name": pod["metadata"]["name"], "metadata.namespace": pod["metadata"]["namespace"]}[path]
+            )
+        raise ValueError(f"test kubelet: unsupported valueFrom {source}")
+
     def _start(self, pod: dict[str, Any], local: LocalPod) -> subprocess.Popen[bytes]:
         spec = pod["spec"]
         container = spec["containers"][0]
@@ -227,6 +247,13 @@ class TestKubelet:
                 host.mkdir(parents=True, exist_ok=True)
             elif "persistentVolumeClaim" in volume:
                 host = self.volumes_dir / volume["persistentVolumeClaim"]["claimName"]
+                host.mkdir(parents=True, exist_ok=True)
+            elif "configMap" in volume:
+                host = root / "volumes" / mount["name"]
+                host.mkdir(parents=True, exist_ok=True)
+                config_map = self.core.read_namespaced_config_map(volume["configMap"]["name"], local.namespace)
+                for key, value in (config_map.data or {}).items():
+                    (host / key).write_text(value)
             else:
                 host = root / "volumes" / mount["name"]
                 host.mkdir(parents=True, exist_ok=True)
@@ -250,8 +277,11 @@ class TestKubelet:
         command = [command[0], *(local_path(a) for a in command[1:])]
         env = dict(os.environ)
         env["PYTHONPATH"] = str(PROJECT)
+        if self.pod_kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.pod_kubeconfig)
         for item in container.get("env") or []:
-            env[item["name"]] = item.get("value", "")
+            value = self._env_value(pod, item)
+            env[item["name"]] = local_path(value) if value.startswith("/") else value
         log = open(root / "container.log", "ab")  # the process keeps it open
         return subprocess.Popen(
             command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
