@@ -111,6 +111,24 @@ def disk_pvcs(migration: dict[str, Any], vm: PlanVM, namespace: str) -> list[dic
     return claims
 
 
+SERVICE_ACCOUNT = "migrator-migration"  # bound to the ClusterRole of the same name (runtime/deploy/40-migration.yaml)
+
+
+def service_account(migration: dict[str, Any], namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(migration, SERVICE_ACCOUNT, namespace)}
+
+
+def role_binding(migration: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """What the Jobs' pods may do in the target namespace: the ClusterRole, bound here only."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(migration, SERVICE_ACCOUNT, namespace),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": SERVICE_ACCOUNT},
+        "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}],
+    }
+
+
 def job_name(migration: dict[str, Any], vm: PlanVM, start: Start) -> str:
     kind = "cancel" if start.purpose == CANCEL else str(start.attempt)
     suffix = f"-{vm.target_name}-{kind}"
@@ -173,7 +191,7 @@ def job(
                 "metadata": {"labels": labels, "annotations": {ANNOTATION_VM: vm.name}},
                 "spec": {
                     "restartPolicy": "Never",
-                    "serviceAccountName": "migrator-migration",
+                    "serviceAccountName": SERVICE_ACCOUNT,
                     "containers": [
                         {
                             "name": "migrate",

@@ -70,6 +70,7 @@ class MigrationReconciler:
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
         self.core = kubernetes.client.CoreV1Api(client)
         self.batch = kubernetes.client.BatchV1Api(client)
+        self.rbac = kubernetes.client.RbacAuthorizationV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -125,6 +126,8 @@ class MigrationReconciler:
             return {"phase": "Failed", "error": str(error), "vms": []}
         self._ensure(self.core.create_namespaced_config_map, target, jobs.plan_configmap(migration, text, target))
         self._ensure(self.core.create_namespaced_persistent_volume_claim, target, jobs.state_pvc(migration, target))
+        self._ensure(self.core.create_namespaced_service_account, target, jobs.service_account(migration, target))
+        self._ensure(self.rbac.create_namespaced_role_binding, target, jobs.role_binding(migration, target))
         job_objects = self._list(self.batch.list_namespaced_job, target, meta["name"])
         pods = self._list(self.core.list_namespaced_pod, target, meta["name"])
         by_name = {vm.name: vm for vm in vms}

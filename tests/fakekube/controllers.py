@@ -207,8 +207,7 @@ class JobController:
             conditions = [c for c in status.get("conditions") or [] if c.get("type") in ("Complete", "Failed")]
             finished = any(c.get("status") == "True" for c in conditions)
             if not finished and not active and not succeeded and failed <= limit:
-                self._create_pod(store, pods_rt, job, len(mine))
-                active = 1
+                active = 1 if self._create_pod(store, pods_rt, job, len(mine)) else 0
             status.update(active=active, succeeded=succeeded, failed=failed)
             status.setdefault("startTime", now())
             if not finished and succeeded:
@@ -227,7 +226,7 @@ class JobController:
                     continue
 
     @staticmethod
-    def _create_pod(store: Store, pods_rt: Any, job: Obj, index: int) -> None:
+    def _create_pod(store: Store, pods_rt: Any, job: Obj, index: int) -> bool:
         meta = job["metadata"]
         template = deep((job.get("spec") or {}).get("template") or {})
         labels = {
@@ -260,8 +259,9 @@ class JobController:
         }
         try:
             store.create(pods_rt, meta["namespace"], pod)
-        except StatusError:
-            return
+        except StatusError:  # e.g. its service account is missing: retried on the next event, as FailedCreate is
+            return False
+        return True
 
 
 def _condition(kind: str, reason: str, message: str) -> dict[str, Any]:

@@ -84,6 +84,7 @@ def migration(name: str, plan: dict[str, Any], **spec: Any) -> dict[str, Any]:
 def migration_cluster(logs: Path) -> Iterator[tuple[Cluster, TestKubelet]]:
     """The runtime (controller, handler, launcher kubelet), the Migration controller, and a kubelet for Jobs."""
     root = Path(tempfile.mkdtemp(prefix="h6m", dir="/tmp"))  # short: unix socket paths are limited
+    logs.mkdir(parents=True, exist_ok=True)
     try:
         with FakeApiServer(crds=[*CRDS, MIGRATION_CRD], jobs=True) as api:
             kubeconfig = api.kubeconfig(root / "kubeconfig")
@@ -96,7 +97,7 @@ def migration_cluster(logs: Path) -> Iterator[tuple[Cluster, TestKubelet]]:
                 label_selector="migrator.io/purpose",
                 pod_kubeconfig=kubeconfig,
             )
-            migration_controller = env._spawn("migration", ["runtime.migration", "--kubeconfig", str(kubeconfig)])
+            migration_controller = env.spawn("migration", ["runtime.migration", "--kubeconfig", str(kubeconfig)])
             try:
                 jobs.__enter__()
                 yield env, jobs

@@ -51,6 +51,10 @@ class Cluster:
             [sys.executable, "-m", *args], cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        """``python -m ARGS`` from this checkout, its output in ``<logs>/<name>.log`` (shown by diagnostics)."""
+        return self._spawn(name, args)
+
     def start_controller(self) -> None:
         self.controller = self._spawn("controller", ["runtime.controller", "--kubeconfig", str(self.kubeconfig)])
 
