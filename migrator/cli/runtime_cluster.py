@@ -22,6 +22,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 CRD_FILES = [
     PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
     PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
+    PROJECT / "crds" / "migrations.migrator.io.yaml",
 ]
 DEPLOY_DIR = PROJECT / "runtime" / "deploy"
 PART_OF = ("app.kubernetes.io/part-of", "migrator-runtime")

@@ -53,7 +53,7 @@ def test_install_vm_requests_and_uninstall(tmp_path: Path) -> None:
         assert code == 0, out
         assert "applied DaemonSet/migrator-handler" in out
         assert [d["metadata"]["name"] for d in api.objects("daemonsets", "migrator-runtime")] == ["migrator-handler"]
-        assert len(api.objects("customresourcedefinitions")) == 2
+        assert len(api.objects("customresourcedefinitions")) == 3  # VirtualMachine, VirtualMachineInstance, Migration
         code, out = cli("runtime", "install", "--kubeconfig", kubeconfig)  # idempotent
         assert code == 0, out
 
@@ -76,7 +76,7 @@ def test_install_vm_requests_and_uninstall(tmp_path: Path) -> None:
         code, out = cli("runtime", "uninstall", "--kubeconfig", kubeconfig)
         assert code == 0, out
         assert api.objects("daemonsets", "migrator-runtime") == []
-        assert len(api.objects("customresourcedefinitions")) == 2  # kept: they hold the VMs
+        assert len(api.objects("customresourcedefinitions")) == 3  # kept: they hold the VMs and Migrations
         assert cli("runtime", "uninstall", "--delete-crds", "--kubeconfig", kubeconfig)[0] == 0
         assert api.objects("customresourcedefinitions") == []
 
