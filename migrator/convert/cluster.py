@@ -3,8 +3,9 @@
 Every object goes through server-side apply (field manager "migrator", conflicts forced), so a
 re-run converges instead of failing on AlreadyExists. Filling a volume needs something inside
 the cluster: with ``--datavolumes`` CDI's upload proxy (what ``virtctl image-upload`` does);
-with plain PVCs a short-lived filler pod that mounts the claim and receives the raw image on
-stdin. A filled volume is marked with an annotation, and a re-run does not fill it again.
+with plain PVCs, a process that mounts the claims (``volumes_dir``: a Migration's Job, which
+runs this very code) writes each image into its claim. A filled volume is marked with an
+annotation, and a re-run does not fill it again.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from core.errors import MigratorError, TargetError
 
 FIELD_MANAGER = "migrator"
 FILLED_ANNOTATION = "migrator.io/filled"  # "<bytes>": the image size written into the volume
-FILLER_IMAGE_ENV = "MIGRATOR_FILLER_IMAGE"
-FILLER_IMAGE = "docker.io/library/busybox:1.36"
 UPLOAD_PROXY_ENV = "MIGRATOR_CDI_UPLOADPROXY_URL"
 UPLOAD_INSECURE_ENV = "MIGRATOR_CDI_UPLOADPROXY_INSECURE"
 WAIT_SECONDS = 600.0
@@ -248,94 +247,3 @@ def post_image(url: str, token: str, image: Path) -> None:
         raise TargetError(f"CDI upload of {image.name} failed: {error}") from None
     finally:
         conn.close()
-
-
-# ---- plain PVC: a filler pod that receives the image on stdin -------------------------------------------------
-
-
-def filler_pod(pvc: dict[str, Any]) -> dict[str, Any]:
-    name, namespace = pvc["metadata"]["name"], pvc["metadata"]["namespace"]
-    block = pvc["spec"].get("volumeMode") == "Block"
-    container: dict[str, Any] = {
-        "name": "filler",
-        "image": os.environ.get(FILLER_IMAGE_ENV, FILLER_IMAGE),
-        "command": ["sh", "-c", "sleep 3600"],
-    }
-    if block:
-        container["volumeDevices"] = [{"name": "disk", "devicePath": "/dev/migrator-disk"}]
-    else:
-        container["volumeMounts"] = [{"name": "disk", "mountPath": "/data"}]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": f"migrator-fill-{name}"[:63],
-            "namespace": namespace,
-            "labels": {"migrator.io/filler": "true"},
-        },
-        "spec": {
-            "restartPolicy": "Never",
-            "containers": [container],
-            "volumes": [{"name": "disk", "persistentVolumeClaim": {"claimName": name}}],
-        },
-    }
-
-
-def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> None:
-    from kubernetes import client as k8s
-    from kubernetes.stream import stream
-
-    pod = filler_pod(pvc)
-    pod_name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
-    pods = _resource(client, pod)
-    server_side_apply(client, pod)
-    echo(f"volume {pvc['metadata']['name']}: waiting for the filler pod")
-
-    def running() -> bool:
-        phase = (pods.get(name=pod_name, namespace=namespace).to_dict().get("status") or {}).get("phase")
-        if phase in ("Failed", "Succeeded"):
-            raise TargetError(f"filler pod {pod_name} ended ({phase}) before the upload")
-        return phase == "Running"
-
-    _wait(f"pod {pod_name}", running)
-    target = "/dev/migrator-disk" if pvc["spec"].get("volumeMode") == "Block" else "/data/disk.img"
-    size = image.stat().st_size
-    # `head -c SIZE` ends by itself after the last byte: no need to half-close stdin, which the
-    # v4 exec protocol the client speaks cannot do.
-    if target.startswith("/dev/"):
-        command = f"head -c {size} > {target}"
-    else:
-        # KubeVirt runs QEMU as uid 107 (qemu): the image must be its own, as CDI leaves it.
-        command = (
-            f"head -c {size} > {target}.partial && mv {target}.partial {target}"
-            f" && chmod 0660 {target} && (chown 107:107 {target} 2>/dev/null || true)"
-        )
-    core = k8s.CoreV1Api(client.client)
-    try:
-        session = stream(
-            core.connect_get_namespaced_pod_exec,
-            pod_name,
-            namespace,
-            command=["sh", "-c", command],
-            stdin=True,
-            stdout=True,
-            stderr=True,
-            tty=False,
-            _preload_content=False,
-        )
-        with image.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                session.write_stdin(chunk)
-                session.update(timeout=0)
-        session.run_forever(timeout=WAIT_SECONDS)
-        if session.returncode not in (0, None):
-            raise TargetError(f"filling {target} in {pod_name} failed: {session.read_stderr()[:200]}")
-    except MigratorError:
-        raise
-    except Exception as error:  # websocket/API failures while streaming: one line
-        raise TargetError(f"filling {target} in {pod_name} failed: {_reason(error)}") from None
-    finally:
-        try:
-            pods.delete(name=pod_name, namespace=namespace)
-        except Exception:  # already gone: nothing to clean
-            pass

@@ -1,6 +1,6 @@
 """`convert --apply`'s manifest side against the fake API server over real HTTP, through the real dynamic client.
 
-Filling volumes needs a real cluster (a filler pod that runs, or CDI's upload proxy): that part
+Filling volumes needs a real cluster (a pod mounting the claims, or CDI's upload proxy): that part
 runs in ``test_apply_real_cluster`` only when KUBECONFIG is set. Here the fill step is a recorder
 so the test can see when it is (not) called; everything else is the code a real cluster exercises.
 """
@@ -141,13 +141,20 @@ def test_apply_real_cluster(tmp_path: Path) -> None:
     assert "filled" not in second.stderr
 
 
-def test_filler_pod_is_a_valid_pod() -> None:
-    from tests.k8s_schema import validate_kubernetes
-
-    for pvc in manifests().volumes:
-        pod = cluster.filler_pod(pvc)
-        validate_kubernetes(pod)
-        assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+def test_a_plain_pvc_is_filled_where_it_is_mounted(tmp_path: Path) -> None:
+    """In a pod that mounts the claim (a Migration's Job): the disk engine writes the image into it."""
+    image = tmp_path / "disk.raw"
+    with image.open("wb") as f:
+        f.truncate(8 << 20)
+        f.seek(1 << 20)
+        f.write(b"MIGRATOR" * 4096)
+    with pytest.raises(TargetError, match="volume web-disk-0 is not mounted at"):
+        cluster.fill_mounted("web-disk-0", image, tmp_path / "volumes")
+    (tmp_path / "volumes" / "web-disk-0").mkdir(parents=True)
+    cluster.fill_mounted("web-disk-0", image, tmp_path / "volumes")
+    filled = tmp_path / "volumes" / "web-disk-0" / "disk.img"
+    assert filled.read_bytes() == image.read_bytes()
+    assert filled.stat().st_blocks * 512 < 1 << 20  # holes stay holes
 
 
 def test_cdi_upload_posts_the_image_with_the_token(tmp_path: Path) -> None:
