@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import ssl
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 from converters.specs import Manifests
 from core.errors import MigratorError, TargetError
+from core.wait import wait_until
 
 FIELD_MANAGER = "migrator"
 FILLED_ANNOTATION = "migrator.io/filled"  # "<bytes>": the image size written into the volume
@@ -150,11 +150,8 @@ def apply(
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TargetError(f"timed out waiting for {what}")
-        time.sleep(2)
+    if not wait_until(check, timeout=timeout, interval=2):
+        raise TargetError(f"timed out waiting for {what}")
 
 
 def _upload_proxy_url(client: Any) -> str:

@@ -9,11 +9,11 @@ The serial console needs a websocket client (``virtctl console``): the marker ch
 from __future__ import annotations
 
 import socket
-import time
 from typing import Any
 
 from core.errors import TargetError
 from core.plan import Plan, PlannedVM
+from core.wait import wait_until
 from migrator.convert import ConvertRequest, convert
 from migrator.convert import cluster as apply
 from migrator.convert import disks as disk_jobs
@@ -138,46 +138,52 @@ class ClusterTarget:
         self._patch_run_strategy(planned, "Always" if run else "Halted")  # the controller starts it once
 
     def wait_running(self, planned: PlannedVM, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        phase: str | None = None
+
+        def running() -> bool:
+            nonlocal phase
             vmi = self._get("VirtualMachineInstance", planned.target_name, self._ns()) or {}
             phase = (vmi.get("status") or {}).get("phase")
-            if phase == "Running":
-                return
             if phase in ("Failed", "Succeeded"):
                 raise TargetError(f"VirtualMachineInstance {planned.target_name} is {phase}")
-            if time.monotonic() >= deadline:
-                raise TargetError(f"{planned.target_name} was not Running within {timeout:.0f}s (phase {phase})")
-            time.sleep(POLL)
+            return phase == "Running"
+
+        if not wait_until(running, timeout=timeout, interval=POLL):
+            raise TargetError(f"{planned.target_name} was not Running within {timeout:.0f}s (phase {phase})")
 
     def verify(self, planned: PlannedVM, verification: Verification) -> None:
         if verification.tcp_port is None:
             return
-        deadline = time.monotonic() + verification.timeout
-        while True:
+        port = verification.tcp_port
+        address: str | None = None
+
+        def accepts() -> bool:
+            nonlocal address
             vmi = self._get("VirtualMachineInstance", planned.target_name, self._ns()) or {}
             interfaces = (vmi.get("status") or {}).get("interfaces") or []
             address = next((i.get("ipAddress") for i in interfaces if i.get("ipAddress")), None)
-            if address:
-                try:
-                    with socket.create_connection((address, verification.tcp_port), timeout=5):
-                        return
-                except OSError:
-                    pass
-            if time.monotonic() >= deadline:
-                raise TargetError(
-                    f"{planned.target_name} did not accept connections on port {verification.tcp_port} "
-                    f"({address or 'no IP address yet'}) within {verification.timeout:.0f}s"
-                )
-            time.sleep(POLL)
+            if not address:
+                return False
+            try:
+                with socket.create_connection((address, port), timeout=5):
+                    return True
+            except OSError:
+                return False
+
+        if not wait_until(accepts, timeout=verification.timeout, interval=POLL):
+            raise TargetError(
+                f"{planned.target_name} did not accept connections on port {port} "
+                f"({address or 'no IP address yet'}) within {verification.timeout:.0f}s"
+            )
 
     def stop(self, planned: PlannedVM) -> str:
         if self._get("VirtualMachine", planned.target_name, self._ns()) is None:
             return f"target {planned.target_name} does not exist"
         self._patch_run_strategy(planned, "Halted")
-        deadline = time.monotonic() + 300
-        while self._get("VirtualMachineInstance", planned.target_name, self._ns()) is not None:
-            if time.monotonic() >= deadline:
-                return f"target {planned.target_name} set Halted, its instance is still shutting down"
-            time.sleep(POLL)
+
+        def gone() -> bool:
+            return self._get("VirtualMachineInstance", planned.target_name, self._ns()) is None
+
+        if not wait_until(gone, timeout=300, interval=POLL):
+            return f"target {planned.target_name} set Halted, its instance is still shutting down"
         return f"target {planned.target_name} stopped (runStrategy Halted)"
