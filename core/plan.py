@@ -101,6 +101,8 @@ class Plan:
     vms: list[PlannedVM] = field(default_factory=list)
     created: str | None = None  # ISO 8601
     hooks: dict[str, str] = field(default_factory=dict)  # "pre" / "post": commands cutover runs around the switch
+    # SHA-256 of the source's TLS certificate when the plan was made (trust on first use); never "insecure"
+    source_thumbprint: str | None = None
 
     def vm(self, name: str) -> PlannedVM | None:
         """Find a planned VM by source or target name."""
@@ -129,6 +131,7 @@ class Plan:
             vms=[_planned_vm(v) for v in data.get("vms", [])],
             created=data.get("created"),
             hooks=dict(data.get("hooks") or {}),
+            source_thumbprint=data.get("source_thumbprint"),
         )
 
 

@@ -135,6 +135,7 @@ def plan(
             hooks={k: v for k, v in (("pre", pre_hook), ("post", post_hook)) if v},
         ),
     )
+    result.source_thumbprint = source.certificate_thumbprint  # trust on first use: later commands pin it
     document = plan_document(result)
     if output_file != "-":
         written = write_plan(result, output_file, document=document)

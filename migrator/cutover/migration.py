@@ -8,16 +8,13 @@ is refused, a run that got through every step is completed, a rollback is record
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import re
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InputError, MigratorError, NotFoundError, TargetError
 from migrator.cutover.pipeline import StepFailed, run_steps
-from migrator.cutover.state import Migration, StateStore
+from migrator.cutover.state import Migration, StateStore, only_one_run
 from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, rollback
 
 
@@ -25,16 +22,9 @@ class CutoverFailed(MigratorError):
     exit_code = 4
 
 
-@contextlib.contextmanager
-def exclusive_run(store: StateStore, key: str) -> Iterator[None]:
+def exclusive_run(store: StateStore, key: str) -> AbstractContextManager[None]:
     """One cutover (or rollback) of a VM at a time: two would race on the source's power."""
-    lock_path = store.state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock"
-    with lock_path.open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"another cutover of {key} is running (lock {lock_path})") from None
-        yield  # the kernel drops the lock when this process dies, kill -9 included
+    return only_one_run(store.state_dir, key)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ Every adapter returns the same inventory model (core.inventory).
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 from core.errors import InputError
@@ -29,15 +30,37 @@ ADAPTERS: dict[str, str] = {
 class SourceOptions:
     """How to reach a source. The password itself is never stored here, only where to find it."""
 
-    insecure: bool = False  # skip TLS verification: an explicit choice, never the default
+    insecure: bool = False  # skip TLS verification: an explicit choice, never the default, never stored
     thumbprint: str | None = None  # accept exactly this SHA-1/SHA-256 certificate thumbprint
     password_env: str = "MIGRATOR_VSPHERE_PASSWORD"
     password_file: str | None = None
     prompt: bool = True  # ask on the terminal when neither env nor file gives a password
+    ca_file: str | None = None  # trust the CAs of this PEM bundle (instead of the system's)
+    thumbprint_from_plan: bool = False  # ``thumbprint`` is the one the plan recorded (trust on first use)
+    # ESXi datastore name → the local folder holding its copy (for VMX paths /vmfs/volumes/NAME/...)
+    datastore_dirs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def explicit_trust(self) -> bool:
+        """The user said how to trust the server on this command line (or its environment)."""
+        return (
+            self.insecure or self.ca_file is not None or (self.thumbprint is not None and not self.thumbprint_from_plan)
+        )
+
+    def pinned_to(self, recorded: str | None) -> SourceOptions:
+        """These options, trusting the certificate a plan recorded unless the user said otherwise."""
+        if recorded is None or self.explicit_trust:
+            return self
+        return replace(self, thumbprint=recorded, thumbprint_from_plan=True)
+
+    def datastores(self) -> dict[str, Path]:
+        return {name: Path(folder) for name, folder in self.datastore_dirs}
 
 
 class Source(Protocol):
     url: str  # the display URL: never carries a password
+    # SHA-256 of the TLS certificate accepted for this session (None for file sources): a plan records it
+    certificate_thumbprint: str | None
 
     def inventory(self) -> Inventory: ...
 

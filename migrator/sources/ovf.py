@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.confine import confined
 from core.errors import InputError, NotFoundError
 from core.inventory import (
     VM,
@@ -27,6 +28,7 @@ from core.inventory import (
     Nic,
     PassthroughDevice,
 )
+from core.untrusted import DESCRIPTOR_MAX_BYTES, read_capped
 from migrator.sources.values import flag, integer, nic_model, scsi_model
 
 OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
@@ -155,9 +157,10 @@ class _Resolver:
         self.members = members
 
     def path(self, href: str) -> str:
+        """A file's local path, confined to the descriptor's folder (symlinks resolved); an OVA's member name."""
         if self.members is not None or self.base is None or "://" in href:
             return href
-        return str((self.base / href).resolve())
+        return str(confined(self.base, href, "OVF file reference (ovf:href)"))
 
     def size(self, href: str) -> int | None:
         if self.members is not None:
@@ -357,17 +360,14 @@ def _nic(item: ET.Element, config: dict[str, str], number: int) -> Nic:
 class OvfSource:
     """An OVF descriptor on disk; its disk files are looked up beside it."""
 
+    certificate_thumbprint: str | None = None  # a file: no TLS
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.url = f"ovf:{path}"
 
     def inventory(self) -> Inventory:
-        try:
-            data = self.path.read_bytes()
-        except IsADirectoryError:
-            raise InputError(f"{self.path} is a directory, not an OVF descriptor") from None
-        except OSError as error:
-            raise InputError(f"cannot read {self.path}: {error.strerror}") from None
+        data = read_capped(self.path, "OVF descriptor", DESCRIPTOR_MAX_BYTES)
         root = parse_descriptor(data, str(self.path))
         vms = build_vms(root, _Resolver(self.path.parent, None), "ovf")
         return Inventory(source_url=self.url, vms=vms, about={"kind": "ovf"})
@@ -379,30 +379,26 @@ class OvfSource:
 class OvaSource:
     """An OVA tar: the descriptor is its first member; disks are read later, never extracted here."""
 
+    certificate_thumbprint: str | None = None  # a file: no TLS
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.url = f"ova:{path}"
 
     def inventory(self) -> Inventory:
-        try:
-            with tarfile.open(self.path, "r:*") as tar:
-                members = tar.getmembers()
-                if not members:
-                    raise InputError(f"{self.path} is an empty tar, not an OVA")
-                first = members[0]
-                if not first.name.lower().endswith(".ovf") or not first.isfile():
-                    raise InputError(f"{self.path}: the first member {first.name!r} is not an .ovf descriptor")
-                handle = tar.extractfile(first)
-                data = handle.read() if handle else b""
-        except tarfile.TarError as error:
-            raise InputError(f"{self.path} is not a valid OVA (tar) file: {error}") from None
-        except OSError as error:
-            raise InputError(f"cannot read {self.path}: {error.strerror or error}") from None
-        sizes = {m.name.removeprefix("./"): m.size for m in members if m.isfile()}
+        members, first, data = read_ova_descriptor(self.path)
+        by_name = {m.name.removeprefix("./"): m for m in members}
+        sizes = {name: m.size for name, m in by_name.items() if m.isfile()}
         root = parse_descriptor(data, f"{self.path}:{first.name}")
         for href in _files(root).files.values():
-            if href not in sizes and "://" not in href:
+            if "://" in href:
+                continue
+            check_member_name(self.path, href)
+            member = by_name.get(href)
+            if member is None:
                 raise InputError(f"{self.path}: member {href!r} named by the descriptor is missing from the OVA")
+            if not member.isfile():
+                raise InputError(f"{self.path}: member {href!r} is a link or special file, not a disk: refused")
         vms = build_vms(root, _Resolver(None, sizes), "ovf")
         for vm in vms:
             vm.extra_config["ova.path"] = str(self.path)
@@ -410,6 +406,42 @@ class OvaSource:
 
     def close(self) -> None:
         pass
+
+
+def check_member_name(ova: Path, name: str) -> None:
+    """An OVA member a descriptor names is a plain relative name: no absolute path, no '..'."""
+    parts = Path(name).parts
+    if not name or name.startswith("/") or ".." in parts:
+        raise InputError(f"{ova}: member name {name!r} points outside the OVA: refused")
+
+
+def read_ova_descriptor(path: Path) -> tuple[list[tarfile.TarInfo], tarfile.TarInfo, bytes]:
+    """The OVA's members, its descriptor member (the first) and the descriptor's bytes."""
+    if path.is_file() and not tarfile.is_tarfile(path):
+        raise InputError(f"{path} is not a valid OVA: not a tar archive")
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = tar.getmembers()
+            if not members:
+                raise InputError(f"{path} is an empty tar, not an OVA")
+            first = members[0]
+            if not first.name.lower().endswith(".ovf") or not first.isfile():
+                raise InputError(f"{path}: the first member {first.name!r} is not an .ovf descriptor")
+            if first.size > DESCRIPTOR_MAX_BYTES:
+                raise InputError(
+                    f"{path}: the descriptor {first.name!r} is larger than {DESCRIPTOR_MAX_BYTES >> 20} MiB"
+                )
+            handle = tar.extractfile(first)
+            data = handle.read() if handle else b""
+    except tarfile.TarError as error:
+        raise InputError(f"{path} is not a valid OVA (tar) file: {_one_line(error)}") from None
+    except (OSError, EOFError) as error:
+        raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or _one_line(error)}") from None
+    return members, first, data
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _existing(location: str, what: str) -> Path:
