@@ -17,7 +17,7 @@ from core.wait import wait_until
 from migrator.convert import ConvertRequest, convert
 from migrator.convert import cluster as apply
 from migrator.convert import disks as disk_jobs
-from migrator.convert.run import _work_dir
+from migrator.convert.run import apply_work_dir
 from migrator.cutover.ports import Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
 
@@ -45,17 +45,17 @@ class ClusterTarget:
     def _get(self, kind: str, name: str, namespace: str, api_version: str = KUBEVIRT) -> dict[str, Any] | None:
         from kubernetes.dynamic.exceptions import NotFoundError
 
-        resource = apply._resource(self.client, {"apiVersion": api_version, "kind": kind})
+        resource = apply.api_resource(self.client, {"apiVersion": api_version, "kind": kind})
         try:
             obj: dict[str, Any] = resource.get(name=name, namespace=namespace).to_dict()
         except NotFoundError:
             return None
         except Exception as error:
-            raise TargetError(f"reading {kind} {namespace}/{name}: {apply._reason(error)}") from None
+            raise TargetError(f"reading {kind} {namespace}/{name}: {apply.api_error_reason(error)}") from None
         return obj
 
     def _patch_run_strategy(self, planned: PlannedVM, strategy: str) -> None:
-        resource = apply._resource(self.client, {"apiVersion": KUBEVIRT, "kind": "VirtualMachine"})
+        resource = apply.api_resource(self.client, {"apiVersion": KUBEVIRT, "kind": "VirtualMachine"})
         try:
             resource.patch(
                 name=planned.target_name,
@@ -65,7 +65,7 @@ class ClusterTarget:
             )
         except Exception as error:
             raise TargetError(
-                f"setting runStrategy {strategy} on {planned.target_name}: {apply._reason(error)}"
+                f"setting runStrategy {strategy} on {planned.target_name}: {apply.api_error_reason(error)}"
             ) from None
 
     # -- CutoverTarget ----------------------------------------------------------------------
@@ -92,12 +92,12 @@ class ClusterTarget:
                 )
 
     def forget_earlier_copies(self, plan: Plan, planned: PlannedVM) -> list[str]:
-        discarded = forget_earlier_copies(planned, _work_dir(plan, planned))
+        discarded = forget_earlier_copies(planned, apply_work_dir(plan, planned))
         namespace = self._ns(plan)
         for disk in planned.disks:
             for kind, api_version in (("PersistentVolumeClaim", "v1"), ("DataVolume", "cdi.kubevirt.io/v1beta1")):
                 try:
-                    live = self._get(kind, disk.volume_name, namespace, api_version=api_version)
+                    live = self._get(kind, disk.claim_name, namespace, api_version=api_version)
                 except TargetError:
                     continue  # CDI not installed: no DataVolumes
                 if live and apply.FILLED_ANNOTATION in ((live.get("metadata") or {}).get("annotations") or {}):
@@ -105,17 +105,17 @@ class ClusterTarget:
                     body = {
                         "apiVersion": api_version,
                         "kind": kind,
-                        "metadata": {"name": disk.volume_name, "namespace": namespace},
+                        "metadata": {"name": disk.claim_name, "namespace": namespace},
                     }
                     self.client.server_side_apply(
-                        apply._resource(self.client, body),
+                        apply.api_resource(self.client, body),
                         body=body,
-                        name=disk.volume_name,
+                        name=disk.claim_name,
                         namespace=namespace,
                         field_manager=f"{apply.FIELD_MANAGER}-filler",
                         force_conflicts=True,
                     )
-                    discarded.append(f"{kind} {disk.volume_name}")
+                    discarded.append(f"{kind} {disk.claim_name}")
         return discarded
 
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
@@ -131,7 +131,7 @@ class ClusterTarget:
             progress="none",
         )
         result = convert(request)
-        images = [t.target for t in disk_jobs.planned_transfers(planned, _work_dir(plan, planned), "raw")]
+        images = [t.target for t in disk_jobs.planned_transfers(planned, apply_work_dir(plan, planned), "raw")]
         return allocated_bytes(images) if result.converted else 0
 
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
