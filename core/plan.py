@@ -6,12 +6,11 @@ documented in docs/plan-format.md with a JSON Schema beside this module.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.inventory import VM, _plain
+from core.inventory import VM, plain_data
 
 PLAN_API_VERSION = "migrator/v1"
 
@@ -64,7 +63,7 @@ class ThroughputMeasurement:
 @dataclass
 class PlannedDisk:
     label: str  # the source disk's label ("Hard disk 1")
-    volume_name: str  # the PVC / volume name on the target (RFC 1123)
+    claim_name: str  # the PVC / DataVolume name on the target (RFC 1123): `<target>-disk-<n>`
     storage_class: str | None
     capacity_bytes: int
     transfer_bytes: int
@@ -126,9 +125,8 @@ class Plan:
         return any(v.blocked for v in self.vms)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"apiVersion": PLAN_API_VERSION, "kind": "Plan"}
-        data.update(_plain(dataclasses.asdict(self)))
-        return data
+        """What the plan file holds (``migrator.planning.planfile`` writes it)."""
+        return {"apiVersion": PLAN_API_VERSION, "kind": "Plan", **plain_data(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:

@@ -18,7 +18,6 @@ from core.errors import InputError
 from core.plan import Plan, PlannedVM
 from migrator.cli.options import source_options
 from migrator.convert import plans
-from migrator.convert.run import _inventory_of
 from migrator.cutover import migration
 from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
@@ -48,7 +47,7 @@ def _plan(vm: str, plan_path: Path | None, source: CutoverSource, namespace: str
         if namespace:
             plan.target_namespace = namespace
     else:
-        inventory = _inventory_of(source, vm)  # type: ignore[arg-type]
+        inventory = source.inventory_of(vm)
         plan = plans.one_vm_plan(inventory, vm, source=source.url, namespace=namespace or "default")
     return plan, plans.find_vm(plan, vm)
 

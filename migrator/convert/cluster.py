@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import ssl
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 from converters.specs import Manifests
 from core.errors import MigratorError, TargetError
+from core.wait import wait_until
 
 FIELD_MANAGER = "migrator"
 FILLED_ANNOTATION = "migrator.io/filled"  # "<bytes>": the image size written into the volume
@@ -45,10 +45,10 @@ def dynamic_client(kubeconfig: str | None) -> Any:
     try:
         return dynamic.DynamicClient(api_client)
     except Exception as error:  # urllib3/ApiException while reading discovery: unreachable or refused
-        raise TargetError(f"cannot reach the cluster: {_reason(error)}") from None
+        raise TargetError(f"cannot reach the cluster: {api_error_reason(error)}") from None
 
 
-def _reason(error: Exception) -> str:
+def api_error_reason(error: Exception) -> str:
     body = getattr(error, "body", None)
     if body:
         try:
@@ -58,7 +58,7 @@ def _reason(error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def _resource(client: Any, obj: dict[str, Any]) -> Any:
+def api_resource(client: Any, obj: dict[str, Any]) -> Any:
     from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
     try:
@@ -75,7 +75,7 @@ def server_side_apply(client: Any, obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj["metadata"]
     try:
         applied = client.server_side_apply(
-            _resource(client, obj),
+            api_resource(client, obj),
             body=obj,
             name=meta["name"],
             namespace=meta.get("namespace"),
@@ -85,7 +85,7 @@ def server_side_apply(client: Any, obj: dict[str, Any]) -> dict[str, Any]:
     except MigratorError:
         raise
     except Exception as error:
-        raise TargetError(f"applying {obj['kind']} {meta['name']}: {_reason(error)}") from None
+        raise TargetError(f"applying {obj['kind']} {meta['name']}: {api_error_reason(error)}") from None
     result: dict[str, Any] = applied.to_dict()
     return result
 
@@ -99,7 +99,7 @@ def _annotate_filled(client: Any, obj: dict[str, Any], size: int) -> None:
     patch["metadata"]["annotations"] = {FILLED_ANNOTATION: str(size)}
     # Its own field manager: the next apply of the volume by "migrator" does not remove the mark.
     client.server_side_apply(
-        _resource(client, obj),
+        api_resource(client, obj),
         body=patch,
         name=obj["metadata"]["name"],
         namespace=obj["metadata"]["namespace"],
@@ -150,11 +150,8 @@ def apply(
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TargetError(f"timed out waiting for {what}")
-        time.sleep(2)
+    if not wait_until(check, timeout=timeout, interval=2):
+        raise TargetError(f"timed out waiting for {what}")
 
 
 def _upload_proxy_url(client: Any) -> str:
@@ -165,7 +162,8 @@ def _upload_proxy_url(client: Any) -> str:
         configs = client.resources.get(api_version="cdi.kubevirt.io/v1beta1", kind="CDIConfig")
         status = configs.get(name="config").to_dict().get("status") or {}
     except Exception as error:
-        raise TargetError(f"cannot read CDI's upload proxy URL ({_reason(error)}): set {UPLOAD_PROXY_ENV}") from None
+        reason = api_error_reason(error)
+        raise TargetError(f"cannot read CDI's upload proxy URL ({reason}): set {UPLOAD_PROXY_ENV}") from None
     url = status.get("uploadProxyURL")
     if not url:
         raise TargetError(f"CDI publishes no upload proxy URL: set {UPLOAD_PROXY_ENV}")
@@ -174,7 +172,7 @@ def _upload_proxy_url(client: Any) -> str:
 
 def cdi_upload(client: Any, dv: dict[str, Any], image: Path, echo: Echo) -> None:
     name, namespace = dv["metadata"]["name"], dv["metadata"]["namespace"]
-    dvs = _resource(client, dv)
+    dvs = api_resource(client, dv)
 
     def phase() -> str:
         return str(((dvs.get(name=name, namespace=namespace).to_dict().get("status")) or {}).get("phase", ""))
@@ -263,7 +261,7 @@ def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> 
 
     pod = filler_pod(pvc)
     pod_name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
-    pods = _resource(client, pod)
+    pods = api_resource(client, pod)
     server_side_apply(client, pod)
     echo(f"volume {pvc['metadata']['name']}: waiting for the filler pod")
 
@@ -309,7 +307,7 @@ def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> 
     except MigratorError:
         raise
     except Exception as error:  # websocket/API failures while streaming: one line
-        raise TargetError(f"filling {target} in {pod_name} failed: {_reason(error)}") from None
+        raise TargetError(f"filling {target} in {pod_name} failed: {api_error_reason(error)}") from None
     finally:
         try:
             pods.delete(name=pod_name, namespace=namespace)

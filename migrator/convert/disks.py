@@ -43,7 +43,7 @@ class PlannedTransfer:
 
     @property
     def claim(self) -> str:
-        return self.disk.volume_name
+        return self.disk.claim_name
 
     def record(self) -> dict[str, Any]:
         """What identifies this transfer in the state file: same record → same result."""
@@ -62,7 +62,7 @@ def planned_transfers(planned: PlannedVM, out_dir: Path, fmt: str) -> list[Plann
     for disk in planned.disks:
         if not disk.source_file:
             raise DiskError(f"VM {planned.source_name}: {disk.label} has no backing file to copy")
-        transfers.append(PlannedTransfer(disk, image_path(out_dir, disk.volume_name, fmt), fmt))
+        transfers.append(PlannedTransfer(disk, image_path(out_dir, disk.claim_name, fmt), fmt))
     return transfers
 
 

@@ -7,20 +7,27 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from converters.disks import HttpSource, LocalSource
 from converters.specs import Manifests, SpecOptions, dump, vm_manifests
 from core.errors import InputError
-from core.inventory import Inventory
-from core.plan import Plan, PlannedVM
+from core.plan import Plan, PlannedDisk, PlannedVM
 from migrator.convert import disks as disk_jobs
 from migrator.convert import gate, output, plans
 from migrator.cutover.state import default_state_dir, only_one_run
-from migrator.sources import Source, SourceOptions, open_source, require_disks, split_source
+from migrator.sources import (
+    DatastoreReader,
+    Source,
+    SourceOptions,
+    inventory_of_vm,
+    open_source,
+    require_disks,
+    split_source,
+)
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
+DiskSource = LocalSource | HttpSource  # what the disk engine reads one disk from
 # Sources whose disks are read through the adapter; VMX/OVF/OVA disks are files (or tar members) on local disk.
 NEEDS_OPEN_SOURCE = ("vsphere",)
 
@@ -74,23 +81,13 @@ def _opened(spec: str, options: SourceOptions) -> Iterator[Source]:
         source.close()
 
 
-def _inventory_of(source: Source, vm_name: str) -> Inventory:
-    """One VM's inventory: the vSphere adapter re-reads a single VM instead of the whole vCenter."""
-    vm_inventory = getattr(source, "vm_inventory", None)
-    if vm_inventory is not None:
-        vm = vm_inventory(vm_name)
-        about = getattr(source, "about", None)
-        return Inventory(source_url=source.url, vms=[vm], about=dict(about) if isinstance(about, dict) else {})
-    return source.inventory()
-
-
 def _plan_for(request: ConvertRequest, source: Source | None) -> tuple[Plan, PlannedVM]:
     if request.plan_path is not None:
         plan = plans.load_plan(request.plan_path)
     else:
         assert source is not None and request.source is not None
         plan = plans.one_vm_plan(
-            _inventory_of(source, request.vm),
+            inventory_of_vm(source, request.vm),
             request.vm,
             source=source.url,
             namespace=request.namespace or "default",
@@ -106,18 +103,22 @@ def _spec_options(request: ConvertRequest) -> SpecOptions:
 
 def _make_source(
     scheme: str, location: str, source: Source | None, work_dir: Path, options: SourceOptions
-) -> Callable[[Any], Any]:
-    if scheme == "vsphere":
+) -> Callable[[PlannedDisk], DiskSource]:
+    if scheme in NEEDS_OPEN_SOURCE:
+        if not isinstance(source, DatastoreReader):
+            raise InputError(f"the {scheme} source cannot read its disks from a datastore")
+        datastore = source
 
-        def vsphere_disk(disk: Any) -> Any:
-            vsphere: Any = source
-            url = vsphere.datastore_file_url(disk.source_file)
-            return HttpSource(url, vsphere.http_headers(), vsphere.ssl_context())
+        def datastore_disk(disk: PlannedDisk) -> DiskSource:
+            if disk.source_file is None:
+                raise InputError(f"disk {disk.label} has no backing file to read")
+            url = datastore.datastore_file_url(disk.source_file)
+            return HttpSource(url, datastore.http_headers(), datastore.ssl_context())
 
-        return vsphere_disk
+        return datastore_disk
     descriptor = Path(location).expanduser().resolve()
 
-    def local_disk(disk: Any) -> Any:
+    def local_disk(disk: PlannedDisk) -> DiskSource:
         if scheme == "ova":  # the OVF names tar members
             return LocalSource(disk_jobs.extract_ova_member(descriptor, disk.source_file, work_dir))
         return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file, options.datastores()))
@@ -152,7 +153,7 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         manifests = vm_manifests(planned, plan, _spec_options(request))
         result = ConvertResult(plan=plan, planned=planned, manifests=manifests)
 
-        work_dir = request.output_dir or _work_dir(plan, planned)
+        work_dir = request.output_dir or apply_work_dir(plan, planned)
         transfers = disk_jobs.planned_transfers(planned, work_dir, request.disk_format)
         if request.dry_run:
             out(dry_run_text(result, transfers if request.output_dir else None))
@@ -196,7 +197,7 @@ def _transfer_disks(
     result: ConvertResult,
     transfers: list[disk_jobs.PlannedTransfer],
     work_dir: Path,
-    make_source: Callable[[Any], Any],
+    make_source: Callable[[PlannedDisk], DiskSource],
     echo: Echo,
 ) -> None:
     """Copy the disks not finished by an earlier run; record each as finished once it is complete."""
@@ -216,7 +217,7 @@ def _transfer_disks(
     result.converted = [t.claim for t in pending]
 
 
-def _work_dir(plan: Plan, planned: PlannedVM) -> Path:
+def apply_work_dir(plan: Plan, planned: PlannedVM) -> Path:
     """Where --apply without --output-dir keeps the converted images (resumable, never credentials)."""
     from core.paths import cache_dir
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.inventory import VM
+from core.inventory import VM, Inventory
 from core.plan import Plan, PlannedVM
 
 
@@ -17,6 +17,9 @@ class CutoverSource(Protocol):
     url: str
 
     def vm_inventory(self, name: str) -> VM: ...
+
+    def inventory_of(self, vm_name: str) -> Inventory:
+        """One VM's inventory, for a plan made on the fly (``migrator.sources.SingleVMReader``)."""
 
     def power_state(self, name: str) -> str: ...
 

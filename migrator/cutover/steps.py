@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from core.childenv import child_env
 from core.errors import InputError, MigratorError, SourceError, TargetError
 from core.plan import Plan, PlannedVM
+from core.wait import wait_until
 from migrator.convert.gate import check_not_blocked
 from migrator.cutover.drift import plan_drift
 from migrator.cutover.pipeline import Step, StepResult
@@ -99,13 +100,10 @@ def post_hook(ctx: CutoverContext) -> StepResult:
 
 
 def _wait_for_power(ctx: CutoverContext, state: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if ctx.source.power_state(ctx.planned.source_name) == state:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(ctx.options.poll_interval)
+    def reached() -> bool:
+        return ctx.source.power_state(ctx.planned.source_name) == state
+
+    return bool(wait_until(reached, timeout=timeout, interval=ctx.options.poll_interval))
 
 
 def source_off(ctx: CutoverContext) -> StepResult:

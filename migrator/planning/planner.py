@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from core.inventory import VM
 from core.plan import Concern, NetworkMapping, NetworkTarget, Plan, PlannedDisk, PlannedNic, PlannedVM
 from migrator.planning.mapping import Maps
-from migrator.planning.naming import assign_names, volume_name
+from migrator.planning.naming import assign_names, claim_name
 from migrator.planning.rules import RULES, Rule, RuleContext
 
 POD_INTERFACE = "default"
@@ -78,7 +78,7 @@ def _plan_disks(vm: VM, target_name: str, maps: Maps, context: RuleContext) -> l
         planned.append(
             PlannedDisk(
                 label=disk.label,
-                volume_name=volume_name(target_name, index),
+                claim_name=claim_name(target_name, index),
                 storage_class=storage_class,
                 capacity_bytes=disk.capacity_bytes,
                 transfer_bytes=disk.transfer_bytes,

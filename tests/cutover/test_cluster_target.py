@@ -34,7 +34,7 @@ CRDS = [
 
 
 def _vmi(target: ClusterTarget, name: str) -> Any:
-    return cluster._resource(target.client, {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance"})
+    return cluster.api_resource(target.client, {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance"})
 
 
 def test_start_wait_verify_stop_and_preflight(tmp_path: Path) -> None:

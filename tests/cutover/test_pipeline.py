@@ -13,6 +13,7 @@ import pytest
 from core.errors import TargetError
 from migrator.cutover.pipeline import Step, StepFailed, StepResult, run_steps
 from migrator.cutover.state import StateStore
+from tests.faults import kill_after_step_env
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
 
@@ -86,7 +87,7 @@ SCRIPT = textwrap.dedent(
 def test_kill_9_between_steps_resumes_without_redoing(tmp_path: Path, kill_after: str) -> None:
     script = tmp_path / "pipeline.py"
     script.write_text(SCRIPT)
-    env = {"MIGRATOR_FAULT_KILL_AFTER_STEP": kill_after, "PATH": "/usr/bin:/bin"}
+    env = {"PATH": "/usr/bin:/bin", **kill_after_step_env(kill_after)}
     first = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env)
     assert first.returncode == -9
     second = subprocess.run([sys.executable, str(script), str(tmp_path)], env={"PATH": "/usr/bin:/bin"})

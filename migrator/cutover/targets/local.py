@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from converters.specs import dump
 from core import private
 from core.errors import MigratorError, TargetError
 from core.plan import Plan, PlannedVM
+from core.wait import wait_until
 from migrator.convert import ConvertRequest, convert
 from migrator.convert import disks as disk_jobs
 from migrator.cutover.ports import Verification
@@ -110,17 +110,18 @@ class LocalTarget:
         local.wait_started(vm, process, timeout=300.0)
 
     def wait_running(self, planned: PlannedVM, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        phase: str | None = None
+
+        def running() -> bool:
+            nonlocal phase
             status = self._status(planned)
             phase = status.get("phase")
-            if phase == "Running":
-                return
-            if phase not in ("Scheduled", None):
+            if phase not in ("Running", "Scheduled", None):
                 raise TargetError(f"{planned.target_name} is {phase}: {status.get('reason') or 'no reason given'}")
-            if time.monotonic() >= deadline:
-                raise TargetError(f"{planned.target_name} was not Running within {timeout:.0f}s (phase {phase})")
-            time.sleep(POLL)
+            return phase == "Running"
+
+        if not wait_until(running, timeout=timeout, interval=POLL):
+            raise TargetError(f"{planned.target_name} was not Running within {timeout:.0f}s (phase {phase})")
 
     def verify(self, planned: PlannedVM, verification: Verification) -> None:
         if verification.tcp_port is not None:
@@ -156,12 +157,12 @@ class LocalTarget:
 
     def _wait_for_marker(self, planned: PlannedVM, marker: str, timeout: float) -> None:
         log = self.console_log(planned)
-        deadline = time.monotonic() + timeout
         needle = marker.encode()
-        while True:
+
+        def printed() -> bool:
             try:
                 if needle in log.read_bytes():
-                    return
+                    return True
             except OSError:
                 pass
             status = self._status(planned)
@@ -170,11 +171,10 @@ class LocalTarget:
                     f"{planned.target_name} stopped before printing {marker!r}: "
                     f"{status.get('phase')} ({status.get('reason') or 'no reason given'})"
                 )
-            if time.monotonic() >= deadline:
-                raise TargetError(
-                    f"{planned.target_name} did not print {marker!r} on its console within {timeout:.0f}s"
-                )
-            time.sleep(POLL)
+            return False
+
+        if not wait_until(printed, timeout=timeout, interval=POLL):
+            raise TargetError(f"{planned.target_name} did not print {marker!r} on its console within {timeout:.0f}s")
 
     @staticmethod
     def _set_run_strategy(vm_file: Path, strategy: str) -> None:

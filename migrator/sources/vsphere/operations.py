@@ -5,12 +5,12 @@ Each operation waits for its task and turns a failure into one SourceError line.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
 from core.errors import SourceError
+from core.wait import wait_until
 from migrator.sources.vsphere.connection import fault_message
 
 MIGRATED_FIELD = "migrator.target"
@@ -23,16 +23,17 @@ class ToolsNotRunningError(SourceError):
 
 def wait_for_task(task: vim.Task, what: str, timeout: float = 600.0) -> Any:
     """Wait for ``task``; its error becomes ``SourceError("<what> failed: <fault>")``."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def finished() -> tuple[Any] | None:
         info = task.info
-        if info.state == vim.TaskInfo.State.success:
-            return info.result
         if info.state == vim.TaskInfo.State.error:
             raise SourceError(f"{what} failed: {fault_message(info.error) if info.error else 'unknown error'}")
-        if time.monotonic() > deadline:
-            raise SourceError(f"{what} did not finish within {int(timeout)} s")
-        time.sleep(TASK_POLL)
+        return (info.result,) if info.state == vim.TaskInfo.State.success else None
+
+    done = wait_until(finished, timeout=timeout, interval=TASK_POLL)
+    if done is None:
+        raise SourceError(f"{what} did not finish within {int(timeout)} s")
+    return done[0]
 
 
 def power_state(vm: vim.VirtualMachine) -> str:
@@ -70,11 +71,10 @@ def shutdown_guest(vm: vim.VirtualMachine, name: str, timeout: float = 300.0) ->
         raise ToolsNotRunningError(f"cannot shut down the guest of {name}: {fault_message(fault)}") from None
     except vmodl.MethodFault as fault:
         raise SourceError(f"guest shutdown of {name} failed: {fault_message(fault)}") from None
-    deadline = time.monotonic() + timeout
-    while power_state(vm) != vim.VirtualMachinePowerState.poweredOff:
-        if time.monotonic() > deadline:
-            raise SourceError(f"guest shutdown of {name} did not finish within {int(timeout)} s")
-        time.sleep(1.0)
+    if not wait_until(
+        lambda: power_state(vm) == vim.VirtualMachinePowerState.poweredOff, timeout=timeout, interval=1.0
+    ):
+        raise SourceError(f"guest shutdown of {name} did not finish within {int(timeout)} s")
 
 
 def mark_migrated(content: vim.ServiceInstanceContent, vm: vim.VirtualMachine, name: str, note: str) -> bool:

@@ -93,6 +93,10 @@ class VSphereSource:
             raise NotFoundError(f"VM {name!r} not found on {self.url}")
         return translate_vm(raw, estate, host_affinity(estate))
 
+    def inventory_of(self, vm_name: str) -> Inventory:
+        """One VM's inventory (``SingleVMReader``): the VM re-read alone, with the source's facts."""
+        return Inventory(source_url=self.url, vms=[self.vm_inventory(vm_name)], about=self.about)
+
     def find_vm(self, name: str) -> vim.VirtualMachine:
         """The VM called ``name`` (in the location's datacenter, when one is given)."""
         objects = self._retrieve([vim.VirtualMachine], {vim.VirtualMachine: ("name",)})
