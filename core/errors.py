@@ -43,3 +43,9 @@ class BlockedError(MigratorError):
     """A VM has Critical concerns and --force did not name them."""
 
     exit_code = 3
+
+
+class UnreachableError(MigratorError):
+    """A host (vCenter, datastore, Kubernetes API server) could not be reached, or failed for now: retry later."""
+
+    exit_code = 5

@@ -18,7 +18,7 @@ import click
 
 from core.errors import InputError, MigratorError, NotFoundError, TargetError
 from core.plan import Plan, PlannedVM
-from migrator.cli.options import source_options
+from migrator.cli.options import cluster_options, source_options, vm_option
 from migrator.convert import plans
 from migrator.convert.run import _inventory_of
 from migrator.cutover.pipeline import StepFailed, run_steps
@@ -92,7 +92,11 @@ def _recorded_endpoints(
 
 
 def _target(
-    output_dir: Path | None, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin
+    output_dir: Path | None,
+    kubeconfig: str | None,
+    namespace: str | None,
+    origin: DiskOrigin,
+    context: str | None = None,
 ) -> CutoverTarget:
     if output_dir is not None:
         from migrator.cutover.targets.local import LocalTarget
@@ -100,20 +104,40 @@ def _target(
         return LocalTarget(output_dir, origin)
     from migrator.cutover.targets.cluster import ClusterTarget
 
-    return ClusterTarget(kubeconfig, namespace, origin)
+    return ClusterTarget(kubeconfig, namespace, origin, context=context)
 
 
-@click.command("cutover")
-@click.option("--vm", "vm", required=True, help="The VM to cut over (source or target name).")
+@click.command(
+    "cutover",
+    epilog="""\b
+Examples:
+  migrator cutover --plan plan.yaml --vm web01 --output-dir out/ --verify-marker 'login:' --rollback-on-failure
+  migrator cutover --plan plan.yaml --vm web01 -n prod --context prod-east --verify-port 22
+  migrator cutover --vm web01                      # re-run: resumes at the step that was under way
+  migrator cutover --rollback --vm web01           # stop the target, power the source back on""",
+)
+@vm_option("The VM to cut over (source or target name); once per run.")
 @click.option("--plan", "plan_path", type=click.Path(path_type=Path), help="The plan file from `migrator plan`.")
 @click.option("--source", help="vsphere://USER@HOST[:PORT][/DC] when there is no plan.")
 @source_options
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Target: boot it on this machine.")
-@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Target: this cluster.")
-@click.option("--namespace", help="Target namespace (default: the plan's, or 'default').")
+@cluster_options(namespace_help="Target: this namespace of the cluster (default: the plan's, or 'default').")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Migration state directory.")
-@click.option("--shutdown-timeout", type=float, default=300.0, show_default=True, help="Then power off.")
-@click.option("--start", "start_policy", type=click.Choice(["always", "source"]), default="always", show_default=True)
+@click.option(
+    "--shutdown-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds the source's guest gets to shut down through VMware Tools before a hard power-off.",
+)
+@click.option(
+    "--start",
+    "start_policy",
+    type=click.Choice(["always", "source"]),
+    default="always",
+    show_default=True,
+    help="Start the target always, or only if the source was running before the cutover (source).",
+)
 @click.option("--verify-marker", metavar="TEXT", help="Wait for this line on the guest's serial console.")
 @click.option("--verify-port", type=int, metavar="N", help="Wait until the guest accepts TCP connections on N.")
 @click.option("--verify-timeout", type=float, default=300.0, show_default=True, help="Seconds for Running + checks.")
@@ -129,6 +153,7 @@ def cutover(
     source_options: SourceOptions,
     output_dir: Path | None,
     kubeconfig: str | None,
+    kube_context: str | None,
     namespace: str | None,
     state_dir: Path | None,
     shutdown_timeout: float,
@@ -151,7 +176,7 @@ def cutover(
         raise InputError("--shutdown-timeout and --verify-timeout must be positive")
     options = source_options
     origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force)
-    if output_dir is not None and kubeconfig is not None:
+    if output_dir is not None and (kubeconfig is not None or kube_context is not None):
         raise InputError("give one target: --output-dir DIR (this machine) or --kubeconfig F (a cluster)")
     if output_dir is None and kubeconfig is None and namespace is None:
         raise InputError("cutover needs a target: --output-dir DIR, or --kubeconfig F --namespace NS")
@@ -168,7 +193,7 @@ def cutover(
         spec = source or plans.load_plan(plan_path).source  # type: ignore[arg-type]
         with _opened_source(spec, options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
-            target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin)
+            target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin, kube_context)
             hooks = replace(
                 cutover_options,
                 pre_hook=cutover_options.pre_hook or plan.hooks.get("pre"),

@@ -33,6 +33,7 @@ class ConvertRequest:
     output_dir: Path | None = None
     apply: bool = False
     kubeconfig: str | None = None
+    context: str | None = None  # the kubeconfig's context for --apply (default: its current-context)
     namespace: str | None = None
     force: tuple[str, ...] = ()
     datavolumes: bool = False
@@ -153,6 +154,12 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
             out(dry_run_text(result, transfers if request.output_dir else None))
             return result
 
+        client = None
+        if request.apply:  # preflight: the kubeconfig loads and the API server answers, before any byte moves
+            from migrator.convert import cluster
+
+            client = cluster.dynamic_client(request.kubeconfig, request.context)
+            log.info("convert: cluster reachable, namespace %s", manifests.virtual_machine["metadata"]["namespace"])
         if spec is None:
             spec = plan.source
         scheme, location = split_source(spec)
@@ -171,6 +178,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
                 manifests,
                 {t.claim: t.target for t in transfers},
                 kubeconfig=request.kubeconfig,
+                context=request.context,
+                client=client,
                 echo=echo,
             )
     return result

@@ -84,6 +84,7 @@ def _plan_disks(vm: VM, target_name: str, maps: Maps, context: RuleContext) -> l
                 transfer_bytes=disk.transfer_bytes,
                 source_file=disk.backing_file,
                 datastore=disk.datastore,
+                transfer_bytes_upper_bound=not disk.allocation_known,
             )
         )
     return planned

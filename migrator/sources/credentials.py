@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from core.errors import InputError, SourceError
+from migrator.logs import redact
 from migrator.sources import SourceOptions
 
 
@@ -32,18 +33,18 @@ def read_password(options: SourceOptions, account: str) -> str:
         password = text.rstrip("\r\n")
         if not password:
             raise InputError(f"password file {path} is empty")
-        return password
+        return redact(password)
     if options.password_env:
         from_env = os.environ.get(options.password_env)
         if from_env:
-            return from_env
+            return redact(from_env)
     if options.prompt and sys.stdin.isatty():
         try:
             entered: str = click.prompt(f"Password for {account}", hide_input=True, err=True)
         except click.Abort:
             raise SourceError(f"no password given for {account}") from None
         if entered:
-            return entered
+            return redact(entered)
     raise SourceError(
         f"no password for {account}: set {options.password_env or 'the password variable'} or use --password-file"
     )

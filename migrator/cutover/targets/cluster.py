@@ -26,8 +26,11 @@ POLL = 2.0
 
 
 class ClusterTarget:
-    def __init__(self, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin) -> None:
+    def __init__(
+        self, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin, *, context: str | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
+        self.context = context
         self.namespace = namespace
         self.origin = origin
         self.description = f"cluster:{namespace or 'default'}"
@@ -36,7 +39,7 @@ class ClusterTarget:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = apply.dynamic_client(self.kubeconfig)
+            self._client = apply.dynamic_client(self.kubeconfig, self.context)
         return self._client
 
     def _ns(self, plan: Plan | None = None) -> str:
@@ -126,6 +129,7 @@ class ClusterTarget:
             source_options=self.origin.source_options,
             apply=True,
             kubeconfig=self.kubeconfig,
+            context=self.context,
             namespace=self._ns(plan),
             force=self.origin.force,
             progress="none",
