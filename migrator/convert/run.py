@@ -203,7 +203,16 @@ def _transfer_disks(
         return
     for t in pending:
         state.forget(t)
-    disk_jobs.run_transfers(pending, make_source, concurrency=request.concurrency, progress=request.progress)
+    log.info(
+        "convert %s: %d disk(s) to copy, %d already done", result.planned.source_name, len(pending), len(result.skipped)
+    )
+    disk_jobs.run_transfers(
+        pending,
+        make_source,
+        concurrency=request.concurrency,
+        progress=request.progress,
+        vm=result.planned.source_name,
+    )
     for t in pending:
         state.mark_finished(t)
         echo(f"disk {t.claim}: converted to {t.target}")

@@ -5,6 +5,7 @@ Each operation waits for its task and turns a failure into one SourceError line.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,6 +18,9 @@ MIGRATED_FIELD = "migrator.target"
 TASK_POLL = 0.2  # seconds
 
 
+log = logging.getLogger(__name__)
+
+
 class ToolsNotRunningError(SourceError):
     """The guest cannot be asked to shut down (VMware Tools not running): fall back to power off."""
 
@@ -24,6 +28,7 @@ class ToolsNotRunningError(SourceError):
 def wait_for_task(task: vim.Task, what: str, timeout: float = 600.0) -> Any:
     """Wait for ``task``; its error becomes ``SourceError("<what> failed: <fault>")``."""
     deadline = time.monotonic() + timeout
+    log.debug("vSphere task %s: %s", task, what)
     while True:
         info = task.info
         if info.state == vim.TaskInfo.State.success:
@@ -42,14 +47,18 @@ def power_state(vm: vim.VirtualMachine) -> str:
 def power_off(vm: vim.VirtualMachine, name: str) -> None:
     """Hard power off; a VM already off is left alone."""
     if power_state(vm) == vim.VirtualMachinePowerState.poweredOff:
+        log.info("vSphere: %s is already powered off", name)
         return
+    log.info("vSphere: powering off %s", name)
     _run(lambda: vm.PowerOffVM_Task(), f"power off {name}")
 
 
 def power_on(vm: vim.VirtualMachine, name: str) -> None:
     """Power on; a VM already on is left alone."""
     if power_state(vm) == vim.VirtualMachinePowerState.poweredOn:
+        log.info("vSphere: %s is already powered on", name)
         return
+    log.info("vSphere: powering on %s", name)
     _run(lambda: vm.PowerOnVM_Task(), f"power on {name}")
 
 
@@ -64,6 +73,7 @@ def shutdown_guest(vm: vim.VirtualMachine, name: str, timeout: float = 300.0) ->
     tools = vm.guest.toolsRunningStatus
     if tools != vim.VirtualMachineToolsRunningStatus.guestToolsRunning:
         raise ToolsNotRunningError(f"cannot shut down the guest of {name}: VMware Tools are not running ({tools})")
+    log.info("vSphere: asking the guest of %s to shut down (waiting up to %.0fs)", name, timeout)
     try:
         vm.ShutdownGuest()
     except (vim.fault.ToolsUnavailable, vim.fault.GuestOperationsUnavailable) as fault:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from http.client import HTTPException
 from typing import Any
@@ -26,6 +27,8 @@ from migrator.sources.vsphere.collector import (
 from migrator.sources.vsphere.connection import Location, connect, fault_message, parse_location, tls_context
 from migrator.sources.vsphere.fastsoap import FastCollector
 from migrator.sources.vsphere.translate import Estate, host_affinity, translate_estate, translate_vm
+
+log = logging.getLogger(__name__)
 
 
 class VSphereSource:
@@ -62,7 +65,9 @@ class VSphereSource:
     def inventory(self) -> Inventory:
         """Every VM (templates flagged) from one paged retrieval."""
         objects = self._retrieve(ESTATE_PROPERTIES.keys(), ESTATE_PROPERTIES)
+        log.debug("vSphere: %d managed objects retrieved from %s", len(objects), self.url)
         vms = translate_estate(Estate.from_objects(objects), datacenter=self.location.datacenter)
+        log.info("vSphere: %d VM(s) in the inventory of %s", len(vms), self.url)
         return Inventory(source_url=self.url, vms=vms, about=self.about)
 
     def vm_inventory(self, name: str) -> VM:
