@@ -16,6 +16,9 @@ from pathlib import Path
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What a command already prints on stdout (cutover's step lines) goes to log files through this logger,
+# and not to stderr a second time.
+ANNOUNCE_LOGGER = "migrator.announce"
 # Libraries whose warnings are our errors: urllib3 warns once per retry of an unreachable host.
 QUIET_UNLESS_DEBUG = ("urllib3", "kubernetes")
 
@@ -39,6 +42,16 @@ def scrub(text: str) -> str:
     return text
 
 
+def announce(line: str) -> None:
+    """Record a line the command printed, in the migration's log file (not on stderr)."""
+    logging.getLogger(ANNOUNCE_LOGGER).info("%s", line)
+
+
+class _NotAnnouncements(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != ANNOUNCE_LOGGER
+
+
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if _secrets:
@@ -60,6 +73,7 @@ def setup(verbosity: int) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RedactingFilter())
+    handler.addFilter(_NotAnnouncements())
     handler.setLevel(level)
     handler._migrator = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -16,6 +16,7 @@ import click
 
 from core.errors import InputError
 from core.plan import Plan, PlannedVM
+from migrator import logs
 from migrator.cli.options import cluster_options, source_options, vm_option
 from migrator.convert import plans
 from migrator.convert.run import _inventory_of
@@ -29,6 +30,7 @@ from migrator.sources import SourceOptions, open_source, split_source
 
 def _echo(line: str) -> None:
     click.echo(line)
+    logs.announce(line)
 
 
 @contextlib.contextmanager
@@ -120,6 +122,20 @@ Examples:
 @click.option("--pre-hook", metavar="CMD", help="Command run before the source is touched.")
 @click.option("--post-hook", metavar="CMD", help="Command run once the target is verified.")
 @click.option("--rollback-on-failure", is_flag=True, help="On failure after source-off: stop target, restore source.")
+@click.option(
+    "--stop-grace",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Rollback: seconds the target gets to shut down cleanly before it is destroyed.",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "json", "none"]),
+    default="auto",
+    show_default=True,
+    help="The final transfer: per-disk bars on a terminal (auto), timestamped JSON events on stdout, or nothing.",
+)
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back a recorded cutover of --vm now.")
 @click.option("--force", multiple=True, metavar="ID", help="Cut over despite this Critical concern (repeatable).")
 def cutover(
@@ -140,6 +156,8 @@ def cutover(
     pre_hook: str | None,
     post_hook: str | None,
     rollback_on_failure: bool,
+    stop_grace: float,
+    progress: str,
     do_rollback: bool,
     force: tuple[str, ...],
 ) -> None:
@@ -148,10 +166,10 @@ def cutover(
         source, output_dir, namespace = _recorded_endpoints(vm, state_dir, output_dir, kubeconfig, namespace)
     if plan_path is None and source is None:
         raise InputError("cutover needs --plan FILE or --source vsphere://USER@HOST")
-    if shutdown_timeout < 0 or verify_timeout <= 0:
-        raise InputError("--shutdown-timeout and --verify-timeout must be positive")
+    if shutdown_timeout < 0 or verify_timeout <= 0 or stop_grace < 0:
+        raise InputError("--shutdown-timeout, --verify-timeout and --stop-grace must be positive")
     options = source_options
-    origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force)
+    origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force, progress=progress)
     if output_dir is not None and (kubeconfig is not None or kube_context is not None):
         raise InputError("give one target: --output-dir DIR (this machine) or --kubeconfig F (a cluster)")
     if output_dir is None and kubeconfig is None and namespace is None:
@@ -163,6 +181,7 @@ def cutover(
         pre_hook=pre_hook,
         post_hook=post_hook,
         force=force,
+        stop_grace=stop_grace,
     )
     store = StateStore(state_dir)
     try:
@@ -176,16 +195,20 @@ def cutover(
                 post_hook=cutover_options.post_hook or plan.hooks.get("post"),
             )
             ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=_echo)
-            with migration.exclusive_run(store, ctx.key):
+            with (
+                migration.exclusive_run(store, ctx.key),
+                logs.log_file(migration.log_path(store, ctx.key)),
+                migration.interruptible(),
+            ):
                 if do_rollback:
                     migration.roll_back(ctx)
-                    _echo(f"cutover of {ctx.key} rolled back")
+                    done = store.get(ctx.key)
+                    _echo(f"cutover of {ctx.key} rolled back" + (f"; {migration.downtime_line(done)}" if done else ""))
                 else:
                     done = migration.cut_over(ctx, rollback_on_failure=rollback_on_failure)
-                    downtime = done.downtime_seconds
                     _echo(
-                        f"cutover of {ctx.key} completed: {planned.target_name} runs on {target.description}"
-                        + (f", downtime {downtime:.1f}s" if downtime is not None else "")
+                        f"cutover of {ctx.key} completed: {planned.target_name} runs on {target.description}, "
+                        f"{migration.downtime_line(done)}"
                     )
     finally:
         store.close()

@@ -126,7 +126,7 @@ class Migration:
     @property
     def where(self) -> str | None:
         """One line saying where an unfinished cutover stands and what the user can do, else None."""
-        step = self.current_step or "preflight"
+        step = (self.facts.get("interrupted") or {}).get("step") or self.current_step or "preflight"
         how = {"interrupted": "interrupted", "failed": "failed"}.get(self.status)
         if self.facts.get("target_not_confirmed_stopped"):
             return (

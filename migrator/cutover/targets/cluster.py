@@ -8,21 +8,26 @@ The serial console needs a websocket client (``virtctl console``): the marker ch
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from typing import Any
 
 from core.errors import TargetError
 from core.plan import Plan, PlannedVM
+from core.wait import wait_until
 from migrator.convert import ConvertRequest, convert
 from migrator.convert import cluster as apply
 from migrator.convert import disks as disk_jobs
 from migrator.convert.run import _work_dir
-from migrator.cutover.ports import Verification
+from migrator.cutover.ports import TargetStop, Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
 
 KUBEVIRT = "kubevirt.io/v1"
 POLL = 2.0
+DESTROY_WAIT = 30.0  # seconds for a force-deleted instance to go
+
+log = logging.getLogger(__name__)
 
 
 class ClusterTarget:
@@ -132,7 +137,7 @@ class ClusterTarget:
             context=self.context,
             namespace=self._ns(plan),
             force=self.origin.force,
-            progress="none",
+            progress=self.origin.progress,
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, _work_dir(plan, planned), "raw")]
@@ -175,13 +180,26 @@ class ClusterTarget:
                 )
             time.sleep(POLL)
 
-    def stop(self, planned: PlannedVM) -> str:
-        if self._get("VirtualMachine", planned.target_name, self._ns()) is None:
-            return f"target {planned.target_name} does not exist"
+    def stop(self, planned: PlannedVM, grace: float) -> TargetStop:
+        """runStrategy Halted (a clean shutdown); after ``grace`` seconds the instance is deleted with no grace
+        of its own. Confirmed once the VirtualMachineInstance is gone."""
+        name, namespace = planned.target_name, self._ns()
+        if self._get("VirtualMachine", name, namespace) is None:
+            return TargetStop(True, f"target {name} does not exist")
+
+        def gone() -> bool:
+            return self._get("VirtualMachineInstance", name, namespace) is None
+
         self._patch_run_strategy(planned, "Halted")
-        deadline = time.monotonic() + 300
-        while self._get("VirtualMachineInstance", planned.target_name, self._ns()) is not None:
-            if time.monotonic() >= deadline:
-                return f"target {planned.target_name} set Halted, its instance is still shutting down"
-            time.sleep(POLL)
-        return f"target {planned.target_name} stopped (runStrategy Halted)"
+        if wait_until(gone, timeout=grace, interval=POLL):
+            return TargetStop(True, f"target {name} stopped (runStrategy Halted)")
+        log.info("cluster target %s/%s: instance still there after %.0fs: deleting it now", namespace, name, grace)
+        resource = apply._resource(self.client, {"apiVersion": KUBEVIRT, "kind": "VirtualMachineInstance"})
+        try:
+            resource.delete(name=name, namespace=namespace, body={"gracePeriodSeconds": 0})
+        except Exception as error:
+            if not gone():
+                return TargetStop(False, f"target {name}: deleting its instance failed: {apply._reason(error)}")
+        if wait_until(gone, timeout=DESTROY_WAIT, interval=POLL):
+            return TargetStop(True, f"target {name} stopped: its instance deleted after the {grace:.0f}s grace period")
+        return TargetStop(False, f"target {name}: its instance still exists {DESTROY_WAIT:.0f}s after its deletion")

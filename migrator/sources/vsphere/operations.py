@@ -119,6 +119,36 @@ def mark_migrated(content: vim.ServiceInstanceContent, vm: vim.VirtualMachine, n
     return True
 
 
+def unmark_migrated(
+    content: vim.ServiceInstanceContent, vm: vim.VirtualMachine, name: str, note: str, annotation: str
+) -> bool:
+    """Undo ``mark_migrated(note)``: the annotation back to ``annotation`` (what it was before), the
+    ``migrator.target`` field cleared. An annotation edited since keeps the edit, without ``note``.
+    Returns whether anything changed."""
+    current = vm.config.annotation or ""
+    changed = False
+    if note in current:
+        marked = f"{annotation.rstrip()}\n{note}" if annotation.strip() else note
+        restored = annotation if current == marked else "\n".join(line for line in current.split("\n") if line != note)
+        log.info("vSphere: restoring the annotation of %s as it was before the cutover", name)
+        _run(lambda: vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(annotation=restored)), f"restore the note of {name}")
+        changed = True
+    manager = content.customFieldsManager
+    if manager is None:
+        return changed
+    key = next((f.key for f in manager.field or () if f.name == MIGRATED_FIELD), None)
+    if key is None:
+        return changed
+    current_field = next((v.value for v in vm.customValue or () if v.key == key), "")
+    if current_field:
+        try:
+            manager.SetField(entity=vm, key=key, value="")
+        except vmodl.MethodFault as fault:
+            raise SourceError(f"clearing {MIGRATED_FIELD} on {name} failed: {fault_message(fault)}") from None
+        changed = True
+    return changed
+
+
 def _run(start: Any, what: str) -> Any:
     try:
         task = start()

@@ -111,6 +111,14 @@ class VSphereSource:
         """Annotate the VM with ``note`` and set its ``migrator.target`` custom field (returns whether set)."""
         return operations.mark_migrated(self._content, self.find_vm(name), name, note)
 
+    def unmark_migrated(self, name: str, note: str, annotation: str) -> bool:
+        """Undo ``mark_migrated(name, note)``: the annotation as it was (``annotation``), the field cleared."""
+        return operations.unmark_migrated(self._content, self.find_vm(name), name, note, annotation)
+
+    def annotation(self, name: str) -> str:
+        """The VM's note (vSphere's annotation) as it is now."""
+        return str(self.find_vm(name).config.annotation or "")
+
     # -- datastore HTTP access for the disk engine ------------------------------------------
 
     def datastore_file_url(self, backing_file: str) -> str:
