@@ -49,3 +49,7 @@ class UnreachableError(MigratorError):
     """A host (vCenter, datastore, Kubernetes API server) could not be reached, or failed for now: retry later."""
 
     exit_code = 5
+
+
+class SourceUnreachableError(UnreachableError, SourceError):
+    """The source (vCenter, ESXi, a datastore) did not answer: exit 5, "try again later"."""

@@ -10,6 +10,7 @@ import click
 
 from core.errors import NotFoundError
 from migrator.cli.output import Column, output_options, render
+from migrator.cutover import migration as runs
 from migrator.cutover.state import Migration, StateStore
 from migrator.planning.table import human_bytes
 
@@ -26,7 +27,7 @@ COLUMNS = (
 )
 
 
-def migration_report(migration: Migration) -> dict[str, Any]:
+def migration_report(migration: Migration, where: str | None = None) -> dict[str, Any]:
     return {
         "vm": migration.vm,
         "plan": migration.plan,
@@ -45,7 +46,7 @@ def migration_report(migration: Migration) -> dict[str, Any]:
         "bytes_moved": migration.bytes_moved,
         "error": migration.error,
         "interrupted": migration.facts.get("interrupted"),
-        "where": migration.where,
+        "where": where if where is not None else migration.where,
         "log_file": migration.facts.get("log_file"),
         "source_power_state": migration.facts.get("source_power_state"),
         "steps": [
@@ -112,9 +113,9 @@ def status(vm_name: str | None, output: str, no_headers: bool, state_dir: Path |
             migrations = [migration]
         else:
             migrations = store.all()
+        reports = [migration_report(m, runs.where(store, m)) for m in migrations]
     finally:
         store.close()
-    reports = [migration_report(m) for m in migrations]
     if output in ("table", "wide") and not reports:
         click.echo("no migrations recorded", err=True)
         return

@@ -73,13 +73,44 @@ def downtime_line(migration: Migration) -> str:
 @contextlib.contextmanager
 def exclusive_run(store: StateStore, key: str) -> Iterator[None]:
     """One cutover (or rollback) of a VM at a time: two would race on the source's power."""
-    lock_path = store.state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock"
+    lock_path = _lock_path(store, key)
     with lock_path.open("a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise InputError(f"another cutover of {key} is running (lock {lock_path})") from None
         yield  # the kernel drops the lock when this process dies, kill -9 included
+
+
+def _lock_path(store: StateStore, key: str) -> Path:
+    return store.state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock"
+
+
+def run_alive(store: StateStore, key: str) -> bool:
+    """Whether a process is cutting ``key`` over (or rolling it back) now: it holds the VM's lock."""
+    path = _lock_path(store, key)
+    if not path.exists():
+        return False
+    with path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return False
+
+
+def where(store: StateStore, recorded: Migration) -> str | None:
+    """Where an unfinished run stands; a "running" record whose process is gone (killed) says so too."""
+    if recorded.where is not None:
+        return recorded.where
+    if recorded.status == "running" and not run_alive(store, recorded.vm):
+        step = recorded.current_step or "preflight"
+        off = "source is off, " if recorded.source_off_since is not None else ""
+        return f"{off}the run ended in step {step} without a word (killed?): re-run to resume" + (
+            ", or roll back" if off else ""
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -161,3 +161,14 @@ def test_unreachable_cluster_is_one_line_exit_5(tmp_path: Path) -> None:
     assert not list(cache.rglob("*.img"))
     assert vm_start.returncode == 5 and vm_start.stderr.count("\n") == 1, vm_start.stderr
     assert f"http://127.0.0.1:{port}" in vm_start.stderr
+
+
+def test_an_unreachable_vcenter_is_exit_5_and_bad_input_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1]
+        source = f"vsphere://someone@127.0.0.1:{port}"
+        down = migrator("plan", "--source", source, env={"MIGRATOR_VSPHERE_PASSWORD": "x"})
+    assert down.returncode == 5 and down.stderr.startswith(f"error: cannot reach 127.0.0.1:{port}: ")
+    bad = migrator("plan", "--source", "nfs://somewhere")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1

@@ -142,3 +142,16 @@ def test_an_interrupted_cutover_after_source_off_says_where_it_stands(store: Sta
     assert recorded is not None and recorded.status == "interrupted" and recorded.where == expected
     assert recorded.facts["interrupted"]["step"] == "transfer"
     assert migration.begin(ctx).status == "running"  # a re-run resumes it
+
+
+def test_a_run_killed_after_source_off_is_not_shown_as_running_forever(store: StateStore) -> None:
+    ctx = _ctx(store, StubbornTarget(confirmed=True))
+    _source_off_by_cutover(ctx)
+    store.step_started(ctx.key, "transfer")
+    recorded = store.get(ctx.key)
+    assert recorded is not None and recorded.status == "running"
+    with migration.exclusive_run(store, ctx.key):  # alive: nothing to say
+        assert migration.where(store, recorded) is None
+    assert migration.where(store, recorded) == (
+        "source is off, the run ended in step transfer without a word (killed?): re-run to resume, or roll back"
+    )
