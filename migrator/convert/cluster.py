@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import ssl
 import time
@@ -32,6 +33,7 @@ WAIT_SECONDS = 600.0
 _CHUNK = 4 << 20
 
 Echo = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def dynamic_client(kubeconfig: str | None, context: str | None = None) -> Any:
@@ -75,6 +77,7 @@ def _resource(client: Any, obj: dict[str, Any]) -> Any:
 def server_side_apply(client: Any, obj: dict[str, Any]) -> dict[str, Any]:
     """Create or converge ``obj``; return the object as the server now has it."""
     meta = obj["metadata"]
+    log.info("kubernetes: apply %s %s/%s", obj["kind"], meta.get("namespace") or "-", meta["name"])
     try:
         applied = client.server_side_apply(
             _resource(client, obj),

@@ -64,6 +64,7 @@ class ClusterTarget:
 
     def _patch_run_strategy(self, planned: PlannedVM, strategy: str) -> None:
         resource = apply._resource(self.client, {"apiVersion": KUBEVIRT, "kind": "VirtualMachine"})
+        log.info("kubernetes: PATCH VirtualMachine %s/%s runStrategy=%s", self._ns(), planned.target_name, strategy)
         try:
             resource.patch(
                 name=planned.target_name,

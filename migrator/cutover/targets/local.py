@@ -112,6 +112,7 @@ class LocalTarget:
                 return  # started by an earlier run that died before recording it: never twice
             raise TargetError(f"a VM named {planned.target_name} is already running from {running}")
         vm = local.find_vm(vm_file)
+        log.info("local target %s: starting the launcher (accelerator %s) from %s", vm.name, self.accel, vm_file)
         process = local.start(vm, self.accel)
         local.wait_started(vm, process, timeout=300.0)
 
