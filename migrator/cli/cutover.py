@@ -172,7 +172,7 @@ def cutover(
     origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force, progress=progress)
     if output_dir is not None and (kubeconfig is not None or kube_context is not None):
         raise InputError("give one target: --output-dir DIR (this machine) or --kubeconfig F (a cluster)")
-    if output_dir is None and kubeconfig is None and namespace is None:
+    if output_dir is None and kubeconfig is None and kube_context is None and namespace is None:
         raise InputError("cutover needs a target: --output-dir DIR, or --kubeconfig F --namespace NS")
     cutover_options = CutoverOptions(
         shutdown_timeout=shutdown_timeout,

@@ -11,9 +11,11 @@ target's launcher (its process, and libvirt's domain) all along: at no moment do
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +93,9 @@ def deaf(
     seed_guest_vm(fresh_vcsim, name, deaf_vmdk, mac="00:50:56:2a:7d:01")
     with seed.session(fresh_vcsim) as source:
         vm = source.find_vm(name)
-        task = vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(annotation="Owner: ops team"))
+        # a UUID of its own too: libvirt refuses a second domain with the UUID of another test's VM
+        spec = vim.vm.ConfigSpec(annotation="Owner: ops team", uuid=str(uuid.uuid4()))
+        task = vm.ReconfigVM_Task(spec=spec)
         wait_for_task(task, "annotate")
     run = Run(fresh_vcsim, tmp_path, name)
     try:
@@ -163,3 +167,39 @@ def test_rollback_of_a_completed_cutover_destroys_the_deaf_target_and_restores_t
     assert f"cutover of {deaf.vm} rolled back" in back.stdout
     assert monitor.both_running() == [], "source and target both ran"
     assert deaf.source_state() == ("poweredOn", "Owner: ops team")
+
+
+def test_ctrl_c_after_source_off_is_recorded_and_says_where_the_cutover_stands(deaf: Run) -> None:
+    args = ["cutover", "--source", deaf.sim.source_url(), "--insecure", "--vm", deaf.vm, "--output-dir", str(deaf.out)]
+    process = subprocess.Popen(
+        [str(MIGRATOR), *args, "--verify-marker", "NEVER-PRINTED", "--verify-timeout", "300"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=deaf.env(PYTHONUNBUFFERED="1"),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("verify: "):
+            break
+    assert seen[-1].startswith("verify: "), "".join(seen) + process.stderr.read()
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    process.wait(60)
+    assert time.monotonic() - sent < 5
+    expected = "source is off, interrupted in step verify: re-run to resume, or roll back"
+    stderr = process.stderr.read()
+    assert process.returncode == 130, stderr
+    assert stderr == f"error: {expected}\n"
+    report = deaf.status()
+    assert report["status"] == "interrupted" and report["where"] == expected
+    table = deaf.migrator("status", "--vm", deaf.vm).stdout
+    assert expected in table
+    assert deaf.source_state()[0] == "poweredOff"
+
+    back = deaf.migrator("cutover", "--rollback", "--vm", deaf.vm, "--insecure", "--stop-grace", "3")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert deaf.source_state() == ("poweredOn", "Owner: ops team") and deaf.status()["status"] == "rolled_back"
