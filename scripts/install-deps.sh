@@ -15,6 +15,8 @@ APT_PACKAGES=(
   busybox-static syslinux syslinux-common extlinux mtools dosfstools fdisk cpio kmod zstd
   # images and tools
   buildah mmdebstrap curl
+  # the HTML report is checked in a real browser
+  chromium fonts-dejavu-core
 )
 
 missing=()

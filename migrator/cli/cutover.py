@@ -185,8 +185,10 @@ def cutover(
     )
     store = StateStore(state_dir)
     try:
-        spec = source or plans.load_plan(plan_path).source  # type: ignore[arg-type]
-        with _opened_source(spec, options) as live:
+        recorded = plans.load_plan(plan_path) if plan_path is not None else None
+        spec = source or recorded.source  # type: ignore[union-attr]
+        live_options = options.pinned_to(recorded.source_thumbprint) if recorded and not source else options
+        with _opened_source(spec, live_options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
             target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin, kube_context)
             hooks = replace(

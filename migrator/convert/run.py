@@ -16,7 +16,8 @@ from core.inventory import Inventory
 from core.plan import Plan, PlannedVM
 from migrator.convert import disks as disk_jobs
 from migrator.convert import gate, output, plans
-from migrator.sources import Source, SourceOptions, open_source, split_source
+from migrator.cutover.state import default_state_dir, only_one_run
+from migrator.sources import Source, SourceOptions, open_source, require_disks, split_source
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
@@ -104,7 +105,9 @@ def _spec_options(request: ConvertRequest) -> SpecOptions:
     return SpecOptions(nic_compat=request.nic_compat, use_datavolumes=request.datavolumes)
 
 
-def _make_source(scheme: str, location: str, source: Source | None, work_dir: Path) -> Callable[[Any], Any]:
+def _make_source(
+    scheme: str, location: str, source: Source | None, work_dir: Path, options: SourceOptions
+) -> Callable[[Any], Any]:
     if scheme == "vsphere":
 
         def vsphere_disk(disk: Any) -> Any:
@@ -118,7 +121,7 @@ def _make_source(scheme: str, location: str, source: Source | None, work_dir: Pa
     def local_disk(disk: Any) -> Any:
         if scheme == "ova":  # the OVF names tar members
             return LocalSource(disk_jobs.extract_ova_member(descriptor, disk.source_file, work_dir))
-        return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file))
+        return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file, options.datastores()))
 
     return local_disk
 
@@ -140,6 +143,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         if request.source is not None:
             source = stack.enter_context(_opened(request.source, request.source_options))
         plan, planned = _plan_for(request, source)
+        if not request.dry_run:
+            require_disks(spec or plan.source, "convert")  # before any gate: no --force makes disks appear
         forced = gate.check_not_blocked(planned, request.force)
         for cid in gate.unknown_forced(planned, request.force):
             echo(f"warning: --force {cid}: not a Critical concern of {planned.source_name}, ignored")
@@ -154,6 +159,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
             out(dry_run_text(result, transfers if request.output_dir else None))
             return result
 
+        # one writer per VM: a second convert (or a cutover) of it now would write the same images
+        stack.enter_context(only_one_run(default_state_dir(), planned.source_name))
         client = None
         if request.apply:  # preflight: the kubeconfig loads and the API server answers, before any byte moves
             from migrator.convert import cluster
@@ -164,8 +171,16 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
             spec = plan.source
         scheme, location = split_source(spec)
         if source is None and scheme in NEEDS_OPEN_SOURCE:  # a plan file: the disks are read through the source
-            source = stack.enter_context(_opened(spec, request.source_options))
-        _transfer_disks(request, result, transfers, work_dir, _make_source(scheme, location, source, work_dir), echo)
+            options = request.source_options.pinned_to(plan.source_thumbprint)
+            source = stack.enter_context(_opened(spec, options))
+        _transfer_disks(
+            request,
+            result,
+            transfers,
+            work_dir,
+            _make_source(scheme, location, source, work_dir, request.source_options),
+            echo,
+        )
         disk_jobs.remove_extracted(work_dir)
         if request.output_dir is not None:
             result.files = output.write_manifests(request.output_dir, manifests)

@@ -9,18 +9,18 @@ is refused, a run that got through every step is completed, a rollback is record
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import re
 import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InputError, MigratorError, NotFoundError, TargetError
 from migrator.cutover.pipeline import StepFailed, run_steps
-from migrator.cutover.state import Migration, StateStore
+from migrator.cutover.state import Migration, StateStore, only_one_run, run_alive
 from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, TargetNotStopped, rollback
 
 
@@ -70,41 +70,16 @@ def downtime_line(migration: Migration) -> str:
     return "downtime not measured"
 
 
-@contextlib.contextmanager
-def exclusive_run(store: StateStore, key: str) -> Iterator[None]:
+def exclusive_run(store: StateStore, key: str) -> AbstractContextManager[None]:
     """One cutover (or rollback) of a VM at a time: two would race on the source's power."""
-    lock_path = _lock_path(store, key)
-    with lock_path.open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"another cutover of {key} is running (lock {lock_path})") from None
-        yield  # the kernel drops the lock when this process dies, kill -9 included
-
-
-def _lock_path(store: StateStore, key: str) -> Path:
-    return store.state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock"
-
-
-def run_alive(store: StateStore, key: str) -> bool:
-    """Whether a process is cutting ``key`` over (or rolling it back) now: it holds the VM's lock."""
-    path = _lock_path(store, key)
-    if not path.exists():
-        return False
-    with path.open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(lock, fcntl.LOCK_UN)
-    return False
+    return only_one_run(store.state_dir, key)
 
 
 def where(store: StateStore, recorded: Migration) -> str | None:
     """Where an unfinished run stands; a "running" record whose process is gone (killed) says so too."""
     if recorded.where is not None:
         return recorded.where
-    if recorded.status == "running" and not run_alive(store, recorded.vm):
+    if recorded.status == "running" and not run_alive(store.state_dir, recorded.vm):
         step = recorded.current_step or "preflight"
         off = "source is off, " if recorded.source_off_since is not None else ""
         return f"{off}the run ended in step {step} without a word (killed?): re-run to resume" + (

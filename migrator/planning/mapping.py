@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from core import untrusted
 from core.errors import InputError
 from core.plan import NetworkMapping, NetworkTarget, StorageMapping
 from core.quantity import parse_quantity
@@ -83,15 +84,16 @@ def parse_storage_target(datastore: str, value: Any, where: str) -> StorageMappi
 
 def load_map_file(path: str) -> Maps:
     """Read a map file; anything unreadable or malformed is one InputError line."""
+    if not Path(path).exists():
+        raise InputError(f"map file {path} does not exist")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"map file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise InputError(f"cannot read map file {path}: {reason}") from None
+        text = untrusted.read_capped(Path(path), "map file", untrusted.MAP_MAX_BYTES).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read map file {path}: not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        data = untrusted.load_yaml(text)  # safe, and refuses anchors and aliases (alias bombs)
+    except untrusted.UntrustedYamlError as error:
+        raise InputError(f"map file {path}: {error}: a map never needs them") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

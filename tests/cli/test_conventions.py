@@ -18,6 +18,7 @@ MIGRATOR = Path(sys.executable).parent / "migrator"
 # every command a user can run, as the words they type
 COMMANDS = [
     ["plan"],
+    ["report"],
     ["convert"],
     ["cutover"],
     ["status"],

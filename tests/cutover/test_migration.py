@@ -3,6 +3,8 @@ migrate commands, the Migration controller) sees them, on a real state store."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,11 +100,28 @@ def test_recorded_endpoints_name_the_source_and_target_of_the_run(store: StateSt
 
 
 def test_only_one_run_of_a_vm_at_a_time(store: StateStore) -> None:
-    with migration.exclusive_run(store, "web-01"):
-        with pytest.raises(InputError, match="another cutover of web-01 is running"):
+    """Another process holding a VM's run refuses this one; other VMs, and re-entry in-process, go on."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from migrator.cutover.state import only_one_run; from pathlib import Path\n"
+            "with only_one_run(Path(sys.argv[1]), 'web-01'):\n    print('held', flush=True); time.sleep(60)",
+            str(store.state_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match="another convert or cutover of web-01 is running"):
             with migration.exclusive_run(store, "web-01"):
                 pass
         with migration.exclusive_run(store, "db-01"):
-            pass
-    with migration.exclusive_run(store, "web-01"):
+            with migration.exclusive_run(store, "db-01"):  # a cutover running its own convert
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with migration.exclusive_run(store, "web-01"):  # the kernel dropped the dead holder's lock
         pass
