@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,16 @@ def test_an_unreachable_vcenter_is_exit_5_and_bad_input_exit_2(tmp_path: Path) -
     assert down.returncode == 5 and down.stderr.startswith(f"error: cannot reach 127.0.0.1:{port}: ")
     bad = migrator("plan", "--source", "nfs://somewhere")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_progress_json_events_are_timestamped_and_name_the_vm(tmp_path: Path) -> None:
+    vmx = _vmx(tmp_path)
+    out = tmp_path / "out"
+    args = ["convert", "--source", f"vmx:{vmx}", "--vm", "web01", "--output-dir", str(out), "--progress", "json"]
+    result = migrator(*args, env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "MIGRATOR_STATE_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert events and events[-1]["state"] == "done"
+    for event in events:
+        assert event["vm"] == "web01" and event["disk"] == "web01-disk-0"
+        assert event["time"].endswith("Z") and datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
