@@ -53,3 +53,11 @@ class UnreachableError(MigratorError):
 
 class SourceUnreachableError(UnreachableError, SourceError):
     """The source (vCenter, ESXi, a datastore) did not answer: exit 5, "try again later"."""
+
+
+class Interrupted(MigratorError):
+    """Ctrl-C or SIGTERM stopped the work where it was; what was done is recorded, a re-run resumes.
+
+    Not a failure: a cutover interrupted this way is recorded as interrupted and never rolled back."""
+
+    exit_code = 130

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import InputError, MigratorError, NotFoundError, TargetError
+from core.errors import InputError, Interrupted, MigratorError, NotFoundError, TargetError
 from migrator.cutover.pipeline import StepFailed, run_steps
 from migrator.cutover.state import Migration, StateStore, only_one_run, run_alive
 from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, TargetNotStopped, rollback
@@ -28,10 +28,8 @@ class CutoverFailed(MigratorError):
     exit_code = 4
 
 
-class CutoverInterrupted(MigratorError):
+class CutoverInterrupted(Interrupted):
     """Ctrl-C or SIGTERM: the run stopped where it was, recorded so that a re-run resumes."""
-
-    exit_code = 130
 
 
 @contextlib.contextmanager
@@ -140,7 +138,7 @@ def cut_over(ctx: CutoverContext, *, rollback_on_failure: bool) -> Migration:
     ctx.announce(f"cutover of {key} to {ctx.target.description} as {ctx.planned.target_name}")
     try:
         migration = run_steps(key, CUTOVER_STEPS, ctx, store, announce=ctx.announce)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # Ctrl-C, SIGTERM; or the disk engine's "transfer interrupted"
         raise record_interruption(ctx) from None
     except StepFailed as failed:
         if not failed.source_touched:
@@ -171,7 +169,7 @@ def record_rollback(ctx: CutoverContext) -> list[str]:
     """Roll back (stop the target, restore the source) and record it; what was done, one line each."""
     try:
         actions = rollback(ctx)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         raise record_interruption(ctx, "rollback") from None
     except TargetNotStopped as error:
         ctx.store.set_status(ctx.key, "failed", error=error.message)

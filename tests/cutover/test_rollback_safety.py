@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import MigratorError
+from core.errors import Interrupted, MigratorError
 from core.plan import PlannedVM
 from migrator.cutover import migration
 from migrator.cutover.pipeline import Step, StepResult
@@ -155,3 +155,24 @@ def test_a_run_killed_after_source_off_is_not_shown_as_running_forever(store: St
     assert migration.where(store, recorded) == (
         "source is off, the run ended in step transfer without a word (killed?): re-run to resume, or roll back"
     )
+
+
+def test_a_transfer_the_disk_engine_reports_interrupted_is_not_rolled_back(store: StateStore) -> None:
+    target = StubbornTarget(confirmed=True)
+    ctx = _ctx(store, target)
+
+    def source_off(c: CutoverContext) -> StepResult:
+        c.store.set_fact(c.key, "source_off_at", 1000.0)
+        return StepResult()
+
+    def transfer(_c: CutoverContext) -> StepResult:
+        raise Interrupted("interrupted: the chunks copied so far are recorded: run again to resume")
+
+    steps = (Step("source-off", source_off, "off", True), Step("transfer", transfer, "copy", True))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(migration, "CUTOVER_STEPS", steps)
+        with pytest.raises(migration.CutoverInterrupted, match="^source is off, interrupted in step transfer"):
+            migration.cut_over(ctx, rollback_on_failure=True)
+    assert target.graces == []  # no rollback
+    recorded = store.get(ctx.key)
+    assert recorded is not None and recorded.status == "interrupted" and recorded.step("transfer").status == "started"
