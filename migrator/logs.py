@@ -9,6 +9,7 @@ writes nothing that can be replayed.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,8 +85,12 @@ def setup(verbosity: int) -> None:
 
 @contextmanager
 def log_file(path: Path) -> Iterator[Path]:
-    """Append this run's log, at debug level whatever -v says, to ``path`` (a migration's log file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Append this run's log, at debug level whatever -v says, to ``path`` (a migration's log file, ``0600``:
+    it says where the VM went, as state does)."""
+    from core import private
+
+    private.private_dir(path.parent)
+    os.close(private.open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC))
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(FILE_FORMAT))
     handler.addFilter(RedactingFilter())

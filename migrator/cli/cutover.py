@@ -8,8 +8,10 @@ step is recorded in the state store, so a re-run continues where a crash left of
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -31,6 +33,17 @@ from migrator.sources import SourceOptions, open_source, split_source
 def _echo(line: str) -> None:
     click.echo(line)
     logs.announce(line)
+
+
+def _json_echo(vm: str) -> Callable[[str], None]:
+    """With --progress json every stdout line is a JSON event: the step lines too, beside the disks' progress."""
+
+    def echo(line: str) -> None:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        click.echo(json.dumps({"time": now, "vm": vm, "event": "cutover", "message": line}, ensure_ascii=False))
+        logs.announce(line)
+
+    return echo
 
 
 @contextlib.contextmanager
@@ -134,7 +147,7 @@ Examples:
     type=click.Choice(["auto", "json", "none"]),
     default="auto",
     show_default=True,
-    help="The final transfer: per-disk bars on a terminal (auto), timestamped JSON events on stdout, or nothing.",
+    help="Per-disk bars on a terminal (auto); json: every stdout line a timestamped JSON event naming the VM.",
 )
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back a recorded cutover of --vm now.")
 @click.option("--force", multiple=True, metavar="ID", help="Cut over despite this Critical concern (repeatable).")
@@ -196,7 +209,8 @@ def cutover(
                 pre_hook=cutover_options.pre_hook or plan.hooks.get("pre"),
                 post_hook=cutover_options.post_hook or plan.hooks.get("post"),
             )
-            ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=_echo)
+            echo = _json_echo(planned.source_name) if progress == "json" else _echo
+            ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=echo)
             with (
                 migration.exclusive_run(store, ctx.key),
                 logs.log_file(migration.log_path(store, ctx.key)),
@@ -205,10 +219,10 @@ def cutover(
                 if do_rollback:
                     migration.roll_back(ctx)
                     done = store.get(ctx.key)
-                    _echo(f"cutover of {ctx.key} rolled back" + (f"; {migration.downtime_line(done)}" if done else ""))
+                    echo(f"cutover of {ctx.key} rolled back" + (f"; {migration.downtime_line(done)}" if done else ""))
                 else:
                     done = migration.cut_over(ctx, rollback_on_failure=rollback_on_failure)
-                    _echo(
+                    echo(
                         f"cutover of {ctx.key} completed: {planned.target_name} runs on {target.description}, "
                         f"{migration.downtime_line(done)}"
                     )

@@ -10,6 +10,7 @@ target's launcher (its process, and libvirt's domain) all along: at no moment do
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -144,14 +145,19 @@ def test_verify_timeout_rolls_back_within_the_grace_and_never_runs_two_copies(de
     assert report["status"] == "rolled_back"
     assert report["downtime_to_source_back_seconds"] > 0 and report["downtime_to_verified_seconds"] is None
     assert report["downtime_seconds"] == report["downtime_to_source_back_seconds"]
-    assert report["log_file"] and Path(report["log_file"]).exists()
-    assert deaf.sim.password not in Path(report["log_file"]).read_text()
+    log_file = Path(report["log_file"])
+    assert "INFO migrator.announce: verify: " in log_file.read_text()  # the run, as it was printed
+    assert deaf.sim.password not in log_file.read_text()
+    assert log_file.stat().st_mode & 0o777 == 0o600 and log_file.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_rollback_of_a_completed_cutover_destroys_the_deaf_target_and_restores_the_note(deaf: Run) -> None:
-    done = deaf.cutover("--verify-marker", MARKER, "--verify-timeout", "300")
+    done = deaf.cutover("--verify-marker", MARKER, "--verify-timeout", "300", "--progress", "json")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "(source off → target verified)" in done.stdout
+    events = [json.loads(line) for line in done.stdout.splitlines()]  # every line an event
+    assert all(e["vm"] == deaf.vm and e["time"].endswith("Z") for e in events)
+    assert any(e.get("disk") == f"{deaf.target}-disk-0" and e["state"] == "done" for e in events)  # the transfer
+    assert "(source off → target verified)" in events[-1]["message"]
     power, note = deaf.source_state()
     assert power == "poweredOff" and note.startswith("Owner: ops team\nMigrated by migrator to local:")
 
