@@ -69,6 +69,8 @@ class PlannedDisk:
     transfer_bytes: int
     source_file: str | None  # "[datastore] path.vmdk", or a local path for VMX/OVF sources
     datastore: str | None
+    # the source did not say how much the disk holds: transfer_bytes is the capacity, an upper bound
+    transfer_bytes_upper_bound: bool = False
 
 
 @dataclass
@@ -97,6 +99,11 @@ class PlannedVM:
     @property
     def transfer_bytes(self) -> int:
         return sum(d.transfer_bytes for d in self.disks)
+
+    @property
+    def transfer_bytes_upper_bound(self) -> bool:
+        """Some disk's allocation is unknown: ``transfer_bytes`` is at most this, not this."""
+        return any(d.transfer_bytes_upper_bound for d in self.disks)
 
     def critical_ids(self) -> list[str]:
         return [c.id for c in self.concerns if c.severity is Severity.CRITICAL]

@@ -128,8 +128,11 @@ def run_transfers(
     *,
     concurrency: int,
     progress: str,
+    vm: str | None = None,
 ) -> None:
-    """Convert every transfer's disk; ``make_source(PlannedDisk)`` builds the engine source object."""
+    """Convert every transfer's disk; ``make_source(PlannedDisk)`` builds the engine source object.
+
+    ``vm``: the VM's name, in every JSON progress event."""
     for transfer in transfers:
         try:
             private.private_dir(transfer.target.parent)
@@ -139,7 +142,8 @@ def run_transfers(
         DiskJob(name=t.claim, source=make_source(t.disk), target=t.target, target_format=t.target_format)
         for t in transfers
     ]
-    transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=True)
+    labels = {"vm": vm} if vm else None
+    transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=True, progress_labels=labels)
 
 
 def extract_ova_member(ova: Path, member: str, work_dir: Path) -> Path:

@@ -41,6 +41,7 @@ class ConvertRequest:
     output_dir: Path | None = None
     apply: bool = False
     kubeconfig: str | None = None
+    context: str | None = None  # the kubeconfig's context for --apply (default: its current-context)
     namespace: str | None = None
     force: tuple[str, ...] = ()
     datavolumes: bool = False
@@ -161,6 +162,12 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
 
         # one writer per VM: a second convert (or a cutover) of it now would write the same images
         stack.enter_context(only_one_run(default_state_dir(), planned.source_name))
+        client = None
+        if request.apply:  # preflight: the kubeconfig loads and the API server answers, before any byte moves
+            from migrator.convert import cluster
+
+            client = cluster.dynamic_client(request.kubeconfig, request.context)
+            log.info("convert: cluster reachable, namespace %s", manifests.virtual_machine["metadata"]["namespace"])
         if spec is None:
             spec = plan.source
         scheme, location = split_source(spec)
@@ -187,6 +194,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
                 manifests,
                 {t.claim: t.target for t in transfers},
                 kubeconfig=request.kubeconfig,
+                context=request.context,
+                client=client,
                 echo=echo,
             )
     return result
@@ -210,7 +219,16 @@ def _transfer_disks(
         return
     for t in pending:
         state.forget(t)
-    disk_jobs.run_transfers(pending, make_source, concurrency=request.concurrency, progress=request.progress)
+    log.info(
+        "convert %s: %d disk(s) to copy, %d already done", result.planned.source_name, len(pending), len(result.skipped)
+    )
+    disk_jobs.run_transfers(
+        pending,
+        make_source,
+        concurrency=request.concurrency,
+        progress=request.progress,
+        vm=result.planned.source_name,
+    )
     for t in pending:
         state.mark_finished(t)
         echo(f"disk {t.claim}: converted to {t.target}")
