@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
 
 from core import untrusted
 from core.errors import InputError
@@ -44,6 +43,9 @@ def parse_quantity(value: Any, where: str) -> int:
     """A Kubernetes quantity ('2Ti', '500G', 1099511627776) → bytes."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    # imported here: the kubernetes package costs a second of start-up to every command otherwise
+    from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
+
     try:
         return int(kubernetes_quantity(str(value).strip()))
     except ValueError:
