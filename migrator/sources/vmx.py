@@ -335,7 +335,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
 
 
 def _int_list(text: str) -> list[int]:
-    return [int(part) for part in re.split(r"[,\s]+", text) if part.isdigit()]
+    return [int(part) for part in re.split(r"[,\s]+", text) if part.isascii() and part.isdigit()]
 
 
 def _disk(

@@ -7,7 +7,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from migrator.sources.ovf import open_ova, open_ovf
@@ -55,6 +55,7 @@ def _vmx_inventory(data: bytes, extra: dict[str, bytes] | None = None) -> None:
 
 
 @given(VMX_TEXT)
+@example(b'sched.cpu.affinity = "\xc2\xb9"')  # found by `make fuzz`: a Unicode digit that int() refuses
 def test_vmx_structured(data: bytes) -> None:
     _vmx_inventory(
         data, {"web.vmdk": b'# Disk DescriptorFile\ncreateType="monolithicFlat"\nRW 16 FLAT "web-flat.vmdk" 0\n'}
