@@ -18,6 +18,7 @@ test: deps
 lint: deps
 	$(VENV)/bin/ruff check core migrator converters runtime testbed tests benchmarks
 	$(VENV)/bin/ruff format --check core migrator converters runtime testbed tests benchmarks
+	$(VENV)/bin/lint-imports  # the import contract in pyproject.toml
 
 # The parsers fuzzed for longer than `make test` does (tests/fuzz; examples found are kept in ~/.cache/migrator)
 fuzz: deps

@@ -50,6 +50,18 @@ class StorageMapping:
 
 
 @dataclass
+class ThroughputMeasurement:
+    """What `migrator plan --measure-throughput` read from one disk of a datastore, and how fast."""
+
+    datastore: str
+    bytes_per_second: float
+    sample_bytes: int
+    seconds: float
+    disk: str  # "VM / disk label": what was read
+    measured_at: str  # ISO 8601
+
+
+@dataclass
 class PlannedDisk:
     label: str  # the source disk's label ("Hard disk 1")
     volume_name: str  # the PVC / volume name on the target (RFC 1123)
@@ -103,6 +115,7 @@ class Plan:
     hooks: dict[str, str] = field(default_factory=dict)  # "pre" / "post": commands cutover runs around the switch
     # SHA-256 of the source's TLS certificate when the plan was made (trust on first use); never "insecure"
     source_thumbprint: str | None = None
+    throughput: list[ThroughputMeasurement] = field(default_factory=list)  # one per datastore measured
 
     def vm(self, name: str) -> PlannedVM | None:
         """Find a planned VM by source or target name."""
@@ -132,6 +145,7 @@ class Plan:
             created=data.get("created"),
             hooks=dict(data.get("hooks") or {}),
             source_thumbprint=data.get("source_thumbprint"),
+            throughput=[ThroughputMeasurement(**m) for m in data.get("throughput") or []],
         )
 
 

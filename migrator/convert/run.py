@@ -17,7 +17,7 @@ from core.plan import Plan, PlannedVM
 from migrator.convert import disks as disk_jobs
 from migrator.convert import gate, output, plans
 from migrator.cutover.state import default_state_dir, only_one_run
-from migrator.sources import Source, SourceOptions, open_source, split_source
+from migrator.sources import Source, SourceOptions, open_source, require_disks, split_source
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
@@ -142,6 +142,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         if request.source is not None:
             source = stack.enter_context(_opened(request.source, request.source_options))
         plan, planned = _plan_for(request, source)
+        if not request.dry_run:
+            require_disks(spec or plan.source, "convert")  # before any gate: no --force makes disks appear
         forced = gate.check_not_blocked(planned, request.force)
         for cid in gate.unknown_forced(planned, request.force):
             echo(f"warning: --force {cid}: not a Critical concern of {planned.source_name}, ignored")

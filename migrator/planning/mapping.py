@@ -17,6 +17,7 @@ import yaml
 from core import untrusted
 from core.errors import InputError
 from core.plan import NetworkMapping, NetworkTarget, StorageMapping
+from core.quantity import parse_quantity
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -39,15 +40,10 @@ class Maps:
         return bool(self.storage)
 
 
-def parse_quantity(value: Any, where: str) -> int:
-    """A Kubernetes quantity ('2Ti', '500G', 1099511627776) → bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    # imported here: the kubernetes package costs a second of start-up to every command otherwise
-    from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
-
+def parse_size(value: Any, where: str) -> int:
+    """A Kubernetes quantity ('2Ti', '500G', 1099511627776) → bytes; InputError naming ``where``."""
     try:
-        return int(kubernetes_quantity(str(value).strip()))
+        return parse_quantity(value)
     except ValueError:
         raise InputError(f"{where}: {value!r} is not a size (e.g. 2Ti, 500Gi, 1000000000)") from None
 
@@ -78,7 +74,7 @@ def parse_storage_target(datastore: str, value: Any, where: str) -> StorageMappi
         storage_class = value.get("storageClass")
         limit = value.get("maxVolumeBytes", value.get("maxVolumeSize"))
         if limit is not None:
-            max_bytes = parse_quantity(limit, f"{where}: datastore {datastore!r}")
+            max_bytes = parse_size(limit, f"{where}: datastore {datastore!r}")
     else:
         storage_class = value
     if not isinstance(storage_class, str) or not _storage_class_ok(storage_class):
