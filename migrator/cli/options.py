@@ -111,7 +111,8 @@ def build_source_options(
 def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the trust and datastore options; the command receives them as ``source_options``.
 
-    A command's ``--source`` (``source`` or ``source_spec``) defaults to ``GOVC_URL`` when it has no plan.
+    A command's ``--source`` (``source`` or ``source_spec``) defaults to ``GOVC_URL`` when it has no plan
+    (and is not a ``--rollback``, which reads its source from the state).
     """
 
     @functools.wraps(command)
@@ -131,9 +132,11 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
             password_file=password_file,
             datastore_dirs=datastore_dirs,
         )
-        for name in ("source", "source_spec"):
-            if name in kwargs and kwargs[name] is None and kwargs.get("plan_path") is None:
-                kwargs[name] = default_source()
+        # no plan, no --source, and not a rollback (which finds its source in the state): GOVC_URL's
+        if kwargs.get("plan_path") is None and not kwargs.get("do_rollback"):
+            for name in ("source", "source_spec"):
+                if name in kwargs and kwargs[name] is None:
+                    kwargs[name] = default_source()
         return command(*args, source_options=options, **kwargs)
 
     for option in reversed(_CONNECTION_OPTIONS):
