@@ -29,6 +29,9 @@ from migrator.sources import SourceOptions
 @click.option("--dry-run", is_flag=True, help="Print what would be created; write nothing.")
 @click.option("--progress", type=click.Choice(["auto", "json", "none"]), default="auto", show_default=True)
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Disks copied at once.")
+@click.option(
+    "--skip-conversion", is_flag=True, help="Do not convert the guest OS (virt-v2v): only for virtio-ready guests."
+)
 def convert(
     vm: str,
     plan_path: Path | None,
@@ -45,6 +48,7 @@ def convert(
     dry_run: bool,
     progress: str,
     concurrency: int,
+    skip_conversion: bool,
 ) -> None:
     """Convert one VM: its disks to images, its configuration to a KubeVirt VirtualMachine."""
     request = ConvertRequest(
@@ -63,6 +67,7 @@ def convert(
         dry_run=dry_run,
         progress=progress,
         concurrency=concurrency,
+        skip_conversion=skip_conversion,
     )
     run_convert(request, echo=lambda line: click.echo(line, err=True), out=lambda text: click.echo(text, nl=False))
     sys.stdout.flush()
