@@ -92,15 +92,15 @@ def _recorded_endpoints(
 
 
 def _target(
-    output_dir: Path | None, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin
+    output_dir: Path | None, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin, skip: bool = False
 ) -> CutoverTarget:
     if output_dir is not None:
         from migrator.cutover.targets.local import LocalTarget
 
-        return LocalTarget(output_dir, origin)
+        return LocalTarget(output_dir, origin, announce=_echo)
     from migrator.cutover.targets.cluster import ClusterTarget
 
-    return ClusterTarget(kubeconfig, namespace, origin)
+    return ClusterTarget(kubeconfig, namespace, origin, skip_conversion=skip)
 
 
 @click.command("cutover")
@@ -122,6 +122,7 @@ def _target(
 @click.option("--rollback-on-failure", is_flag=True, help="On failure after source-off: stop target, restore source.")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back a recorded cutover of --vm now.")
 @click.option("--force", multiple=True, metavar="ID", help="Cut over despite this Critical concern (repeatable).")
+@click.option("--skip-conversion", is_flag=True, help="Do not convert the guest OS (virt-v2v): virtio-ready guests.")
 def cutover(
     vm: str,
     plan_path: Path | None,
@@ -141,6 +142,7 @@ def cutover(
     rollback_on_failure: bool,
     do_rollback: bool,
     force: tuple[str, ...],
+    skip_conversion: bool,
 ) -> None:
     """Cut one VM over: shut the source down, copy its disks, start and verify it on the target."""
     if do_rollback and plan_path is None and source is None:
@@ -162,13 +164,14 @@ def cutover(
         pre_hook=pre_hook,
         post_hook=post_hook,
         force=force,
+        skip_conversion=skip_conversion,
     )
     store = StateStore(state_dir)
     try:
         spec = source or plans.load_plan(plan_path).source  # type: ignore[arg-type]
         with _opened_source(spec, options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
-            target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin)
+            target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin, skip_conversion)
             hooks = replace(
                 cutover_options,
                 pre_hook=cutover_options.pre_hook or plan.hooks.get("pre"),

@@ -39,6 +39,7 @@ class CutoverOptions:
     post_hook: str | None = None
     poll_interval: float = 1.0
     force: tuple[str, ...] = ()  # Critical concern ids the user overrides (as `convert --force`)
+    skip_conversion: bool = False  # the guest is virtio-ready: no virt-v2v (as `convert --skip-conversion`)
 
 
 @dataclass
@@ -151,6 +152,12 @@ def transfer(ctx: CutoverContext) -> StepResult:
     return StepResult(bytes_moved=moved, detail=f"{len(ctx.planned.disks)} disk(s), full copy")
 
 
+def convert_guest(ctx: CutoverContext) -> StepResult:
+    detail = ctx.target.convert_guest(ctx.plan, ctx.planned, skip=ctx.options.skip_conversion)
+    ctx.store.set_fact(ctx.key, "guest", detail)
+    return StepResult(detail=detail)
+
+
 def _should_run(ctx: CutoverContext) -> bool:
     if ctx.options.start_policy == "always":
         return True
@@ -198,6 +205,7 @@ CUTOVER_STEPS: tuple[Step[CutoverContext], ...] = (
     Step("pre-hook", pre_hook, "run the pre-cutover hook"),
     Step("source-off", source_off, "record the power state, shut the source down", touches_source=True),
     Step("transfer", transfer, "final copy of every disk", touches_source=True),
+    Step("convert-guest", convert_guest, "make the guest OS run on virtio (virt-v2v)", touches_source=True),
     Step("start", start_target, "create the VirtualMachine and start it", touches_source=True),
     Step("verify", verify, "wait for Running and check the guest", touches_source=True),
     Step("mark-source", mark_source, "mark the source as migrated, leave it off", touches_source=True),

@@ -61,6 +61,8 @@ PACKAGES = (
     "mount",
     "open-vm-tools",
 )
+VMDK_NAME = "guest.vmdk"
+RECIPE = 1  # bump when _root_tar() or _disk() build a different image (the .sh files are hashed themselves)
 HERE = Path(__file__).parent
 
 
@@ -99,9 +101,9 @@ def _key() -> str:
         digest.update(f"{package}={candidate_version(package)}\n".encode())
     digest.update(f"mmdebstrap={installed_version('mmdebstrap')}\n".encode())
     digest.update(f"{NIC_NAME} {PCI_SLOT} {ADDRESS} {MAC} {DISK_SIZE} {ROOT_UUID}\n".encode())
-    for path in sorted(HERE.glob("*")):
-        if path.suffix in (".py", ".sh"):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(f"recipe {RECIPE}\n".encode())
+    for path in sorted(HERE.glob("*.sh")):  # the guest's shape and its report
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -180,7 +182,8 @@ umount-all
 def build_debian_guest() -> DebianGuest:
     """The cached VMware-shaped Debian guest (raw + VMDK), building it when missing (minutes)."""
     build = guest_cache_dir() / _key()
-    raw, vmdk = build / "debian12.raw", build / "debian12.vmdk"
+    # the VMDK's embedded descriptor names its own file: it is made, cached and copied as guest.vmdk
+    raw, vmdk = build / "debian12.raw", build / VMDK_NAME
     if not (raw.exists() and vmdk.exists()):
         with _locked(guest_cache_dir()):
             if not (raw.exists() and vmdk.exists()):
@@ -189,7 +192,7 @@ def build_debian_guest() -> DebianGuest:
                     work = Path(tmp)
                     partial = work / "disk.raw"
                     _disk(_root_tar(work), partial)
-                    partial_vmdk = work / "disk.vmdk"
+                    partial_vmdk = work / VMDK_NAME
                     _run(
                         ["qemu-img", "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse"]
                         + ["-o", "adapter_type=lsilogic", str(partial), str(partial_vmdk)],
@@ -206,7 +209,7 @@ def build_debian_guest() -> DebianGuest:
 def write_vmx(guest: DebianGuest, directory: Path, name: str = "debian12-vmware", *, copy_disk: bool = True) -> Path:
     """A standalone VM directory as ESXi keeps it: ``guest.vmx`` beside its VMDK (pvscsi, vmxnet3 in slot 192)."""
     directory.mkdir(parents=True, exist_ok=True)
-    disk = directory / "guest.vmdk"
+    disk = directory / VMDK_NAME
     if copy_disk:
         subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(guest.vmdk), str(disk)], check=True)
     entries = {

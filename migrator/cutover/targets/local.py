@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from converters.specs import dump
+from converters.specs import dump, vm_manifests
 from core.errors import MigratorError, TargetError
 from core.plan import Plan, PlannedVM
-from migrator.convert import ConvertRequest, convert
+from migrator.convert import ConvertRequest, convert, guest, output
 from migrator.convert import disks as disk_jobs
+from migrator.convert.run import spec_options
 from migrator.cutover.ports import Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
 from runtime import local
@@ -29,7 +31,10 @@ STOP_TIMEOUT = 180.0
 
 
 class LocalTarget:
-    def __init__(self, output_dir: Path, origin: DiskOrigin, *, accel: str = "auto") -> None:
+    def __init__(
+        self, output_dir: Path, origin: DiskOrigin, *, accel: str = "auto", announce: Callable[[str], None] = print
+    ) -> None:
+        self.announce = announce
         self.output_dir = output_dir.expanduser().resolve()
         self.origin = origin
         self.accel = accel
@@ -89,10 +94,22 @@ class LocalTarget:
             namespace=plan.target_namespace if self.origin.plan_path is None else None,
             force=self.origin.force,
             progress="none",
+            defer_conversion=True,  # the pipeline's convert-guest step does it
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, self.output_dir, "raw")]
         return allocated_bytes(images) if result.converted else 0
+
+    def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool) -> str:
+        transfers = disk_jobs.planned_transfers(planned, self.output_dir, "raw")
+        accelerator = self.accel if self.accel != "auto" else None
+        options = guest.GuestOptions(skip=skip, progress="auto", accelerator=accelerator)
+        inspection = guest.convert_vm_guest(planned, transfers, self.output_dir, options, self.announce)
+        if inspection is None:
+            return "skipped (--skip-conversion)"
+        manifests = vm_manifests(planned, plan, spec_options(None, False, inspection))
+        output.write_manifests(self.output_dir, manifests)
+        return guest.summary_line(inspection)
 
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
         vm_file = self.vm_file(planned)
