@@ -91,9 +91,18 @@ class Inspection:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in values.items() if k in known})
 
+    @property
+    def display_name(self) -> str:
+        """ "Debian 12.15": libguestfs gives some guests' product name as just a version ("12.15")."""
+        product = self.product_name or ""
+        distro = (self.distro or "").capitalize()
+        if product and any(c.isalpha() for c in product):
+            return product
+        version = product or ".".join(str(v) for v in (self.major_version, self.minor_version) if v is not None)
+        return " ".join(x for x in (distro, version) if x) or "unknown OS"
+
     def summary(self) -> str:
-        name = self.product_name or " ".join(x for x in (self.distro, str(self.major_version or "")) if x)
-        parts = [name or "unknown OS", self.firmware or "", f"disk {self.block_bus}" if self.block_bus else ""]
+        parts = [self.display_name, self.firmware or "", f"disk {self.block_bus}" if self.block_bus else ""]
         if self.net_bus:
             parts.append(f"nic {self.net_bus}")
         return ", ".join(p for p in parts if p)

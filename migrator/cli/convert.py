@@ -30,7 +30,10 @@ from migrator.sources import SourceOptions
 @click.option("--progress", type=click.Choice(["auto", "json", "none"]), default="auto", show_default=True)
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Disks copied at once.")
 @click.option(
-    "--skip-conversion", is_flag=True, help="Do not convert the guest OS (virt-v2v): only for virtio-ready guests."
+    "--skip-conversion",
+    is_flag=True,
+    envvar="MIGRATOR_SKIP_CONVERSION",
+    help="Do not convert the guest OS (virt-v2v): only for virtio-ready guests.",
 )
 def convert(
     vm: str,

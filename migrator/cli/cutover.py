@@ -122,7 +122,9 @@ def _target(
 @click.option("--rollback-on-failure", is_flag=True, help="On failure after source-off: stop target, restore source.")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back a recorded cutover of --vm now.")
 @click.option("--force", multiple=True, metavar="ID", help="Cut over despite this Critical concern (repeatable).")
-@click.option("--skip-conversion", is_flag=True, help="Do not convert the guest OS (virt-v2v): virtio-ready guests.")
+@click.option(
+    "--skip-conversion", is_flag=True, envvar="MIGRATOR_SKIP_CONVERSION", help="Do not convert the guest OS (virt-v2v)."
+)
 def cutover(
     vm: str,
     plan_path: Path | None,

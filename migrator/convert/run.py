@@ -44,7 +44,7 @@ class ConvertRequest:
     concurrency: int = 2
     # guest conversion (converters.guest): skipped for guests known to be virtio-ready; "defer" leaves it
     # to the caller (cutover runs it as its own convert-guest step)
-    skip_conversion: bool = False
+    skip_conversion: bool | None = None  # None: $MIGRATOR_SKIP_CONVERSION
     defer_conversion: bool = False
     virtio_win: str | None = None  # default: $VIRTIO_WIN
     accelerator: str | None = None  # kvm | tcg for libguestfs; None: the accelerator probe decides
@@ -120,14 +120,14 @@ def spec_options(nic_compat: bool | None, datavolumes: bool, inspection: Inspect
         use_datavolumes=datavolumes,
         virtio_ready=True if inspection.virtio_ready else None,
         os_id=inspection.osinfo,
-        os_name=inspection.product_name,
+        os_name=inspection.display_name,
         guest_converted_by=inspection.tool if inspection.converted else None,
     )
 
 
 def guest_options(request: ConvertRequest) -> guest.GuestOptions:
     return guest.GuestOptions(
-        skip=request.skip_conversion,
+        skip=request.skip_conversion if request.skip_conversion is not None else guest.skip_by_default(),
         virtio_win=request.virtio_win,
         progress=request.progress,
         accelerator=request.accelerator,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from core.errors import InputError, MigratorError, SourceError, TargetError
 from core.plan import Plan, PlannedVM
 from migrator.convert.gate import check_not_blocked
+from migrator.convert.guest import skip_by_default
 from migrator.cutover.drift import plan_drift
 from migrator.cutover.pipeline import Step, StepResult
 from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
@@ -39,7 +40,7 @@ class CutoverOptions:
     post_hook: str | None = None
     poll_interval: float = 1.0
     force: tuple[str, ...] = ()  # Critical concern ids the user overrides (as `convert --force`)
-    skip_conversion: bool = False  # the guest is virtio-ready: no virt-v2v (as `convert --skip-conversion`)
+    skip_conversion: bool | None = None  # True: virtio-ready guest, no virt-v2v; None: $MIGRATOR_SKIP_CONVERSION
 
 
 @dataclass
@@ -153,7 +154,8 @@ def transfer(ctx: CutoverContext) -> StepResult:
 
 
 def convert_guest(ctx: CutoverContext) -> StepResult:
-    detail = ctx.target.convert_guest(ctx.plan, ctx.planned, skip=ctx.options.skip_conversion)
+    skip = ctx.options.skip_conversion
+    detail = ctx.target.convert_guest(ctx.plan, ctx.planned, skip=skip_by_default() if skip is None else skip)
     ctx.store.set_fact(ctx.key, "guest", detail)
     return StepResult(detail=detail)
 

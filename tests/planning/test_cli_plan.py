@@ -57,6 +57,7 @@ def test_yaml_and_table_outputs(tmp_path: Path) -> None:
         "--name",
         "vapp",
         cwd=tmp_path,
+        env={"VIRTIO_WIN": "/srv/virtio-win.iso"},  # the vApp's Windows VM is not blocked for want of drivers
     )
     assert result.returncode == 0, result.stderr
     data = yaml.safe_load(result.stdout)

@@ -27,7 +27,12 @@ POLL = 2.0
 
 class ClusterTarget:
     def __init__(
-        self, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin, *, skip_conversion: bool = False
+        self,
+        kubeconfig: str | None,
+        namespace: str | None,
+        origin: DiskOrigin,
+        *,
+        skip_conversion: bool | None = None,
     ) -> None:
         self.skip_conversion = skip_conversion
         self.kubeconfig = kubeconfig
