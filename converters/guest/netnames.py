@@ -41,36 +41,42 @@ def vmware_interface_name(pci_slot: int | None) -> str | None:
     return f"ens{pci_slot}"
 
 
-def pin_script(pins: list[tuple[str, str]]) -> str:
-    """A POSIX shell script run inside the guest (chroot) for (mac, name) pairs; prints one PIN line each."""
+def pin_script(pins: list[tuple[str, str]], root: str = "") -> str:
+    """A POSIX shell script run inside the guest (chroot) for (mac, name) pairs; prints one PIN line each.
+
+    ``root`` prefixes every path (the guest's tree seen from elsewhere); the file names printed stay the guest's."""
     for mac, name in pins:
         if not _MAC.match(mac) or not _NAME.match(name):
             raise ValueError(f"bad NIC pin {mac} {name}")
     pairs = " ".join(f"{mac}={name}" for mac, name in pins)
-    globs = " ".join(CONFIG_GLOBS)
+    globs = " ".join(root + g for g in CONFIG_GLOBS)
     return f"""#!/bin/sh
 # written by migrator: keep each NIC's VMware name, matched by MAC
 set -u
-if [ -d /lib/systemd/network ] || [ -d /usr/lib/systemd/network ]; then method=systemd-link; else method=udev-rule; fi
+root='{root}'
+if [ -d "$root/lib/systemd/network" ] || [ -d "$root/usr/lib/systemd/network" ]; then method=systemd-link
+else method=udev-rule; fi
 for pair in {pairs}; do
   mac=${{pair%%=*}} name=${{pair#*=}}
   files=""
   for file in {globs}; do
     [ -f "$file" ] || continue
-    if grep -Eq "(^|[^A-Za-z0-9_.-])$name([^A-Za-z0-9_.-]|\\$)" "$file"; then files="$files${{files:+,}}$file"; fi
+    if grep -Eq "(^|[^A-Za-z0-9_.-])$name([^A-Za-z0-9_.-]|\\$)" "$file"; then
+      files="$files${{files:+,}}${{file#"$root"}}"
+    fi
   done
   if [ -z "$files" ]; then
     echo "{PIN_LINE} $mac $name none -"
     continue
   fi
   if [ "$method" = systemd-link ]; then
-    mkdir -p /etc/systemd/network
+    mkdir -p "$root/etc/systemd/network"
     printf '%s\\n' '# written by migrator: the name this NIC had on VMware' '[Match]' "MACAddress=$mac" \\
-      'Type=ether' '' '[Link]' "Name=$name" >"/etc/systemd/network/10-migrator-$name.link"
+      'Type=ether' '' '[Link]' "Name=$name" >"$root/etc/systemd/network/10-migrator-$name.link"
   else
-    mkdir -p /etc/udev/rules.d
+    mkdir -p "$root/etc/udev/rules.d"
     printf 'SUBSYSTEM=="net", ACTION=="add", DRIVERS=="?*", ATTR{{address}}=="%s", ATTR{{type}}=="1", NAME="%s"\\n' \\
-      "$mac" "$name" >>{UDEV_FILE}
+      "$mac" "$name" >>"$root{UDEV_FILE}"
   fi
   echo "{PIN_LINE} $mac $name $method $files"
 done

@@ -24,7 +24,8 @@ IN_PLACE = "virt-v2v-in-place"
 GUESTFISH = "guestfish"
 _PHASE = re.compile(r"^\[\s*(\d+\.\d)\]\s+(\S.*)$")  # virt-v2v: one decimal; the kernel: six
 _FIELD = re.compile(r"^(i_[a-z_]+|gcaps_[a-z_]+)\s*=\s*(.*)$")
-_PROG = re.compile(r"(?:^|\s|/)(virt-v2v(?:-in-place)?|guestfish|libguestfs):\s+(error|warning):\s*(.*)$")
+# anywhere in a line: the appliance's output is not line-buffered, so messages get spliced into its lines
+_PROG = re.compile(r"(virt-v2v(?:-in-place)?|guestfish|libguestfs):\s+(error|warning):\s*(.*)$")
 _REMOVED = re.compile(r"\b(?:dpkg --purge|rpm -e|zypper -n rm|yum -y remove)\s+([^\n]+)$")
 _DEBUG_PREFIXES = ("libguestfs:", "guestfsd:", "commandrvf:")
 # virt-v2v's phases that time the parts of a conversion the benchmark reports
@@ -68,7 +69,8 @@ class V2vOutput:
     fields: dict[str, str] = field(default_factory=dict)
     phases: list[Phase] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # virt-v2v's (or guestfish's) own
+    tool_errors: list[str] = field(default_factory=list)  # libguestfs's, often recovered from
     removed: list[str] = field(default_factory=list)
     marked: list[str] = field(default_factory=list)  # lines our own guest scripts print (netnames.PIN_LINE)
     _error_open: bool = False
@@ -95,8 +97,13 @@ class V2vOutput:
             return None
         match = _PROG.search(text.strip())
         if match:
-            (self.errors if match.group(2) == "error" else self.warnings).append(match.group(3).strip())
-            self._error_open = match.group(2) == "error"
+            if match.group(2) == "error":
+                # virt-v2v's verdict; libguestfs also reports errors it recovers from while probing
+                own = match.group(1).startswith("virt-v2v") or match.group(1) == "guestfish"
+                (self.errors if own else self.tool_errors).append(match.group(3).strip())
+                self._error_open = own
+            else:
+                self.warnings.append(match.group(3).strip())
             return None
         match = _REMOVED.search(text)
         if match:
@@ -107,9 +114,9 @@ class V2vOutput:
 
     def reason(self) -> str | None:
         """virt-v2v's own reason for failing, on one line (its advice to re-run with -v dropped)."""
-        if not self.errors:
+        if not (self.errors or self.tool_errors):
             return None
-        text = self.errors[0]
+        text = (self.errors or self.tool_errors)[0]
         text = re.split(r"\s+If reporting bugs, run virt-v2v", text)[0]
         return re.sub(r"\s+", " ", text).strip()
 

@@ -52,6 +52,7 @@ PACKAGES = (
     "grub-pc",
     "initramfs-tools",
     "systemd-sysv",
+    "dbus",  # systemd-logind needs it: the ACPI power button powers the guest off
     "udev",
     "ifupdown",
     "iproute2",

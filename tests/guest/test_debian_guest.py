@@ -86,7 +86,7 @@ class Booted:
         return self.console_log.read_text(errors="replace") if self.console_log.exists() else ""
 
     def __exit__(self, *exc: object) -> None:
-        migrator("runtime", "stop", VM, "--timeout", "5", env=self.env, timeout=300)
+        migrator("runtime", "stop", VM, "--timeout", "240", env=self.env, timeout=300)
 
 
 def test_kill_9_during_conversion_never_leaves_a_half_converted_image(converted: Converted) -> None:
@@ -183,7 +183,7 @@ def test_cutover_from_the_simulator_converts_the_guest(
         assert steps["convert-guest"]["status"] == "done" and "Debian 12" in steps["convert-guest"]["detail"]
         assert data["inspection"]["osinfo"] == "debian12"
     finally:
-        migrator("runtime", "stop", target, "--timeout", "5", env=env, timeout=300)
+        migrator("runtime", "stop", target, "--timeout", "240", env=env, timeout=300)
 
 
 def test_a_disk_without_an_os_fails_with_virt_v2vs_reason(tmp_path: Path) -> None:
