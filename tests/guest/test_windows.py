@@ -70,6 +70,7 @@ def test_plan_on_a_windows_vmx_shows_the_critical_concern(tmp_path: Path, monkey
 
 def test_convert_refuses_windows_without_virtio_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VIRTIO_WIN", raising=False)
+    monkeypatch.delenv("MIGRATOR_SKIP_CONVERSION", raising=False)  # the suite's default: converting for real
     vmx = windows_vmx(tmp_path)
     out = tmp_path / "out"
     result = run_migrator(
