@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -236,7 +237,9 @@ def convert_guest(request: ConversionRequest, on_event: Callable[[GuestEvent], N
     inspection.seconds["virt_v2v"] = round(run.seconds, 1)
     _write_state(request, {"phase": "committing", "inspection": inspection.to_dict()})
     emit("Committing the converted disks", run.seconds)
+    committing = time.monotonic()
     _commit(request, overlays)
+    inspection.seconds["commit"] = round(time.monotonic() - committing, 1)
     _write_state(request, {"phase": "done", "inspection": inspection.to_dict(), "images": _images_stamp(request)})
     emit("done", run.seconds)
     return inspection

@@ -73,11 +73,17 @@ class V2vOutput:
     tool_errors: list[str] = field(default_factory=list)  # libguestfs's, often recovered from
     removed: list[str] = field(default_factory=list)
     marked: list[str] = field(default_factory=list)  # lines our own guest scripts print (netnames.PIN_LINE)
+    initramfs: list[float] = field(default_factory=list)  # when the initramfs rebuild started, and ended
     _error_open: bool = False
 
-    def feed(self, line: str) -> Phase | None:
-        """Take one line; returns the phase it announces, if any."""
+    def feed(self, line: str, now: float | None = None) -> Phase | None:
+        """Take one line (read at ``now``, monotonic seconds); returns the phase it announces, if any."""
         text = line.rstrip("\n")
+        if now is not None and text.startswith("commandrvf:"):
+            if "update-initramfs" in text or "dracut" in text or "mkinitrd" in text:
+                self.initramfs[:] = [now]
+            elif len(self.initramfs) == 1 and not text.startswith("commandrvf: stdout="):
+                self.initramfs.append(now)  # the next command: the rebuild is over
         if text.startswith(PIN_LINE):
             self.marked.append(text)
             return None
@@ -88,6 +94,8 @@ class V2vOutput:
             self._error_open = False
         match = _PHASE.match(text)
         if match:
+            if now is not None and len(self.initramfs) == 1:
+                self.initramfs.append(now)
             phase = Phase(float(match.group(1)), match.group(2).strip())
             self.phases.append(phase)
             return phase
@@ -127,6 +135,8 @@ class V2vOutput:
             key = next((v for k, v in PHASE_KEYS.items() if current.text.startswith(k)), None)
             if key:
                 result[key] = round(result.get(key, 0.0) + following.elapsed - current.elapsed, 1)
+        if len(self.initramfs) == 2:
+            result["initramfs_rebuild"] = round(self.initramfs[1] - self.initramfs[0], 1)
         return result
 
     def inspection(self, vm: str) -> Inspection:
@@ -211,7 +221,7 @@ def run_tool(
         pass
     for line in process.stdout:
         log.write(line)
-        phase = parsed.feed(line)
+        phase = parsed.feed(line, time.monotonic())
         if phase is not None:
             on_phase(phase)
     log.flush()

@@ -201,9 +201,6 @@ def build_debian_guest() -> DebianGuest:
                     )
                     shutil.move(str(partial_vmdk), vmdk)
                     shutil.move(str(partial), raw)
-                for stale in guest_cache_dir().iterdir():  # older builds of other inputs
-                    if stale.is_dir() and stale != build and not stale.name.startswith("build-"):
-                        shutil.rmtree(stale, ignore_errors=True)
     return DebianGuest(raw, vmdk, MARKER, NIC_NAME, PCI_SLOT, MAC, ADDRESS, ROOT_UUID)
 
 
