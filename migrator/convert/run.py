@@ -153,12 +153,14 @@ def _make_source(scheme: str, location: str, source: Source | None, work_dir: Pa
     return local_disk
 
 
-def dry_run_text(result: ConvertResult, transfers: list[disk_jobs.PlannedTransfer] | None) -> str:
+def dry_run_text(
+    result: ConvertResult, transfers: list[disk_jobs.PlannedTransfer] | None, *, skip_conversion: bool = False
+) -> str:
     lines = [f"# dry run: VM {result.planned.source_name} → {result.manifests.name} (nothing written)"]
     for t in transfers or []:
         lines.append(f"# disk {t.disk.label}: {t.disk.source_file} → {t.target} ({t.target_format})")
     if transfers:
-        lines.append(f"# guest: {guest_plan_line(result)}")
+        lines.append(f"# guest: {'not converted (--skip-conversion)' if skip_conversion else guest_plan_line(result)}")
     body = "---\n".join(dump(obj) for obj in result.manifests.all())
     return "\n".join(lines) + "\n" + body
 
@@ -189,7 +191,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         work_dir = request.output_dir or _work_dir(plan, planned)
         transfers = disk_jobs.planned_transfers(planned, work_dir, request.disk_format)
         if request.dry_run:
-            out(dry_run_text(result, transfers if request.output_dir else None))
+            skip = guest_options(request).skip
+            out(dry_run_text(result, transfers if request.output_dir else None, skip_conversion=skip))
             return result
 
         if spec is None:
