@@ -7,20 +7,28 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from converters.disks import HttpSource, LocalSource
 from converters.guest import Inspection
 from converters.specs import Manifests, SpecOptions, dump, vm_manifests
 from core.errors import InputError
-from core.inventory import Inventory
-from core.plan import Plan, PlannedVM
+from core.plan import Plan, PlannedDisk, PlannedVM
 from migrator.convert import disks as disk_jobs
 from migrator.convert import gate, guest, output, plans
-from migrator.sources import Source, SourceOptions, open_source, split_source
+from migrator.cutover.state import default_state_dir, only_one_run
+from migrator.sources import (
+    DatastoreReader,
+    Source,
+    SourceOptions,
+    inventory_of_vm,
+    open_source,
+    require_disks,
+    split_source,
+)
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
+DiskSource = LocalSource | HttpSource  # what the disk engine reads one disk from
 # Sources whose disks are read through the adapter; VMX/OVF/OVA disks are files (or tar members) on local disk.
 NEEDS_OPEN_SOURCE = ("vsphere",)
 
@@ -34,6 +42,7 @@ class ConvertRequest:
     output_dir: Path | None = None
     apply: bool = False
     kubeconfig: str | None = None
+    context: str | None = None  # the kubeconfig's context for --apply (default: its current-context)
     namespace: str | None = None
     force: tuple[str, ...] = ()
     datavolumes: bool = False
@@ -81,23 +90,13 @@ def _opened(spec: str, options: SourceOptions) -> Iterator[Source]:
         source.close()
 
 
-def _inventory_of(source: Source, vm_name: str) -> Inventory:
-    """One VM's inventory: the vSphere adapter re-reads a single VM instead of the whole vCenter."""
-    vm_inventory = getattr(source, "vm_inventory", None)
-    if vm_inventory is not None:
-        vm = vm_inventory(vm_name)
-        about = getattr(source, "about", None)
-        return Inventory(source_url=source.url, vms=[vm], about=dict(about) if isinstance(about, dict) else {})
-    return source.inventory()
-
-
 def _plan_for(request: ConvertRequest, source: Source | None) -> tuple[Plan, PlannedVM]:
     if request.plan_path is not None:
         plan = plans.load_plan(request.plan_path)
     else:
         assert source is not None and request.source is not None
         plan = plans.one_vm_plan(
-            _inventory_of(source, request.vm),
+            inventory_of_vm(source, request.vm),
             request.vm,
             source=source.url,
             namespace=request.namespace or "default",
@@ -134,21 +133,27 @@ def guest_options(request: ConvertRequest) -> guest.GuestOptions:
     )
 
 
-def _make_source(scheme: str, location: str, source: Source | None, work_dir: Path) -> Callable[[Any], Any]:
-    if scheme == "vsphere":
+def _make_source(
+    scheme: str, location: str, source: Source | None, work_dir: Path, options: SourceOptions
+) -> Callable[[PlannedDisk], DiskSource]:
+    if scheme in NEEDS_OPEN_SOURCE:
+        if not isinstance(source, DatastoreReader):
+            raise InputError(f"the {scheme} source cannot read its disks from a datastore")
+        datastore = source
 
-        def vsphere_disk(disk: Any) -> Any:
-            vsphere: Any = source
-            url = vsphere.datastore_file_url(disk.source_file)
-            return HttpSource(url, vsphere.http_headers(), vsphere.ssl_context())
+        def datastore_disk(disk: PlannedDisk) -> DiskSource:
+            if disk.source_file is None:
+                raise InputError(f"disk {disk.label} has no backing file to read")
+            url = datastore.datastore_file_url(disk.source_file)
+            return HttpSource(url, datastore.http_headers(), datastore.ssl_context())
 
-        return vsphere_disk
+        return datastore_disk
     descriptor = Path(location).expanduser().resolve()
 
-    def local_disk(disk: Any) -> Any:
+    def local_disk(disk: PlannedDisk) -> DiskSource:
         if scheme == "ova":  # the OVF names tar members
             return LocalSource(disk_jobs.extract_ova_member(descriptor, disk.source_file, work_dir))
-        return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file))
+        return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file, options.datastores()))
 
     return local_disk
 
@@ -179,6 +184,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         if request.source is not None:
             source = stack.enter_context(_opened(request.source, request.source_options))
         plan, planned = _plan_for(request, source)
+        if not request.dry_run:
+            require_disks(spec or plan.source, "convert")  # before any gate: no --force makes disks appear
         settled = guest.satisfied_concerns(guest_options(request))
         forced = [c for c in gate.check_not_blocked(planned, (*request.force, *settled)) if c not in settled]
         for cid in gate.unknown_forced(planned, request.force):
@@ -188,19 +195,35 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         manifests = vm_manifests(planned, plan, _spec_options(request))
         result = ConvertResult(plan=plan, planned=planned, manifests=manifests)
 
-        work_dir = request.output_dir or _work_dir(plan, planned)
+        work_dir = request.output_dir or apply_work_dir(plan, planned)
         transfers = disk_jobs.planned_transfers(planned, work_dir, request.disk_format)
         if request.dry_run:
             skip = guest_options(request).skip
             out(dry_run_text(result, transfers if request.output_dir else None, skip_conversion=skip))
             return result
 
+        # one writer per VM: a second convert (or a cutover) of it now would write the same images
+        stack.enter_context(only_one_run(default_state_dir(), planned.source_name))
+        client = None
+        if request.apply:  # preflight: the kubeconfig loads and the API server answers, before any byte moves
+            from migrator.convert import cluster
+
+            client = cluster.dynamic_client(request.kubeconfig, request.context)
+            log.info("convert: cluster reachable, namespace %s", manifests.virtual_machine["metadata"]["namespace"])
         if spec is None:
             spec = plan.source
         scheme, location = split_source(spec)
         if source is None and scheme in NEEDS_OPEN_SOURCE:  # a plan file: the disks are read through the source
-            source = stack.enter_context(_opened(spec, request.source_options))
-        _transfer_disks(request, result, transfers, work_dir, _make_source(scheme, location, source, work_dir), echo)
+            options = request.source_options.pinned_to(plan.source_thumbprint)
+            source = stack.enter_context(_opened(spec, options))
+        _transfer_disks(
+            request,
+            result,
+            transfers,
+            work_dir,
+            _make_source(scheme, location, source, work_dir, request.source_options),
+            echo,
+        )
         disk_jobs.remove_extracted(work_dir)
         if not request.defer_conversion:
             result.inspection = guest.convert_vm_guest(
@@ -218,6 +241,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
                 manifests,
                 {t.claim: t.target for t in transfers},
                 kubeconfig=request.kubeconfig,
+                context=request.context,
+                client=client,
                 echo=echo,
             )
     return result
@@ -228,7 +253,7 @@ def _transfer_disks(
     result: ConvertResult,
     transfers: list[disk_jobs.PlannedTransfer],
     work_dir: Path,
-    make_source: Callable[[Any], Any],
+    make_source: Callable[[PlannedDisk], DiskSource],
     echo: Echo,
 ) -> None:
     """Copy the disks not finished by an earlier run; record each as finished once it is complete."""
@@ -241,14 +266,23 @@ def _transfer_disks(
         return
     for t in pending:
         state.forget(t)
-    disk_jobs.run_transfers(pending, make_source, concurrency=request.concurrency, progress=request.progress)
+    log.info(
+        "convert %s: %d disk(s) to copy, %d already done", result.planned.source_name, len(pending), len(result.skipped)
+    )
+    disk_jobs.run_transfers(
+        pending,
+        make_source,
+        concurrency=request.concurrency,
+        progress=request.progress,
+        vm=result.planned.source_name,
+    )
     for t in pending:
         state.mark_finished(t)
         echo(f"disk {t.claim}: converted to {t.target}")
     result.converted = [t.claim for t in pending]
 
 
-def _work_dir(plan: Plan, planned: PlannedVM) -> Path:
+def apply_work_dir(plan: Plan, planned: PlannedVM) -> Path:
     """Where --apply without --output-dir keeps the converted images (resumable, never credentials)."""
     from core.paths import cache_dir
 
