@@ -139,7 +139,7 @@ def _log_decisions(planned: PlannedVM) -> None:
         log.debug(
             "  disk %s → %s, storage class %s, %d bytes to copy%s",
             disk.label,
-            disk.volume_name,
+            disk.claim_name,
             disk.storage_class or "(cluster default)",
             disk.transfer_bytes,
             bound,
