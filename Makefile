@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps test fuzz demo lint bench bench-inventory bench-disks bench-boot bench-controller image clean
+.PHONY: deps test fuzz demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-convert-guest image clean
 
 deps: $(STAMP)
 
@@ -40,6 +40,9 @@ bench-boot: deps
 
 bench-controller: deps
 	$(PY) -m benchmarks.bench_controller
+
+bench-convert-guest: deps
+	$(PY) -m benchmarks.bench_convert_guest
 
 image: deps
 	bash runtime/image/build.sh

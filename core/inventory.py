@@ -118,6 +118,7 @@ class Nic:
     start_connected: bool = True
     key: int | None = None
     ips: list[str] = field(default_factory=list)
+    pci_slot: int | None = None  # vSphere's ethernetN.pciSlotNumber: the guest named the NIC ens<slot>
 
     @property
     def sriov(self) -> bool:

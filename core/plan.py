@@ -91,6 +91,7 @@ class PlannedVM:
     disks: list[PlannedDisk] = field(default_factory=list)
     nics: list[PlannedNic] = field(default_factory=list)
     concerns: list[Concern] = field(default_factory=list)
+    guest_root: str | None = None  # the guest's root device for virt-v2v --root (e.g. /dev/sda2); None: first found
 
     @property
     def blocked(self) -> bool:
@@ -165,4 +166,5 @@ def _planned_vm(data: dict[str, Any]) -> PlannedVM:
             Concern(id=c["id"], severity=Severity(c["severity"]), message=c["message"])
             for c in data.get("concerns", [])
         ],
+        guest_root=data.get("guest_root"),
     )

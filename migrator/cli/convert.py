@@ -50,6 +50,12 @@ Examples:
     help="Per-disk bars on a terminal (auto), timestamped JSON events on stdout (json), or nothing.",
 )
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Disks copied at once.")
+@click.option(
+    "--skip-conversion",
+    is_flag=True,
+    envvar="MIGRATOR_SKIP_CONVERSION",
+    help="Do not convert the guest OS (virt-v2v): only for virtio-ready guests.",
+)
 def convert(
     vm: str,
     plan_path: Path | None,
@@ -67,6 +73,7 @@ def convert(
     dry_run: bool,
     progress: str,
     concurrency: int,
+    skip_conversion: bool,
 ) -> None:
     """Convert one VM: its disks to images, its configuration to a KubeVirt VirtualMachine."""
     request = ConvertRequest(
@@ -86,6 +93,7 @@ def convert(
         dry_run=dry_run,
         progress=progress,
         concurrency=concurrency,
+        skip_conversion=skip_conversion,
     )
     run_convert(request, echo=lambda line: click.echo(line, err=True), out=lambda text: click.echo(text, nl=False))
     sys.stdout.flush()

@@ -87,14 +87,15 @@ def _target(
     namespace: str | None,
     origin: DiskOrigin,
     context: str | None = None,
+    skip: bool | None = None,
 ) -> CutoverTarget:
     if output_dir is not None:
         from migrator.cutover.targets.local import LocalTarget
 
-        return LocalTarget(output_dir, origin)
+        return LocalTarget(output_dir, origin, announce=_echo)
     from migrator.cutover.targets.cluster import ClusterTarget
 
-    return ClusterTarget(kubeconfig, namespace, origin, context=context)
+    return ClusterTarget(kubeconfig, namespace, origin, context=context, skip_conversion=skip)
 
 
 @click.command(
@@ -150,6 +151,9 @@ Examples:
 )
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back a recorded cutover of --vm now.")
 @click.option("--force", multiple=True, metavar="ID", help="Cut over despite this Critical concern (repeatable).")
+@click.option(
+    "--skip-conversion", is_flag=True, envvar="MIGRATOR_SKIP_CONVERSION", help="Do not convert the guest OS (virt-v2v)."
+)
 def cutover(
     vm: str,
     plan_path: Path | None,
@@ -172,6 +176,7 @@ def cutover(
     progress: str,
     do_rollback: bool,
     force: tuple[str, ...],
+    skip_conversion: bool,
 ) -> None:
     """Cut one VM over: shut the source down, copy its disks, start and verify it on the target."""
     if do_rollback and plan_path is None and source is None:
@@ -193,6 +198,7 @@ def cutover(
         pre_hook=pre_hook,
         post_hook=post_hook,
         force=force,
+        skip_conversion=skip_conversion,
         stop_grace=stop_grace,
     )
     store = StateStore(state_dir)
@@ -202,7 +208,9 @@ def cutover(
         live_options = options.pinned_to(recorded.source_thumbprint) if recorded and not source else options
         with _opened_source(spec, live_options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
-            target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin, kube_context)
+            target = _target(
+                output_dir, kubeconfig, namespace or plan.target_namespace, origin, kube_context, skip_conversion
+            )
             hooks = replace(
                 cutover_options,
                 pre_hook=cutover_options.pre_hook or plan.hooks.get("pre"),

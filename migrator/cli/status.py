@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import click
 
 from core.errors import NotFoundError
 from migrator.cli.output import Column, output_options, render
+from migrator.convert import guest
 from migrator.cutover import migration as runs
 from migrator.cutover.state import Migration, StateStore
 from migrator.planning.table import human_bytes
@@ -27,8 +29,34 @@ COLUMNS = (
 )
 
 
+def _inspection(migration: Migration) -> dict[str, Any] | None:
+    """The guest inspection of a cutover to this machine (DIR/.migrator/inspection-<vm>.json)."""
+    kind, _, where = (migration.target or "").partition(":")
+    name = migration.facts.get("target_name")
+    if kind != "local" or not name:
+        return None
+    inspection = guest.read_inspection(Path(where), str(name))
+    return inspection.to_dict() if inspection else None
+
+
+def _inspection_lines(data: dict[str, Any]) -> list[str]:
+    inspection = guest.Inspection.from_dict(data)
+    lines = [f"  guest        {inspection.summary()}"]
+    if inspection.drivers:
+        lines.append(f"  drivers      {', '.join(inspection.drivers)}")
+    if inspection.removed:
+        lines.append(f"  removed      {', '.join(inspection.removed)}")
+    for pin in inspection.nic_pins:
+        named = ", ".join(pin.configured_in)
+        lines.append(f"  nic          {pin.mac} keeps {pin.name} ({pin.method}, named in {named})")
+    for warning in inspection.warnings:
+        lines.append(f"  warning      {warning}")
+    return lines
+
+
 def migration_report(migration: Migration, where: str | None = None) -> dict[str, Any]:
     return {
+        "inspection": _inspection(migration),
         "vm": migration.vm,
         "plan": migration.plan,
         "source": migration.source,
@@ -102,8 +130,16 @@ Examples:
 @click.option("--vm", "vm_name", help="Only this VM (source or target name).")
 @output_options()
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Migration state directory.")
-def status(vm_name: str | None, output: str, no_headers: bool, state_dir: Path | None) -> None:
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Show the guest inspections `convert` wrote here.",
+)
+def status(vm_name: str | None, output: str, no_headers: bool, state_dir: Path | None, output_dir: Path | None) -> None:
     """Show where every VM's migration stands: step, downtime, bytes moved, and what to do next."""
+    if output_dir is not None:
+        _converted(output_dir, vm_name, output)
+        return
     store = StateStore(state_dir)
     try:
         if vm_name:
@@ -136,3 +172,24 @@ def status(vm_name: str | None, output: str, no_headers: bool, state_dir: Path |
         for step in report["steps"]:
             seconds = "-" if step["seconds"] is None else f"{step['seconds']:.2f}s"
             click.echo(f"  {step['step']:<12} {step['status']:<8} {seconds:>9}  {step['detail'] or ''}".rstrip())
+        if report["inspection"]:
+            for line in _inspection_lines(report["inspection"]):
+                click.echo(line)
+
+
+def _converted(output_dir: Path, vm_name: str | None, output: str) -> None:
+    """The guests `convert --output-dir DIR` converted, from DIR/.migrator/inspection-<vm>.json."""
+    found = sorted((output_dir / ".migrator").glob("inspection-*.json"))
+    inspections = [guest.read_inspection(output_dir, p.stem.removeprefix("inspection-")) for p in found]
+    chosen = [i for i in inspections if i is not None and (vm_name is None or i.vm == vm_name)]
+    if vm_name and not chosen:
+        raise NotFoundError(f"no guest inspection for VM {vm_name!r} in {output_dir / '.migrator'}")
+    if output == "json":
+        click.echo(json.dumps([i.to_dict() for i in chosen], indent=2))
+        return
+    if not chosen:
+        click.echo(f"no converted guests in {output_dir}")
+    for inspection in chosen:
+        click.echo(inspection.vm)
+        for line in _inspection_lines(inspection.to_dict()):
+            click.echo(line)

@@ -67,6 +67,10 @@ class CutoverTarget(Protocol):
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
         """Final full copy of every disk; returns bytes moved. Idempotent and resumable."""
 
+    def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool) -> str:
+        """Convert the copied guest OS (virt-v2v) and update the VirtualMachine; returns a one-line summary.
+        Raises a MigratorError with virt-v2v's reason; idempotent (a finished conversion is not redone)."""
+
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
         """Write/apply the VirtualMachine and its volumes; start it when ``run``. Never starts it twice."""
 

@@ -20,6 +20,7 @@ from core.errors import InputError, MigratorError, SourceError
 from core.plan import Plan, PlannedVM
 from core.wait import wait_until
 from migrator.convert.gate import check_not_blocked
+from migrator.convert.guest import skip_by_default
 from migrator.cutover.drift import plan_drift
 from migrator.cutover.pipeline import Step, StepResult
 from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
@@ -40,6 +41,7 @@ class CutoverOptions:
     post_hook: str | None = None
     poll_interval: float = 1.0
     force: tuple[str, ...] = ()  # Critical concern ids the user overrides (as `convert --force`)
+    skip_conversion: bool | None = None  # True: virtio-ready guest, no virt-v2v; None: $MIGRATOR_SKIP_CONVERSION
     # rollback: seconds the target gets to shut down cleanly before it is destroyed (announced)
     stop_grace: float = 30.0
 
@@ -149,6 +151,13 @@ def transfer(ctx: CutoverContext) -> StepResult:
     return StepResult(bytes_moved=moved, detail=f"{len(ctx.planned.disks)} disk(s), full copy")
 
 
+def convert_guest(ctx: CutoverContext) -> StepResult:
+    skip = ctx.options.skip_conversion
+    detail = ctx.target.convert_guest(ctx.plan, ctx.planned, skip=skip_by_default() if skip is None else skip)
+    ctx.store.set_fact(ctx.key, "guest", detail)
+    return StepResult(detail=detail)
+
+
 def _should_run(ctx: CutoverContext) -> bool:
     if ctx.options.start_policy == "always":
         return True
@@ -204,6 +213,7 @@ CUTOVER_STEPS: tuple[Step[CutoverContext], ...] = (
     Step("pre-hook", pre_hook, "run the pre-cutover hook"),
     Step("source-off", source_off, "record the power state, shut the source down", touches_source=True),
     Step("transfer", transfer, "final copy of every disk", touches_source=True),
+    Step("convert-guest", convert_guest, "make the guest OS run on virtio (virt-v2v)", touches_source=True),
     Step("start", start_target, "create the VirtualMachine and start it", touches_source=True),
     Step("verify", verify, "wait for Running and check the guest", touches_source=True),
     Step("mark-source", mark_source, "mark the source as migrated, leave it off", touches_source=True),

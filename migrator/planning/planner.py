@@ -13,6 +13,7 @@ Resolution rules (documented in docs/plan-format.md):
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ class PlanOptions:
     source: str  # the source's display URL, never with a password
     namespace: str = "default"
     hooks: dict[str, str] = field(default_factory=dict)
+    # where virt-v2v will find virtio-win drivers (an ISO or directory); read from VIRTIO_WIN by default
+    virtio_win: str | None = field(default_factory=lambda: os.environ.get("VIRTIO_WIN") or None)
 
 
 def _plan_nics(vm: VM, maps: Maps, context: RuleContext) -> list[PlannedNic]:
@@ -107,7 +110,9 @@ def build_plan(vms: Sequence[VM], maps: Maps, options: PlanOptions, rules: Seque
     contexts: list[RuleContext] = []
     for vm, naming in zip(vms, names, strict=True):
         planned = PlannedVM(source_name=vm.name, target_name=naming.target_name, vm=vm)
-        context = RuleContext(planned=planned, plan_vms=plan.vms, collides_with=naming.collides_with)
+        context = RuleContext(
+            planned=planned, plan_vms=plan.vms, collides_with=naming.collides_with, virtio_win=options.virtio_win
+        )
         planned.nics = _plan_nics(vm, maps, context)
         planned.disks = _plan_disks(vm, naming.target_name, maps, context)
         plan.vms.append(planned)

@@ -380,6 +380,7 @@ def _nic(entries: dict[str, str], index: int) -> Nic:
     mac = mac or entries.get(f"{prefix}.generatedaddress") or entries.get(f"{prefix}.address")
     network = entries.get(f"{prefix}.networkname") or entries.get(f"{prefix}.connectiontype") or None
     connected = flag(entries.get(f"{prefix}.startconnected", "TRUE"))
+    slot = entries.get(f"{prefix}.pcislotnumber") or ""
     return Nic(
         label=f"Network adapter {index + 1}",
         model=nic_model(dev),
@@ -387,6 +388,7 @@ def _nic(entries: dict[str, str], index: int) -> Nic:
         network=network,
         connected=connected,
         start_connected=connected,
+        pci_slot=int(slot) if slot.strip().isdigit() and int(slot) > 0 else None,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from core.errors import TargetError
 from core.plan import Plan, PlannedVM
 from core.wait import wait_until
-from migrator.convert import ConvertRequest, convert
+from migrator.convert import ConvertRequest, convert, guest
 from migrator.convert import cluster as apply
 from migrator.convert import disks as disk_jobs
 from migrator.convert.run import apply_work_dir
@@ -31,8 +31,15 @@ log = logging.getLogger(__name__)
 
 class ClusterTarget:
     def __init__(
-        self, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin, *, context: str | None = None
+        self,
+        kubeconfig: str | None,
+        namespace: str | None,
+        origin: DiskOrigin,
+        *,
+        context: str | None = None,
+        skip_conversion: bool | None = None,
     ) -> None:
+        self.skip_conversion = skip_conversion
         self.kubeconfig = kubeconfig
         self.context = context
         self.namespace = namespace
@@ -138,10 +145,21 @@ class ClusterTarget:
             namespace=self._ns(plan),
             force=self.origin.force,
             progress=self.origin.progress,
+            # the staged images are converted before they fill the volumes (convert's guest stage)
+            skip_conversion=self.skip_conversion,
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, apply_work_dir(plan, planned), "raw")]
         return allocated_bytes(images) if result.converted else 0
+
+    def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool) -> str:
+        """Converted during transfer, on the staged images before they filled the volumes: report what was found."""
+        if skip:
+            return "skipped (--skip-conversion)"
+        inspection = guest.read_inspection(apply_work_dir(plan, planned), planned.target_name)
+        if inspection is None:
+            raise TargetError(f"no guest inspection recorded for {planned.target_name}: re-run the transfer")
+        return guest.summary_line(inspection)
 
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
         self._patch_run_strategy(planned, "Always" if run else "Halted")  # the controller starts it once

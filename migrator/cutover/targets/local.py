@@ -11,18 +11,20 @@ import logging
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from converters.specs import dump
+from converters.specs import dump, vm_manifests
 from core import private
 from core.errors import MigratorError, TargetError
 from core.plan import Plan, PlannedVM
 from core.wait import wait_until
-from migrator.convert import ConvertRequest, convert
+from migrator.convert import ConvertRequest, convert, guest, output
 from migrator.convert import disks as disk_jobs
+from migrator.convert.run import spec_options
 from migrator.cutover.ports import TargetStop, Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
 from runtime import local
@@ -36,7 +38,10 @@ LIBVIRT_URI = "qemu:///system"  # where the launcher's domains live (runtime.lau
 
 
 class LocalTarget:
-    def __init__(self, output_dir: Path, origin: DiskOrigin, *, accel: str = "auto") -> None:
+    def __init__(
+        self, output_dir: Path, origin: DiskOrigin, *, accel: str = "auto", announce: Callable[[str], None] = log.info
+    ) -> None:
+        self.announce = announce
         self.output_dir = output_dir.expanduser().resolve()
         self.origin = origin
         self.accel = accel
@@ -96,10 +101,22 @@ class LocalTarget:
             namespace=plan.target_namespace if self.origin.plan_path is None else None,
             force=self.origin.force,
             progress=self.origin.progress,
+            defer_conversion=True,  # the pipeline's convert-guest step does it
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, self.output_dir, "raw")]
         return allocated_bytes(images) if result.converted else 0
+
+    def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool) -> str:
+        transfers = disk_jobs.planned_transfers(planned, self.output_dir, "raw")
+        accelerator = self.accel if self.accel != "auto" else None
+        options = guest.GuestOptions(skip=skip, progress="auto", accelerator=accelerator)
+        inspection = guest.convert_vm_guest(planned, transfers, self.output_dir, options, self.announce)
+        if inspection is None:
+            return "skipped (--skip-conversion)"
+        manifests = vm_manifests(planned, plan, spec_options(None, False, inspection))
+        output.write_manifests(self.output_dir, manifests)
+        return guest.summary_line(inspection)
 
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
         vm_file = self.vm_file(planned)
