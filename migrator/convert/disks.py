@@ -44,7 +44,7 @@ class PlannedTransfer:
 
     @property
     def claim(self) -> str:
-        return self.disk.volume_name
+        return self.disk.claim_name
 
     def record(self) -> dict[str, Any]:
         """What identifies this transfer in the state file: same record → same result."""
@@ -63,7 +63,7 @@ def planned_transfers(planned: PlannedVM, out_dir: Path, fmt: str) -> list[Plann
     for disk in planned.disks:
         if not disk.source_file:
             raise DiskError(f"VM {planned.source_name}: {disk.label} has no backing file to copy")
-        transfers.append(PlannedTransfer(disk, image_path(out_dir, disk.volume_name, fmt), fmt))
+        transfers.append(PlannedTransfer(disk, image_path(out_dir, disk.claim_name, fmt), fmt))
     return transfers
 
 
@@ -109,6 +109,15 @@ class ConvertState:
             raise TargetError(f"cannot record progress in {self.path}: {error.strerror or error}") from None
 
 
+def prepare_output(out_dir: Path) -> None:
+    """Create the output folder and its state folder ``0700`` (one error line when that path cannot be one)."""
+    try:
+        private.private_dir(out_dir)
+        private.private_dir(out_dir / STATE_DIR)
+    except OSError as error:
+        raise TargetError(f"cannot use {out_dir}: {_os_reason(error)}") from None
+
+
 def _os_reason(error: OSError) -> str:
     if error.errno == errno.ENOTDIR:
         return "a part of that path is a file, not a folder"
@@ -130,8 +139,11 @@ def run_transfers(
     concurrency: int,
     progress: str,
     rate_limiter: RateLimiter | None = None,
+    vm: str | None = None,
 ) -> None:
-    """Convert every transfer's disk; ``make_source(PlannedDisk)`` builds the engine source object."""
+    """Convert every transfer's disk; ``make_source(PlannedDisk)`` builds the engine source object.
+
+    ``vm``: the VM's name, in every JSON progress event."""
     for transfer in transfers:
         try:
             private.private_dir(transfer.target.parent)
@@ -141,7 +153,10 @@ def run_transfers(
         DiskJob(name=t.claim, source=make_source(t.disk), target=t.target, target_format=t.target_format)
         for t in transfers
     ]
-    transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=True, rate_limiter=rate_limiter)
+    labels = {"vm": vm} if vm else None
+    transfer_disks(
+        jobs, concurrency=concurrency, progress=progress, verify=True, progress_labels=labels, rate_limiter=rate_limiter
+    )
 
 
 def extract_ova_member(ova: Path, member: str, work_dir: Path) -> Path:

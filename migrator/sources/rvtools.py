@@ -326,6 +326,8 @@ def _split_allocation(disks: list[Disk], in_use_mib: float | None) -> None:
 class RvtoolsSource:
     """An RVTools workbook on disk."""
 
+    certificate_thumbprint: str | None = None  # a file: no TLS
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.url = f"rvtools:{path}"

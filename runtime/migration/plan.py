@@ -36,7 +36,7 @@ def vms_of(document: dict[str, Any]) -> list[PlanVM]:
     for vm in document["vms"]:
         try:
             disks = tuple(
-                PlanDisk(d["volume_name"], int(d["capacity_bytes"]), d.get("storage_class")) for d in vm["disks"]
+                PlanDisk(d["claim_name"], int(d["capacity_bytes"]), d.get("storage_class")) for d in vm["disks"]
             )
             blocked = any(c.get("severity") == "Critical" for c in vm.get("concerns") or [])
             found.append(PlanVM(vm["source_name"], vm["target_name"], disks, blocked))

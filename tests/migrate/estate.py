@@ -51,6 +51,7 @@ class Estate:
             MIGRATOR_VSPHERE_PASSWORD=self.sim.password,
             MIGRATOR_STATE_DIR=str(self.base / "state"),
             MIGRATOR_RUNTIME_DIR=str(self.runtime_dir),
+            MIGRATOR_SKIP_CONVERSION="1",  # the tiny guest is virtio-ready and has no OS for virt-v2v
         )
         env.update(extra)
         return env

@@ -86,7 +86,7 @@ def test_plan_document_and_selection() -> None:
             {
                 "source_name": "DB_1",
                 "target_name": "db-1",
-                "disks": [{"volume_name": "db-1-disk-0", "capacity_bytes": 5, "storage_class": None}],
+                "disks": [{"claim_name": "db-1-disk-0", "capacity_bytes": 5, "storage_class": None}],
                 "concerns": [{"severity": "Critical", "id": "rdm-disk", "message": "m"}],
             },
         ],

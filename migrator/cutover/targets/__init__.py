@@ -25,6 +25,7 @@ class DiskOrigin:
     force: tuple[str, ...] = ()
     volumes_dir: Path | None = None  # cluster target, in a pod: each claim mounted at <dir>/<claim>/
     rate_limiter: RateLimiter | None = None  # asked once per chunk read (`migrate --max-rate`, progress, cancel)
+    progress: str = "none"  # the transfer's progress, as `convert --progress`: auto, json or none
 
 
 def forget_earlier_copies(planned: PlannedVM, work_dir: Path, disk_format: str = "raw") -> list[str]:
