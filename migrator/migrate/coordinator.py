@@ -21,6 +21,7 @@ from pathlib import Path
 from converters.disks.ratelimit import RateLimiter
 from core.plan import PlannedVM
 from migrator.convert import plans
+from migrator.cutover import migration
 from migrator.cutover.state import StateStore, default_state_dir
 from migrator.cutover.steps import CutoverOptions
 from migrator.migrate import cancel
@@ -144,12 +145,20 @@ class Coordinator:
             for skip in self.selection.skipped:
                 self.tracker.skipped(skip)
                 self.outcomes.append(Outcome(skip.vm, SKIPPED, error=skip.reason))
-            with ThreadPoolExecutor(self.request.limits.max_in_flight, thread_name_prefix="migrate") as pool:
-                for wave in self.selection.waves:
-                    if self.interrupted.is_set():
-                        self._not_started(wave.vms, wave.name, "the run was interrupted: re-run to resume")
-                        continue
-                    self._run_wave(pool, wave)
+            # SIGTERM (a Job's pod being deleted) ends the run as Ctrl-C does: every VM stops at its next
+            # chunk or step with its state recorded, and the pool waits for them before the summary.
+            with (
+                migration.interruptible(),
+                ThreadPoolExecutor(self.request.limits.max_in_flight, thread_name_prefix="migrate") as pool,
+            ):
+                try:
+                    for wave in self.selection.waves:
+                        if self.interrupted.is_set():
+                            self._not_started(wave.vms, wave.name, "the run was interrupted: re-run to resume")
+                            continue
+                        self._run_wave(pool, wave)
+                except KeyboardInterrupt:  # outside the wait for the workers: they stop all the same
+                    self.interrupted.set()
         finally:
             self.tracker.close(self.outcomes)
             self.store.close()

@@ -4,7 +4,9 @@ In a Migration's Job, the pod's name and namespace come from the downward API (`
 ``POD_NAMESPACE``). Each step change and each progress tick (at most one per second) sets the
 annotation ``migrator.io/progress`` to ``{"vm", "phase", "step", "steps": [{"name", "phase",
 "progress": {"completed", "total"}, "error"}], "error"}``, the shape of Forklift's per-VM pipeline;
-the controller copies it into the Migration's status. Lines also go to stdout (the pod's log).
+the controller copies it into the Migration's status. Lines also go to stdout (the pod's log). When
+the controller sets ``migrator.io/cancel: "true"`` on the pod, its VMs are cancelled (rolled back
+at their next safe point) as `migrator cancel` does on one machine.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.errors import InputError
+from migrator.cutover.state import default_state_dir
 from migrator.cutover.steps import CUTOVER_STEPS
+from migrator.migrate import cancel
 from migrator.migrate.progress import PlainView, VmProgress
 from migrator.migrate.selection import Skip
 from migrator.migrate.summary import Outcome
 
 ANNOTATION = "migrator.io/progress"
+CANCEL_ANNOTATION = "migrator.io/cancel"  # set by the Migration controller: roll this pod's VMs back
 INTERVAL = 1.0
 _PHASES = {"started": "Running", "done": "Completed", "failed": "Failed"}
 
@@ -88,7 +93,17 @@ class PodView(PlainView):
                         entry["error"] = detail
         self._publish(vm)
 
+    def _cancel_requested(self) -> bool:
+        try:
+            pod = self.core.read_namespaced_pod(self.pod, self.namespace)
+        except Exception:  # the API unreachable for a moment: asked again at the next tick
+            return False
+        return (pod.metadata.annotations or {}).get(CANCEL_ANNOTATION) == "true"
+
     def tick(self, in_flight: Sequence[VmProgress]) -> None:
+        if in_flight and self._cancel_requested():
+            for p in in_flight:
+                cancel.request(default_state_dir(), p.vm)  # the worker rolls it back at its next safe point
         if time.monotonic() - self.last < INTERVAL:
             return
         for p in in_flight:

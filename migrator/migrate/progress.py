@@ -232,7 +232,6 @@ class LiveView:
     def close(self, outcomes: Sequence[Outcome]) -> None:
         from rich.table import Table
 
-        self.progress.update(self.overall, completed=self.progress.tasks[0].total)
         self.progress.stop()
         table = Table(*HEADERS, title=headline(outcomes))
         for row in rows(outcomes):

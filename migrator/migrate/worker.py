@@ -183,8 +183,8 @@ def _failed(
         cancel.clear(env.state_dir, vm)
         return _outcome(store, vm, CANCELLED, started, f"{CANCELLED_ERROR} in step {failed.step}: rolled back")
     if reason == INTERRUPTED_ERROR:
-        store.set_status(vm, "failed", error=f"interrupted in step {failed.step}: re-run to resume")
-        return _outcome(store, vm, INTERRUPTED, started, f"interrupted in step {failed.step}: re-run to resume")
+        where = migration.record_interruption(ctx, failed.step).message
+        return _outcome(store, vm, INTERRUPTED, started, f"{where}: re-run to resume")
     if failed.source_touched and env.rollback_on_failure:
         actions = migration.record_rollback(ctx)
         return _outcome(store, vm, FAILED, started, f"{failed.message}; rolled back ({'; '.join(actions)})")

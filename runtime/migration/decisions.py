@@ -3,7 +3,9 @@
 Each VM has one Job per attempt (``attempt`` 1, 2, …; the Job itself never retries, so every
 failure is seen, explained and counted here): a failed attempt is followed by another until
 ``backoffLimit`` retries are spent. At most ``maxInFlight`` VMs have a Job running; none starts
-before ``cutover``. A VM named in ``cancel`` has its running Job stopped, then one cancel Job
+before ``cutover``. A VM named in ``cancel`` with a Job running has that Job's pod told to cancel
+(an annotation its `migrate` process watches): it rolls the VM back itself at its next safe point,
+as `migrator cancel` makes a local run do; a VM whose Job had already failed gets one cancel Job
 that rolls it back (the same `migrate` code path, told to cancel it first). A VM's status is
 Forklift's per-VM pipeline: phase, each step with its progress (completed/total bytes) and error,
 as the Job's pod reports them, and why the last attempt failed.
@@ -52,7 +54,7 @@ class Start:
 @dataclass
 class Decision:
     start: list[Start] = field(default_factory=list)
-    stop: list[str] = field(default_factory=list)  # Job names to delete
+    cancel: list[str] = field(default_factory=list)  # running Jobs whose pod is told to cancel (an annotation)
     status: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,9 +77,13 @@ def _vm_status(
             status["steps"] = progress["steps"]
     if vm.blocked:
         return {**status, "phase": "Skipped", "error": "blocked by a Critical concern in the plan"}
+    reported = (last.progress or {}).get("phase") if last is not None else None
+    if last is not None and last.state == "succeeded" and reported == "Canceled":
+        return {**status, "phase": "Canceled", "completed": last.finished, "error": (last.progress or {}).get("error")}
     if _cancelled(vm, spec) and not (last is not None and last.state == "succeeded"):
         if last is not None and last.state == "active":
-            decision.stop.append(last.name)
+            # the running migration itself rolls back at its next safe point (as `migrator cancel` locally)
+            decision.cancel.append(last.name)
             return {**status, "phase": "Canceling"}
         if last is None:
             return {**status, "phase": "Canceled", "error": "cancelled before it started"}

@@ -23,6 +23,7 @@ LABEL_PURPOSE = "migrator.io/purpose"
 LABEL_ATTEMPT = "migrator.io/attempt"
 ANNOTATION_VM = "migrator.io/source-name"
 PROGRESS = "migrator.io/progress"
+CANCEL_ANNOTATION = "migrator.io/cancel"  # on a Job's pod: its migration rolls back at the next safe point
 DEFAULT_IMAGE = "localhost/migrator-runtime:latest"
 PLAN_DIR = "/etc/migrator/plan"
 VOLUMES_DIR = "/var/run/migrator/volumes"

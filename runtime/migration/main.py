@@ -141,12 +141,15 @@ class MigrationReconciler:
         )
         decision = decisions.decide(vms, [v for v in views if v.vm in by_name], chosen, datetime.now(UTC))
         per_job = self._per_job_rate(spec.get("maxRate"), max_in_flight)
-        for name in decision.stop:
-            try:
-                self.batch.delete_namespaced_job(name, target, propagation_policy="Background")
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+        for name in decision.cancel:
+            for pod in pods:
+                if (pod["metadata"].get("labels") or {}).get("job-name") == name:
+                    patch = {"metadata": {"annotations": {jobs.CANCEL_ANNOTATION: "true"}}}
+                    try:
+                        self.core.patch_namespaced_pod(pod["metadata"]["name"], target, patch)
+                    except ApiException as error:
+                        if error.status != 404:
+                            raise
         for start in decision.start:
             self._start(migration, start.vm, start, target, per_job)
         return decision.status

@@ -198,7 +198,9 @@ def test_job_fills_the_claim_and_the_vm_boots_from_it(estate: Estate, tmp_path: 
             assert estate.power_state(vm) == "poweredOff"
             vmi = env.wait(f"{name} Running", lambda n=name: _running(env, n))
             console = env.state_dir(vmi) / "console.log"
-            env.wait(f"{name} console marker", lambda c=console: c.exists() and MARKER in c.read_text(errors="replace"))
+            env.wait(
+                f"{name} console marker", lambda c=console: c.exists() and MARKER in c.read_text(errors="replace"), 300
+            )
             image = env.volumes / f"{name}-disk-0" / "disk.img"
             assert image.exists()
         # the job's pod wrote the image into the claim, the launcher pod booted from that same claim
@@ -211,3 +213,39 @@ def test_job_fills_the_claim_and_the_vm_boots_from_it(estate: Estate, tmp_path: 
             env.patch_vm(target_name(vm), {"spec": {"runStrategy": "Halted"}})
         for name in [target_name(vm) for vm in estate.vms]:
             env.wait(f"{name} stopped", lambda n=name: env.vmi(n) is None, timeout=300)
+
+
+def _transfer_running(env: Cluster, name: str, vm: str) -> bool:
+    for vm_status in _status(env, name).get("vms") or []:
+        if vm_status["name"] == vm:
+            return any(s["name"] == "transfer" and s["phase"] == "Running" for s in vm_status.get("steps") or [])
+    return False
+
+
+def test_cancel_rolls_that_vm_back_and_the_other_goes_on(estate: Estate, tmp_path: Path) -> None:
+    cancelled, other = estate.vms
+    document = _plan(estate, *estate.vms)
+    with migration_cluster(tmp_path / "logs") as (env, _jobs):
+        env.start_runtime()
+        _secret(env, estate.sim.password)
+        body = migration("cancel", {"inline": document}, maxInFlight=2, maxRate="2MiB/s")
+        env.custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
+        env.wait(f"{cancelled} transferring", lambda: _transfer_running(env, "cancel", cancelled), timeout=300)
+        env.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, "cancel", {"spec": {"cancel": [cancelled]}}
+        )
+        final = ("Succeeded", "Failed")
+        status = env.wait("Migration done", lambda: (s := _status(env, "cancel")).get("phase") in final and s, 600)
+        by_name = {s["name"]: s for s in status["vms"]}
+        assert by_name[cancelled]["phase"] == "Canceled", json.dumps(status, indent=1) + env.diagnostics()
+        assert "cancelled by request in step transfer: rolled back" in by_name[cancelled]["error"]
+        assert by_name[other]["phase"] == "Succeeded"
+        # the cancelled VM: its source back on, nothing of it left in the cluster
+        assert estate.power_state(cancelled) == "poweredOn"
+        assert env.vm(target_name(cancelled)) is None
+        claims = [p["metadata"]["name"] for p in env.api.objects("persistentvolumeclaims", "default")]
+        assert f"{target_name(cancelled)}-disk-0" not in claims and f"{target_name(other)}-disk-0" in claims
+        assert estate.power_state(other) == "poweredOff"
+        env.wait(f"{other} Running", lambda: _running(env, target_name(other)))
+        env.patch_vm(target_name(other), {"spec": {"runStrategy": "Halted"}})
+        env.wait(f"{other} stopped", lambda: env.vmi(target_name(other)) is None, timeout=300)

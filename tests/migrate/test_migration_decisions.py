@@ -56,10 +56,14 @@ def test_nothing_starts_before_the_cutover_time() -> None:
     assert [s.vm.name for s in decide([vm("A")], [], Spec(cutover=NOW), NOW).start] == ["A"]
 
 
-def test_cancel_stops_the_running_job_then_rolls_back_once() -> None:
+def test_cancel_tells_the_running_job_or_rolls_back_once() -> None:
     spec = Spec(cancel=frozenset({"A"}))
     stopping = decide([vm("A")], [job("A", "active")], spec, NOW)
-    assert stopping.stop == ["m-A-1"] and stopping.start == [] and phases(stopping) == {"A": "Canceling"}
+    assert stopping.cancel == ["m-A-1"] and stopping.start == [] and phases(stopping) == {"A": "Canceling"}
+    # the Job's own run rolled the VM back and says so
+    reported = {"phase": "Canceled", "error": "rolled back"}
+    itself = decide([vm("A")], [job("A", "succeeded", progress=reported)], spec, NOW)
+    assert phases(itself) == {"A": "Canceled"} and itself.start == []
     rollback = decide([vm("A")], [job("A", "failed", reason="interrupted")], spec, NOW)
     assert [(s.vm.name, s.purpose) for s in rollback.start] == [("A", CANCEL)]
     rolled = decide([vm("A")], [job("A", "failed"), job("A", "succeeded", purpose=CANCEL)], spec, NOW)
