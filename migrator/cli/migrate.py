@@ -144,4 +144,3 @@ def migrate_command(
         cancel.request(state_dir or default_state_dir(), vm)
     outcomes = migrate(request)
     sys.exit(exit_status(outcomes))
-
