@@ -28,6 +28,7 @@ from typing import Any
 
 import kubernetes
 
+from core.wait import wait_until
 from runtime.controller.pods import launcher_pod
 from tests.fakekube import FakeApiProcess
 
@@ -120,11 +121,15 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
             custom.create_namespaced_custom_object(
                 "kubevirt.io", "v1", "default", "virtualmachines", {**vm("warmup"), "metadata": {"name": "warmup"}}
             )
-            deadline = time.monotonic() + 60
-            while not api.objects("pods", "default"):
-                if time.monotonic() > deadline or controller.poll() is not None:
-                    raise SystemExit(f"controller did not start; see {workdir / 'controller.log'}")
-                time.sleep(0.1)
+            not_started = f"controller did not start; see {workdir / 'controller.log'}"
+
+            def warmed_up() -> bool:
+                if controller.poll() is not None:
+                    raise SystemExit(not_started)
+                return bool(api.objects("pods", "default"))
+
+            if not wait_until(warmed_up, timeout=60, interval=0.1):
+                raise SystemExit(not_started)
             time.sleep(1.0)
             before = api.request_count()
             before_rows = _rows(api)
@@ -135,12 +140,14 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
                 ),
                 count,
             )
-            while not done(api, count):
+
+            def converged() -> bool:
                 if controller.poll() is not None:
                     raise SystemExit(f"controller exited; see {workdir / 'controller.log'}")
-                if time.monotonic() - start > 600:
-                    raise SystemExit("did not converge within 10 minutes")
-                time.sleep(0.5)
+                return done(api, count)
+
+            if not wait_until(converged, timeout=600, interval=0.5):
+                raise SystemExit("did not converge within 10 minutes")
             elapsed = time.monotonic() - start
             calls = api.request_count() - before - count  # minus the bench's own creates
             after_rows = _rows(api)

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Mapping
 from pathlib import Path
 
+from core import inventory as model
 from core.confine import confined, vmfs_datastore
 from core.errors import InputError, NotFoundError
 from core.inventory import (
@@ -21,7 +22,6 @@ from core.inventory import (
     CdRom,
     Controller,
     ControllerKind,
-    Cpu,
     Disk,
     DiskMode,
     Firmware,
@@ -225,7 +225,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
         cores = 1
     affinity_raw = (entries.get("sched.cpu.affinity") or "all").strip().lower()
     numa_raw = (entries.get("numa.nodeaffinity") or "").strip()
-    cpu = Cpu(
+    cpu = model.Cpu(
         sockets=vcpus // cores,
         cores_per_socket=cores,
         hot_add=flag(entries.get("vcpu.hotadd")),

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import kubernetes
 
+from core.wait import wait_until
 from runtime.controller.names import SOCKETS_DIR, state_dir_name
 from tests.fakekube import FakeApiServer
 from tests.runtime.kubelet import TestKubelet
@@ -129,13 +129,15 @@ class Cluster:
         self.custom.patch_namespaced_custom_object("kubevirt.io", "v1", namespace, "virtualmachines", name, body)
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def alive_and_checked() -> Any:
             value = check()
-            if value:
-                return value
-            self.assert_alive()
-            time.sleep(0.2)
+            if not value:
+                self.assert_alive()
+            return value
+
+        value = wait_until(alive_and_checked, timeout=timeout, interval=0.2)
+        if value:
+            return value
         raise AssertionError(f"timed out waiting for {what}\n{self.diagnostics()}")
 
     def assert_alive(self) -> None:

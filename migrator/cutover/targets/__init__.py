@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.plan import PlannedVM
+from migrator.convert import ConvertRequest
 from migrator.convert import disks as disk_jobs
 from migrator.sources import SourceOptions
 
@@ -22,6 +23,29 @@ class DiskOrigin:
     source: str | None = None
     source_options: SourceOptions = field(default_factory=SourceOptions)
     force: tuple[str, ...] = ()
+
+    def convert_request(
+        self,
+        planned: PlannedVM,
+        *,
+        output_dir: Path | None = None,
+        apply: bool = False,
+        kubeconfig: str | None = None,
+        namespace: str | None = None,
+    ) -> ConvertRequest:
+        """The ``convert`` of ``planned``'s disks from here to the target given (quiet: the cutover reports)."""
+        return ConvertRequest(
+            vm=planned.source_name,
+            plan_path=self.plan_path,
+            source=self.source,
+            source_options=self.source_options,
+            output_dir=output_dir,
+            apply=apply,
+            kubeconfig=kubeconfig,
+            namespace=namespace,
+            force=self.force,
+            progress="none",
+        )
 
 
 def forget_earlier_copies(planned: PlannedVM, work_dir: Path, disk_format: str = "raw") -> list[str]:

@@ -14,8 +14,8 @@ from typing import Any
 from core.errors import TargetError
 from core.plan import Plan, PlannedVM
 from core.wait import wait_until
-from migrator.convert import ConvertRequest, convert
 from migrator.convert import cluster as apply
+from migrator.convert import convert
 from migrator.convert import disks as disk_jobs
 from migrator.convert.run import apply_work_dir
 from migrator.cutover.ports import Verification
@@ -119,18 +119,9 @@ class ClusterTarget:
         return discarded
 
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
-        request = ConvertRequest(
-            vm=planned.source_name,
-            plan_path=self.origin.plan_path,
-            source=self.origin.source,
-            source_options=self.origin.source_options,
-            apply=True,
-            kubeconfig=self.kubeconfig,
-            namespace=self._ns(plan),
-            force=self.origin.force,
-            progress="none",
+        result = convert(
+            self.origin.convert_request(planned, apply=True, kubeconfig=self.kubeconfig, namespace=self._ns(plan))
         )
-        result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, apply_work_dir(plan, planned), "raw")]
         return allocated_bytes(images) if result.converted else 0
 

@@ -19,7 +19,7 @@ from core import private
 from core.errors import MigratorError, TargetError
 from core.plan import Plan, PlannedVM
 from core.wait import wait_until
-from migrator.convert import ConvertRequest, convert
+from migrator.convert import convert
 from migrator.convert import disks as disk_jobs
 from migrator.cutover.ports import Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
@@ -81,17 +81,8 @@ class LocalTarget:
         return forget_earlier_copies(planned, self.output_dir)
 
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
-        request = ConvertRequest(
-            vm=planned.source_name,
-            plan_path=self.origin.plan_path,
-            source=self.origin.source,
-            source_options=self.origin.source_options,
-            output_dir=self.output_dir,
-            namespace=plan.target_namespace if self.origin.plan_path is None else None,
-            force=self.origin.force,
-            progress="none",
-        )
-        result = convert(request)
+        namespace = plan.target_namespace if self.origin.plan_path is None else None
+        result = convert(self.origin.convert_request(planned, output_dir=self.output_dir, namespace=namespace))
         images = [t.target for t in disk_jobs.planned_transfers(planned, self.output_dir, "raw")]
         return allocated_bytes(images) if result.converted else 0
 

@@ -115,9 +115,6 @@ class Estate:
             chain = chain[:-1] if len(chain) > 1 else chain
         return "/" + "/".join(self.names.get(m, m) for m in reversed(chain))
 
-    def datacenters(self) -> list[str]:
-        return sorted(self.names[m] for m, t in self.types.items() if t == "Datacenter" and m in self.names)
-
 
 def translate_estate(estate: Estate, *, datacenter: str | None = None) -> list[VM]:
     """All VMs of the estate (only those in ``datacenter`` when given), sorted by name."""
