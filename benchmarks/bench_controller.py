@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +28,7 @@ import kubernetes
 from core.wait import wait_until
 from runtime.controller.pods import launcher_pod
 from tests.fakekube import FakeApiProcess
+from tests.runtime.cluster_env import spawn_module
 
 PROJECT = Path(__file__).resolve().parents[1]
 CRDS = [
@@ -108,14 +106,7 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
     with FakeApiProcess(kubeconfig, crds=CRDS, scheduler=True) as api:
         client = setup(api, kubeconfig)
         custom = kubernetes.client.CustomObjectsApi(client)
-        log = open(workdir / "controller.log", "wb")  # the process keeps it
-        controller = subprocess.Popen(
-            [sys.executable, "-m", "runtime.controller", "--kubeconfig", str(kubeconfig)],
-            cwd=PROJECT,
-            env={**os.environ, "PYTHONPATH": str(PROJECT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        controller = spawn_module(["runtime.controller", "--kubeconfig", str(kubeconfig)], workdir / "controller.log")
         try:
             # Warm-up: the controller has listed and watches (one VM through to its pod), then the counts restart.
             custom.create_namespaced_custom_object(

@@ -24,6 +24,20 @@ from tests.fakekube import FakeApiServer
 from tests.runtime.kubelet import TestKubelet
 
 PROJECT = Path(__file__).resolve().parents[2]
+
+
+def spawn_module(args: list[str], log_path: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m ARGS`` run from the project (an agent: controller, handler), its output appended to log_path."""
+    log = open(log_path, "ab")  # the process keeps it open
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=PROJECT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT), **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
 CRDS = [
     PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
     PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
@@ -45,11 +59,7 @@ class Cluster:
         self.volumes.mkdir()
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTHONPATH": str(PROJECT), "MIGRATOR_BACKOFF_BASE": "1"}
-        log = open(self.logs / f"{name}.log", "ab")  # the process keeps it open
-        return subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        return spawn_module(args, self.logs / f"{name}.log", MIGRATOR_BACKOFF_BASE="1")
 
     def start_controller(self) -> None:
         self.controller = self._spawn("controller", ["runtime.controller", "--kubeconfig", str(self.kubeconfig)])
