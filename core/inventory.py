@@ -86,9 +86,15 @@ class Disk:
     format_hint: str | None = None  # OVF disk format URI, or "vmdk" for a .vmx source
 
     @property
+    def allocation_known(self) -> bool:
+        """Whether the source told how much the disk holds. Zero is not "empty": sources (vCenter
+        among them) report 0 when they did not count, so a zero for a non-empty disk is unknown."""
+        return bool(self.allocated_bytes) or self.capacity_bytes == 0
+
+    @property
     def transfer_bytes(self) -> int:
-        """What must cross the wire: allocated bytes where known, else the full capacity."""
-        return self.allocated_bytes if self.allocated_bytes is not None else self.capacity_bytes
+        """What must cross the wire: allocated bytes where known, else the capacity (an upper bound)."""
+        return self.allocated_bytes or self.capacity_bytes
 
 
 @dataclass
@@ -112,6 +118,7 @@ class Nic:
     start_connected: bool = True
     key: int | None = None
     ips: list[str] = field(default_factory=list)
+    pci_slot: int | None = None  # vSphere's ethernetN.pciSlotNumber: the guest named the NIC ens<slot>
 
     @property
     def sriov(self) -> bool:

@@ -49,6 +49,18 @@ class StorageMapping:
 
 
 @dataclass
+class ThroughputMeasurement:
+    """What `migrator plan --measure-throughput` read from one disk of a datastore, and how fast."""
+
+    datastore: str
+    bytes_per_second: float
+    sample_bytes: int
+    seconds: float
+    disk: str  # "VM / disk label": what was read
+    measured_at: str  # ISO 8601
+
+
+@dataclass
 class PlannedDisk:
     label: str  # the source disk's label ("Hard disk 1")
     claim_name: str  # the PVC / DataVolume name on the target (RFC 1123): `<target>-disk-<n>`
@@ -57,6 +69,8 @@ class PlannedDisk:
     transfer_bytes: int
     source_file: str | None  # "[datastore] path.vmdk", or a local path for VMX/OVF sources
     datastore: str | None
+    # the source did not say how much the disk holds: transfer_bytes is the capacity, an upper bound
+    transfer_bytes_upper_bound: bool = False
 
 
 @dataclass
@@ -77,6 +91,7 @@ class PlannedVM:
     disks: list[PlannedDisk] = field(default_factory=list)
     nics: list[PlannedNic] = field(default_factory=list)
     concerns: list[Concern] = field(default_factory=list)
+    guest_root: str | None = None  # the guest's root device for virt-v2v --root (e.g. /dev/sda2); None: first found
 
     @property
     def blocked(self) -> bool:
@@ -85,6 +100,11 @@ class PlannedVM:
     @property
     def transfer_bytes(self) -> int:
         return sum(d.transfer_bytes for d in self.disks)
+
+    @property
+    def transfer_bytes_upper_bound(self) -> bool:
+        """Some disk's allocation is unknown: ``transfer_bytes`` is at most this, not this."""
+        return any(d.transfer_bytes_upper_bound for d in self.disks)
 
     def critical_ids(self) -> list[str]:
         return [c.id for c in self.concerns if c.severity is Severity.CRITICAL]
@@ -102,6 +122,7 @@ class Plan:
     hooks: dict[str, str] = field(default_factory=dict)  # "pre" / "post": commands cutover runs around the switch
     # SHA-256 of the source's TLS certificate when the plan was made (trust on first use); never "insecure"
     source_thumbprint: str | None = None
+    throughput: list[ThroughputMeasurement] = field(default_factory=list)  # one per datastore measured
 
     def vm(self, name: str) -> PlannedVM | None:
         """Find a planned VM by source or target name."""
@@ -130,6 +151,7 @@ class Plan:
             created=data.get("created"),
             hooks=dict(data.get("hooks") or {}),
             source_thumbprint=data.get("source_thumbprint"),
+            throughput=[ThroughputMeasurement(**m) for m in data.get("throughput") or []],
         )
 
 
@@ -144,4 +166,5 @@ def _planned_vm(data: dict[str, Any]) -> PlannedVM:
             Concern(id=c["id"], severity=Severity(c["severity"]), message=c["message"])
             for c in data.get("concerns", [])
         ],
+        guest_root=data.get("guest_root"),
     )

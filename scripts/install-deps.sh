@@ -15,6 +15,10 @@ APT_PACKAGES=(
   busybox-static syslinux syslinux-common extlinux mtools dosfstools fdisk cpio kmod zstd
   # images and tools
   buildah mmdebstrap curl
+  # guest conversion (virt-v2v-in-place, guestfish, virt-make-fs) and the appliance's host kernel
+  virt-v2v libguestfs-tools nbdkit linux-image-amd64 libxml2-utils
+  # the HTML report is checked in a real browser
+  chromium fonts-dejavu-core
 )
 
 missing=()

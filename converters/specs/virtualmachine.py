@@ -7,7 +7,7 @@ from typing import Any
 from converters.specs import cpu as cpu_spec
 from converters.specs import devices, firmware, network
 from converters.specs.guest import guest_virtio_ready
-from converters.specs.metadata import LABEL_VM, PREFIX, vm_annotations, vm_labels
+from converters.specs.metadata import LABEL_VM, PREFIX, os_annotations, os_labels, vm_annotations, vm_labels
 from converters.specs.options import SpecOptions
 from core.inventory import Disk
 from core.plan import Plan, PlannedVM
@@ -77,12 +77,14 @@ def virtual_machine(planned: PlannedVM, plan: Plan, options: SpecOptions) -> dic
         domain["features"] = feature_spec
 
     annotations = vm_annotations(plan, planned)
+    annotations.update(os_annotations(options.os_id, options.os_name, options.guest_converted_by))
     for index, cdrom in enumerate(sorted(vm.cdroms, key=lambda c: (c.controller.bus_number, c.unit_number))):
         if cdrom.iso_file and options.keep_empty_cdroms:
             annotations[f"{PREFIX}/cdrom-{index}-source-iso"] = cdrom.iso_file
 
-    labels = vm_labels(plan, planned)
+    labels = {**vm_labels(plan, planned), **os_labels(options.os_id)}
     template_labels = {LABEL_VM: labels[LABEL_VM]} if LABEL_VM in labels else {}
+    template_labels.update(os_labels(options.os_id))
     return {
         "apiVersion": KUBEVIRT_API_VERSION,
         "kind": "VirtualMachine",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import ssl
 from collections.abc import Callable
@@ -32,20 +33,23 @@ WAIT_SECONDS = 600.0
 _CHUNK = 4 << 20
 
 Echo = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
-def dynamic_client(kubeconfig: str | None) -> Any:
-    from kubernetes import config, dynamic
-    from kubernetes.config.config_exception import ConfigException
+def dynamic_client(kubeconfig: str | None, context: str | None = None) -> Any:
+    """A dynamic client on the cluster of ``kubeconfig``/``context``; the discovery it does checks reachability."""
+    from kubernetes import dynamic
 
-    try:
-        api_client = config.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
-    except (ConfigException, OSError) as error:
-        raise TargetError(f"cannot load the kubeconfig: {error}") from None
+    from migrator import kube
+
+    api_client = kube.api_client(kube.KubeAccess(kubeconfig, context))
     try:
         return dynamic.DynamicClient(api_client)
     except Exception as error:  # urllib3/ApiException while reading discovery: unreachable or refused
-        raise TargetError(f"cannot reach the cluster: {api_error_reason(error)}") from None
+        problem = kube.unreachable(api_client, error)
+        if problem is not None:
+            raise problem from None
+        raise TargetError(f"cannot reach the cluster {kube.server_of(api_client)}: {api_error_reason(error)}") from None
 
 
 def api_error_reason(error: Exception) -> str:
@@ -73,6 +77,7 @@ def api_resource(client: Any, obj: dict[str, Any]) -> Any:
 def server_side_apply(client: Any, obj: dict[str, Any]) -> dict[str, Any]:
     """Create or converge ``obj``; return the object as the server now has it."""
     meta = obj["metadata"]
+    log.info("kubernetes: apply %s %s/%s", obj["kind"], meta.get("namespace") or "-", meta["name"])
     try:
         applied = client.server_side_apply(
             api_resource(client, obj),
@@ -127,8 +132,11 @@ def apply(
     *,
     kubeconfig: str | None,
     echo: Echo,
+    context: str | None = None,
+    client: Any = None,
 ) -> None:
-    client = dynamic_client(kubeconfig)
+    """Apply ``manifests``, filling each volume from ``images``; ``client`` when the caller already checked it."""
+    client = client if client is not None else dynamic_client(kubeconfig, context)
 
     def fill(client: Any, volume: dict[str, Any]) -> int:
         claim = volume["metadata"]["name"]

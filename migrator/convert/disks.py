@@ -108,6 +108,15 @@ class ConvertState:
             raise TargetError(f"cannot record progress in {self.path}: {error.strerror or error}") from None
 
 
+def prepare_output(out_dir: Path) -> None:
+    """Create the output folder and its state folder ``0700`` (one error line when that path cannot be one)."""
+    try:
+        private.private_dir(out_dir)
+        private.private_dir(out_dir / STATE_DIR)
+    except OSError as error:
+        raise TargetError(f"cannot use {out_dir}: {_os_reason(error)}") from None
+
+
 def _os_reason(error: OSError) -> str:
     if error.errno == errno.ENOTDIR:
         return "a part of that path is a file, not a folder"
@@ -128,8 +137,11 @@ def run_transfers(
     *,
     concurrency: int,
     progress: str,
+    vm: str | None = None,
 ) -> None:
-    """Convert every transfer's disk; ``make_source(PlannedDisk)`` builds the engine source object."""
+    """Convert every transfer's disk; ``make_source(PlannedDisk)`` builds the engine source object.
+
+    ``vm``: the VM's name, in every JSON progress event."""
     for transfer in transfers:
         try:
             private.private_dir(transfer.target.parent)
@@ -139,7 +151,8 @@ def run_transfers(
         DiskJob(name=t.claim, source=make_source(t.disk), target=t.target, target_format=t.target_format)
         for t in transfers
     ]
-    transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=True)
+    labels = {"vm": vm} if vm else None
+    transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=True, progress_labels=labels)
 
 
 def extract_ova_member(ova: Path, member: str, work_dir: Path) -> Path:

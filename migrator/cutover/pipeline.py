@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from core.errors import MigratorError
+from core.errors import Interrupted, MigratorError
 from migrator.cutover.state import Migration, StateStore
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ def run_steps(
         store.step_started(vm, step.name)
         try:
             result = step.run(context) or StepResult()
+        except Interrupted:
+            raise  # not a failure: the step stays "started", the caller records the interruption
         except MigratorError as error:
             store.step_failed(vm, step.name, error.message)
             raise StepFailed(step.name, error.message, source_touched=touched) from error

@@ -3,6 +3,7 @@
 - ``vsphere://user@host[:port][/datacenter]``: a vCenter or ESXi host, through pyvmomi.
 - ``vmx:PATH``: a VMware .vmx file (standalone ESXi, Workstation).
 - ``ovf:PATH`` / ``ova:PATH``: an OVF descriptor, or an OVA tar holding one.
+- ``rvtools:PATH.xlsx``: an RVTools export (inventory only: plan and report, not convert).
 
 Every adapter returns the same inventory model (core.inventory).
 """
@@ -24,7 +25,10 @@ ADAPTERS: dict[str, str] = {
     "vmx": "migrator.sources.vmx:open_vmx",
     "ovf": "migrator.sources.ovf:open_ovf",
     "ova": "migrator.sources.ovf:open_ova",
+    "rvtools": "migrator.sources.rvtools:open_rvtools",
 }
+# Sources that describe VMs but hold no disks: good for planning and reports, not for convert or cutover.
+INVENTORY_ONLY: frozenset[str] = frozenset({"rvtools"})
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def split_source(spec: str) -> tuple[str, str]:
         return "vsphere", spec[len("vsphere://") :]
     scheme, sep, location = spec.partition(":")
     if not sep or scheme not in ADAPTERS or not location:
-        known = ", ".join(["vsphere://USER@HOST[/DC]", "vmx:PATH", "ovf:PATH", "ova:PATH"])
+        known = ", ".join(["vsphere://USER@HOST[/DC]", "vmx:PATH", "ovf:PATH", "ova:PATH", "rvtools:PATH.xlsx"])
         raise InputError(f"unknown source {spec!r}: expected one of {known}")
     return scheme, location
 
@@ -116,3 +120,12 @@ def open_source(spec: str, options: SourceOptions | None = None) -> Source:
     module = importlib.import_module(module_name)
     source: Source = getattr(module, factory)(location, options or SourceOptions())
     return source
+
+
+def require_disks(spec: str, command: str) -> None:
+    """Refuse, in one line, a source that cannot give the disks `command` must copy."""
+    if split_source(spec)[0] in INVENTORY_ONLY:
+        raise InputError(
+            f"{spec} is an inventory export with no disks to read: {command} needs a live source "
+            "(vsphere://USER@HOST, vmx:PATH, ovf:PATH or ova:PATH); use it for plan and report only"
+        )

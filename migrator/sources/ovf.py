@@ -32,6 +32,7 @@ from core.untrusted import DESCRIPTOR_MAX_BYTES, read_capped
 from migrator.sources.values import flag, integer, nic_model, scsi_model
 
 OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
+OVF09_NS = "http://www.vmware.com/schema/ovf/1/envelope"  # OVF 0.9, as ESX 3.x and ovftool 1.x wrote it
 VMW_NS = "http://www.vmware.com/schema/ovf"
 
 # CIM ResourceType values (DSP1041 / CIM_ResourceAllocationSettingData)
@@ -53,24 +54,49 @@ _NAMED_UNITS = {
 }
 
 
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+# OVF 0.9 (ESX 3.x, ovftool 1.x) spells some RASD elements differently; readers accept every spelling.
+_ELEMENT_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "InstanceID": ("InstanceID", "InstanceId"),
+    "ElementName": ("ElementName", "Caption"),
+}
+
+
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+def _kind(element: ET.Element) -> str:
+    """The element's OVF kind: its local name, or for OVF 0.9's generic ``<Section xsi:type="ovf:X_Type">``
+    and ``<Content xsi:type="ovf:VirtualSystem_Type">``, the X its schema type names."""
+    name = _local(element.tag)
+    if name in ("Section", "Content"):
+        schema_type = element.get(XSI_TYPE, "").rsplit(":", 1)[-1]
+        if schema_type.endswith("_Type"):
+            return schema_type[: -len("_Type")]
+    return name
+
+
 def _children(element: ET.Element, name: str) -> list[ET.Element]:
-    return [child for child in element if _local(child.tag) == name]
+    return [child for child in element if _kind(child) == name]
 
 
 def _text(element: ET.Element, name: str) -> str | None:
-    for child in element:
-        if _local(child.tag) == name:
-            return (child.text or "").strip()
+    spellings = _ELEMENT_SPELLINGS.get(name, (name,))
+    for spelling in spellings:
+        for child in element:
+            if _local(child.tag) == spelling:
+                return (child.text or "").strip()
     return None
 
 
 def _attr(element: ET.Element, name: str) -> str | None:
-    """An attribute in the OVF namespace (or unqualified, as some generators write)."""
-    return element.get(f"{{{OVF_NS}}}{name}", element.get(name))
+    """An attribute in the OVF namespace of any version (1.x, or 0.9's VMware one), or unqualified."""
+    for namespace in (OVF_NS, OVF09_NS):
+        value = element.get(f"{{{namespace}}}{name}")
+        if value is not None:
+            return value
+    return element.get(name)
 
 
 def units_to_bytes(units: str | None, default: int = 1) -> int:
@@ -140,7 +166,7 @@ def _files(root: ET.Element) -> DescriptorFiles:
 def _virtual_systems(element: ET.Element, folder: str) -> list[tuple[ET.Element, str]]:
     found: list[tuple[ET.Element, str]] = []
     for child in element:
-        name = _local(child.tag)
+        name = _kind(child)
         if name == "VirtualSystem":
             found.append((child, folder))
         elif name == "VirtualSystemCollection":
@@ -182,9 +208,11 @@ def build_vms(root: ET.Element, resolver: _Resolver, source_kind: str) -> list[V
 
 def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Resolver, source_kind: str) -> VM:
     name = _text(system, "Name") or _attr(system, "id") or "vm"
+    # A system without hardware (or without a memory item) is still a VM: it is listed, and the
+    # invalid-memory rule blocks it, as for every other source that cannot tell the memory size.
     hardware = next(iter(_children(system, "VirtualHardwareSection")), None)
     if hardware is None:
-        raise InputError(f"OVF VirtualSystem {name!r} has no VirtualHardwareSection")
+        hardware = ET.Element("VirtualHardwareSection")
     config = _vmw_config(hardware)
     vm = VM(name=name, source=source_kind, cpu=Cpu(sockets=1, cores_per_socket=1), memory_mib=0)
     vm.folder = folder or None
@@ -218,7 +246,7 @@ def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Reso
         if kind_model is None:
             continue
         kind, model = kind_model
-        bus = _int(_text(item, "Address"), "controller address", counts.get(kind, 0))
+        bus = _int(_text(item, "Address") or _text(item, "BusNumber"), "controller address", counts.get(kind, 0))
         counts[kind] = counts.get(kind, 0) + 1
         controller = Controller(kind, bus, model)
         controllers[_text(item, "InstanceID") or ""] = controller
@@ -268,8 +296,6 @@ def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Reso
             vgpu = item_config.get("backing.vgpu")
             detail = vgpu or item_config.get("backing.allowedDevice") or subtype or None
             vm.passthrough.append(PassthroughDevice(label, "vgpu" if vgpu else "pci", detail))
-    if vm.memory_mib <= 0 and items:
-        raise InputError(f"OVF VirtualSystem {name!r} has no memory item (ResourceType 4)")
     return vm
 
 

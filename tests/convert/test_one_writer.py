@@ -46,6 +46,7 @@ def test_second_convert_into_the_same_output_is_refused(tmp_path: Path) -> None:
         if first.poll() is None:
             first.kill()
     assert images_equal(vmdk, out / "web-disk-0.qcow2")
+    assert (out / "web-disk-0.qcow2").stat().st_mode & 0o077 == 0  # qemu-img made it: narrowed to 0600
     leftovers = [p.name for p in out.iterdir() if p.name.endswith((".part.raw", ".tmp"))]
     assert leftovers == []
     # once the first is done, the VM is free again

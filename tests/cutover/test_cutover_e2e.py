@@ -31,7 +31,17 @@ from tests.faults import kill_after_step_env
 MIGRATOR = Path(sys.executable).parent / "migrator"
 MARKER = "MIGRATOR-GUEST-READY"
 MAC = "00:50:56:2a:7c:01"
-STEPS = ["preflight", "pre-hook", "source-off", "transfer", "start", "verify", "mark-source", "post-hook"]
+STEPS = [
+    "preflight",
+    "pre-hook",
+    "source-off",
+    "transfer",
+    "convert-guest",
+    "start",
+    "verify",
+    "mark-source",
+    "post-hook",
+]
 
 
 def qemu_count(pattern: str = "qemu-system") -> int:
@@ -63,6 +73,7 @@ class Run:
             MIGRATOR_VSPHERE_PASSWORD=self.sim.password,
             MIGRATOR_STATE_DIR=str(self.base / "state"),
             MIGRATOR_RUNTIME_DIR=str(self.runtime_dir),
+            MIGRATOR_SKIP_CONVERSION="1",  # the tiny guest is virtio-ready and has no OS for virt-v2v
         )
         env.update(extra)
         return env

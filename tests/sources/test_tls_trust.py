@@ -310,3 +310,15 @@ def test_pinned_open_source_refuses_a_changed_certificate(vcsim: simulator.Simul
         assert SourceOptions(insecure=True).pinned_to("cd" * 32).thumbprint is None
     finally:
         del os.environ[ENV]
+
+
+def test_govc_url_forms() -> None:
+    from migrator.sources.govc import govc_target
+
+    assert govc_target({}) is None
+    full = govc_target({"GOVC_URL": "https://admin%40corp:p%3Ass@vc.example.com/sdk"})
+    assert full is not None and full.source() == "vsphere://admin@corp@vc.example.com" and full.password == "p:ss"
+    bare = govc_target({"GOVC_URL": "vc.example.com:8443", "GOVC_USERNAME": "root", "GOVC_PASSWORD": "pw"})
+    assert bare is not None and bare.source() == "vsphere://root@vc.example.com:8443" and bare.password == "pw"
+    with pytest.raises(InputError, match="names no user"):
+        govc_target({"GOVC_URL": "vc.example.com"}).source()  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ class DiskOrigin:
     source: str | None = None
     source_options: SourceOptions = field(default_factory=SourceOptions)
     force: tuple[str, ...] = ()
+    progress: str = "none"  # the transfer's progress, as `convert --progress`: auto, json or none
 
     def convert_request(
         self,
@@ -31,9 +32,12 @@ class DiskOrigin:
         output_dir: Path | None = None,
         apply: bool = False,
         kubeconfig: str | None = None,
+        context: str | None = None,
         namespace: str | None = None,
+        skip_conversion: bool | None = None,
+        defer_conversion: bool = False,
     ) -> ConvertRequest:
-        """The ``convert`` of ``planned``'s disks from here to the target given (quiet: the cutover reports)."""
+        """The ``convert`` of ``planned``'s disks from here to the target given."""
         return ConvertRequest(
             vm=planned.source_name,
             plan_path=self.plan_path,
@@ -42,9 +46,12 @@ class DiskOrigin:
             output_dir=output_dir,
             apply=apply,
             kubeconfig=kubeconfig,
+            context=context,
             namespace=namespace,
             force=self.force,
-            progress="none",
+            progress=self.progress,
+            skip_conversion=skip_conversion,
+            defer_conversion=defer_conversion,
         )
 
 

@@ -8,6 +8,7 @@ The serial console needs a websocket client (``virtctl console``): the marker ch
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
@@ -15,19 +16,32 @@ from core.errors import TargetError
 from core.plan import Plan, PlannedVM
 from core.wait import wait_until
 from migrator.convert import cluster as apply
-from migrator.convert import convert
+from migrator.convert import convert, guest
 from migrator.convert import disks as disk_jobs
 from migrator.convert.run import apply_work_dir
-from migrator.cutover.ports import Verification
+from migrator.cutover.ports import TargetStop, Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
 
 KUBEVIRT = "kubevirt.io/v1"
 POLL = 2.0
+DESTROY_WAIT = 30.0  # seconds for a force-deleted instance to go
+
+log = logging.getLogger(__name__)
 
 
 class ClusterTarget:
-    def __init__(self, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin) -> None:
+    def __init__(
+        self,
+        kubeconfig: str | None,
+        namespace: str | None,
+        origin: DiskOrigin,
+        *,
+        context: str | None = None,
+        skip_conversion: bool | None = None,
+    ) -> None:
+        self.skip_conversion = skip_conversion
         self.kubeconfig = kubeconfig
+        self.context = context
         self.namespace = namespace
         self.origin = origin
         self.description = f"cluster:{namespace or 'default'}"
@@ -36,7 +50,7 @@ class ClusterTarget:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = apply.dynamic_client(self.kubeconfig)
+            self._client = apply.dynamic_client(self.kubeconfig, self.context)
         return self._client
 
     def _ns(self, plan: Plan | None = None) -> str:
@@ -56,6 +70,7 @@ class ClusterTarget:
 
     def _patch_run_strategy(self, planned: PlannedVM, strategy: str) -> None:
         resource = apply.api_resource(self.client, {"apiVersion": KUBEVIRT, "kind": "VirtualMachine"})
+        log.info("kubernetes: PATCH VirtualMachine %s/%s runStrategy=%s", self._ns(), planned.target_name, strategy)
         try:
             resource.patch(
                 name=planned.target_name,
@@ -120,10 +135,27 @@ class ClusterTarget:
 
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
         result = convert(
-            self.origin.convert_request(planned, apply=True, kubeconfig=self.kubeconfig, namespace=self._ns(plan))
+            self.origin.convert_request(
+                planned,
+                apply=True,
+                kubeconfig=self.kubeconfig,
+                context=self.context,
+                namespace=self._ns(plan),
+                # the staged images are converted before they fill the volumes (convert's guest stage)
+                skip_conversion=self.skip_conversion,
+            )
         )
         images = [t.target for t in disk_jobs.planned_transfers(planned, apply_work_dir(plan, planned), "raw")]
         return allocated_bytes(images) if result.converted else 0
+
+    def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool) -> str:
+        """Converted during transfer, on the staged images before they filled the volumes: report what was found."""
+        if skip:
+            return "skipped (--skip-conversion)"
+        inspection = guest.read_inspection(apply_work_dir(plan, planned), planned.target_name)
+        if inspection is None:
+            raise TargetError(f"no guest inspection recorded for {planned.target_name}: re-run the transfer")
+        return guest.summary_line(inspection)
 
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
         self._patch_run_strategy(planned, "Always" if run else "Halted")  # the controller starts it once
@@ -167,14 +199,28 @@ class ClusterTarget:
                 f"({address or 'no IP address yet'}) within {verification.timeout:.0f}s"
             )
 
-    def stop(self, planned: PlannedVM) -> str:
-        if self._get("VirtualMachine", planned.target_name, self._ns()) is None:
-            return f"target {planned.target_name} does not exist"
-        self._patch_run_strategy(planned, "Halted")
+    def stop(self, planned: PlannedVM, grace: float) -> TargetStop:
+        """runStrategy Halted (a clean shutdown); after ``grace`` seconds the instance is deleted with no grace
+        of its own. Confirmed once the VirtualMachineInstance is gone."""
+        name, namespace = planned.target_name, self._ns()
+        if self._get("VirtualMachine", name, namespace) is None:
+            return TargetStop(True, f"target {name} does not exist")
 
         def gone() -> bool:
-            return self._get("VirtualMachineInstance", planned.target_name, self._ns()) is None
+            return self._get("VirtualMachineInstance", name, namespace) is None
 
-        if not wait_until(gone, timeout=300, interval=POLL):
-            return f"target {planned.target_name} set Halted, its instance is still shutting down"
-        return f"target {planned.target_name} stopped (runStrategy Halted)"
+        self._patch_run_strategy(planned, "Halted")
+        if wait_until(gone, timeout=grace, interval=POLL):
+            return TargetStop(True, f"target {name} stopped (runStrategy Halted)")
+        log.info("cluster target %s/%s: instance still there after %.0fs: deleting it now", namespace, name, grace)
+        resource = apply.api_resource(self.client, {"apiVersion": KUBEVIRT, "kind": "VirtualMachineInstance"})
+        try:
+            resource.delete(name=name, namespace=namespace, body={"gracePeriodSeconds": 0})
+        except Exception as error:
+            if not gone():
+                return TargetStop(
+                    False, f"target {name}: deleting its instance failed: {apply.api_error_reason(error)}"
+                )
+        if wait_until(gone, timeout=DESTROY_WAIT, interval=POLL):
+            return TargetStop(True, f"target {name} stopped: its instance deleted after the {grace:.0f}s grace period")
+        return TargetStop(False, f"target {name}: its instance still exists {DESTROY_WAIT:.0f}s after its deletion")
