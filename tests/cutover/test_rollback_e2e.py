@@ -25,7 +25,7 @@ import pytest
 from pyVmomi import vim
 
 from migrator import simulator
-from migrator.cutover.targets.local import _domain_active
+from migrator.cutover.targets.local import domain_active
 from migrator.simulator import seed
 from migrator.sources.vsphere.operations import wait_for_task
 from runtime import local
@@ -58,7 +58,7 @@ class Monitor:
 
     def target_running(self) -> bool:
         state = self.run.runtime_dir / self.run.target
-        return local.launcher_pid(state) is not None or _domain_active(self.run.target)
+        return local.launcher_pid(state) is not None or domain_active(self.run.target)
 
     def watch(self) -> None:
         with seed.session(self.run.sim) as source:

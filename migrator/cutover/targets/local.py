@@ -192,7 +192,7 @@ class LocalTarget:
 
     def _confirm(self, name: str, detail: str) -> TargetStop:
         """``detail`` once libvirt runs no domain ``name`` (it destroys a dead launcher's domain a moment later)."""
-        if wait_until(lambda: not _domain_active(name), timeout=DESTROY_WAIT, interval=POLL):
+        if wait_until(lambda: not domain_active(name), timeout=DESTROY_WAIT, interval=POLL):
             return TargetStop(True, detail)
         return TargetStop(False, f"{detail}, but libvirt still runs a domain named {name}")
 
@@ -255,7 +255,7 @@ class LocalTarget:
         os.replace(partial, vm_file)
 
 
-def _domain_active(name: str) -> bool:
+def domain_active(name: str) -> bool:
     """Whether libvirt runs a domain ``name``; False when libvirt is not reachable (no daemon: no domain)."""
     import libvirt
 
