@@ -104,7 +104,7 @@ def _target(
 Examples:
   migrator cutover --plan plan.yaml --vm web01 --output-dir out/ --verify-marker 'login:' --rollback-on-failure
   migrator cutover --plan plan.yaml --vm web01 -n prod --context prod-east --verify-port 22
-  migrator cutover --vm web01                      # re-run: resumes at the step that was under way
+  migrator cutover --plan plan.yaml --vm web01 --output-dir out/   # again: resumes where it stopped
   migrator cutover --rollback --vm web01           # stop the target, power the source back on""",
 )
 @vm_option("The VM to cut over (source or target name); once per run.")
