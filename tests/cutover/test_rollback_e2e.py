@@ -154,7 +154,8 @@ def test_verify_timeout_rolls_back_within_the_grace_and_never_runs_two_copies(de
 def test_rollback_of_a_completed_cutover_destroys_the_deaf_target_and_restores_the_note(deaf: Run) -> None:
     done = deaf.cutover("--verify-marker", MARKER, "--verify-timeout", "300", "--progress", "json")
     assert done.returncode == 0, done.stdout + done.stderr
-    events = [json.loads(line) for line in done.stdout.splitlines()]  # every line an event
+    assert all(line.startswith("{") for line in done.stdout.splitlines()), done.stdout  # every line an event
+    events = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(e["vm"] == deaf.vm and e["time"].endswith("Z") for e in events)
     assert any(e.get("disk") == f"{deaf.target}-disk-0" and e["state"] == "done" for e in events)  # the transfer
     assert "(source off → target verified)" in events[-1]["message"]
