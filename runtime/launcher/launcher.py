@@ -56,7 +56,7 @@ def choose_accelerator(mode: str) -> Accelerator:
     """``kvm``/``tcg`` as forced, or ``auto``: the probe that really starts a guest decides."""
     if mode in ("kvm", "tcg"):
         return Accelerator(mode, f"forced with --accel {mode}")
-    from runtime.accel import probe_accelerator  # the probe boots a tiny guest: only when asked
+    from runtime.accel import probe_accelerator  # the probe starts QEMU once per boot: only when asked
 
     accel = probe_accelerator()
     return Accelerator(accel.kind, accel.reason)
