@@ -145,7 +145,15 @@ def pod(phase: str, node: str | None = None, code: int | None = None) -> dict[st
 
 def test_instance_phase_from_pod() -> None:
     assert rules.vmi_status_from_pod(vmi(""), None) == {"phase": "Pending"}
-    assert rules.vmi_status_from_pod(vmi("Pending"), pod("Pending")) == {"phase": "Scheduling"}
+    assert rules.vmi_status_from_pod(vmi("Pending"), pod("Pending")) == {}  # not bound yet, nothing said: Pending
+    unschedulable = pod("Pending")
+    unschedulable["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}
+    ]
+    assert rules.vmi_status_from_pod(vmi("Pending"), unschedulable) == {
+        "phase": "Scheduling",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}],
+    }
     assert rules.vmi_status_from_pod(vmi("Scheduling"), pod("Pending", "n1")) == {
         "phase": "Scheduled",
         "nodeName": "n1",
