@@ -29,13 +29,11 @@ from typing import Any
 import kubernetes
 
 from runtime.controller.pods import launcher_pod
+from runtime.deploy import crd_paths
 from tests.fakekube import FakeApiProcess
 
 PROJECT = Path(__file__).resolve().parents[1]
-CRDS = [
-    PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
-    PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
-]
+CRDS = crd_paths()
 NAMESPACE = "bench"
 CREATORS = 4  # client threads creating objects, in both runs
 

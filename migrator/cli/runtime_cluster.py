@@ -10,30 +10,16 @@ so ``vm start|stop`` change ``spec.runStrategy`` (Always/Halted; Manual VMs get 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
 from core.errors import InputError, NotFoundError, TargetError
+from runtime import deploy
 
-PROJECT = Path(__file__).resolve().parents[2]
-CRD_FILES = [
-    PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
-    PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
-]
-DEPLOY_DIR = PROJECT / "runtime" / "deploy"
 PART_OF = ("app.kubernetes.io/part-of", "migrator-runtime")
 FIELD_MANAGER = "migrator"
-
-
-def manifests() -> list[dict[str, Any]]:
-    """CRDs first, then runtime/deploy/*.yaml in name order."""
-    docs: list[dict[str, Any]] = []
-    for path in [*CRD_FILES, *sorted(DEPLOY_DIR.glob("*.yaml"))]:
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    return docs
 
 
 def _client(kubeconfig: str | None) -> Any:
@@ -56,8 +42,7 @@ def foreign_crds(client: Any) -> list[str]:
 
     api = kubernetes.client.ApiextensionsV1Api(client)
     found = []
-    for path in CRD_FILES:
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    for name in [crd["metadata"]["name"] for crd in deploy.crds()]:
         try:
             crd = api.read_custom_resource_definition(name, _preload_content=False)
         except kubernetes.client.ApiException as error:
@@ -88,7 +73,7 @@ def install(kubeconfig: str | None) -> list[str]:
         )
     dynamic = DynamicClient(client)
     applied = []
-    for doc in manifests():
+    for doc in deploy.manifests():
         resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
         try:
             resource.server_side_apply(
@@ -106,7 +91,7 @@ def uninstall(kubeconfig: str | None, *, delete_crds: bool) -> list[str]:
 
     dynamic = DynamicClient(_client(kubeconfig))
     removed = []
-    docs = manifests()
+    docs = deploy.manifests()
     for doc in reversed(docs):
         if doc["kind"] == "CustomResourceDefinition" and not delete_crds:
             continue

@@ -22,8 +22,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runtime.controller.names import ANNOTATION_RESTART, ANNOTATION_START, ANNOTATION_STOP
+from runtime.launcher.contract import FINAL as LAUNCHER_FINAL
+from runtime.launcher.contract import Exit, exit_status
 
-FINAL = ("Succeeded", "Failed")
+FINAL = tuple(str(phase) for phase in LAUNCHER_FINAL)  # "Succeeded", "Failed"
 STARTING = ("", "Pending", "Scheduling", "Scheduled")
 BACKOFF_CAP = 300.0
 STABLE_RUN = timedelta(minutes=5)  # a start failure count is forgotten after a run this long
@@ -336,14 +338,12 @@ def vmi_status_from_pod(vmi: dict[str, Any], pod: dict[str, Any] | None) -> dict
     return {}
 
 
-EXIT_REASONS = {1: "LauncherFailedToStart", 2: "GuestCrashed", 3: "KilledAfterGracePeriod"}
-
-
 def _pod_failure_reason(pod: dict[str, Any]) -> str:
     for container in (pod.get("status") or {}).get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated") or {}
         if "exitCode" in terminated:
-            return EXIT_REASONS.get(int(terminated["exitCode"]), terminated.get("reason") or "PodFailed")
+            code = exit_status(int(terminated["exitCode"]))
+            return code.reason if code not in (None, Exit.SHUTDOWN) else terminated.get("reason") or "PodFailed"
     return "PodFailed"
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.controller.names import ANNOTATION_PAUSE
+from runtime.launcher.contract import ALIVE, Phase
+from runtime.launcher.contract import FINAL as LAUNCHER_FINAL
 
-FINAL = ("Succeeded", "Failed")
+FINAL = tuple(str(phase) for phase in LAUNCHER_FINAL)
 
 
 def _condition(kind: str, true: bool, reason: str = "", message: str = "") -> dict[str, Any]:
@@ -27,8 +29,8 @@ def status_from_launcher(
     if phase in FINAL or (vmi.get("metadata") or {}).get("deletionTimestamp"):
         return {}
     wanted: dict[str, Any] = {}
-    if launcher is not None and launcher.get("phase") in ("Running", "Paused"):
-        paused = launcher.get("phase") == "Paused"
+    if launcher is not None and launcher.get("phase") in ALIVE:
+        paused = launcher.get("phase") == Phase.PAUSED
         wanted["phase"] = "Running"
         wanted["interfaces"] = [
             {"name": i.get("name"), "mac": i.get("mac"), "infoSource": "domain"}
@@ -74,8 +76,8 @@ def pause_action(vmi: dict[str, Any], launcher: dict[str, Any] | None) -> str | 
     if launcher is None:
         return None
     wanted = ((vmi.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_PAUSE) == "true"
-    if wanted and launcher.get("phase") == "Running":
+    if wanted and launcher.get("phase") == Phase.RUNNING:
         return "/pause"
-    if not wanted and launcher.get("phase") == "Paused":
+    if not wanted and launcher.get("phase") == Phase.PAUSED:
         return "/unpause"
     return None

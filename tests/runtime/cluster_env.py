@@ -20,14 +20,12 @@ from typing import Any
 import kubernetes
 
 from runtime.controller.names import SOCKETS_DIR, state_dir_name
+from runtime.deploy import crd_paths
 from tests.fakekube import FakeApiServer
 from tests.runtime.kubelet import TestKubelet
 
 PROJECT = Path(__file__).resolve().parents[2]
-CRDS = [
-    PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
-    PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
-]
+CRDS = crd_paths()
 NODE = "node-1"
 SOCKETS = "s"  # the sockets hostPath, short: unix socket paths are limited to 108 bytes
 
