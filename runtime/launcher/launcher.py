@@ -23,7 +23,7 @@ import libvirt
 
 from core.errors import MigratorError, TargetError
 from runtime.domain import DomainOptions, domain_xml
-from runtime.domain.translate import default_mac
+from runtime.domain.network import default_mac
 from runtime.launcher.api import ApiServer
 from runtime.launcher.console import ConsoleServer
 from runtime.launcher.contract import (
