@@ -22,6 +22,7 @@ from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
+from kubernetes.utils import parse_quantity
 
 from runtime.controller import status as rules
 from runtime.controller.kube import api_client, connection_info
@@ -146,8 +147,11 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
 
     @kopf.index("", "v1", "nodes", registry=registry, id="kvm_node_index")
     def kvm_node_index(name: str, status: kopf.Status, **_: Any) -> dict[str, str] | None:
-        offered = str((status.get("allocatable") or {}).get(KVM_RESOURCE, "0") or "0")
-        return {"kvm": name} if offered.isdigit() and int(offered) > 0 else None
+        try:  # KubeVirt's device plugin advertises "1k"
+            offered = parse_quantity(str((status.get("allocatable") or {}).get(KVM_RESOURCE) or "0"))
+        except ValueError:
+            return None
+        return {"kvm": name} if offered > 0 else None
 
     def reconcile_vm(vm: dict[str, Any] | None, lookups: Lookups, memo: kopf.Memo | None = None) -> None:
         try:

@@ -9,6 +9,7 @@ from runtime.launcher.contract import ALIVE, Phase
 from runtime.launcher.contract import FINAL as LAUNCHER_FINAL
 
 FINAL = tuple(str(phase) for phase in LAUNCHER_FINAL)
+ACCELERATED = "HardwareAccelerated"  # condition: True under KVM; its message is the probe's reason
 
 
 def _condition(kind: str, true: bool, reason: str = "", message: str = "") -> dict[str, Any]:
@@ -44,6 +45,11 @@ def status_from_launcher(
         accel = launcher.get("accelerator") or {}
         if accel.get("kind"):
             wanted["machine"] = {"type": "kvm" if accel["kind"] == "kvm" else "tcg"}
+            # what the launcher's probe found, and why: a VM on TCG runs 10-50x slower, never silently
+            kvm = accel["kind"] == "kvm"
+            wanted["conditions"].append(
+                _condition(ACCELERATED, kvm, "KVM" if kvm else "TCG", str(accel.get("reason") or ""))
+            )
     elif launcher is not None and launcher.get("phase") in FINAL:
         wanted = _final(launcher.get("phase"), launcher.get("reason"))
     elif result is not None:

@@ -221,14 +221,26 @@ def test_handler_status_from_launcher() -> None:
     running = {
         "phase": "Running",
         "interfaces": [{"name": "default", "mac": "00:50:56:00:00:01"}],
-        "accelerator": {"kind": "tcg"},
+        "accelerator": {"kind": "tcg", "reason": "KVM is present but fails a boot loader's real-mode code"},
     }
     changes = status_from_launcher(vmi("Scheduled"), running, None, lost=False)
     assert changes["phase"] == "Running"
     assert changes["interfaces"][0]["mac"] == "00:50:56:00:00:01"
-    assert changes["conditions"] == [{"type": "Ready", "status": "True", "reason": "", "message": ""}]
+    assert changes["conditions"] == [
+        {"type": "Ready", "status": "True", "reason": "", "message": ""},
+        {  # the probe's answer, and why, in the instance's status
+            "type": "HardwareAccelerated",
+            "status": "False",
+            "reason": "TCG",
+            "message": "KVM is present but fails a boot loader's real-mode code",
+        },
+    ]
     paused = status_from_launcher(vmi("Running"), {**running, "phase": "Paused"}, None, lost=False)
-    assert [(c["type"], c["status"]) for c in paused["conditions"]] == [("Ready", "False"), ("Paused", "True")]
+    assert [(c["type"], c["status"]) for c in paused["conditions"]] == [
+        ("Ready", "False"),
+        ("Paused", "True"),
+        ("HardwareAccelerated", "False"),
+    ]
     assert status_from_launcher(vmi("Running"), None, None, lost=True)["phase"] == "Failed"
     assert (
         status_from_launcher(vmi("Running"), None, {"phase": "Succeeded", "reason": "guest shut down"}, lost=True)[
