@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -24,6 +23,7 @@ from typing import IO, Any
 import yaml
 
 from core.errors import InputError, MigratorError, NotFoundError, TargetError
+from core.wait import wait_until
 from runtime.launcher import api
 from runtime.launcher.contract import (
     API_SOCKET,
@@ -215,13 +215,14 @@ def wait_started(vm: LocalVM, process: subprocess.Popen[bytes], timeout: float =
 
     None when the launcher already exited with status 0 (a guest that powered off at once).
     """
-    deadline = time.monotonic() + timeout
     sock = vm.state_dir / API_SOCKET
-    while time.monotonic() < deadline:
+    exited = {"exited": True}
+
+    def started() -> dict[str, Any] | None:
         code = process.poll()
         if code is not None:
             outcome(vm.state_dir, code)
-            return None
+            return exited
         if sock.exists():
             try:
                 status = api.request(sock, "GET", "/status")
@@ -229,8 +230,12 @@ def wait_started(vm: LocalVM, process: subprocess.Popen[bytes], timeout: float =
                 status = {}
             if status.get("phase") not in (None, Phase.SCHEDULED):
                 return status
-        time.sleep(0.05)
-    raise TargetError(f"{vm.name}: the launcher did not start the guest within {timeout:.0f}s")
+        return None
+
+    status = wait_until(started, timeout, 0.05, raise_on_timeout=False)
+    if status is None:
+        raise TargetError(f"{vm.name}: the launcher did not start the guest within {timeout:.0f}s")
+    return None if status is exited else status
 
 
 def stream_console(state: Path, out: IO[bytes], until_eof: bool = True) -> None:
@@ -321,9 +326,8 @@ def stop(name: str, timeout: float | None = None) -> int:
     if pid is None:
         raise TargetError(f"{name} is not running")
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + (timeout if timeout is not None else 600)
-    while launcher_pid(state) == pid:
-        if time.monotonic() > deadline:
-            raise TargetError(f"{name}: the launcher (pid {pid}) did not stop")
-        time.sleep(0.1)
+    if not wait_until(
+        lambda: launcher_pid(state) != pid, 600 if timeout is None else timeout, 0.1, raise_on_timeout=False
+    ):
+        raise TargetError(f"{name}: the launcher (pid {pid}) did not stop")
     return int(result(state).get("exit_status", 0))
