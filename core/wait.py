@@ -1,4 +1,11 @@
-"""One poll helper instead of hand-written deadline loops."""
+"""One wait/poll helper, instead of a hand-written deadline loop at every call site.
+
+``wait_until(check, timeout=, interval=)`` calls ``check`` until it returns something truthy and
+returns that; after ``timeout`` seconds without success it returns ``None`` and the caller raises
+its own one-line error (each caller knows what it was waiting for). ``check`` is always called at
+least once, and once more at the deadline, so a slow check never loses its last chance. An
+exception raised by ``check`` (a phase that can never become the one awaited) ends the wait at once.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +13,17 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from core.errors import TargetError
-
 T = TypeVar("T")
 
 
-class WaitTimeout(TargetError):
-    """What was waited for did not happen in time."""
-
-
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float,
-    interval: float = 0.1,
-    what: str = "the condition",
-    *,
-    raise_on_timeout: bool = True,
-) -> T | None:
-    """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and return that.
-
-    After ``timeout`` seconds: raise :class:`WaitTimeout` naming ``what`` (or return the last falsy value when
-    ``raise_on_timeout`` is false). The predicate is always called at least once, and once more at the deadline.
-    """
+def wait_until(check: Callable[[], T | None], *, timeout: float, interval: float) -> T | None:
+    """The first truthy value ``check()`` returns within ``timeout`` seconds, else ``None``."""
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
-        if value:
-            return value
+        result = check()
+        if result:
+            return result
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            if raise_on_timeout:
-                raise WaitTimeout(f"{what} did not happen within {timeout:g} s")
-            return value
+            return None
         time.sleep(min(interval, remaining))

@@ -149,7 +149,7 @@ def probe_kvm(timeout: float = PROBE_TIMEOUT) -> Accel:
             return PROBE_MARKER.decode() in seen or any(f in seen for f in KVM_FAILURES) or process.poll() is not None
 
         try:
-            wait_until(settled, timeout, 0.02, "the KVM probe", raise_on_timeout=False)
+            wait_until(settled, timeout=timeout, interval=0.02)
         finally:
             if process.poll() is None:
                 process.kill()

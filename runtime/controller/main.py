@@ -22,8 +22,8 @@ from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
-from kubernetes.utils import parse_quantity
 
+from core.quantity import parse_quantity
 from runtime.controller import status as rules
 from runtime.controller.kube import api_client, connection_info
 from runtime.controller.lookups import IndexLookups, Lookups, newest

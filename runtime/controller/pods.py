@@ -21,8 +21,7 @@ import json
 import math
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
+from core.quantity import parse_quantity
 from runtime.controller.names import (
     DISKS_DIR,
     LABEL_APP,
@@ -52,7 +51,7 @@ def guest_memory_bytes(spec: dict[str, Any]) -> int:
         (resources.get("limits") or {}).get("memory"),
     ):
         if value is not None:
-            return int(parse_quantity(str(value)))
+            return parse_quantity(value)
     return 128 * MIB
 
 

@@ -6,15 +6,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
-
+from core.quantity import parse_quantity as quantity
 from runtime.domain.model import UnsupportedSpecError
 
 
 def parse_quantity(value: Any, field_path: str) -> int:
     """A Kubernetes resource quantity ("1Gi", "512M", 1073741824) in bytes."""
     try:
-        return int(kubernetes_quantity(str(value).strip()))
+        return quantity(value)
     except ValueError:
         raise UnsupportedSpecError(field_path, f"not a resource quantity: {value!r}") from None
 

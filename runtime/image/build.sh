@@ -22,7 +22,8 @@ PACKAGE_GROUPS=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools
   # the launcher's networking and process tools
   iproute2 procps
-  # guest conversion in the cluster (issue 13: virt-v2v-in-place, libguestfs and its appliance kernel) goes here
+  # guest conversion in the cluster (issue 13): virt-v2v-in-place, libguestfs with its appliance kernel, nbdkit
+  virt-v2v libguestfs-tools nbdkit linux-image-amd64
 )
 # EXTRA_PACKAGES="a b": more packages for a local build, without editing the list
 read -r -a extra <<< "${EXTRA_PACKAGES:-}"

@@ -22,7 +22,9 @@ from typing import IO, Any
 
 import yaml
 
+from core.childenv import child_env
 from core.errors import InputError, MigratorError, NotFoundError, TargetError
+from core.private import open_fd, private_dir
 from core.wait import wait_until
 from runtime.launcher import api
 from runtime.launcher.contract import (
@@ -137,7 +139,7 @@ def _take_run_lock(vm: LocalVM) -> int:
     a second launcher that would overwrite the first one's pid and sockets and orphan its guest.
     """
     state = vm.state_dir
-    state.mkdir(parents=True, exist_ok=True)
+    private_dir(state)
     descriptor = os.open(state / RUN_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -178,9 +180,15 @@ def _spawn(vm: LocalVM, accel: str, lock: int) -> subprocess.Popen[bytes]:
         # on a workstation the guest's pod-network ports are not published on the host's ports
         "--no-port-forwards",
     ]
-    with (state / LAUNCHER_LOG).open("wb") as log:
+    with os.fdopen(open_fd(state / LAUNCHER_LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as log:
         return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, pass_fds=(lock,)
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env=child_env(),
+            pass_fds=(lock,),
         )
 
 
@@ -232,7 +240,7 @@ def wait_started(vm: LocalVM, process: subprocess.Popen[bytes], timeout: float =
                 return status
         return None
 
-    status = wait_until(started, timeout, 0.05, raise_on_timeout=False)
+    status = wait_until(started, timeout=timeout, interval=0.05)
     if status is None:
         raise TargetError(f"{vm.name}: the launcher did not start the guest within {timeout:.0f}s")
     return None if status is exited else status
@@ -326,8 +334,6 @@ def stop(name: str, timeout: float | None = None) -> int:
     if pid is None:
         raise TargetError(f"{name} is not running")
     os.kill(pid, signal.SIGTERM)
-    if not wait_until(
-        lambda: launcher_pid(state) != pid, 600 if timeout is None else timeout, 0.1, raise_on_timeout=False
-    ):
+    if not wait_until(lambda: launcher_pid(state) != pid, timeout=600 if timeout is None else timeout, interval=0.1):
         raise TargetError(f"{name}: the launcher (pid {pid}) did not stop")
     return int(result(state).get("exit_status", 0))

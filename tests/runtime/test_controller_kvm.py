@@ -60,14 +60,16 @@ def test_launcher_pod_requests_kvm_where_a_node_offers_it(tmp_path: Path) -> Non
                 return next((p for p in pods if p["metadata"]["labels"].get("kubevirt.io/domain") == name), None)
 
             custom.create_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines", vm("tcg-only"))
-            first = wait_until(lambda: pod_of("tcg-only"), 60, 0.2, "the first launcher pod")
+            first = wait_until(lambda: pod_of("tcg-only"), timeout=60, interval=0.2)
+            assert first, "the first launcher pod"
             container = first["spec"]["containers"][0]
             assert "devices.kubevirt.io/kvm" not in container["resources"]["requests"]
             assert container["command"][-2:] == ["--accel", "tcg"]
 
             core.create_node(node("kvm-node", "1k"), _preload_content=False)  # KubeVirt's device plugin: 1000
             custom.create_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines", vm("with-kvm"))
-            second = wait_until(lambda: pod_of("with-kvm"), 60, 0.2, "the second launcher pod")
+            second = wait_until(lambda: pod_of("with-kvm"), timeout=60, interval=0.2)
+            assert second, "the second launcher pod"
             container = second["spec"]["containers"][0]
             assert container["resources"]["requests"]["devices.kubevirt.io/kvm"] == "1"
             assert container["resources"]["limits"] == {"devices.kubevirt.io/kvm": "1"}

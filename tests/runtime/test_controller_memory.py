@@ -109,7 +109,9 @@ def test_rss_stays_flat_over_5000_vms_created_and_deleted(tmp_path: Path) -> Non
                 ]
                 return len(scheduled) == PER_ROUND and len(listing("pods")) == PER_ROUND
 
-            wait_until(all_scheduled, 600, 1.0, f"{PER_ROUND} instances Scheduled with their pods")
+            assert wait_until(all_scheduled, timeout=600, interval=1.0), (
+                f"{PER_ROUND} instances Scheduled with their pods"
+            )
             with ThreadPoolExecutor(4) as pool:
                 list(
                     pool.map(
@@ -129,7 +131,7 @@ def test_rss_stays_flat_over_5000_vms_created_and_deleted(tmp_path: Path) -> Non
                         )
                 return not pods and not listing("virtualmachineinstances") and not listing("virtualmachines")
 
-            wait_until(all_gone, 600, 1.0, f"{PER_ROUND} VMs, instances and pods gone")
+            assert wait_until(all_gone, timeout=600, interval=1.0), f"{PER_ROUND} VMs, instances and pods gone"
 
         try:
             one_round(0)

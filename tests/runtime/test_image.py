@@ -117,7 +117,9 @@ def test_the_controller_and_handler_start_in_the_image_and_work(container: str, 
                 vmis = api.objects("virtualmachineinstances.kubevirt.io", "default")
                 return bool(vmis) and (vmis[0].get("status") or {}).get("phase") == "Scheduled"
 
-            wait_until(scheduled, 120, 0.5, "the controller in the image scheduling the instance")
+            assert wait_until(scheduled, timeout=120, interval=0.5), (
+                "the controller in the image scheduling the instance"
+            )
             assert all(agent.poll() is None for agent in agents)  # the handler runs too
         finally:
             for agent in agents:
