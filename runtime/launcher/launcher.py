@@ -126,9 +126,14 @@ class Launcher:
 
     def _pause(self) -> None:
         self._active_domain().suspend()
+        # suspend() returns once the guest is paused: the answer says so, whether or not libvirt's event came
+        with self.lock:
+            self.phase, self.domain_state = Phase.PAUSED, "paused"
 
     def _unpause(self) -> None:
         self._active_domain().resume()
+        with self.lock:
+            self.phase, self.domain_state = Phase.RUNNING, "running"
 
     def _active_domain(self) -> libvirt.virDomain:
         if self.domain is None or self.stopped.is_set():
