@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from runtime.controller.names import GROUP, LABEL_VM_NAME, VERSION, VMI_FINALIZE
 from runtime.controller.pods import claims
 
 log = logging.getLogger(__name__)
+INDEX_LAG = 10.0  # seconds within which the watch delivers what this controller wrote
 
 
 class VmReconciler:
@@ -39,8 +41,8 @@ class VmReconciler:
         vmi = lookups.vmi(namespace, name)
         if vmi is not None:
             vmi = _newer_of(vmi, memo, "vmi")
-        elif memo.get("vmi") is not None and not _deleting(memo["vmi"]):
-            vmi = memo["vmi"]  # created here; its ADDED event is not indexed yet
+        elif _just_created(memo):
+            vmi = memo["vmi"]  # created here a moment ago; its ADDED event is not indexed yet
         if vmi is not None and not _owned_by(vmi, vm):
             log.warning("%s/%s: an instance of that name exists that this VM does not own; leaving it", namespace, name)
             vmi = None
@@ -54,7 +56,7 @@ class VmReconciler:
             missing = [c for c in claims(template_spec) if not lookups.pvc_exists(namespace, c)]
         if decision.action == "create" and not missing:
             vmi = self._create_instance(vm) or vmi
-            memo["vmi"] = vmi
+            memo["vmi"], memo["vmi_written_at"] = vmi, time.monotonic()
         elif decision.action == "delete" and vmi is not None:
             log.info("%s/%s: deleting its instance: %s", namespace, name, decision.reason)
             uid = vmi["metadata"]["uid"]
@@ -67,7 +69,7 @@ class VmReconciler:
             # With its finalizer the instance stays, terminating, until the pod is gone; else it is gone now.
             is_instance = isinstance(deleted, dict) and deleted.get("kind") == "VirtualMachineInstance"
             vmi = deleted if is_instance else None
-            memo["vmi"] = vmi
+            memo["vmi"], memo["vmi_written_at"] = vmi, time.monotonic()
         written = newer_exists(lambda: self._write_status(vm, vmi, missing, decision.start_failure, now))
         if written is not None:
             memo["vm"] = written
@@ -143,6 +145,15 @@ def _newer_of(current: dict[str, Any], memo: MutableMapping[str, Any], key: str)
     if chosen is current:
         memo.pop(key, None)
     return chosen
+
+
+def _just_created(memo: MutableMapping[str, Any]) -> bool:
+    """An instance this reconciler created, too recently for the index to have it (else the index is right:
+    gone means gone)."""
+    remembered = memo.get("vmi")
+    if remembered is None or _deleting(remembered):
+        return False
+    return time.monotonic() - float(memo.get("vmi_written_at") or 0.0) < INDEX_LAG
 
 
 def _deleting(obj: dict[str, Any]) -> bool:
