@@ -9,7 +9,9 @@ runtime's image): no network, no guest image. Where KVM works it answers in a fr
 second; the paravirtual KVM of these build machines emulates SeaBIOS and fails after ~4 s.
 
 The answer is cached per boot of the machine (keyed by /proc/sys/kernel/random/boot_id and the
-QEMU binary); ``MIGRATOR_ACCEL=kvm|tcg`` forces it. ``python -m runtime.accel`` prints it.
+QEMU binary) under ``cache_dir()/accel``, or ``$MIGRATOR_ACCEL_CACHE_DIR``: launcher pods point it at the
+node's shared hostPath, so one probe serves every pod of a node; ``MIGRATOR_ACCEL=kvm|tcg`` forces it.
+``python -m runtime.accel`` prints it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from core.paths import cache_dir
 from core.wait import wait_until
 
 ENV = "MIGRATOR_ACCEL"
+CACHE_ENV = "MIGRATOR_ACCEL_CACHE_DIR"  # where the answer is kept (a launcher pod: the node's shared hostPath)
 KINDS = ("kvm", "tcg")
 PROBE_MARKER = b"MIGRATOR-KVM-OK"
 PROBE_TIMEOUT = 8.0
@@ -117,7 +120,8 @@ def _qemu() -> str | None:
 def _cache_file() -> Path:
     qemu = _qemu()
     stamp = str(int(Path(qemu).stat().st_mtime)) if qemu else "no-qemu"
-    return cache_dir() / "accel" / f"{_boot_id()}-{stamp}.json"
+    root = Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else cache_dir() / "accel"
+    return root / f"{_boot_id()}-{stamp}.json"
 
 
 def probe_kvm(timeout: float = PROBE_TIMEOUT) -> Accel:

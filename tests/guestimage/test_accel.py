@@ -100,3 +100,13 @@ def test_probe_cli_answers_fast_without_the_projects_test_packages(tmp_path: Pat
 def test_without_dev_kvm_access_the_probe_says_tcg_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(accel_module.os, "access", lambda *_: False)
     assert accel_module.probe_kvm() == Accel("tcg", "/dev/kvm is not accessible to this user")
+
+
+def test_the_answer_is_kept_where_the_node_shares_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A launcher pod sets MIGRATOR_ACCEL_CACHE_DIR to the node's hostPath: one probe per node boot."""
+    monkeypatch.delenv("MIGRATOR_ACCEL", raising=False)
+    monkeypatch.setenv("MIGRATOR_ACCEL_CACHE_DIR", str(tmp_path / "node"))
+    first = probe_accelerator()
+    (kept,) = (tmp_path / "node").glob("*.json")
+    assert Path("/proc/sys/kernel/random/boot_id").read_text().strip() in kept.name
+    assert probe_accelerator().reason == f"{first.reason} (probed earlier this boot)"

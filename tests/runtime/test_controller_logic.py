@@ -206,6 +206,7 @@ def test_launcher_pod() -> None:
     assert container["command"][:3] == ["python3", "-m", "runtime.launcher"]
     assert container["resources"]["limits"] == {"devices.kubevirt.io/kvm": "1"}
     assert container["env"][0]["name"] == "MIGRATOR_VMI_JSON"
+    assert container["env"][1] == {"name": "MIGRATOR_ACCEL_CACHE_DIR", "value": "/var/run/migrator/sockets/.accel"}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["disk-0"] == "/var/run/kubevirt-private/vmi-disks/disk-0"
     claims = {
