@@ -255,3 +255,23 @@ def test_handler_status_from_launcher() -> None:
     assert pause_action(wants_pause, running) == "/pause"
     assert pause_action(vmi("Running"), {"phase": "Paused"}) == "/unpause"
     assert pause_action(vmi("Running"), running) is None
+
+
+def test_recheck_after_is_when_time_alone_changes_the_decision() -> None:
+    """What the VM's kopf daemon sleeps for: a backoff's end, or a run long enough to forget start failures."""
+    assert rules.recheck_after(vm("Always"), None, NOW) is None  # nothing on record: no daemon
+    waiting = vm("Always", startFailure={"consecutiveFailCount": 2, "retryAfterTimestamp": ts(20)})
+    assert rules.recheck_after(waiting, None, NOW) == pytest.approx(20, abs=1)
+    assert rules.recheck_after(waiting, vmi("Running", created=-60), NOW) == pytest.approx(240, abs=1)
+    assert rules.recheck_after(waiting, vmi("Scheduled", created=-60), NOW) is None
+
+
+def test_the_vm_view_of_an_instance_ignores_what_the_vm_does_not_read() -> None:
+    pending, scheduled = vmi("Pending"), vmi("Scheduled")
+    scheduled["status"]["nodeName"] = "n1"
+    assert rules.vm_view(pending) == rules.vm_view(scheduled)  # both "starting": no VM reconcile
+    assert rules.vm_view(vmi("Running")) != rules.vm_view(scheduled)
+    paused = vmi("Running")
+    paused["status"]["conditions"] = [{"type": "Paused", "status": "True"}]
+    assert rules.vm_view(paused) != rules.vm_view(vmi("Running"))
+    assert rules.vm_view(None) == ()
