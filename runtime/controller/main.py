@@ -102,6 +102,14 @@ def _lookups(kwargs: dict[str, Any]) -> IndexLookups:
     )
 
 
+def _not_its_own_echo(memo: kopf.Memo, body: kopf.Body, **_: Any) -> bool:
+    """False for the event of the VM status this controller just wrote (the version it remembers): nothing in
+    it is news, and skipping it spares a reconcile per VM."""
+    written = memo.get("vm")
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    return written is None or (written.get("metadata") or {}).get("resourceVersion") != version
+
+
 def _needs_daemon(memo: kopf.Memo, status: kopf.Status, **_: Any) -> bool:
     """A VM needs its daemon while a start failure is on record (its backoff ends, or is forgotten, with time)
     or a reconcile failed (retried)."""
@@ -163,7 +171,7 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
         if memo is not None:
             memo.pop("retry", None)
 
-    @kopf.on.event(GROUP, VERSION, VMS, registry=registry)
+    @kopf.on.event(GROUP, VERSION, VMS, when=_not_its_own_echo, registry=registry)
     def vm_event(type: str | None, event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
         if type != "DELETED":
             reconcile_vm(event.get("object"), _lookups(kwargs), memo)
