@@ -27,6 +27,11 @@ def test_rule_set_is_data() -> None:
     assert all(r.summary for r in RULES)
 
 
+def test_every_rule_says_what_to_do() -> None:
+    """The assessment report shows each concern's remedy: a rule without one leaves its readers stuck."""
+    assert [rule.id for rule in RULES if not rule.remedy.strip() or not rule.summary.strip()] == []
+
+
 def test_clean_vm_has_no_concerns() -> None:
     assert ids(make_vm()) == []
 
