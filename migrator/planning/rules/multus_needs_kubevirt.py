@@ -21,4 +21,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("multus-needs-kubevirt", Severity.WARNING, check, "a NIC maps to a Multus network (needs KubeVirt)")
+RULE = Rule(
+    "multus-needs-kubevirt",
+    Severity.WARNING,
+    check,
+    "a NIC maps to a Multus network (needs KubeVirt)",
+    remedy="Run the VM on a cluster with KubeVirt installed, or map the NIC to pod or ignore (--network SRC=pod).",
+)
