@@ -27,14 +27,12 @@ import kubernetes
 
 from core.wait import wait_until
 from runtime.controller.pods import launcher_pod
+from runtime.deploy import crd_paths
 from tests.fakekube import FakeApiProcess
 from tests.runtime.cluster_env import spawn_module
 
 PROJECT = Path(__file__).resolve().parents[1]
-CRDS = [
-    PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
-    PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
-]
+CRDS = crd_paths()
 NAMESPACE = "bench"
 CREATORS = 4  # client threads creating objects, in both runs
 
@@ -101,6 +99,15 @@ def _rows(api: FakeApiProcess) -> dict[str, int]:
     return counts
 
 
+def _cpu(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_ours(count: int, workdir: Path) -> tuple[float, float]:
     kubeconfig = workdir / "ours.kubeconfig"
     with FakeApiProcess(kubeconfig, crds=CRDS, scheduler=True) as api:
@@ -124,6 +131,7 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
             time.sleep(1.0)
             before = api.request_count()
             before_rows = _rows(api)
+            cpu_before = _cpu(controller.pid), _cpu(api.pid)
             start = time.monotonic()
             create_all(
                 lambda i: custom.create_namespaced_custom_object(
@@ -140,6 +148,8 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
             if not wait_until(converged, timeout=600, interval=0.5):
                 raise SystemExit("did not converge within 10 minutes")
             elapsed = time.monotonic() - start
+            cpu = _cpu(controller.pid) - cpu_before[0], _cpu(api.pid) - cpu_before[1]
+            print(f"CPU seconds while measured: controller {cpu[0]:.1f}, API server {cpu[1]:.1f}")
             calls = api.request_count() - before - count  # minus the bench's own creates
             after_rows = _rows(api)
             breakdown = {k: n - before_rows.get(k, 0) for k, n in after_rows.items() if n != before_rows.get(k, 0)}
@@ -149,7 +159,12 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
             return elapsed, calls / count
         finally:
             controller.terminate()
-            controller.wait(30)
+            try:
+                controller.wait(30)
+            except subprocess.TimeoutExpired:
+                print("controller did not stop within 30 s of SIGTERM; killed", file=sys.stderr)
+                controller.kill()
+                controller.wait()
 
 
 def run_peer(count: int, workdir: Path) -> float:

@@ -20,6 +20,7 @@ import kubernetes
 
 from core.wait import wait_until
 from runtime.controller.names import SOCKETS_DIR, state_dir_name
+from runtime.deploy import crd_paths
 from tests.fakekube import FakeApiServer
 from tests.runtime.kubelet import TestKubelet
 
@@ -38,10 +39,7 @@ def spawn_module(args: list[str], log_path: Path, **env: str) -> subprocess.Pope
     )
 
 
-CRDS = [
-    PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
-    PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
-]
+CRDS = crd_paths()
 NODE = "node-1"
 SOCKETS = "s"  # the sockets hostPath, short: unix socket paths are limited to 108 bytes
 

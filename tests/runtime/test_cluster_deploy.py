@@ -11,7 +11,7 @@ import kubernetes
 import pytest
 import yaml
 
-from migrator.cli.runtime_cluster import CRD_FILES, DEPLOY_DIR, manifests
+from runtime.deploy import crd_paths, deployment, manifests
 from tests.fakekube import FakeApiServer
 from tests.k8s_schema import validate_kubernetes
 from tests.runtime.cluster_env import spawn_module
@@ -20,8 +20,11 @@ from tests.runtime.guest_layout import vm_manifest
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+CRD_FILES = crd_paths()
+
+
 def deploy_docs() -> list[dict]:
-    return [d for p in sorted(DEPLOY_DIR.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    return deployment()
 
 
 def test_every_manifest_validates_against_kubernetes_schemas() -> None:
