@@ -2,6 +2,8 @@
 
     python crds/generate.py [--swagger ../shared/kubevirt/swagger.json]
 
+writes ``runtime/deploy/crds/*.yaml`` (package data; ``crds/*.yaml`` link to them).
+
 The swagger's ``v1.VirtualMachine`` and ``v1.VirtualMachineInstance`` are converted into a
 structural schema (what apiextensions.k8s.io/v1 requires): ``$ref``s are inlined, Kubernetes
 ``IntOrString`` and ``Quantity`` become ``x-kubernetes-int-or-string``, embedded ObjectMeta keeps
@@ -22,6 +24,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_SWAGGER = ROOT.parent.parent / "shared" / "kubevirt" / "swagger.json"
+OUTPUT_DIR = ROOT.parent / "runtime" / "deploy" / "crds"  # package data: the installed package ships them
 
 INT_OR_STRING = {
     "k8s.io.apimachinery.pkg.util.intstr.IntOrString",
@@ -321,7 +324,7 @@ MIGRATION_CRD = "migrations.migrator.io.yaml"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--swagger", type=Path, default=DEFAULT_SWAGGER)
-    parser.add_argument("--output-dir", type=Path, default=ROOT)
+    parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
     args = parser.parse_args()
     for file, obj in generate(args.swagger).items():
         origin = "this file's migration_schema()" if file == MIGRATION_CRD else "KubeVirt's swagger.json"

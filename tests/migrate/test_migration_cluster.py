@@ -86,7 +86,7 @@ def migration_cluster(logs: Path) -> Iterator[tuple[Cluster, TestKubelet]]:
     root = Path(tempfile.mkdtemp(prefix="h6m", dir="/tmp"))  # short: unix socket paths are limited
     logs.mkdir(parents=True, exist_ok=True)
     try:
-        with FakeApiServer(crds=[*CRDS, MIGRATION_CRD], jobs=True) as api:
+        with FakeApiServer(crds=CRDS, jobs=True) as api:  # the runtime's CRDs, the Migration CRD among them
             kubeconfig = api.kubeconfig(root / "kubeconfig")
             env = Cluster(api, kubeconfig, root, logs)
             jobs = TestKubelet(

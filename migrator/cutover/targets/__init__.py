@@ -11,6 +11,7 @@ from pathlib import Path
 
 from converters.disks.ratelimit import RateLimiter
 from core.plan import PlannedVM
+from migrator.convert import ConvertRequest
 from migrator.convert import disks as disk_jobs
 from migrator.sources import SourceOptions
 
@@ -26,6 +27,37 @@ class DiskOrigin:
     volumes_dir: Path | None = None  # cluster target, in a pod: each claim mounted at <dir>/<claim>/
     rate_limiter: RateLimiter | None = None  # asked once per chunk read (`migrate --max-rate`, progress, cancel)
     progress: str = "none"  # the transfer's progress, as `convert --progress`: auto, json or none
+
+    def convert_request(
+        self,
+        planned: PlannedVM,
+        *,
+        output_dir: Path | None = None,
+        apply: bool = False,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace: str | None = None,
+        skip_conversion: bool | None = None,
+        defer_conversion: bool = False,
+    ) -> ConvertRequest:
+        """The ``convert`` of ``planned``'s disks from here to the target given."""
+        return ConvertRequest(
+            vm=planned.source_name,
+            plan_path=self.plan_path,
+            source=self.source,
+            source_options=self.source_options,
+            output_dir=output_dir,
+            apply=apply,
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+            force=self.force,
+            progress=self.progress,
+            skip_conversion=skip_conversion,
+            defer_conversion=defer_conversion,
+            rate_limiter=self.rate_limiter,
+            volumes_dir=self.volumes_dir if apply else None,
+        )
 
 
 def forget_earlier_copies(planned: PlannedVM, work_dir: Path, disk_format: str = "raw") -> list[str]:
