@@ -17,7 +17,7 @@ from tests.fakekube import TOKEN, FakeApiServer
 from tests.k8s_schema import SWAGGER, validate_kubevirt
 
 PROJECT = Path(__file__).resolve().parents[2]
-VM_CRD, VMI_CRD = crd_paths()  # package data: runtime/deploy/crds/
+VM_CRD, VMI_CRD, _MIGRATION_CRD = crd_paths()  # package data: runtime/deploy/crds/ (the Migration CRD: tests/migrate)
 CRDS = {"VirtualMachine": VM_CRD, "VirtualMachineInstance": VMI_CRD}
 
 
