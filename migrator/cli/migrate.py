@@ -73,6 +73,9 @@ def _password_once(options: SourceOptions, source: str) -> None:
 @click.option("--verify-timeout", type=float, default=300.0, show_default=True, help="Seconds for Running + checks.")
 @click.option("--rollback-on-failure", is_flag=True, help="On a VM's failure after source-off: roll that VM back.")
 @click.option(
+    "--skip-conversion", is_flag=True, envvar="MIGRATOR_SKIP_CONVERSION", help="Do not convert the guest OS (virt-v2v)."
+)
+@click.option(
     "--cancel",
     "cancel_first",
     multiple=True,
@@ -101,6 +104,7 @@ def migrate_command(
     verify_port: int | None,
     verify_timeout: float,
     rollback_on_failure: bool,
+    skip_conversion: bool,
     cancel_first: tuple[str, ...],
 ) -> None:
     """Migrate the plan's ready VMs (or those named), concurrently, wave by wave."""
@@ -120,6 +124,7 @@ def migrate_command(
         start_policy=start_policy,
         verification=Verification(marker=verify_marker, tcp_port=verify_port, timeout=verify_timeout),
         force=force,
+        skip_conversion=skip_conversion or None,
     )
     if warm:
         # Accepted so that scripts can say what they mean; the warm pipeline (issue 14) is not in this build.

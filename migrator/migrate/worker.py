@@ -44,14 +44,16 @@ class TargetSpec:
     namespace: str | None = None
     volumes_dir: Path | None = None  # in a Migration's Job: each claim mounted at <dir>/<claim>/
 
-    def build(self, plan: Plan, origin: DiskOrigin) -> CutoverTarget:
+    def build(self, plan: Plan, origin: DiskOrigin, skip_conversion: bool | None = None) -> CutoverTarget:
         if self.output_dir is not None:
             from migrator.cutover.targets.local import LocalTarget
 
             return LocalTarget(self.output_dir, origin)
         from migrator.cutover.targets.cluster import ClusterTarget
 
-        return ClusterTarget(self.kubeconfig, self.namespace or plan.target_namespace, origin)
+        return ClusterTarget(
+            self.kubeconfig, self.namespace or plan.target_namespace, origin, skip_conversion=skip_conversion
+        )
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def _run(
         post_hook=env.options.post_hook or env.plan.hooks.get("post"),
     )
     with _source(env.plan.source, env.source_options.pinned_to(env.plan.source_thumbprint)) as live:
-        target = env.target.build(env.plan, origin)
+        target = env.target.build(env.plan, origin, env.options.skip_conversion)
         ctx = CutoverContext(env.plan, planned, live, target, store, options, announce=lambda line: view.line(vm, line))
         with migration.exclusive_run(store, ctx.key):
             reason = stop()
