@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from core.quantity import parse_quantity
 from runtime.controller import status as rules
-from runtime.controller.kube import api_client, connection_info
+from runtime.controller.kube import POOL_SIZE, api_client, connection_info
 from runtime.controller.lookups import IndexLookups, Lookups, newest
 from runtime.controller.names import GROUP, LABEL_APP, LABEL_DOMAIN, VERSION, VMIS, VMS
 from runtime.controller.pods import KVM_RESOURCE, claims
@@ -123,7 +123,7 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.level = logging.WARNING
-        settings.execution.max_workers = 32  # handlers mostly wait on the API server: more in flight
+        settings.execution.max_workers = POOL_SIZE  # handlers mostly wait on the API server: more in flight
         settings.watching.server_timeout = 300
         settings.persistence.finalizer = "migrator.io/kopf-finalizer"
         settings.persistence.diffbase_storage = NoDiffBase()
