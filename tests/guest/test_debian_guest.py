@@ -191,6 +191,7 @@ def test_a_disk_without_an_os_fails_with_virt_v2vs_reason(tmp_path: Path) -> Non
     from tests.guest.test_windows import WINDOWS_VMX
 
     vmx_text = WINDOWS_VMX.replace("windows2019srv-64", "debian12-64").replace("win2019", "blank")
+    vmx_text = vmx_text.replace('ethernet0.pciSlotNumber = "192"\n', "")  # no NIC name to pin: straight to virt-v2v
     (tmp_path / "blank.vmdk").write_text(
         '# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\nRW 204800 FLAT "blank-flat.vmdk" 0\n'
     )
