@@ -140,6 +140,11 @@ def test_skip_conversion_does_not_boot(guest_vmx: Path, tmp_path: Path) -> None:
     result = migrator(*args, env=guest_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert not (out / ".migrator" / f"inspection-{VM}.json").exists()
+    # an initramfs shell ignores the ACPI power button: a short grace period before the guest is destroyed
+    vm_file = out / f"{VM}-vm.yaml"
+    vm = yaml.safe_load(vm_file.read_text())
+    vm["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 5
+    vm_file.write_text(yaml.safe_dump(vm))
     with Booted(out, tmp_path) as booted:
         found = booted.wait_for((MARKER, *NO_ROOT))
         assert found in NO_ROOT, booted.console()[-3000:]  # the initramfs has no virtio_blk: no root device
