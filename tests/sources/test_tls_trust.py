@@ -121,6 +121,10 @@ def test_govc_environment(vcsim: simulator.Simulator, tmp_path: Path) -> None:
     # GOVC_INSECURE is a default: a --thumbprint on the command line wins (a wrong one is refused)
     pinned = _run("plan", "--thumbprint", "AB" * 32, "--output-file", "-", env=env)
     assert "certificate thumbprint mismatch" in _one_line(pinned)
+    # the MIGRATOR_* defaults of every option still work beside govc's
+    ours = _clean_env(GOVC_URL=url, MIGRATOR_PLAN_INSECURE="1")
+    assert _run("plan", "--vm", "DC0_H0_VM0", "--output-file", "-", env=ours).returncode in (0, 3)
+    assert "certificate verify failed" in _one_line(_run("plan", "--output-file", "-", env=_clean_env(GOVC_URL=url)))
 
 
 def test_password_file_open_to_others_gets_a_warning(
