@@ -176,6 +176,14 @@ def test_sriov_vtpm_usb() -> None:
     assert {"sriov-nic", "vtpm", "usb-controller"} <= set(found)
 
 
+def test_multus_nic_needs_kubevirt_itself() -> None:
+    multus = concerns_of(make_vm(), build_maps(network_flags=["VM Network=multus:prod/vlan10"]))
+    (concern,) = [c for c in multus if c.id == "multus-needs-kubevirt"]
+    assert concern.severity is Severity.WARNING
+    assert "Network adapter 1 → multus:prod/vlan10" in concern.message and "KubeVirt" in concern.message
+    assert "multus-needs-kubevirt" not in ids(make_vm(), build_maps(network_flags=["VM Network=pod"]))
+
+
 def test_unsupported_guest_os() -> None:
     assert "unsupported-guest-os" in ids(make_vm(guest_id="rhel6_64Guest"))
     assert "unsupported-guest-os" in ids(make_vm(guest_id="rhel6-64", source="vmx"))
