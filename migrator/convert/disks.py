@@ -108,6 +108,15 @@ class ConvertState:
             raise TargetError(f"cannot record progress in {self.path}: {error.strerror or error}") from None
 
 
+def prepare_output(out_dir: Path) -> None:
+    """Create the output folder and its state folder ``0700`` (one error line when that path cannot be one)."""
+    try:
+        private.private_dir(out_dir)
+        private.private_dir(out_dir / STATE_DIR)
+    except OSError as error:
+        raise TargetError(f"cannot use {out_dir}: {_os_reason(error)}") from None
+
+
 def _os_reason(error: OSError) -> str:
     if error.errno == errno.ENOTDIR:
         return "a part of that path is a file, not a folder"

@@ -15,7 +15,7 @@ from core.errors import InputError
 from core.plan import Plan, PlannedDisk, PlannedVM
 from migrator.convert import disks as disk_jobs
 from migrator.convert import gate, guest, output, plans
-from migrator.cutover.state import default_state_dir, only_one_run
+from migrator.cutover.state import only_one_run
 from migrator.sources import (
     DatastoreReader,
     Source,
@@ -202,8 +202,11 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
             out(dry_run_text(result, transfers if request.output_dir else None, skip_conversion=skip))
             return result
 
-        # one writer per VM: a second convert (or a cutover) of it now would write the same images
-        stack.enter_context(only_one_run(default_state_dir(), planned.source_name))
+        # One writer per target: a second convert (or a cutover's transfer) of this VM into this output
+        # now would write the same images. The lock lives in the output, not in the state directory: two
+        # VMs of the same name converted into different outputs do not exclude each other.
+        disk_jobs.prepare_output(work_dir)
+        stack.enter_context(only_one_run(work_dir / disk_jobs.STATE_DIR, planned.target_name))
         client = None
         if request.apply:  # preflight: the kubeconfig loads and the API server answers, before any byte moves
             from migrator.convert import cluster

@@ -9,11 +9,13 @@ Nothing here writes to the source files.
 from __future__ import annotations
 
 import codecs
+import os
 import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
 
+from core import inventory
 from core.confine import confined, vmfs_datastore
 from core.errors import InputError, NotFoundError
 from core.inventory import (
@@ -21,7 +23,6 @@ from core.inventory import (
     CdRom,
     Controller,
     ControllerKind,
-    Cpu,
     Disk,
     DiskMode,
     Firmware,
@@ -37,6 +38,7 @@ from migrator.sources import SourceOptions
 from migrator.sources.values import flag, integer, nic_model, optional_flag, scsi_model
 
 SECTOR = 512
+MAX_EMBEDDED_DESCRIPTOR = 1 << 20  # a sparse VMDK's embedded descriptor is one or a few KiB
 _LINE = re.compile(r'^\s*([^=\s"]+)\s*=\s*(?:"(.*)"|([^\s"]*))\s*$')
 _ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
 _DEVICE = re.compile(r"^(scsi|sata|ide|nvme)(\d+):(\d+)\.present$")
@@ -130,10 +132,15 @@ def read_vmdk(path: Path) -> VmdkInfo:
     with path.open("rb") as handle:
         head = handle.read(512)
         if head[:4] == b"KDMV":
+            if len(head) < 44:
+                raise InputError(f"{path}: truncated sparse VMDK header")
             capacity, _grain, desc_offset, desc_size = struct.unpack_from("<QQQQ", head, 12)
             info.capacity_bytes = capacity * SECTOR
             text = ""
+            file_size = os.fstat(handle.fileno()).st_size
             if desc_offset and desc_size:
+                if desc_size * SECTOR > MAX_EMBEDDED_DESCRIPTOR or desc_offset * SECTOR >= file_size:
+                    raise InputError(f"{path}: corrupt sparse VMDK header (embedded descriptor out of bounds)")
                 handle.seek(desc_offset * SECTOR)
                 text = handle.read(desc_size * SECTOR).split(b"\x00", 1)[0].decode("utf-8", "replace")
             embedded = True
@@ -225,7 +232,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
         cores = 1
     affinity_raw = (entries.get("sched.cpu.affinity") or "all").strip().lower()
     numa_raw = (entries.get("numa.nodeaffinity") or "").strip()
-    cpu = Cpu(
+    cpu = inventory.Cpu(
         sockets=vcpus // cores,
         cores_per_socket=cores,
         hot_add=flag(entries.get("vcpu.hotadd")),
@@ -314,7 +321,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
 
 
 def _int_list(text: str) -> list[int]:
-    return [int(part) for part in re.split(r"[,\s]+", text) if part.isdigit()]
+    return [int(part) for part in re.split(r"[,\s]+", text) if part.isascii() and part.isdigit()]
 
 
 def _disk(
