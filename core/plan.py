@@ -78,6 +78,7 @@ class PlannedVM:
     disks: list[PlannedDisk] = field(default_factory=list)
     nics: list[PlannedNic] = field(default_factory=list)
     concerns: list[Concern] = field(default_factory=list)
+    type: str = "cold"  # cold | warm: how `migrator cutover` moves it (warm: precopy with changed-block tracking)
 
     @property
     def blocked(self) -> bool:
@@ -143,4 +144,5 @@ def _planned_vm(data: dict[str, Any]) -> PlannedVM:
             Concern(id=c["id"], severity=Severity(c["severity"]), message=c["message"])
             for c in data.get("concerns", [])
         ],
+        type=str(data.get("type") or "cold"),
     )

@@ -18,6 +18,7 @@ import click
 
 from core.errors import InputError, MigratorError, NotFoundError, TargetError
 from core.plan import Plan, PlannedVM
+from migrator.cli.cutover_warm import WarmRequest, warm_context, warm_options
 from migrator.cli.options import source_options
 from migrator.convert import plans
 from migrator.convert.run import _inventory_of
@@ -26,6 +27,9 @@ from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
 from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, CutoverOptions, rollback
 from migrator.cutover.targets import DiskOrigin
+from migrator.cutover.warm import WARM_STEPS, WarmContext, request_cutover
+from migrator.cutover.warm import begin as begin_warm
+from migrator.cutover.warm import cleanup as cleanup_warm
 from migrator.sources import SourceOptions, open_source, split_source
 
 
@@ -122,6 +126,7 @@ def _target(
 @click.option("--rollback-on-failure", is_flag=True, help="On failure after source-off: stop target, restore source.")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back a recorded cutover of --vm now.")
 @click.option("--force", multiple=True, metavar="ID", help="Cut over despite this Critical concern (repeatable).")
+@warm_options
 def cutover(
     vm: str,
     plan_path: Path | None,
@@ -141,8 +146,17 @@ def cutover(
     rollback_on_failure: bool,
     do_rollback: bool,
     force: tuple[str, ...],
+    warm: WarmRequest,
 ) -> None:
     """Cut one VM over: shut the source down, copy its disks, start and verify it on the target."""
+    if warm.now and not warm.warm:
+        # From another shell: tell the running precopy loop to cut over (recorded in the state store).
+        store = StateStore(state_dir)
+        try:
+            _echo(request_cutover(store, vm))
+        finally:
+            store.close()
+        return
     if do_rollback and plan_path is None and source is None:
         source, output_dir, namespace = _recorded_endpoints(vm, state_dir, output_dir, kubeconfig, namespace)
     if plan_path is None and source is None:
@@ -175,16 +189,17 @@ def cutover(
                 post_hook=cutover_options.post_hook or plan.hooks.get("post"),
             )
             ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=_echo)
+            warm_ctx = warm_context(ctx, live, warm, output_dir, kubeconfig, namespace or plan.target_namespace)
             with _only_one_run(store, ctx.key):
                 if do_rollback:
-                    _rollback(ctx)
+                    _rollback(ctx, warm_ctx)
                 else:
-                    _cutover(ctx, rollback_on_failure)
+                    _cutover(ctx, rollback_on_failure, warm_ctx)
     finally:
         store.close()
 
 
-def _cutover(ctx: CutoverContext, rollback_on_failure: bool) -> None:
+def _cutover(ctx: CutoverContext, rollback_on_failure: bool, warm: WarmContext | None = None) -> None:
     key, store = ctx.key, ctx.store
     existing = store.get(key)
     if existing is not None and existing.status == "rolled_back":
@@ -197,10 +212,16 @@ def _cutover(ctx: CutoverContext, rollback_on_failure: bool) -> None:
         )
     store.begin(key, plan=ctx.plan.name, source=ctx.plan.source, target=ctx.target.description)
     store.set_fact(key, "target_name", ctx.planned.target_name)
-    _echo(f"cutover of {key} to {ctx.target.description} as {ctx.planned.target_name}")
+    _echo(f"{'warm ' if warm else ''}cutover of {key} to {ctx.target.description} as {ctx.planned.target_name}")
     try:
-        migration = run_steps(key, CUTOVER_STEPS, ctx, store, announce=_echo)
+        if warm is not None:
+            begin_warm(warm)
+            migration = run_steps(key, WARM_STEPS, warm, store, announce=_echo)
+        else:
+            migration = run_steps(key, CUTOVER_STEPS, ctx, store, announce=_echo)
     except StepFailed as failed:
+        for line in cleanup_warm(warm) if warm is not None else []:
+            _echo(f"cleanup: {line}")
         if not failed.source_touched:
             raise CutoverFailed(f"cutover of {key} stopped: {failed.message}; the source was not touched") from None
         if not rollback_on_failure:
@@ -208,7 +229,7 @@ def _cutover(ctx: CutoverContext, rollback_on_failure: bool) -> None:
                 f"cutover of {key} failed: {failed.message}; the source is off: re-run to resume, "
                 f"or roll back with `migrator cutover --rollback --vm {key}`"
             ) from None
-        actions = _rollback_actions(ctx)
+        actions = _rollback_actions(ctx, None)  # the snapshots were removed above
         raise CutoverFailed(f"cutover of {key} failed: {failed.message}; rolled back ({'; '.join(actions)})") from None
     if migration.status != "completed":
         store.set_status(key, "completed")
@@ -220,9 +241,9 @@ def _cutover(ctx: CutoverContext, rollback_on_failure: bool) -> None:
     )
 
 
-def _rollback_actions(ctx: CutoverContext) -> list[str]:
+def _rollback_actions(ctx: CutoverContext, warm: WarmContext | None) -> list[str]:
     try:
-        actions = rollback(ctx)
+        actions = rollback(ctx) + (cleanup_warm(warm) if warm is not None else [])
     except MigratorError as error:
         ctx.store.set_status(ctx.key, "failed", error=f"rollback failed: {error.message}")
         raise CutoverFailed(f"rollback of {ctx.key} failed: {error.message}") from None
@@ -232,11 +253,11 @@ def _rollback_actions(ctx: CutoverContext) -> list[str]:
     return actions
 
 
-def _rollback(ctx: CutoverContext) -> None:
+def _rollback(ctx: CutoverContext, warm: WarmContext | None) -> None:
     migration = ctx.store.get(ctx.key)
     if migration is None:
         raise NotFoundError(f"no cutover recorded for VM {ctx.key} in {ctx.store.path}: nothing to roll back")
     if migration.target not in (None, ctx.target.description):
         raise TargetError(f"the cutover of {ctx.key} went to {migration.target}, not {ctx.target.description}")
-    _rollback_actions(ctx)
+    _rollback_actions(ctx, warm)
     _echo(f"cutover of {ctx.key} rolled back")

@@ -89,6 +89,14 @@ def default_plan_name(source_url: str) -> str:
 @click.option(
     "--default-storage-class", metavar="CLASS", help="Storage class for disks whose datastore the map does not cover."
 )
+@click.option(
+    "--type",
+    "migration_type",
+    type=click.Choice(["cold", "warm"]),
+    default="cold",
+    show_default=True,
+    help="How cutover moves the VMs (warm: precopy with changed-block tracking).",
+)
 def plan(
     source_spec: str | None,
     source_options: SourceOptions,
@@ -106,6 +114,7 @@ def plan(
     output_format: str,
     default_network: str | None,
     default_storage_class: str | None,
+    migration_type: str,
 ) -> None:
     """Plan the migration: source facts, target names, mapped networks and storage, and concerns.
 
@@ -133,6 +142,7 @@ def plan(
             source=source.url,
             namespace=namespace,
             hooks={k: v for k, v in (("pre", pre_hook), ("post", post_hook)) if v},
+            migration_type=migration_type,
         ),
     )
     document = plan_document(result)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from core.errors import NotFoundError
+from migrator.cli.status_warm import warm_fields, warm_lines
 from migrator.cutover.state import Migration, StateStore
 from migrator.planning.table import aligned, human_bytes
 
@@ -39,6 +40,7 @@ def migration_report(migration: Migration) -> dict[str, Any]:
             }
             for s in migration.steps
         ],
+        **warm_fields(migration),
     }
 
 
@@ -92,5 +94,7 @@ def status(vm_name: str | None, fmt: str, state_dir: Path | None) -> None:
             for step in reports[0]["steps"]:
                 seconds = "-" if step["seconds"] is None else f"{step['seconds']:.2f}s"
                 click.echo(f"  {step['step']:<12} {step['status']:<8} {seconds:>9}  {step['detail'] or ''}".rstrip())
+            for line in warm_lines(reports[0]):
+                click.echo(line)
     else:
         click.echo("no migrations recorded")

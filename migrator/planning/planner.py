@@ -31,6 +31,7 @@ class PlanOptions:
     source: str  # the source's display URL, never with a password
     namespace: str = "default"
     hooks: dict[str, str] = field(default_factory=dict)
+    migration_type: str = "cold"  # every VM's `type`: cold | warm
 
 
 def _plan_nics(vm: VM, maps: Maps, context: RuleContext) -> list[PlannedNic]:
@@ -102,7 +103,7 @@ def build_plan(vms: Sequence[VM], maps: Maps, options: PlanOptions, rules: Seque
     )
     contexts: list[RuleContext] = []
     for vm, naming in zip(vms, names, strict=True):
-        planned = PlannedVM(source_name=vm.name, target_name=naming.target_name, vm=vm)
+        planned = PlannedVM(source_name=vm.name, target_name=naming.target_name, vm=vm, type=options.migration_type)
         context = RuleContext(planned=planned, plan_vms=plan.vms, collides_with=naming.collides_with)
         planned.nics = _plan_nics(vm, maps, context)
         planned.disks = _plan_disks(vm, naming.target_name, maps, context)

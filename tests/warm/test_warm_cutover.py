@@ -1,0 +1,157 @@
+"""Warm cutover end to end on the vSphere simulator (with its changed-block tracking), through the real CLI.
+
+The VM's disk is the tiny real guest as a flat VMDK, grown so that "guest writes" (writes into the
+disk's flat file in the datastore directory) land beyond the guest's own data. The target boots
+on the local runtime; every local VM started here is stopped in teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from migrator import simulator
+from testbed.guestimage import build_guest
+from tests.warm.cbt_env import attach, datastore_path, enable_cbt, flat_vmdk, guest_writes, snapshot_names
+
+MIGRATOR = Path(sys.executable).parent / "migrator"
+MiB = 1 << 20
+DISK = 96 * MiB
+WRITABLE = (70 * MiB, 94 * MiB)  # beyond the 64 MiB guest image: writes there never break its boot
+
+
+@dataclass
+class Warm:
+    sim: simulator.Simulator
+    base: Path
+    vm: str
+    flat: Path
+
+    @property
+    def target(self) -> str:
+        return self.vm.lower().replace("_", "-")
+
+    @property
+    def out(self) -> Path:
+        return self.base / "out"
+
+    @property
+    def image(self) -> Path:
+        return self.out / f"{self.target}-disk-0.img"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MIGRATOR_")}
+        env.update(
+            MIGRATOR_VSPHERE_PASSWORD=self.sim.password,
+            MIGRATOR_STATE_DIR=str(self.base / "state"),
+            MIGRATOR_RUNTIME_DIR=str(self.base / "runtime"),
+        )
+        env.update(extra)
+        return env
+
+    def args(self, *extra: str) -> list[str]:
+        return [str(MIGRATOR), "cutover", "--source", self.sim.source_url(), "--insecure", "--vm", self.vm, *extra]
+
+    def start(self, *extra: str, **env: str) -> subprocess.Popen[str]:
+        """`migrator cutover --warm --vm NAME --precopy-interval 5 --output-dir OUT`, in its own process."""
+        args = self.args("--warm", "--precopy-interval", "5", "--output-dir", str(self.out), *extra)
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env(**env))
+
+    def migrator(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(MIGRATOR), *args], capture_output=True, text=True, timeout=600, env=self.env(**env))
+
+    def status(self) -> dict:
+        result = self.migrator("status", "--vm", self.vm, "-o", "json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def wait_rounds(self, n: int, loop: subprocess.Popen[str], timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if loop.poll() is not None:
+                raise AssertionError(f"the warm cutover exited {loop.returncode}: {loop.communicate()[0]}")
+            result = self.migrator("status", "--vm", self.vm, "-o", "json")
+            if result.returncode == 0:
+                report = json.loads(result.stdout)
+                done = [r for r in report.get("rounds", []) if r["kind"] == "precopy" and r["finished_at"]]
+                if len(done) >= n:
+                    return report
+            time.sleep(0.5)
+        raise AssertionError(f"fewer than {n} precopy rounds within {timeout}s")
+
+    def stop_target(self) -> None:
+        if (self.base / "runtime" / self.target / "launcher.pid").exists():
+            self.migrator("runtime", "stop", self.target, "--timeout", "240")
+
+    def same_as_source(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["qemu-img", "compare", "-f", "raw", "-F", "raw", str(self.flat), str(self.image)],
+            capture_output=True,
+            text=True,
+        )
+
+
+@pytest.fixture(scope="module")
+def guest_flat(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    guest = build_guest(behaviour="wait")
+    work = tmp_path_factory.mktemp("warm-guest")
+    raw = work / "warm.raw"
+    subprocess.run(["cp", "--sparse=always", str(guest.raw), str(raw)], check=True)
+    os.truncate(raw, DISK)
+    return flat_vmdk(raw, work / "vmdk", "warmguest")
+
+
+@pytest.fixture
+def warm(tmp_path: Path, guest_flat: list[Path]) -> Iterator[Warm]:
+    sim = simulator.start(vms_per_pool=1, cbt_page_bytes=32 * MiB)  # 96 MiB disk: three pages per query
+    run: Warm | None = None
+    try:
+        vm = "DC0_H0_VM0"
+        backing = attach(sim, vm, guest_flat)
+        enable_cbt(sim, vm)
+        run = Warm(sim, tmp_path, vm, datastore_path(sim, backing.replace(".vmdk", "-flat.vmdk")))
+        yield run
+    finally:
+        if run is not None:
+            run.stop_target()
+        sim.stop()
+
+
+def test_acceptance_warm_cutover_with_now_from_another_shell(warm: Warm) -> None:
+    loop = warm.start()
+    try:
+        warm.wait_rounds(1, loop)
+        guest_writes(warm.flat, 20, 8192, seed_value=7, region=WRITABLE)  # the guest writes while it runs
+        report = warm.wait_rounds(2, loop)
+        guest_writes(warm.flat, 10, 4096, seed_value=8, region=WRITABLE)
+        assert report["status"] == "running" and report["next_precopy_at"] is not None
+        now = warm.migrator("cutover", "--vm", warm.vm, "--now")  # the second shell
+        assert now.returncode == 0, now.stdout + now.stderr
+        assert "requested" in now.stdout
+        output, _ = loop.communicate(timeout=600)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    assert loop.returncode == 0, output
+    report = warm.status()
+    assert report["status"] == "completed", report
+    precopies = [r for r in report["rounds"] if r["kind"] == "precopy"]
+    assert len(precopies) >= 2
+    assert precopies[0]["disks"][f"{warm.target}-disk-0"]["mode"] == "full"
+    assert all(d["mode"] == "delta" for r in precopies[1:] for d in r["disks"].values())
+    assert precopies[1]["bytes"] >= 20 * 64 << 10  # the blocks written before round 2
+    final = [r for r in report["rounds"] if r["kind"] == "final"]
+    assert len(final) == 1 and final[0]["bytes"] >= 10 * 64 << 10
+    assert report["downtime_seconds"] > 0
+    compare = warm.same_as_source()
+    assert compare.returncode == 0, compare.stdout + compare.stderr
+    assert snapshot_names(warm.sim, warm.vm) == []
