@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import uuid
 from pathlib import Path
 
 from pyVmomi import vim
@@ -61,6 +62,17 @@ def attach(sim: simulator.Simulator, vm: str, files: list[Path], *, power_on: bo
             if source.power_state(vm) != "poweredOn":
                 source.power_on(vm)
     return backing
+
+
+def rename(sim: simulator.Simulator, vm: str, new_name: str) -> str:
+    """Give the VM a name and UUID of its own: its target, a libvirt domain on the system libvirtd that other
+    work on this machine shares, takes both (vcsim gives the same VM the same UUID in every simulator)."""
+    with seed.session(sim) as source:
+        found = source.find_vm(vm)
+        wait_for_task(found.Rename_Task(newName=new_name), f"rename {vm}")
+        spec = vim.vm.ConfigSpec(uuid=str(uuid.uuid4()), instanceUuid=str(uuid.uuid4()))
+        wait_for_task(found.ReconfigVM_Task(spec=spec), f"new UUIDs for {new_name}")
+    return new_name
 
 
 def datastore_path(sim: simulator.Simulator, backing: str) -> Path:

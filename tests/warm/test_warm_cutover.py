@@ -21,10 +21,11 @@ import pytest
 
 from migrator import simulator
 from testbed.guestimage import build_guest
-from tests.warm.cbt_env import attach, datastore_path, enable_cbt, flat_vmdk, guest_writes, snapshot_names
+from tests.warm.cbt_env import attach, datastore_path, enable_cbt, flat_vmdk, guest_writes, rename, snapshot_names
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
 MiB = 1 << 20
+MARKER = "MIGRATOR-GUEST-READY"
 DISK = 96 * MiB
 WRITABLE = (70 * MiB, 94 * MiB)  # beyond the 64 MiB guest image: writes there never break its boot
 
@@ -89,6 +90,10 @@ class Warm:
         raise AssertionError(f"fewer than {n} precopy rounds within {timeout}s")
 
     def stop_target(self) -> None:
+        console = self.base / "runtime" / self.target / "console.log"
+        deadline = time.monotonic() + 120  # the ACPI power button does nothing before the guest is up
+        while time.monotonic() < deadline and console.exists() and MARKER not in console.read_text(errors="replace"):
+            time.sleep(0.5)
         if (self.base / "runtime" / self.target / "launcher.pid").exists():
             self.migrator("runtime", "stop", self.target, "--timeout", "240")
 
@@ -115,7 +120,7 @@ def warm(tmp_path: Path, guest_flat: list[Path]) -> Iterator[Warm]:
     sim = simulator.start(vms_per_pool=1, cbt_page_bytes=32 * MiB)  # 96 MiB disk: three pages per query
     run: Warm | None = None
     try:
-        vm = "DC0_H0_VM0"
+        vm = rename(sim, "DC0_H0_VM0", "warm-accept")
         backing = attach(sim, vm, guest_flat)
         enable_cbt(sim, vm)
         run = Warm(sim, tmp_path, vm, datastore_path(sim, backing.replace(".vmdk", "-flat.vmdk")))
