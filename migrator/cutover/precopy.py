@@ -41,8 +41,8 @@ CUTOVER_REQUESTED = "cutover_requested_at"
 CUTOVER_AT = "warm_cutover_at"
 WARM = "warm"  # {interval, cutover_at}: this migration is warm
 
-# Fault injection for the kill -9 tests: the process kills itself once this many bytes of a round are copied.
-KILL_AFTER_BYTES_ENV = "MIGRATOR_FAULT_KILL_AFTER_DELTA_BYTES"
+# Fault injection for the kill -9 tests: "N:BYTES" — the process kills itself once BYTES of round N are copied.
+KILL_IN_ROUND_ENV = "MIGRATOR_FAULT_KILL_IN_ROUND"
 
 
 class ChangeTracking(Protocol):
@@ -258,7 +258,8 @@ def _copy_disk(
     image = ctx.target.image(ctx.plan, ctx.planned, planned_disk)
     source = HttpSource(ctx.reader.datastore_file_url(disk.file), ctx.reader.http_headers(), ctx.reader.ssl_context())
     key = f"{ctx.key}:round-{current.number}:{mode}:{disk.change_id}"
-    result = copy_extents(source, image, extents, key=key, fresh=mode == "full", progress=_fault_injection())
+    progress = _fault_injection(current.number)
+    result = copy_extents(source, image, extents, key=key, fresh=mode == "full", progress=progress)
     ctx.target.publish(ctx.plan, ctx.planned, planned_disk, extents, full=mode == "full", key=key)
     detail = f"{mode} {_human(result.total_bytes)} in {len(extents)} extent(s)"
     if result.resumed_extents:
@@ -276,12 +277,13 @@ def _copy_disk(
     }
 
 
-def _fault_injection() -> Callable[[int], None] | None:
+def _fault_injection(number: int) -> Callable[[int], None] | None:
     import os
     import signal
 
-    limit = os.environ.get(KILL_AFTER_BYTES_ENV)
-    if not limit:
+    spec = os.environ.get(KILL_IN_ROUND_ENV, "")
+    round_text, _, limit = spec.partition(":")
+    if not spec or int(round_text) != number:
         return None
 
     def progress(copied: int) -> None:

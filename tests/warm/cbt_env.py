@@ -96,18 +96,23 @@ def enable_cbt(sim: simulator.Simulator, vm: str) -> None:
 
 
 def guest_writes(flat: Path, count: int, size: int, *, seed_value: int, region: tuple[int, int]) -> list[int]:
-    """``count`` writes of ``size`` random bytes at block-aligned offsets in [region); returns the offsets."""
+    """``count`` writes of ``size`` random bytes in [region), each in blocks of its own; returns the offsets.
+
+    Offsets lie on a grid of ``size`` rounded up to whole tracking blocks: no two writes share a block,
+    so what changed is exactly ``count`` times that rounded size.
+    """
     rng = random.Random(seed_value)
+    step = -(-size // BLOCK) * BLOCK
     lo, hi = region
-    offsets = sorted(rng.sample(range(lo // BLOCK, (hi - size) // BLOCK), count))
+    slots = sorted(rng.sample(range(-(-lo // step), (hi - step) // step), count))
     fd = os.open(flat, os.O_WRONLY)
     try:
-        for block in offsets:
-            os.pwrite(fd, rng.randbytes(size), block * BLOCK)
+        for slot in slots:
+            os.pwrite(fd, rng.randbytes(size), slot * step)
         os.fsync(fd)
     finally:
         os.close(fd)
-    return [b * BLOCK for b in offsets]
+    return [slot * step for slot in slots]
 
 
 def snapshot_names(sim: simulator.Simulator, vm: str) -> list[str]:

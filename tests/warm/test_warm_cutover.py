@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,14 +17,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pyVmomi import vim
 
 from migrator import simulator
+from migrator.simulator import seed
+from migrator.sources.vsphere.operations import wait_for_task
+from testbed.demo import seed_guest_vm
 from testbed.guestimage import build_guest
-from tests.warm.cbt_env import attach, datastore_path, enable_cbt, flat_vmdk, guest_writes, rename, snapshot_names
+from tests.warm.cbt_env import datastore_path, enable_cbt, flat_vmdk, guest_writes, rename, snapshot_names
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
 MiB = 1 << 20
 MARKER = "MIGRATOR-GUEST-READY"
+MACS = {"warm-accept": "00:50:56:3a:7c:01", "warm-kill": "00:50:56:3a:7c:02", "warm-fail": "00:50:56:3a:7c:03"}
+MACS |= {"warm-rollback": "00:50:56:3a:7c:04", "warm-reset": "00:50:56:3a:7c:05"}
+NAMES = {  # a VM name (and so a libvirt domain name) per test
+    "test_acceptance_warm_cutover_with_now_from_another_shell": "warm-accept",
+    "test_kill_9_mid_delta_resumes_without_copying_again": "warm-kill",
+    "test_failure_removes_every_snapshot": "warm-fail",
+    "test_rollback_after_kill_removes_every_snapshot": "warm-rollback",
+    "test_rejected_change_id_falls_back_to_a_full_copy": "warm-reset",
+}
 DISK = 96 * MiB
 WRITABLE = (70 * MiB, 94 * MiB)  # beyond the 64 MiB guest image: writes there never break its boot
 
@@ -89,13 +101,15 @@ class Warm:
             time.sleep(0.5)
         raise AssertionError(f"fewer than {n} precopy rounds within {timeout}s")
 
+    def console(self) -> str:
+        path = self.base / "runtime" / self.target / "console.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def stop_target(self) -> None:
-        console = self.base / "runtime" / self.target / "console.log"
-        deadline = time.monotonic() + 120  # the ACPI power button does nothing before the guest is up
-        while time.monotonic() < deadline and console.exists() and MARKER not in console.read_text(errors="replace"):
-            time.sleep(0.5)
+        # A short grace: the ACPI power button does nothing before the guest is up, and these tests
+        # do not need it to shut down cleanly.
         if (self.base / "runtime" / self.target / "launcher.pid").exists():
-            self.migrator("runtime", "stop", self.target, "--timeout", "240")
+            self.migrator("runtime", "stop", self.target, "--timeout", "10")
 
     def same_as_source(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -116,12 +130,12 @@ def guest_flat(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture
-def warm(tmp_path: Path, guest_flat: list[Path]) -> Iterator[Warm]:
+def warm(request: pytest.FixtureRequest, tmp_path: Path, guest_flat: list[Path]) -> Iterator[Warm]:
     sim = simulator.start(vms_per_pool=1, cbt_page_bytes=32 * MiB)  # 96 MiB disk: three pages per query
     run: Warm | None = None
     try:
-        vm = rename(sim, "DC0_H0_VM0", "warm-accept")
-        backing = attach(sim, vm, guest_flat)
+        vm = rename(sim, "DC0_H0_VM0", NAMES[request.node.name])
+        backing = seed_guest_vm(sim, vm, guest_flat, mac=MACS[vm])  # the guest's disk, MAC and memory
         enable_cbt(sim, vm)
         run = Warm(sim, tmp_path, vm, datastore_path(sim, backing.replace(".vmdk", "-flat.vmdk")))
         yield run
@@ -160,3 +174,100 @@ def test_acceptance_warm_cutover_with_now_from_another_shell(warm: Warm) -> None
     compare = warm.same_as_source()
     assert compare.returncode == 0, compare.stdout + compare.stderr
     assert snapshot_names(warm.sim, warm.vm) == []
+    deadline = time.monotonic() + 240  # the copy boots: the guest prints its marker on the target
+    while MARKER not in warm.console() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert MARKER in warm.console()
+
+
+def _finish(warm: Warm, loop: subprocess.Popen[str]) -> str:
+    now = warm.migrator("cutover", "--vm", warm.vm, "--now")
+    assert now.returncode == 0, now.stdout + now.stderr
+    output, _ = loop.communicate(timeout=600)
+    assert loop.returncode == 0, output
+    report = warm.status()
+    assert report["status"] == "completed", report
+    compare = warm.same_as_source()
+    assert compare.returncode == 0, compare.stdout + compare.stderr
+    assert snapshot_names(warm.sim, warm.vm) == []
+    return output
+
+
+def test_kill_9_mid_delta_resumes_without_copying_again(warm: Warm) -> None:
+    claim = f"{warm.target}-disk-0"
+    loop = warm.start(MIGRATOR_FAULT_KILL_IN_ROUND="2:" + str(5 * MiB))
+    try:
+        warm.wait_rounds(1, loop)
+        guest_writes(warm.flat, 32, 256 << 10, seed_value=3, region=WRITABLE)  # 8 MiB before round 2
+        output, _ = loop.communicate(timeout=120)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    assert loop.returncode == -9, output  # killed in the middle of round 2's delta
+    assert snapshot_names(warm.sim, warm.vm) == ["migrator-precopy-2"]
+
+    loop = warm.start()  # the same command again
+    try:
+        report = warm.wait_rounds(2, loop)
+        round2 = next(r for r in report["rounds"] if r["round"] == 2)["disks"][claim]
+        assert round2["mode"] == "delta" and round2["bytes"] == 8 * MiB
+        output = _finish(warm, loop)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    assert "round 2: resuming from snapshot migrator-precopy-2" in output
+    assert "resumed after" in output
+    again = [line for line in output.splitlines() if line.startswith(f"round 2: {claim}:")]
+    assert again and "resumed after" in again[0]
+
+
+def test_failure_removes_every_snapshot(warm: Warm) -> None:
+    loop = warm.start()
+    try:
+        warm.wait_rounds(1, loop)
+        warm.image.unlink()  # the target's copy is lost: round 2 has nothing to apply its changes to
+        guest_writes(warm.flat, 4, 4096, seed_value=4, region=WRITABLE)
+        output, _ = loop.communicate(timeout=120)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    assert loop.returncode == 4, output
+    assert "no earlier copy to apply changes to" in output
+    assert "cleanup: removed snapshot(s) migrator-precopy-2" in output
+    assert snapshot_names(warm.sim, warm.vm) == []
+    assert warm.status()["status"] == "failed"
+
+
+def test_rollback_after_kill_removes_every_snapshot(warm: Warm) -> None:
+    loop = warm.start(MIGRATOR_FAULT_KILL_IN_ROUND="1:" + str(1 * MiB))
+    output, _ = loop.communicate(timeout=120)
+    assert loop.returncode == -9, output
+    assert snapshot_names(warm.sim, warm.vm) == ["migrator-precopy-1"]
+    rolled = warm.migrator("cutover", "--rollback", "--vm", warm.vm, "--insecure")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "removed snapshot(s) migrator-precopy-1" in rolled.stdout
+    assert snapshot_names(warm.sim, warm.vm) == []
+    assert warm.status()["status"] == "rolled_back"
+
+
+def test_rejected_change_id_falls_back_to_a_full_copy(warm: Warm) -> None:
+    claim = f"{warm.target}-disk-0"
+    loop = warm.start()
+    try:
+        warm.wait_rounds(1, loop)
+        with seed.session(warm.sim) as source:  # CBT reset: off and on again; earlier changeIds are void
+            for on in (False, True):
+                task = source.find_vm(warm.vm).ReconfigVM_Task(spec=vim.vm.ConfigSpec(changeTrackingEnabled=on))
+                wait_for_task(task, "toggle CBT")
+        guest_writes(warm.flat, 6, 4096, seed_value=5, region=WRITABLE)
+        report = warm.wait_rounds(2, loop)
+        output = _finish(warm, loop)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    round2 = next(r for r in report["rounds"] if r["round"] == 2)["disks"][claim]
+    assert round2["mode"] == "full" and "changeId rejected" in round2["note"]
+    assert "changeId rejected by vSphere (tracking was reset), full copy instead" in output
+    assert any("changeId rejected" in f for f in warm.status()["full_copy_fallbacks"])
+    table = warm.migrator("status", "--vm", warm.vm)
+    assert "fallback: round 2" in table.stdout
