@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps test demo lint bench bench-inventory bench-disks bench-boot bench-controller image clean
+.PHONY: deps test demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-warm image clean
 
 deps: $(STAMP)
 
@@ -22,7 +22,7 @@ lint: deps
 demo: deps
 	$(PY) -m testbed.demo
 
-bench: bench-inventory bench-disks bench-boot bench-controller
+bench: bench-inventory bench-disks bench-boot bench-controller bench-warm
 
 bench-inventory: deps
 	$(PY) -m benchmarks.bench_inventory
@@ -35,6 +35,9 @@ bench-boot: deps
 
 bench-controller: deps
 	$(PY) -m benchmarks.bench_controller
+
+bench-warm: deps
+	$(PY) -m benchmarks.bench_warm
 
 image: deps
 	bash runtime/image/build.sh
