@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,14 +31,18 @@ MIGRATOR = Path(sys.executable).parent / "migrator"
 MiB = 1 << 20
 MARKER = "MIGRATOR-GUEST-READY"
 MACS = {"warm-accept": "00:50:56:3a:7c:01", "warm-kill": "00:50:56:3a:7c:02", "warm-fail": "00:50:56:3a:7c:03"}
-MACS |= {"warm-rollback": "00:50:56:3a:7c:04", "warm-reset": "00:50:56:3a:7c:05"}
+MACS |= {"warm-rollback": "00:50:56:3a:7c:04", "warm-reset": "00:50:56:3a:7c:05", "warm-cbt": "00:50:56:3a:7c:06"}
+MACS |= {"warm-chain": "00:50:56:3a:7c:07"}
 NAMES = {  # a VM name (and so a libvirt domain name) per test
     "test_acceptance_warm_cutover_with_now_from_another_shell": "warm-accept",
     "test_kill_9_mid_delta_resumes_without_copying_again": "warm-kill",
     "test_failure_removes_every_snapshot": "warm-fail",
     "test_rollback_after_kill_removes_every_snapshot": "warm-rollback",
     "test_rejected_change_id_falls_back_to_a_full_copy": "warm-reset",
+    "test_cbt_off_is_critical_and_enable_cbt_turns_it_on": "warm-cbt",
+    "test_a_snapshot_chain_of_the_users_is_refused": "warm-chain",
 }
+NO_CBT = {"warm-cbt"}
 DISK = 96 * MiB
 WRITABLE = (70 * MiB, 94 * MiB)  # beyond the 64 MiB guest image: writes there never break its boot
 
@@ -74,9 +79,13 @@ class Warm:
     def args(self, *extra: str) -> list[str]:
         return [str(MIGRATOR), "cutover", "--source", self.sim.source_url(), "--insecure", "--vm", self.vm, *extra]
 
+    def warm_args(self, *extra: str) -> list[str]:
+        """`migrator cutover --warm --vm NAME --precopy-interval 5 --output-dir OUT` (the Acceptance command)."""
+        return self.args("--warm", "--precopy-interval", "5", "--output-dir", str(self.out), *extra)
+
     def start(self, *extra: str, **env: str) -> subprocess.Popen[str]:
-        """`migrator cutover --warm --vm NAME --precopy-interval 5 --output-dir OUT`, in its own process."""
-        args = self.args("--warm", "--precopy-interval", "5", "--output-dir", str(self.out), *extra)
+        """The warm cutover in its own process."""
+        args = self.warm_args(*extra)
         return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env(**env))
 
     def migrator(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -106,10 +115,15 @@ class Warm:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop_target(self) -> None:
-        # A short grace: the ACPI power button does nothing before the guest is up, and these tests
-        # do not need it to shut down cleanly.
-        if (self.base / "runtime" / self.target / "launcher.pid").exists():
+        # A short grace, then the launcher is killed (its transient domain goes with its libvirt connection):
+        # the ACPI power button does nothing before the guest is up, and these tests need no clean shutdown.
+        pid_file = self.base / "runtime" / self.target / "launcher.pid"
+        if pid_file.exists():
             self.migrator("runtime", "stop", self.target, "--timeout", "10")
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass  # gone already
 
     def same_as_source(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -136,7 +150,8 @@ def warm(request: pytest.FixtureRequest, tmp_path: Path, guest_flat: list[Path])
     try:
         vm = rename(sim, "DC0_H0_VM0", NAMES[request.node.name])
         backing = seed_guest_vm(sim, vm, guest_flat, mac=MACS[vm])  # the guest's disk, MAC and memory
-        enable_cbt(sim, vm)
+        if vm not in NO_CBT:
+            enable_cbt(sim, vm)
         run = Warm(sim, tmp_path, vm, datastore_path(sim, backing.replace(".vmdk", "-flat.vmdk")))
         yield run
     finally:
@@ -271,3 +286,32 @@ def test_rejected_change_id_falls_back_to_a_full_copy(warm: Warm) -> None:
     assert any("changeId rejected" in f for f in warm.status()["full_copy_fallbacks"])
     table = warm.migrator("status", "--vm", warm.vm)
     assert "fallback: round 2" in table.stdout
+
+
+def test_cbt_off_is_critical_and_enable_cbt_turns_it_on(warm: Warm) -> None:
+    refused = subprocess.run(warm.warm_args(), capture_output=True, text=True, env=warm.env(), timeout=120)
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "Critical concern cbt-disabled" in refused.stderr and "--enable-cbt" in refused.stderr
+    assert "the source was not touched" in refused.stderr
+    assert snapshot_names(warm.sim, warm.vm) == []
+
+    loop = warm.start("--enable-cbt", MIGRATOR_FAULT_KILL_IN_ROUND="1:" + str(1 * MiB))
+    output, _ = loop.communicate(timeout=120)
+    assert loop.returncode == -9, output
+    assert "changed-block tracking turned on for warm-cbt (temporary snapshot migrator-cbt-enable)" in output
+    with seed.session(warm.sim) as source:
+        live = source.vm_inventory(warm.vm)
+    assert live.cbt_enabled is True and all(d.cbt_enabled for d in live.disks)
+    rolled = warm.migrator("cutover", "--rollback", "--vm", warm.vm, "--insecure")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert snapshot_names(warm.sim, warm.vm) == []
+
+
+def test_a_snapshot_chain_of_the_users_is_refused(warm: Warm) -> None:
+    with seed.session(warm.sim) as source:
+        task = source.find_vm(warm.vm).CreateSnapshot_Task(name="before-upgrade", memory=False, quiesce=False)
+        wait_for_task(task, "the user's snapshot")
+    refused = subprocess.run(warm.warm_args(), capture_output=True, text=True, env=warm.env(), timeout=120)
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "Critical concern warm-snapshot-chain" in refused.stderr and "before-upgrade" in refused.stderr
+    assert snapshot_names(warm.sim, warm.vm) == ["before-upgrade"]  # theirs, untouched
