@@ -221,6 +221,8 @@ def warm_run(bench: Bench, vm: str, flat: Path) -> dict[str, float]:
         f"({disk['bytes'] / MiB / curl:.1f} MiB/s); downtime {report['downtime_seconds']:.2f}s",
         flush=True,
     )
+    steps = ", ".join(f"{s['step']} {s['seconds']:.2f}s" for s in report["steps"] if s["step"] != "precopy")
+    print(f"warm {vm}: steps {steps}", flush=True)
     return {"downtime": report["downtime_seconds"], "delta": disk["seconds"], "curl": curl, "bytes": disk["bytes"]}
 
 
@@ -251,7 +253,8 @@ def cold_run(bench: Bench, vm: str, flat: Path) -> float:
     report = bench.status(vm)
     image = out / f"{vm}-disk-0.img"
     subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "raw", str(flat), str(image)], check=True)
-    print(f"cold {vm}: full copy, downtime {report['downtime_seconds']:.2f}s", flush=True)
+    steps = ", ".join(f"{s['step']} {s['seconds']:.2f}s" for s in report["steps"])
+    print(f"cold {vm}: full copy, downtime {report['downtime_seconds']:.2f}s; steps {steps}", flush=True)
     return float(report["downtime_seconds"])
 
 

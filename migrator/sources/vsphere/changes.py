@@ -92,9 +92,13 @@ def _disks(devices: Any) -> list[SnapshotDisk]:
 class VSphereChanges:
     def __init__(self, source: VSphereSource) -> None:
         self.source = source
+        self._vms: dict[str, vim.VirtualMachine] = {}
 
     def _vm(self, name: str) -> vim.VirtualMachine:
-        return self.source.find_vm(name)
+        # Found once per name: a lookup reads every VM's name, and a round makes a dozen calls on the VM.
+        if name not in self._vms:
+            self._vms[name] = self.source.find_vm(name)
+        return self._vms[name]
 
     def _snapshot(self, snapshot_id: str) -> vim.vm.Snapshot:
         return vim.vm.Snapshot(snapshot_id, self.source.service_instance._stub)
