@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps test demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-warm image clean
+.PHONY: deps test fuzz demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-convert-guest bench-warm image clean
 
 deps: $(STAMP)
 
@@ -18,6 +18,11 @@ test: deps
 lint: deps
 	$(VENV)/bin/ruff check core migrator converters runtime testbed tests benchmarks
 	$(VENV)/bin/ruff format --check core migrator converters runtime testbed tests benchmarks
+	$(VENV)/bin/lint-imports  # the import contract in pyproject.toml
+
+# The parsers fuzzed for longer than `make test` does (tests/fuzz; examples found are kept in ~/.cache/migrator)
+fuzz: deps
+	HYPOTHESIS_PROFILE=fuzz $(PYTEST) -q tests/fuzz
 
 demo: deps
 	$(PY) -m testbed.demo
@@ -38,6 +43,9 @@ bench-controller: deps
 
 bench-warm: deps
 	$(PY) -m benchmarks.bench_warm
+
+bench-convert-guest: deps
+	$(PY) -m benchmarks.bench_convert_guest
 
 image: deps
 	bash runtime/image/build.sh

@@ -15,6 +15,10 @@ APT_PACKAGES=(
   busybox-static syslinux syslinux-common extlinux mtools dosfstools fdisk cpio kmod zstd
   # images and tools
   buildah mmdebstrap curl
+  # guest conversion (virt-v2v-in-place, guestfish, virt-make-fs) and the appliance's host kernel
+  virt-v2v libguestfs-tools nbdkit linux-image-amd64 libxml2-utils
+  # the HTML report is checked in a real browser
+  chromium fonts-dejavu-core
 )
 
 missing=()
@@ -27,8 +31,8 @@ if ((${#missing[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  $SUDO apt-get -o DPkg::Lock::Timeout=900 update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 PYTHON="${PYTHON:-python3}"

@@ -7,6 +7,7 @@ the target, compares checksums and commits the chunk to the state record.
 
 from __future__ import annotations
 
+import logging
 import queue
 import struct
 import subprocess
@@ -26,6 +27,8 @@ from converters.disks.sparse import ZERO, FlatExtent
 from converters.disks.state import Plan, TransferState
 from converters.disks.writer import Target
 from core.errors import DiskError, MigratorError
+
+log = logging.getLogger(__name__)
 
 CHUNK = 16 << 20  # unit of the state record and of one read
 BLOCK = 64 << 10  # zero-detection granularity (one VMDK grain)
@@ -66,12 +69,14 @@ def transfer_disks(
     max_rate: float | None = None,
     chunk_size: int = CHUNK,
     progress_stream: TextIO | None = None,
+    progress_labels: dict[str, str] | None = None,
 ) -> list[TransferResult]:
     """Transfer each job's disk into its target; raise DiskError (one line) if any failed.
 
     ``compare``: also run ``qemu-img compare`` source vs target for local sources.
     ``fsync``: flush the target to stable storage before recording it complete.
     ``max_rate``: bytes per second read from each source (bandwidth limit).
+    ``progress_labels``: added to every JSON progress event (e.g. the VM's name).
     """
     if concurrency < 1:
         raise DiskError("concurrency must be at least 1")
@@ -83,13 +88,14 @@ def transfer_disks(
     targets = [Target(job.target, job.target_format).path for job in jobs]
     if len(set(targets)) != len(targets):
         raise DiskError("two disk jobs write the same target")
-    prog = Progress(progress, stream=progress_stream)
+    prog = Progress(progress, stream=progress_stream, labels=progress_labels)
     prog.start(0)
     options = _Options(verify, compare, fsync, max_rate, chunk_size)
     results: list[TransferResult | None] = [None] * len(jobs)
     errors: list[tuple[int, MigratorError]] = []
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="disk") as pool:
+            log.info("transferring %d disk(s), %d at a time", len(jobs), concurrency)
             futures = [pool.submit(_transfer_one, job, prog, options) for job in jobs]
             for i, future in enumerate(futures):
                 try:
@@ -134,6 +140,7 @@ def _transfer_one(job: DiskJob, prog: Progress, opts: _Options) -> TransferResul
             and finished is not None
             and target.identity() == finished
         ):
+            log.info("disk %s: %s already complete in %s, skipped", job.name, job.source.describe(), target.path)
             dp = prog.disk(job.name, known.virtual_size)
             dp.finish("skipped")
             return TransferResult(job.name, target.path, known.virtual_size, 0, True, True, time.monotonic() - started)
@@ -141,10 +148,13 @@ def _transfer_one(job: DiskJob, prog: Progress, opts: _Options) -> TransferResul
             disk = job.source.open()
         except MigratorError as exc:
             raise DiskError(f"disk {job.name}: {exc.message}") from None
+        log.info("disk %s: %s → %s (%s)", job.name, job.source.describe(), target.path, job.target_format)
         try:
-            return _copy(job, disk, target, state, identity, known, prog, opts, started)
+            result = _copy(job, disk, target, state, identity, known, prog, opts, started)
         finally:
             disk.close()
+        log.info("disk %s: done in %.1fs", job.name, time.monotonic() - started)
+        return result
     except MigratorError:
         if not had_record and state.path.exists() and state.plan() is None:
             state.remove()  # failed before anything started: leave no trace

@@ -8,6 +8,7 @@ readers for its descriptor, extents and parents.
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import ssl
 import stat
@@ -24,6 +25,8 @@ HTTP_ATTEMPTS = 5
 HTTP_BACKOFF = 0.5  # seconds, doubled per attempt
 HTTP_TIMEOUT = 60.0
 _IO_BLOCK = 8 << 20
+
+log = logging.getLogger(__name__)
 
 
 class ByteReader(Protocol):
@@ -147,6 +150,7 @@ class HttpFile:
         conn = self._connect()
         headers = dict(self.headers)
         headers["Range"] = f"bytes={offset}-{offset + length - 1}"
+        log.debug("GET %s Range: %s", _safe(self.url), headers["Range"])
         conn.request("GET", self._target, headers=headers)
         resp = conn.getresponse()
         if resp.status not in (200, 206):
@@ -205,6 +209,7 @@ class HttpFile:
                         ) from None
                     last = f"{_safe(self.url)}: {type(exc).__name__}: {exc}".rstrip(": ")
                 if attempt + 1 < self.attempts:
+                    log.info("%s; retry %d of %d in %.1fs", last, attempt + 1, self.attempts - 1, delay)
                     time.sleep(delay)
                     delay *= 2
         raise DiskError(f"{last} (gave up after {self.attempts} attempts)")

@@ -8,37 +8,43 @@ step is recorded in the state store, so a re-run continues where a crash left of
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import re
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from core.errors import InputError, MigratorError, NotFoundError, TargetError
+from core.errors import InputError
 from core.plan import Plan, PlannedVM
+from migrator import logs
 from migrator.cli.cutover_warm import WarmRequest, warm_context, warm_options
-from migrator.cli.options import source_options
+from migrator.cli.options import cluster_options, source_options, vm_option
 from migrator.convert import plans
-from migrator.convert.run import _inventory_of
-from migrator.cutover.pipeline import StepFailed, run_steps
+from migrator.cutover import migration
 from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
-from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, CutoverOptions, rollback
+from migrator.cutover.steps import CutoverContext, CutoverOptions
 from migrator.cutover.targets import DiskOrigin
-from migrator.cutover.warm import WARM_STEPS, WarmContext, request_cutover
-from migrator.cutover.warm import begin as begin_warm
-from migrator.cutover.warm import cleanup as cleanup_warm
+from migrator.cutover.warm import request_cutover
 from migrator.sources import SourceOptions, open_source, split_source
-
-
-class CutoverFailed(MigratorError):
-    exit_code = 4
 
 
 def _echo(line: str) -> None:
     click.echo(line)
+    logs.announce(line)
+
+
+def _json_echo(vm: str) -> Callable[[str], None]:
+    """With --progress json every stdout line is a JSON event: the step lines too, beside the disks' progress."""
+
+    def echo(line: str) -> None:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        click.echo(json.dumps({"time": now, "vm": vm, "event": "cutover", "message": line}, ensure_ascii=False))
+        logs.announce(line)
+
+    return echo
 
 
 @contextlib.contextmanager
@@ -52,25 +58,13 @@ def _opened_source(spec: str, options: SourceOptions) -> Iterator[CutoverSource]
         source.close()
 
 
-@contextlib.contextmanager
-def _only_one_run(store: StateStore, key: str) -> Iterator[None]:
-    """One cutover (or rollback) of a VM at a time: two would race on the source's power."""
-    lock_path = store.state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock"
-    with lock_path.open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"another cutover of {key} is running (lock {lock_path})") from None
-        yield  # the kernel drops the lock when this process dies, kill -9 included
-
-
 def _plan(vm: str, plan_path: Path | None, source: CutoverSource, namespace: str | None) -> tuple[Plan, PlannedVM]:
     if plan_path is not None:
         plan = plans.load_plan(plan_path)
         if namespace:
             plan.target_namespace = namespace
     else:
-        inventory = _inventory_of(source, vm)  # type: ignore[arg-type]
+        inventory = source.inventory_of(vm)
         plan = plans.one_vm_plan(inventory, vm, source=source.url, namespace=namespace or "default")
     return plan, plans.find_vm(plan, vm)
 
@@ -81,51 +75,87 @@ def _recorded_endpoints(
     """For `cutover --rollback --vm NAME` alone: the source and target the recorded cutover used."""
     store = StateStore(state_dir)
     try:
-        migration = store.get(vm)
+        recorded = migration.recorded_endpoints(store, vm)
     finally:
         store.close()
-    if migration is None:
-        raise NotFoundError(f"no cutover recorded for VM {vm}: give --plan or --source and the target")
-    if output_dir is None and kubeconfig is None and namespace is None and migration.target:
-        kind, _, where = migration.target.partition(":")
-        if kind == "local":
-            output_dir = Path(where)
-        elif kind == "cluster":
-            namespace = where
-    return migration.source, output_dir, namespace
+    if output_dir is None and kubeconfig is None and namespace is None:
+        output_dir, namespace = recorded.output_dir, recorded.namespace
+    return recorded.source, output_dir, namespace
 
 
 def _target(
-    output_dir: Path | None, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin
+    output_dir: Path | None,
+    kubeconfig: str | None,
+    namespace: str | None,
+    origin: DiskOrigin,
+    context: str | None = None,
+    skip: bool | None = None,
 ) -> CutoverTarget:
     if output_dir is not None:
         from migrator.cutover.targets.local import LocalTarget
 
-        return LocalTarget(output_dir, origin)
+        return LocalTarget(output_dir, origin, announce=_echo)
     from migrator.cutover.targets.cluster import ClusterTarget
 
-    return ClusterTarget(kubeconfig, namespace, origin)
+    return ClusterTarget(kubeconfig, namespace, origin, context=context, skip_conversion=skip)
 
 
-@click.command("cutover")
-@click.option("--vm", "vm", required=True, help="The VM to cut over (source or target name).")
+@click.command(
+    "cutover",
+    epilog="""\b
+Examples:
+  migrator cutover --plan plan.yaml --vm web01 --output-dir out/ --verify-marker 'login:' --rollback-on-failure
+  migrator cutover --plan plan.yaml --vm web01 -n prod --context prod-east --verify-port 22
+  migrator cutover --vm web01                      # re-run: resumes at the step that was under way
+  migrator cutover --rollback --vm web01           # stop the target, power the source back on""",
+)
+@vm_option("The VM to cut over (source or target name); once per run.")
 @click.option("--plan", "plan_path", type=click.Path(path_type=Path), help="The plan file from `migrator plan`.")
 @click.option("--source", help="vsphere://USER@HOST[:PORT][/DC] when there is no plan.")
 @source_options
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Target: boot it on this machine.")
-@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Target: this cluster.")
-@click.option("--namespace", help="Target namespace (default: the plan's, or 'default').")
+@cluster_options(namespace_help="Target: this namespace of the cluster (default: the plan's, or 'default').")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Migration state directory.")
-@click.option("--shutdown-timeout", type=float, default=300.0, show_default=True, help="Then power off.")
-@click.option("--start", "start_policy", type=click.Choice(["always", "source"]), default="always", show_default=True)
+@click.option(
+    "--shutdown-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds the source's guest gets to shut down through VMware Tools before a hard power-off.",
+)
+@click.option(
+    "--start",
+    "start_policy",
+    type=click.Choice(["always", "source"]),
+    default="always",
+    show_default=True,
+    help="Start the target always, or only if the source was running before the cutover (source).",
+)
 @click.option("--verify-marker", metavar="TEXT", help="Wait for this line on the guest's serial console.")
 @click.option("--verify-port", type=int, metavar="N", help="Wait until the guest accepts TCP connections on N.")
 @click.option("--verify-timeout", type=float, default=300.0, show_default=True, help="Seconds for Running + checks.")
 @click.option("--pre-hook", metavar="CMD", help="Command run before the source is touched.")
 @click.option("--post-hook", metavar="CMD", help="Command run once the target is verified.")
 @click.option("--rollback-on-failure", is_flag=True, help="On failure after source-off: stop target, restore source.")
+@click.option(
+    "--stop-grace",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Rollback: seconds the target gets to shut down cleanly before it is destroyed.",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "json", "none"]),
+    default="auto",
+    show_default=True,
+    help="Per-disk bars on a terminal (auto); json: every stdout line a timestamped JSON event naming the VM.",
+)
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back a recorded cutover of --vm now.")
 @click.option("--force", multiple=True, metavar="ID", help="Cut over despite this Critical concern (repeatable).")
+@click.option(
+    "--skip-conversion", is_flag=True, envvar="MIGRATOR_SKIP_CONVERSION", help="Do not convert the guest OS (virt-v2v)."
+)
 @warm_options
 def cutover(
     vm: str,
@@ -134,6 +164,7 @@ def cutover(
     source_options: SourceOptions,
     output_dir: Path | None,
     kubeconfig: str | None,
+    kube_context: str | None,
     namespace: str | None,
     state_dir: Path | None,
     shutdown_timeout: float,
@@ -144,8 +175,11 @@ def cutover(
     pre_hook: str | None,
     post_hook: str | None,
     rollback_on_failure: bool,
+    stop_grace: float,
+    progress: str,
     do_rollback: bool,
     force: tuple[str, ...],
+    skip_conversion: bool,
     warm: WarmRequest,
 ) -> None:
     """Cut one VM over: shut the source down, copy its disks, start and verify it on the target."""
@@ -161,13 +195,13 @@ def cutover(
         source, output_dir, namespace = _recorded_endpoints(vm, state_dir, output_dir, kubeconfig, namespace)
     if plan_path is None and source is None:
         raise InputError("cutover needs --plan FILE or --source vsphere://USER@HOST")
-    if shutdown_timeout < 0 or verify_timeout <= 0:
-        raise InputError("--shutdown-timeout and --verify-timeout must be positive")
+    if shutdown_timeout < 0 or verify_timeout <= 0 or stop_grace < 0:
+        raise InputError("--shutdown-timeout, --verify-timeout and --stop-grace must be positive")
     options = source_options
-    origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force)
-    if output_dir is not None and kubeconfig is not None:
+    origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force, progress=progress)
+    if output_dir is not None and (kubeconfig is not None or kube_context is not None):
         raise InputError("give one target: --output-dir DIR (this machine) or --kubeconfig F (a cluster)")
-    if output_dir is None and kubeconfig is None and namespace is None:
+    if output_dir is None and kubeconfig is None and kube_context is None and namespace is None:
         raise InputError("cutover needs a target: --output-dir DIR, or --kubeconfig F --namespace NS")
     cutover_options = CutoverOptions(
         shutdown_timeout=shutdown_timeout,
@@ -176,88 +210,41 @@ def cutover(
         pre_hook=pre_hook,
         post_hook=post_hook,
         force=force,
+        skip_conversion=skip_conversion,
+        stop_grace=stop_grace,
     )
     store = StateStore(state_dir)
     try:
-        spec = source or plans.load_plan(plan_path).source  # type: ignore[arg-type]
-        with _opened_source(spec, options) as live:
+        recorded = plans.load_plan(plan_path) if plan_path is not None else None
+        spec = source or recorded.source  # type: ignore[union-attr]
+        live_options = options.pinned_to(recorded.source_thumbprint) if recorded and not source else options
+        with _opened_source(spec, live_options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
-            target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin)
+            target = _target(
+                output_dir, kubeconfig, namespace or plan.target_namespace, origin, kube_context, skip_conversion
+            )
             hooks = replace(
                 cutover_options,
                 pre_hook=cutover_options.pre_hook or plan.hooks.get("pre"),
                 post_hook=cutover_options.post_hook or plan.hooks.get("post"),
             )
-            ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=_echo)
+            echo = _json_echo(planned.source_name) if progress == "json" else _echo
+            ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=echo)
             warm_ctx = warm_context(ctx, live, warm, output_dir, kubeconfig, namespace or plan.target_namespace)
-            with _only_one_run(store, ctx.key):
+            with (
+                migration.exclusive_run(store, ctx.key),
+                logs.log_file(migration.log_path(store, ctx.key)),
+                migration.interruptible(),
+            ):
                 if do_rollback:
-                    _rollback(ctx, warm_ctx)
+                    migration.roll_back(ctx, warm=warm_ctx)
+                    done = store.get(ctx.key)
+                    echo(f"cutover of {ctx.key} rolled back" + (f"; {migration.downtime_line(done)}" if done else ""))
                 else:
-                    _cutover(ctx, rollback_on_failure, warm_ctx)
+                    done = migration.cut_over(ctx, rollback_on_failure=rollback_on_failure, warm=warm_ctx)
+                    echo(
+                        f"cutover of {ctx.key} completed: {planned.target_name} runs on {target.description}, "
+                        f"{migration.downtime_line(done)}"
+                    )
     finally:
         store.close()
-
-
-def _cutover(ctx: CutoverContext, rollback_on_failure: bool, warm: WarmContext | None = None) -> None:
-    key, store = ctx.key, ctx.store
-    existing = store.get(key)
-    if existing is not None and existing.status == "rolled_back":
-        store.forget(key)  # a rolled-back cutover starts over from preflight
-        existing = None
-    if existing is not None and existing.target not in (None, ctx.target.description):
-        raise InputError(
-            f"VM {key} has a recorded cutover to {existing.target}, not {ctx.target.description}: "
-            f"finish or roll it back first (migrator cutover --rollback --vm {key})"
-        )
-    store.begin(key, plan=ctx.plan.name, source=ctx.plan.source, target=ctx.target.description)
-    store.set_fact(key, "target_name", ctx.planned.target_name)
-    _echo(f"{'warm ' if warm else ''}cutover of {key} to {ctx.target.description} as {ctx.planned.target_name}")
-    try:
-        if warm is not None:
-            begin_warm(warm)
-            migration = run_steps(key, WARM_STEPS, warm, store, announce=_echo)
-        else:
-            migration = run_steps(key, CUTOVER_STEPS, ctx, store, announce=_echo)
-    except StepFailed as failed:
-        for line in cleanup_warm(warm) if warm is not None else []:
-            _echo(f"cleanup: {line}")
-        if not failed.source_touched:
-            raise CutoverFailed(f"cutover of {key} stopped: {failed.message}; the source was not touched") from None
-        if not rollback_on_failure:
-            raise CutoverFailed(
-                f"cutover of {key} failed: {failed.message}; the source is off: re-run to resume, "
-                f"or roll back with `migrator cutover --rollback --vm {key}`"
-            ) from None
-        actions = _rollback_actions(ctx, None)  # the snapshots were removed above
-        raise CutoverFailed(f"cutover of {key} failed: {failed.message}; rolled back ({'; '.join(actions)})") from None
-    if migration.status != "completed":
-        store.set_status(key, "completed")
-        migration = store.get(key) or migration
-    downtime = migration.downtime_seconds
-    _echo(
-        f"cutover of {key} completed: {ctx.planned.target_name} runs on {ctx.target.description}"
-        + (f", downtime {downtime:.1f}s" if downtime is not None else "")
-    )
-
-
-def _rollback_actions(ctx: CutoverContext, warm: WarmContext | None) -> list[str]:
-    try:
-        actions = rollback(ctx) + (cleanup_warm(warm) if warm is not None else [])
-    except MigratorError as error:
-        ctx.store.set_status(ctx.key, "failed", error=f"rollback failed: {error.message}")
-        raise CutoverFailed(f"rollback of {ctx.key} failed: {error.message}") from None
-    for action in actions:
-        _echo(f"rollback: {action}")
-    ctx.store.set_status(ctx.key, "rolled_back", error=ctx.store.get(ctx.key).error)  # type: ignore[union-attr]
-    return actions
-
-
-def _rollback(ctx: CutoverContext, warm: WarmContext | None) -> None:
-    migration = ctx.store.get(ctx.key)
-    if migration is None:
-        raise NotFoundError(f"no cutover recorded for VM {ctx.key} in {ctx.store.path}: nothing to roll back")
-    if migration.target not in (None, ctx.target.description):
-        raise TargetError(f"the cutover of {ctx.key} went to {migration.target}, not {ctx.target.description}")
-    _rollback_actions(ctx, warm)
-    _echo(f"cutover of {ctx.key} rolled back")

@@ -6,18 +6,22 @@ the disk again (the engine itself also resumes a disk cut short).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from converters.disks import DiskJob, HttpSource, LocalSource, transfer_disks
+from core import private
+from core.confine import confined
 from core.errors import DiskError, InputError, TargetError
 from core.plan import PlannedDisk, PlannedVM
+from migrator.sources.ovf import check_member_name
 
 STATE_DIR = ".migrator"
 FORMATS = ("raw", "qcow2")
@@ -39,7 +43,7 @@ class PlannedTransfer:
 
     @property
     def claim(self) -> str:
-        return self.disk.volume_name
+        return self.disk.claim_name
 
     def record(self) -> dict[str, Any]:
         """What identifies this transfer in the state file: same record → same result."""
@@ -58,7 +62,7 @@ def planned_transfers(planned: PlannedVM, out_dir: Path, fmt: str) -> list[Plann
     for disk in planned.disks:
         if not disk.source_file:
             raise DiskError(f"VM {planned.source_name}: {disk.label} has no backing file to copy")
-        transfers.append(PlannedTransfer(disk, image_path(out_dir, disk.volume_name, fmt), fmt))
+        transfers.append(PlannedTransfer(disk, image_path(out_dir, disk.claim_name, fmt), fmt))
     return transfers
 
 
@@ -69,8 +73,12 @@ class ConvertState:
         self.path = out_dir / STATE_DIR / f"convert-{vm}.json"
         try:
             self.data: dict[str, Any] = json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        except FileNotFoundError:
             self.data = {"vm": vm, "disks": {}}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self.data = {"vm": vm, "disks": {}}  # a damaged record: the disks are copied again
+        except OSError as error:
+            raise TargetError(f"cannot use {out_dir}: {_os_reason(error)}") from None
 
     def finished(self, transfer: PlannedTransfer) -> bool:
         entry = self.data["disks"].get(transfer.claim)
@@ -91,16 +99,36 @@ class ConvertState:
             self._save()
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".tmp")
-        partial.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
-        os.replace(partial, self.path)
+        try:
+            private.private_dir(self.path.parent)
+            private.write_private(partial, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+            os.replace(partial, self.path)
+        except OSError as error:
+            raise TargetError(f"cannot record progress in {self.path}: {error.strerror or error}") from None
 
 
-def resolve_local(base: Path, source_file: str) -> Path:
-    """A VMX/OVF disk path: absolute, or relative to the descriptor's folder."""
-    path = Path(source_file)
-    return path if path.is_absolute() else (base / path)
+def prepare_output(out_dir: Path) -> None:
+    """Create the output folder and its state folder ``0700`` (one error line when that path cannot be one)."""
+    try:
+        private.private_dir(out_dir)
+        private.private_dir(out_dir / STATE_DIR)
+    except OSError as error:
+        raise TargetError(f"cannot use {out_dir}: {_os_reason(error)}") from None
+
+
+def _os_reason(error: OSError) -> str:
+    if error.errno == errno.ENOTDIR:
+        return "a part of that path is a file, not a folder"
+    return error.strerror or type(error).__name__
+
+
+def resolve_local(base: Path, source_file: str, datastores: Mapping[str, Path] | None = None) -> Path:
+    """A VMX/OVF disk path, relative to the descriptor's folder or under it, or on a mapped ESXi datastore.
+
+    Never outside that folder, symlinks resolved (InputError naming the path): a plan file names
+    the disks it was made with, and a hand-edited or hostile one must not copy a host file."""
+    return confined(base, source_file, "disk", datastores)
 
 
 def run_transfers(
@@ -109,18 +137,22 @@ def run_transfers(
     *,
     concurrency: int,
     progress: str,
+    vm: str | None = None,
 ) -> None:
-    """Convert every transfer's disk; ``make_source(PlannedDisk)`` builds the engine source object."""
+    """Convert every transfer's disk; ``make_source(PlannedDisk)`` builds the engine source object.
+
+    ``vm``: the VM's name, in every JSON progress event."""
     for transfer in transfers:
         try:
-            transfer.target.parent.mkdir(parents=True, exist_ok=True)
+            private.private_dir(transfer.target.parent)
         except OSError as error:
             raise TargetError(f"cannot create {transfer.target.parent}: {error.strerror or error}") from None
     jobs = [
         DiskJob(name=t.claim, source=make_source(t.disk), target=t.target, target_format=t.target_format)
         for t in transfers
     ]
-    transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=True)
+    labels = {"vm": vm} if vm else None
+    transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=True, progress_labels=labels)
 
 
 def extract_ova_member(ova: Path, member: str, work_dir: Path) -> Path:
@@ -130,18 +162,22 @@ def extract_ova_member(ova: Path, member: str, work_dir: Path) -> Path:
     target = work_dir / STATE_DIR / "ova" / Path(member).name
     try:
         with tarfile.open(ova, "r:*") as tar:
+            check_member_name(ova, member)
             try:
                 info = tar.getmember(member)
             except KeyError:
                 info = tar.getmember(f"./{member}")
+            if not info.isfile():
+                raise DiskError(f"{ova}: member {member!r} is a link or special file, not a disk: refused")
             if target.exists() and target.stat().st_size == info.size:
                 return target
             handle = tar.extractfile(info)
             if handle is None:
                 raise DiskError(f"{ova}: member {member!r} is not a file")
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private.private_dir(target.parent)
             partial = target.with_name(target.name + ".partial")
-            with handle, partial.open("wb") as out:
+            fd = private.open_fd(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+            with handle, os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(handle, out, 8 << 20)
             os.replace(partial, target)
     except KeyError:

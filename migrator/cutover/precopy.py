@@ -87,6 +87,11 @@ class WarmTarget(Protocol):
     ) -> None:
         """Make the VM's volume hold what the image holds in ``extents`` (all of it when ``full``). Idempotent."""
 
+    def convert_guest(
+        self, plan: Plan, planned: PlannedVM, *, skip: bool, announce: Callable[[str], None]
+    ) -> str | None:
+        """Convert the guest on the images after the final delta; None: the cutover target does it on them."""
+
 
 @dataclass
 class Round:

@@ -9,8 +9,10 @@ as key/value facts of the migration. No credentials are ever stored here.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,13 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import private
+from core.errors import InputError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS migrations (
     vm TEXT PRIMARY KEY,
     plan TEXT,
     source TEXT,
     target TEXT,
-    status TEXT NOT NULL,            -- running | completed | failed | rolled_back
+    status TEXT NOT NULL,            -- running | completed | failed | interrupted | rolled_back
     current_step TEXT,
     started_at REAL NOT NULL,
     finished_at REAL,
@@ -43,6 +48,60 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (vm, step)
 );
 """
+
+
+_HELD: dict[Path, int] = {}  # lock files this process holds, and how many callers hold each
+
+
+@contextmanager
+def only_one_run(state_dir: Path, key: str) -> Iterator[None]:
+    """One writer per VM: a cutover, rollback or convert of ``key`` at a time, machine-wide.
+
+    Two would race on the source's power or write the same images. ``flock`` on
+    ``STATE_DIR/<key>.lock``: the kernel drops it when the process dies, kill -9 included. A
+    process already holding it (a cutover running its own convert) may take it again.
+    """
+    lock_path = (state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock").absolute()
+    if _HELD.get(lock_path):
+        _HELD[lock_path] += 1
+        try:
+            yield
+        finally:
+            _HELD[lock_path] -= 1
+        return
+    try:
+        private.private_dir(state_dir)
+        fd = private.open_fd(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+    except OSError as error:
+        raise InputError(f"cannot use state directory {state_dir}: {error.strerror or error}") from None
+    with os.fdopen(fd, "r+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another convert or cutover of {key} is running (lock {lock_path})") from None
+        _HELD[lock_path] = 1
+        try:
+            yield
+        finally:
+            del _HELD[lock_path]
+
+
+def run_alive(state_dir: Path, key: str) -> bool:
+    """Whether a process holds ``key``'s lock now (a convert, cutover or rollback of it is running)."""
+    lock_path = (state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock").absolute()
+    if _HELD.get(lock_path):
+        return True
+    try:
+        lock = lock_path.open("r")
+    except OSError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return False
 
 
 def default_state_dir() -> Path:
@@ -87,21 +146,57 @@ class Migration:
         record = self.step(name)
         return record is not None and record.status == "done"
 
-    @property
-    def downtime_seconds(self) -> float | None:
-        """Source powered off → target Running, when both are known."""
-        off, running = self.facts.get("source_off_at"), self.facts.get("target_running_at")
-        if off is None or running is None:
+    def _since_source_off(self, fact: str) -> float | None:
+        off, until = self.facts.get("source_off_at"), self.facts.get(fact)
+        if off is None or until is None:
             return None
-        return float(running) - float(off)
+        return float(until) - float(off)
+
+    @property
+    def downtime_to_running_seconds(self) -> float | None:
+        """Source powered off → the target's instance Running (not yet checked)."""
+        return self._since_source_off("target_running_at")
 
     @property
     def downtime_to_verified_seconds(self) -> float | None:
-        """Source powered off → the guest passed its checks (console marker, port): what users see."""
-        off, verified = self.facts.get("source_off_at"), self.facts.get("target_verified_at")
-        if off is None or verified is None:
+        """Source powered off → the target passed its checks (console marker, port): what users see."""
+        return self._since_source_off("target_verified_at")
+
+    @property
+    def downtime_to_source_back_seconds(self) -> float | None:
+        """Source powered off → the source powered back on by a rollback."""
+        return self._since_source_off("source_back_on_at")
+
+    @property
+    def downtime_seconds(self) -> float | None:
+        """The service's downtime: until the target was verified, or until a rollback brought the source back."""
+        if self.facts.get("source_back_on_at") is not None:
+            return self.downtime_to_source_back_seconds
+        return self.downtime_to_verified_seconds
+
+    @property
+    def source_off_since(self) -> float | None:
+        """When the cutover powered the source off, while it is still off and the target not verified."""
+        off = self.facts.get("source_off_at")
+        if off is None or self.status == "completed" or self.downtime_seconds is not None:
             return None
-        return float(verified) - float(off)
+        return float(off)
+
+    @property
+    def where(self) -> str | None:
+        """One line saying where an unfinished cutover stands and what the user can do, else None."""
+        step = (self.facts.get("interrupted") or {}).get("step") or self.current_step or "preflight"
+        how = {"interrupted": "interrupted", "failed": "failed"}.get(self.status)
+        if self.facts.get("target_not_confirmed_stopped"):
+            return (
+                "source is off, the target could not be confirmed stopped: stop it, then "
+                f"`migrator cutover --rollback --vm {self.vm}`"
+            )
+        if how is None:
+            return None
+        if self.source_off_since is not None:
+            return f"source is off, {how} in step {step}: re-run to resume, or roll back"
+        return f"{how} in step {step}, the source is as it was: re-run to resume"
 
     @property
     def bytes_moved(self) -> int:
@@ -111,8 +206,13 @@ class Migration:
 class StateStore:
     def __init__(self, state_dir: Path | None = None) -> None:
         self.state_dir = state_dir or default_state_dir()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.state_dir / "migrations.db"
+        try:
+            private.private_dir(self.state_dir)
+            # SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
+            os.close(private.open_fd(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC))
+        except OSError as error:
+            raise InputError(f"cannot use state directory {self.state_dir}: {error.strerror or error}") from None
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -136,7 +236,7 @@ class StateStore:
         """Start a migration record, or return the existing one so the run resumes it."""
         existing = self.get(vm)
         if existing is not None:
-            if existing.status in ("failed",):
+            if existing.status in ("failed", "interrupted"):
                 with self._tx() as db:
                     db.execute("UPDATE migrations SET status='running', error=NULL WHERE vm=?", (vm,))
             return self.get(vm) or existing

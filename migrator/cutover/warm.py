@@ -2,7 +2,7 @@
 
 ``WARM_STEPS`` (data, run by ``pipeline.run_steps`` as the cold pipeline is) = warm-preflight,
 preflight, pre-hook, precopy (rounds every ``interval`` until the cutover is due), source-off,
-final-delta, start, verify, remove-snapshots, mark-source, post-hook. The cold steps are reused
+final-delta, convert-guest, start, verify, remove-snapshots, mark-source, post-hook. The cold steps are reused
 as they are; the rounds are in ``precopy``. The cutover is due when ``--cutover-at`` passes or
 when ``request_cutover`` (``migrator cutover --vm X --now``, from any shell) records a request
 in the state store, which the precopy loop polls.
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.errors import InputError, MigratorError, NotFoundError
+from migrator.convert.guest import skip_by_default
 from migrator.cutover import steps
 from migrator.cutover.pipeline import Step, StepResult
 from migrator.cutover.precopy import (
@@ -146,6 +147,17 @@ def final_delta(w: WarmContext) -> StepResult:
     return StepResult(bytes_moved=done.bytes, detail=f"changes since the last precopy, {len(done.disks or {})} disk(s)")
 
 
+def convert_guest(w: WarmContext) -> StepResult:
+    """virt-v2v on the images once the final delta is in them (nothing is copied into them afterwards)."""
+    c = w.cutover
+    skip = skip_by_default() if c.options.skip_conversion is None else c.options.skip_conversion
+    detail = w.target.convert_guest(c.plan, c.planned, skip=skip, announce=c.announce)
+    if detail is None:
+        return steps.convert_guest(c)  # the local target converts its own output directory's images
+    c.store.set_fact(c.key, "guest", detail)
+    return StepResult(detail=detail)
+
+
 def remove_snapshots(w: WarmContext) -> StepResult:
     removed = remove_migrator_snapshots(w.changes, w.cutover.planned.source_name)
     w.store.set_fact(w.key, KEPT_SNAPSHOT, None)
@@ -163,6 +175,7 @@ WARM_STEPS: tuple[Step[WarmContext], ...] = (
     Step("precopy", precopy, "copy while the source runs, every precopy interval, until the cutover"),
     Step("source-off", _cold(steps.source_off), "record the power state, shut the source down", touches_source=True),
     Step("final-delta", final_delta, "final snapshot, copy what changed since the last round", touches_source=True),
+    Step("convert-guest", convert_guest, "make the guest OS run on virtio (virt-v2v)", touches_source=True),
     Step("start", _cold(steps.start_target), "create the VirtualMachine and start it", touches_source=True),
     Step("verify", _cold(steps.verify), "wait for Running and check the guest", touches_source=True),
     Step("remove-snapshots", remove_snapshots, "remove the final snapshot", touches_source=True),

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
-from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,13 +12,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from core import untrusted
 from core.errors import InputError, NotFoundError
-from core.plan import PLAN_API_VERSION, Plan
+from core.plan import Plan
 from migrator.planning import yamlout
 
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
-# libyaml's C parser when PyYAML was built with it: several times faster on plans of thousands of VMs
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @cache
@@ -38,33 +35,9 @@ def validate(data: Any, origin: str = "plan") -> None:
         raise InputError(f"{origin} is not a valid plan: at {where}: {error.message}")
 
 
-_SCALARS = (str, int, float, bool, type(None))
-
-
-@cache
-def _field_names(cls: type) -> tuple[str, ...] | None:
-    """The dataclass fields of cls, or None when cls is not a dataclass."""
-    return tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Enum):  # before scalars: StrEnum values are str too
-        return value.value
-    if isinstance(value, _SCALARS):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    names = _field_names(type(value))
-    if names is not None:
-        return {name: _plain(getattr(value, name)) for name in names}
-    return value
-
-
 def plan_document(plan: Plan) -> dict[str, Any]:
-    """``plan.to_dict()``, several times faster (no deep copies): what the file and ``-o json|yaml`` hold."""
-    return {"apiVersion": PLAN_API_VERSION, "kind": "Plan", **_plain(plan)}
+    """What the file and ``-o json|yaml`` hold."""
+    return plan.to_dict()
 
 
 def dump_yaml(data: Any) -> str:
@@ -101,14 +74,25 @@ def write_plan(plan: Plan, path: str | Path, *, check: bool = False, document: d
     return target
 
 
+def upgraded(data: Any) -> Any:
+    """A plan document in today's format: a disk's ``volume_name`` (before it was renamed) is its ``claim_name``."""
+    vms = data.get("vms") if isinstance(data, dict) else None
+    for vm in vms if isinstance(vms, list) else []:
+        disks = vm.get("disks") if isinstance(vm, dict) else None
+        for disk in disks if isinstance(disks, list) else []:
+            if isinstance(disk, dict) and "volume_name" in disk and "claim_name" not in disk:
+                disk["claim_name"] = disk.pop("volume_name")
+    return data
+
+
 def read_plan(path: str | Path) -> Plan:
     source = Path(path)
+    if not source.exists():
+        raise NotFoundError(f"plan file {source} does not exist (run 'migrator plan' first)")
     try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFoundError(f"plan file {source} does not exist (run 'migrator plan' first)") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read plan file {source}: {getattr(error, 'strerror', None) or error}") from None
+        text = untrusted.read_capped(source, "plan file", untrusted.PLAN_MAX_BYTES).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read plan file {source}: not UTF-8 text") from None
     data: Any = None
     if text.lstrip().startswith("{"):  # JSON is YAML too, and parses 100x faster on large plans
         try:
@@ -117,10 +101,12 @@ def read_plan(path: str | Path) -> Plan:
             data = None
     if data is None:
         try:
-            data = yaml.load(text, Loader=_LOADER)  # a safe loader (CSafeLoader or SafeLoader)
+            data = untrusted.load_yaml(text)  # safe, and refuses anchors and aliases (alias bombs)
+        except untrusted.UntrustedYamlError as error:
+            raise InputError(f"plan file {source}: {error}: a plan never needs them") from None
         except yaml.YAMLError:
             raise InputError(f"plan file {source} is not valid YAML") from None
-    validate(data, f"plan file {source}")
+    validate(upgraded(data), f"plan file {source}")
     try:
         return Plan.from_dict(data)
     except (KeyError, TypeError, ValueError) as error:

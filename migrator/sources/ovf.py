@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.confine import confined
 from core.errors import InputError, NotFoundError
 from core.inventory import (
     VM,
@@ -27,30 +28,17 @@ from core.inventory import (
     Nic,
     PassthroughDevice,
 )
+from core.untrusted import DESCRIPTOR_MAX_BYTES, read_capped
+from migrator.sources.values import flag, integer, nic_model, scsi_model
 
 OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
+OVF09_NS = "http://www.vmware.com/schema/ovf/1/envelope"  # OVF 0.9, as ESX 3.x and ovftool 1.x wrote it
 VMW_NS = "http://www.vmware.com/schema/ovf"
 
 # CIM ResourceType values (DSP1041 / CIM_ResourceAllocationSettingData)
 RT_OTHER, RT_CPU, RT_MEMORY, RT_IDE, RT_SCSI, RT_NIC = 1, 3, 4, 5, 6, 10
 RT_CD_DRIVE, RT_DVD_DRIVE, RT_DISK, RT_SATA, RT_USB = 15, 16, 17, 20, 23
 
-_SCSI_MODELS = {
-    "lsilogic": "lsilogic",
-    "virtualscsi": "pvscsi",
-    "pvscsi": "pvscsi",
-    "lsilogicsas": "lsisas1068",
-    "buslogic": "buslogic",
-}
-_NIC_MODELS = {
-    "vmxnet3": "vmxnet3",
-    "vmxnet2": "vmxnet2",
-    "vmxnet": "vmxnet",
-    "e1000": "e1000",
-    "e1000e": "e1000e",
-    "pcnet32": "pcnet32",
-    "sriovethernetcard": "sriov",
-}
 _MAC = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
 _UNITS = re.compile(r"^\s*byte\s*(?:\*\s*(\d+)\s*\^\s*(\d+))?\s*$", re.IGNORECASE)
 _NAMED_UNITS = {
@@ -66,24 +54,49 @@ _NAMED_UNITS = {
 }
 
 
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+# OVF 0.9 (ESX 3.x, ovftool 1.x) spells some RASD elements differently; readers accept every spelling.
+_ELEMENT_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "InstanceID": ("InstanceID", "InstanceId"),
+    "ElementName": ("ElementName", "Caption"),
+}
+
+
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+def _kind(element: ET.Element) -> str:
+    """The element's OVF kind: its local name, or for OVF 0.9's generic ``<Section xsi:type="ovf:X_Type">``
+    and ``<Content xsi:type="ovf:VirtualSystem_Type">``, the X its schema type names."""
+    name = _local(element.tag)
+    if name in ("Section", "Content"):
+        schema_type = element.get(XSI_TYPE, "").rsplit(":", 1)[-1]
+        if schema_type.endswith("_Type"):
+            return schema_type[: -len("_Type")]
+    return name
+
+
 def _children(element: ET.Element, name: str) -> list[ET.Element]:
-    return [child for child in element if _local(child.tag) == name]
+    return [child for child in element if _kind(child) == name]
 
 
 def _text(element: ET.Element, name: str) -> str | None:
-    for child in element:
-        if _local(child.tag) == name:
-            return (child.text or "").strip()
+    spellings = _ELEMENT_SPELLINGS.get(name, (name,))
+    for spelling in spellings:
+        for child in element:
+            if _local(child.tag) == spelling:
+                return (child.text or "").strip()
     return None
 
 
 def _attr(element: ET.Element, name: str) -> str | None:
-    """An attribute in the OVF namespace (or unqualified, as some generators write)."""
-    return element.get(f"{{{OVF_NS}}}{name}", element.get(name))
+    """An attribute in the OVF namespace of any version (1.x, or 0.9's VMware one), or unqualified."""
+    for namespace in (OVF_NS, OVF09_NS):
+        value = element.get(f"{{{namespace}}}{name}")
+        if value is not None:
+            return value
+    return element.get(name)
 
 
 def units_to_bytes(units: str | None, default: int = 1) -> int:
@@ -100,12 +113,7 @@ def units_to_bytes(units: str | None, default: int = 1) -> int:
 
 
 def _int(value: str | None, what: str, default: int = 0) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise InputError(f"OVF {what} {value!r} is not a number") from None
+    return integer(value, default, f"OVF {what} {value!r}")
 
 
 def _vmw_config(element: ET.Element) -> dict[str, str]:
@@ -117,10 +125,6 @@ def _vmw_config(element: ET.Element) -> dict[str, str]:
             if key is not None:
                 found[key] = child.get(f"{{{VMW_NS}}}value", "")
     return found
-
-
-def _true(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "1", "yes")
 
 
 @dataclass
@@ -162,7 +166,7 @@ def _files(root: ET.Element) -> DescriptorFiles:
 def _virtual_systems(element: ET.Element, folder: str) -> list[tuple[ET.Element, str]]:
     found: list[tuple[ET.Element, str]] = []
     for child in element:
-        name = _local(child.tag)
+        name = _kind(child)
         if name == "VirtualSystem":
             found.append((child, folder))
         elif name == "VirtualSystemCollection":
@@ -179,9 +183,10 @@ class _Resolver:
         self.members = members
 
     def path(self, href: str) -> str:
+        """A file's local path, confined to the descriptor's folder (symlinks resolved); an OVA's member name."""
         if self.members is not None or self.base is None or "://" in href:
             return href
-        return str((self.base / href).resolve())
+        return str(confined(self.base, href, "OVF file reference (ovf:href)"))
 
     def size(self, href: str) -> int | None:
         if self.members is not None:
@@ -203,9 +208,11 @@ def build_vms(root: ET.Element, resolver: _Resolver, source_kind: str) -> list[V
 
 def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Resolver, source_kind: str) -> VM:
     name = _text(system, "Name") or _attr(system, "id") or "vm"
+    # A system without hardware (or without a memory item) is still a VM: it is listed, and the
+    # invalid-memory rule blocks it, as for every other source that cannot tell the memory size.
     hardware = next(iter(_children(system, "VirtualHardwareSection")), None)
     if hardware is None:
-        raise InputError(f"OVF VirtualSystem {name!r} has no VirtualHardwareSection")
+        hardware = ET.Element("VirtualHardwareSection")
     config = _vmw_config(hardware)
     vm = VM(name=name, source=source_kind, cpu=Cpu(sockets=1, cores_per_socket=1), memory_mib=0)
     vm.folder = folder or None
@@ -215,14 +222,14 @@ def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Reso
     for section in _children(system, "AnnotationSection"):
         vm.annotation = _text(section, "Annotation") or None
     vm.firmware = Firmware.EFI if config.get("firmware", "").lower() == "efi" else Firmware.BIOS
-    vm.secure_boot = _true(config.get("bootOptions.efiSecureBootEnabled"))
-    vm.cpu.hot_add = _true(config.get("cpuHotAddEnabled"))
-    vm.memory_hot_add = _true(config.get("memoryHotAddEnabled"))
+    vm.secure_boot = flag(config.get("bootOptions.efiSecureBootEnabled"))
+    vm.cpu.hot_add = flag(config.get("cpuHotAddEnabled"))
+    vm.memory_hot_add = flag(config.get("memoryHotAddEnabled"))
     vm.bios_uuid = config.get("uuid") or None
     if "disk.EnableUUID" in config:
-        vm.disk_enable_uuid = _true(config["disk.EnableUUID"])
+        vm.disk_enable_uuid = flag(config["disk.EnableUUID"])
     if "ctkEnabled" in config:
-        vm.cbt_enabled = _true(config["ctkEnabled"])
+        vm.cbt_enabled = flag(config["ctkEnabled"])
     vm.vtpm = any(
         _local(child.tag) == "Item" and _text(child, "ResourceSubType") == "vmware.vtpm" for child in hardware
     )
@@ -239,7 +246,7 @@ def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Reso
         if kind_model is None:
             continue
         kind, model = kind_model
-        bus = _int(_text(item, "Address"), "controller address", counts.get(kind, 0))
+        bus = _int(_text(item, "Address") or _text(item, "BusNumber"), "controller address", counts.get(kind, 0))
         counts[kind] = counts.get(kind, 0) + 1
         controller = Controller(kind, bus, model)
         controllers[_text(item, "InstanceID") or ""] = controller
@@ -276,7 +283,7 @@ def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Reso
                     controller=controller,
                     unit_number=_int(_text(item, "AddressOnParent"), "AddressOnParent"),
                     iso_file=iso,
-                    start_connected=_true(_text(item, "AutomaticAllocation")),
+                    start_connected=flag(_text(item, "AutomaticAllocation")),
                 )
             )
         elif resource == RT_NIC:
@@ -289,8 +296,6 @@ def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Reso
             vgpu = item_config.get("backing.vgpu")
             detail = vgpu or item_config.get("backing.allowedDevice") or subtype or None
             vm.passthrough.append(PassthroughDevice(label, "vgpu" if vgpu else "pci", detail))
-    if vm.memory_mib <= 0 and items:
-        raise InputError(f"OVF VirtualSystem {name!r} has no memory item (ResourceType 4)")
     return vm
 
 
@@ -300,7 +305,7 @@ def _controller_kind(item: ET.Element) -> tuple[ControllerKind, str] | None:
     if resource == RT_IDE:
         return ControllerKind.IDE, "ide"
     if resource == RT_SCSI:
-        return ControllerKind.SCSI, _SCSI_MODELS.get(subtype, subtype or "lsilogic")
+        return ControllerKind.SCSI, scsi_model(subtype or "lsilogic")
     if resource == RT_SATA:
         if "nvme" in subtype:
             return ControllerKind.NVME, "nvme"
@@ -370,28 +375,25 @@ def _nic(item: ET.Element, config: dict[str, str], number: int) -> Nic:
     connected = _text(item, "AutomaticAllocation")
     return Nic(
         label=_text(item, "ElementName") or f"Network adapter {number}",
-        model=_NIC_MODELS.get(subtype, subtype or "e1000"),
+        model=nic_model(subtype or "e1000"),
         mac=mac.lower().replace("-", ":") if mac else None,
         network=network,
-        connected=connected is None or _true(connected),
-        start_connected=connected is None or _true(connected),
+        connected=connected is None or flag(connected),
+        start_connected=connected is None or flag(connected),
     )
 
 
 class OvfSource:
     """An OVF descriptor on disk; its disk files are looked up beside it."""
 
+    certificate_thumbprint: str | None = None  # a file: no TLS
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.url = f"ovf:{path}"
 
     def inventory(self) -> Inventory:
-        try:
-            data = self.path.read_bytes()
-        except IsADirectoryError:
-            raise InputError(f"{self.path} is a directory, not an OVF descriptor") from None
-        except OSError as error:
-            raise InputError(f"cannot read {self.path}: {error.strerror}") from None
+        data = read_capped(self.path, "OVF descriptor", DESCRIPTOR_MAX_BYTES)
         root = parse_descriptor(data, str(self.path))
         vms = build_vms(root, _Resolver(self.path.parent, None), "ovf")
         return Inventory(source_url=self.url, vms=vms, about={"kind": "ovf"})
@@ -403,30 +405,26 @@ class OvfSource:
 class OvaSource:
     """An OVA tar: the descriptor is its first member; disks are read later, never extracted here."""
 
+    certificate_thumbprint: str | None = None  # a file: no TLS
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.url = f"ova:{path}"
 
     def inventory(self) -> Inventory:
-        try:
-            with tarfile.open(self.path, "r:*") as tar:
-                members = tar.getmembers()
-                if not members:
-                    raise InputError(f"{self.path} is an empty tar, not an OVA")
-                first = members[0]
-                if not first.name.lower().endswith(".ovf") or not first.isfile():
-                    raise InputError(f"{self.path}: the first member {first.name!r} is not an .ovf descriptor")
-                handle = tar.extractfile(first)
-                data = handle.read() if handle else b""
-        except tarfile.TarError as error:
-            raise InputError(f"{self.path} is not a valid OVA (tar) file: {error}") from None
-        except OSError as error:
-            raise InputError(f"cannot read {self.path}: {error.strerror or error}") from None
-        sizes = {m.name.removeprefix("./"): m.size for m in members if m.isfile()}
+        members, first, data = read_ova_descriptor(self.path)
+        by_name = {m.name.removeprefix("./"): m for m in members}
+        sizes = {name: m.size for name, m in by_name.items() if m.isfile()}
         root = parse_descriptor(data, f"{self.path}:{first.name}")
         for href in _files(root).files.values():
-            if href not in sizes and "://" not in href:
+            if "://" in href:
+                continue
+            check_member_name(self.path, href)
+            member = by_name.get(href)
+            if member is None:
                 raise InputError(f"{self.path}: member {href!r} named by the descriptor is missing from the OVA")
+            if not member.isfile():
+                raise InputError(f"{self.path}: member {href!r} is a link or special file, not a disk: refused")
         vms = build_vms(root, _Resolver(None, sizes), "ovf")
         for vm in vms:
             vm.extra_config["ova.path"] = str(self.path)
@@ -434,6 +432,42 @@ class OvaSource:
 
     def close(self) -> None:
         pass
+
+
+def check_member_name(ova: Path, name: str) -> None:
+    """An OVA member a descriptor names is a plain relative name: no absolute path, no '..'."""
+    parts = Path(name).parts
+    if not name or name.startswith("/") or ".." in parts:
+        raise InputError(f"{ova}: member name {name!r} points outside the OVA: refused")
+
+
+def read_ova_descriptor(path: Path) -> tuple[list[tarfile.TarInfo], tarfile.TarInfo, bytes]:
+    """The OVA's members, its descriptor member (the first) and the descriptor's bytes."""
+    if path.is_file() and not tarfile.is_tarfile(path):
+        raise InputError(f"{path} is not a valid OVA: not a tar archive")
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = tar.getmembers()
+            if not members:
+                raise InputError(f"{path} is an empty tar, not an OVA")
+            first = members[0]
+            if not first.name.lower().endswith(".ovf") or not first.isfile():
+                raise InputError(f"{path}: the first member {first.name!r} is not an .ovf descriptor")
+            if first.size > DESCRIPTOR_MAX_BYTES:
+                raise InputError(
+                    f"{path}: the descriptor {first.name!r} is larger than {DESCRIPTOR_MAX_BYTES >> 20} MiB"
+                )
+            handle = tar.extractfile(first)
+            data = handle.read() if handle else b""
+    except tarfile.TarError as error:
+        raise InputError(f"{path} is not a valid OVA (tar) file: {_one_line(error)}") from None
+    except (OSError, EOFError) as error:
+        raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or _one_line(error)}") from None
+    return members, first, data
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _existing(location: str, what: str) -> Path:

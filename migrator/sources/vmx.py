@@ -8,10 +8,14 @@ Nothing here writes to the source files.
 
 from __future__ import annotations
 
+import codecs
+import os
 import re
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 
+from core.confine import confined, vmfs_datastore
 from core.errors import InputError, NotFoundError
 from core.inventory import (
     VM,
@@ -29,8 +33,12 @@ from core.inventory import (
     Sharing,
     Snapshot,
 )
+from core.untrusted import DESCRIPTOR_MAX_BYTES, read_capped
+from migrator.sources import SourceOptions
+from migrator.sources.values import flag, integer, nic_model, optional_flag, scsi_model
 
 SECTOR = 512
+MAX_EMBEDDED_DESCRIPTOR = 1 << 20  # a sparse VMDK's embedded descriptor is one or a few KiB
 _LINE = re.compile(r'^\s*([^=\s"]+)\s*=\s*(?:"(.*)"|([^\s"]*))\s*$')
 _ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
 _DEVICE = re.compile(r"^(scsi|sata|ide|nvme)(\d+):(\d+)\.present$")
@@ -39,8 +47,6 @@ _PASSTHRU = re.compile(r"^pcipassthru(\d+)\.present$")
 _CONTROLLER = re.compile(r"^(scsi|sata|nvme)(\d+)\.present$")
 _DELTA_DISK = re.compile(r"-\d{6}\.vmdk$", re.IGNORECASE)
 _CDROM_TYPES = {"cdrom-image", "atapi-cdrom", "cdrom-raw"}
-_SCSI_MODELS = {"pvscsi": "pvscsi", "lsilogic": "lsilogic", "lsisas1068": "lsisas1068", "buslogic": "buslogic"}
-_NIC_MODELS = {"vlance": "pcnet32", "pcnet32": "pcnet32"}
 _SHARED_BUS = {"virtual": "virtualSharing", "physical": "physicalSharing", "none": "noSharing"}
 # extra-config keys worth carrying into the plan (the rest of a .vmx is hardware detail)
 _KEPT_KEYS = ("disk.enableuuid", "guestinfo.", "numa.", "bios.", "migrator.", "isolation.", "smbios.")
@@ -61,38 +67,32 @@ def parse_vmx(text: str, origin: str = "vmx") -> dict[str, str]:
     return entries
 
 
+_ENCODING = re.compile(rb'^\s*\.encoding\s*=\s*"([^"]+)"', re.IGNORECASE | re.MULTILINE)
+
+
 def _read_text(path: Path, what: str) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"{what} {path} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} {path} is a directory, not a file") from None
-    except OSError as error:
-        raise InputError(f"cannot read {what} {path}: {error.strerror}") from None
+    """The file's text: UTF-8, or the ``.encoding`` it declares; anything else is refused, not guessed."""
+    data = read_capped(path, what, DESCRIPTOR_MAX_BYTES)
     if b"\x00" in data:
         raise InputError(f"{path} is not a text {what} (binary data)")
+    declared = _ENCODING.search(data)
+    encoding = declared.group(1).decode("ascii", "replace").strip() if declared else "UTF-8"
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def _true(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "yes", "1", "on")
-
-
-def _bool_or_none(value: str | None) -> bool | None:
-    return None if value is None else _true(value)
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"{path}: unknown .encoding {encoding!r}") from None
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InputError(
+            f"{path}: line {line} is not valid {encoding} (byte {data[error.start]:#04x}); "
+            f"re-save the {what} as UTF-8 or give its .encoding"
+        ) from None
 
 
 def _int(value: str | None, default: int, key: str, origin: str) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value.strip(), 16) if value.strip().lower().startswith("0x") else int(value.strip())
-    except ValueError:
-        raise InputError(f"{origin}: {key} = {value!r} is not a number") from None
+    return integer(value, default, f"{origin}: {key} = {value!r}")
 
 
 def vmx_uuid(value: str | None) -> str | None:
@@ -125,15 +125,22 @@ _EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\S+)(?:\s+"([^"]*)")?', 
 
 
 def read_vmdk(path: Path) -> VmdkInfo:
-    """Read a VMDK's descriptor: a text descriptor file, or one embedded in a sparse (KDMV) file."""
+    """Read a VMDK's descriptor: a text descriptor file, or one embedded in a sparse (KDMV) file.
+
+    Extent files must lie in the descriptor's folder (symlinks resolved): InputError otherwise."""
     info = VmdkInfo()
     with path.open("rb") as handle:
         head = handle.read(512)
         if head[:4] == b"KDMV":
+            if len(head) < 44:
+                raise InputError(f"{path}: truncated sparse VMDK header")
             capacity, _grain, desc_offset, desc_size = struct.unpack_from("<QQQQ", head, 12)
             info.capacity_bytes = capacity * SECTOR
             text = ""
+            file_size = os.fstat(handle.fileno()).st_size
             if desc_offset and desc_size:
+                if desc_size * SECTOR > MAX_EMBEDDED_DESCRIPTOR or desc_offset * SECTOR >= file_size:
+                    raise InputError(f"{path}: corrupt sparse VMDK header (embedded descriptor out of bounds)")
                 handle.seek(desc_offset * SECTOR)
                 text = handle.read(desc_size * SECTOR).split(b"\x00", 1)[0].decode("utf-8", "replace")
             embedded = True
@@ -145,12 +152,15 @@ def read_vmdk(path: Path) -> VmdkInfo:
             text = raw.decode("utf-8", "replace")
             embedded = False
     sectors = 0
+    extent_names: list[str] = []
     for line in text.splitlines():
         line = line.strip()
         extent = _EXTENT.match(line)
         if extent:
             sectors += int(extent.group(2))
             info.extents.append((extent.group(1).upper(), int(extent.group(2)), extent.group(4) or ""))
+            if extent.group(4):
+                extent_names.append(extent.group(4))
             continue
         key, sep, value = line.partition("=")
         if not sep:
@@ -167,7 +177,7 @@ def read_vmdk(path: Path) -> VmdkInfo:
     if sectors and not (embedded and info.capacity_bytes):
         info.capacity_bytes = sectors * SECTOR
     # allocated: the blocks the data files really hold on disk
-    files = [path] if embedded else [path.parent / name for _, _, name in info.extents if name]
+    files = [path] if embedded else [confined(path.parent, name, f"{path}: extent", None) for name in extent_names]
     if files and all(f.exists() for f in files):
         info.allocated_bytes = sum(min(f.stat().st_blocks * 512, f.stat().st_size) for f in files)
     return info
@@ -178,20 +188,20 @@ def read_vmdk(path: Path) -> VmdkInfo:
 
 def _datastore_of(path: str) -> str | None:
     """'/vmfs/volumes/<datastore>/dir/x.vmdk' → '<datastore>'; a plain local path has none."""
-    match = re.match(r"^/vmfs/volumes/([^/]+)/", path)
-    return match.group(1) if match else None
+    found = vmfs_datastore(path)
+    return found[0] if found else None
 
 
 def _controllers(entries: dict[str, str]) -> dict[tuple[str, int], Controller]:
     found: dict[tuple[str, int], Controller] = {}
     for key, value in entries.items():
         match = _CONTROLLER.match(key)
-        if not match or not _true(value):
+        if not match or not flag(value):
             continue
         kind, bus = match.group(1), int(match.group(2))
         if kind == "scsi":
             dev = entries.get(f"scsi{bus}.virtualdev", "lsilogic").lower()
-            model = _SCSI_MODELS.get(dev, dev)
+            model = scsi_model(dev)
             shared = entries.get(f"scsi{bus}.sharedbus")
             found[(kind, bus)] = Controller(
                 ControllerKind.SCSI, bus, model, shared_bus=_SHARED_BUS.get((shared or "").lower())
@@ -211,7 +221,8 @@ def _disk_mode(value: str | None) -> DiskMode:
         return DiskMode.PERSISTENT
 
 
-def build_vm(entries: dict[str, str], vmx_path: Path) -> VM:
+def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, Path] | None = None) -> VM:
+    """The VM a .vmx describes. Files it names must lie in its folder, or in a mapped datastore's."""
     origin = str(vmx_path)
     folder = vmx_path.parent
     name = entries.get("displayname") or vmx_path.stem
@@ -224,7 +235,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path) -> VM:
     cpu = Cpu(
         sockets=vcpus // cores,
         cores_per_socket=cores,
-        hot_add=_true(entries.get("vcpu.hotadd")),
+        hot_add=flag(entries.get("vcpu.hotadd")),
         affinity=[] if affinity_raw in ("", "all") else _int_list(affinity_raw),
         numa_affinity=_int_list(numa_raw) if numa_raw else [],
     )
@@ -237,18 +248,18 @@ def build_vm(entries: dict[str, str], vmx_path: Path) -> VM:
         cpu=cpu,
         memory_mib=memory,
         firmware=Firmware.EFI if entries.get("firmware", "").lower() == "efi" else Firmware.BIOS,
-        secure_boot=_true(entries.get("uefi.secureboot.enabled")),
+        secure_boot=flag(entries.get("uefi.secureboot.enabled")),
         bios_uuid=vmx_uuid(entries.get("uuid.bios")),
         instance_uuid=vmx_uuid(entries.get("vc.uuid")),
         guest_id=entries.get("guestos") or None,
-        vtpm=_true(entries.get("vtpm.present")),
-        cbt_enabled=_bool_or_none(entries.get("ctkenabled")),
-        memory_hot_add=_true(entries.get("mem.hotadd")),
+        vtpm=flag(entries.get("vtpm.present")),
+        cbt_enabled=optional_flag(entries.get("ctkenabled")),
+        memory_hot_add=flag(entries.get("mem.hotadd")),
         encrypted=bool(entries.get("encryption.keysafe") or entries.get("encryption.data")),
-        disk_enable_uuid=_bool_or_none(entries.get("disk.enableuuid")),
+        disk_enable_uuid=optional_flag(entries.get("disk.enableuuid")),
         annotation=entries.get("annotation") or None,
         hostname=entries.get("guestinfo.hostname") or None,
-        fault_tolerance=any(k.startswith("ft.") and _true(v) for k, v in entries.items() if k.endswith("enabled")),
+        fault_tolerance=any(k.startswith("ft.") and flag(v) for k, v in entries.items() if k.endswith("enabled")),
         power_state=PowerState.SUSPENDED if entries.get("checkpoint.vmstate") else PowerState.UNKNOWN,
         extra_config={k: v for k, v in entries.items() if k.startswith(_KEPT_KEYS)},
     )
@@ -258,7 +269,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path) -> VM:
     devices: list[tuple[str, int, int]] = []
     for key, value in entries.items():
         match = _DEVICE.match(key)
-        if match and _true(value):
+        if match and flag(value):
             devices.append((match.group(1), int(match.group(2)), int(match.group(3))))
     order = {"scsi": 0, "sata": 1, "nvme": 2, "ide": 3}
     devices.sort(key=lambda d: (order[d[0]], d[1], d[2]))
@@ -281,27 +292,27 @@ def build_vm(entries: dict[str, str], vmx_path: Path) -> VM:
                     unit_number=unit,
                     iso_file=file_name if device_type == "cdrom-image" and file_name else None,
                     connected=False,
-                    start_connected=_true(entries.get(f"{prefix}.startconnected", "TRUE")),
+                    start_connected=flag(entries.get(f"{prefix}.startconnected", "TRUE")),
                 )
             )
             continue
         if not file_name:
             continue
         disk_number += 1
-        vm.disks.append(_disk(entries, prefix, disk_number, controller, unit, folder, file_name))
+        vm.disks.append(_disk(entries, prefix, disk_number, controller, unit, folder, file_name, datastores))
     vm.controllers = sorted(controllers.values(), key=lambda c: (order[c.kind.value], c.bus_number))
 
-    nic_indexes = sorted(int(m.group(1)) for k, v in entries.items() if (m := _ETHERNET.match(k)) and _true(v))
+    nic_indexes = sorted(int(m.group(1)) for k, v in entries.items() if (m := _ETHERNET.match(k)) and flag(v))
     vm.nics = [_nic(entries, index) for index in nic_indexes]
     for key, value in entries.items():
         match = _PASSTHRU.match(key)
-        if match and _true(value):
+        if match and flag(value):
             index = match.group(1)
             vgpu = entries.get(f"pcipassthru{index}.vgpu")
             detail = vgpu or entries.get(f"pcipassthru{index}.deviceid") or entries.get(f"pcipassthru{index}.id")
             vm.passthrough.append(PassthroughDevice(f"PCI device {index}", "vgpu" if vgpu else "pci", detail))
     for key, label in (("usb.present", "usb"), ("ehci.present", "usb.ehci"), ("usb_xhci.present", "usb_xhci")):
-        if _true(entries.get(key)):
+        if flag(entries.get(key)):
             vm.usb_controllers.append(label)
     if vm.disks and all(d.cbt_enabled for d in vm.disks) and vm.cbt_enabled is None:
         vm.cbt_enabled = True
@@ -310,13 +321,23 @@ def build_vm(entries: dict[str, str], vmx_path: Path) -> VM:
 
 
 def _int_list(text: str) -> list[int]:
-    return [int(part) for part in re.split(r"[,\s]+", text) if part.isdigit()]
+    return [int(part) for part in re.split(r"[,\s]+", text) if part.isascii() and part.isdigit()]
 
 
 def _disk(
-    entries: dict[str, str], prefix: str, number: int, controller: Controller, unit: int, folder: Path, file_name: str
+    entries: dict[str, str],
+    prefix: str,
+    number: int,
+    controller: Controller,
+    unit: int,
+    folder: Path,
+    file_name: str,
+    datastores: Mapping[str, Path] | None,
 ) -> Disk:
-    path = Path(file_name) if file_name.startswith("/") else folder / file_name
+    on_datastore = vmfs_datastore(file_name)
+    # the file to read: in the VMX's folder or a mapped datastore's, never an absolute path followed
+    local = confined(folder, file_name, f"disk {prefix}.fileName", datastores)
+    path = Path(file_name) if on_datastore is not None else folder / file_name
     device_type = (entries.get(f"{prefix}.devicetype") or "").lower()
     disk = Disk(
         label=f"Hard disk {number}",
@@ -329,15 +350,15 @@ def _disk(
         sharing=Sharing.MULTI_WRITER
         if (entries.get(f"{prefix}.sharing") or "").lower() in ("multi-writer", "multiwriter")
         else Sharing.NONE,
-        cbt_enabled=_bool_or_none(entries.get(f"{prefix}.ctkenabled")),
+        cbt_enabled=optional_flag(entries.get(f"{prefix}.ctkenabled")),
         format_hint="vmdk",
         rdm=device_type in ("rawdisk", "scsi-passthru"),
     )
-    if path.is_file():
+    if local.is_file():
         try:
-            info = read_vmdk(path)
+            info = read_vmdk(local)
         except OSError as error:
-            raise InputError(f"cannot read disk {path}: {error.strerror}") from None
+            raise InputError(f"cannot read disk {local}: {error.strerror}") from None
         disk.capacity_bytes = info.capacity_bytes
         disk.allocated_bytes = info.allocated_bytes
         disk.uuid = info.uuid
@@ -358,21 +379,23 @@ def _nic(entries: dict[str, str], index: int) -> Nic:
     mac = entries.get(f"{prefix}.address") if address_type == "static" else None
     mac = mac or entries.get(f"{prefix}.generatedaddress") or entries.get(f"{prefix}.address")
     network = entries.get(f"{prefix}.networkname") or entries.get(f"{prefix}.connectiontype") or None
-    connected = _true(entries.get(f"{prefix}.startconnected", "TRUE"))
+    connected = flag(entries.get(f"{prefix}.startconnected", "TRUE"))
+    slot = entries.get(f"{prefix}.pcislotnumber") or ""
     return Nic(
         label=f"Network adapter {index + 1}",
-        model=_NIC_MODELS.get(dev, dev),
+        model=nic_model(dev),
         mac=mac.lower() if mac else None,
         network=network,
         connected=connected,
         start_connected=connected,
+        pci_slot=int(slot) if slot.strip().isdigit() and int(slot) > 0 else None,
     )
 
 
 def _snapshots(entries: dict[str, str], vmx_path: Path, disks: list[Disk]) -> tuple[list[Snapshot], bool]:
     """Snapshots from the .vmsd beside the .vmx; delta disks without snapshots mean consolidation is needed."""
     vmsd_name = entries.get("checkpoint.vmsdfilename") or vmx_path.with_suffix(".vmsd").name
-    vmsd = vmx_path.parent / vmsd_name
+    vmsd = confined(vmx_path.parent, vmsd_name, f"{vmx_path}: snapshot file", None)
     snapshots: list[Snapshot] = []
     if vmsd.is_file():
         data = parse_vmx(_read_text(vmsd, "snapshot file"), str(vmsd))
@@ -394,22 +417,27 @@ def _snapshots(entries: dict[str, str], vmx_path: Path, disks: list[Disk]) -> tu
 class VmxSource:
     """One .vmx file as a source of one VM."""
 
-    def __init__(self, path: Path) -> None:
+    certificate_thumbprint: str | None = None  # a file: no TLS
+
+    def __init__(self, path: Path, datastores: Mapping[str, Path] | None = None) -> None:
         self.path = path
         self.url = f"vmx:{path}"
+        self.datastores = dict(datastores or {})
 
     def inventory(self) -> Inventory:
         entries = parse_vmx(_read_text(self.path, "VMX file"), str(self.path))
         if not entries:
             raise InputError(f"{self.path} is empty: not a VMX file")
-        return Inventory(source_url=self.url, vms=[build_vm(entries, self.path)], about={"kind": "vmx"})
+        return Inventory(
+            source_url=self.url, vms=[build_vm(entries, self.path, self.datastores)], about={"kind": "vmx"}
+        )
 
     def close(self) -> None:
         pass
 
 
-def open_vmx(location: str, options: object = None) -> VmxSource:
+def open_vmx(location: str, options: SourceOptions | None = None) -> VmxSource:
     path = Path(location).expanduser().resolve()
     if not path.exists():
         raise NotFoundError(f"VMX file {location} does not exist")
-    return VmxSource(path)
+    return VmxSource(path, options.datastores() if options else None)

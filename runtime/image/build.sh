@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 IMAGE=${IMAGE:-localhost/migrator-runtime:latest}
 OUTPUT=${OUTPUT:-build/migrator-runtime.oci.tar}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-PACKAGES=python3,python3-venv,python3-pip,python3-libvirt,libvirt-daemon,libvirt-daemon-driver-qemu,libvirt-clients,qemu-system-x86,qemu-utils,ovmf,swtpm,swtpm-tools,ca-certificates,iproute2,procps
+PACKAGES=python3,python3-venv,python3-pip,python3-libvirt,libvirt-daemon,libvirt-daemon-driver-qemu,libvirt-clients,qemu-system-x86,qemu-utils,ovmf,swtpm,swtpm-tools,ca-certificates,iproute2,procps,virt-v2v,libguestfs-tools,nbdkit,linux-image-amd64
 
 for tool in mmdebstrap buildah; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed (run: make deps)" >&2; exit 1; }

@@ -49,7 +49,7 @@ def planned_vm(tmp: Path, concerns: list[Concern] | None = None) -> tuple[Plan, 
         disks=[
             PlannedDisk(
                 label=d.label,
-                volume_name=f"app-disk-{i}",
+                claim_name=f"app-disk-{i}",
                 storage_class=None,
                 capacity_bytes=d.capacity_bytes,
                 transfer_bytes=d.capacity_bytes,

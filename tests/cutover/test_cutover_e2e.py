@@ -25,11 +25,22 @@ from migrator import simulator
 from migrator.simulator import seed
 from testbed.demo import seed_guest_vm
 from testbed.guestimage import build_guest, to_vmdk
+from tests.faults import kill_after_step_env
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
 MARKER = "MIGRATOR-GUEST-READY"
 MAC = "00:50:56:2a:7c:01"
-STEPS = ["preflight", "pre-hook", "source-off", "transfer", "start", "verify", "mark-source", "post-hook"]
+STEPS = [
+    "preflight",
+    "pre-hook",
+    "source-off",
+    "transfer",
+    "convert-guest",
+    "start",
+    "verify",
+    "mark-source",
+    "post-hook",
+]
 
 
 def qemu_count(pattern: str = "qemu-system") -> int:
@@ -61,6 +72,7 @@ class Run:
             MIGRATOR_VSPHERE_PASSWORD=self.sim.password,
             MIGRATOR_STATE_DIR=str(self.base / "state"),
             MIGRATOR_RUNTIME_DIR=str(self.runtime_dir),
+            MIGRATOR_SKIP_CONVERSION="1",  # the tiny guest is virtio-ready and has no OS for virt-v2v
         )
         env.update(extra)
         return env
@@ -258,7 +270,7 @@ def test_kill_9_between_steps_then_rerun(
     for run in _run(shared_sim, tmp_path, vm, guest_vmdk, mac):
         # one of them runs the Acceptance command exactly as written: no guest check, Running is enough
         checks = [] if kill_after == "preflight" else ["--verify-marker", MARKER]
-        killed = run.cutover(*checks, MIGRATOR_FAULT_KILL_AFTER_STEP=kill_after)
+        killed = run.cutover(*checks, **kill_after_step_env(kill_after))
         assert killed.returncode == -9, killed.stdout + killed.stderr
         report = run.status()
         assert report["status"] == "running" and report["current_step"] == kill_after
@@ -368,6 +380,6 @@ def test_command_line_mistakes_are_one_line(vcsim: simulator.Simulator, tmp_path
     with (tmp_path / "state" / f"{run.vm}.lock").open("a+") as held:  # a cutover of this VM under way elsewhere
         fcntl.flock(held, fcntl.LOCK_EX)
         busy = run.cutover("--pre-hook", "false")  # the hook: even a broken lock would not touch the VM
-    assert busy.returncode != 0 and f"another cutover of {run.vm} is running" in busy.stderr
+    assert busy.returncode != 0 and f"another convert or cutover of {run.vm} is running" in busy.stderr
     with seed.session(vcsim) as source:
         assert source.power_state(run.vm) == "poweredOn"  # none of this touched the shared simulator's VM

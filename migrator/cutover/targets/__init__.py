@@ -22,6 +22,7 @@ class DiskOrigin:
     source: str | None = None
     source_options: SourceOptions = field(default_factory=SourceOptions)
     force: tuple[str, ...] = ()
+    progress: str = "none"  # the transfer's progress, as `convert --progress`: auto, json or none
 
 
 def forget_earlier_copies(planned: PlannedVM, work_dir: Path, disk_format: str = "raw") -> list[str]:

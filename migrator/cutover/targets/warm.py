@@ -11,6 +11,7 @@ The volumes and the VirtualMachine (Halted) are applied once, before the first r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ from converters.specs import SpecOptions, vm_manifests
 from core.plan import Plan, PlannedDisk, PlannedVM
 from migrator.convert import cluster as apply
 from migrator.convert import disks as disk_jobs
-from migrator.convert import fill_delta, output
-from migrator.convert.run import _work_dir
+from migrator.convert import fill_delta, guest, output
+from migrator.convert.run import apply_work_dir, spec_options
 
 
 class LocalWarmTarget:
@@ -39,6 +40,10 @@ class LocalWarmTarget:
         self, plan: Plan, planned: PlannedVM, disk: PlannedDisk, extents: list[tuple[int, int]], *, full: bool, key: str
     ) -> None:
         """The image is the volume: nothing to do."""
+
+    def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool, announce: Callable[[str], None]) -> None:
+        """The local cutover target converts the output directory's images (and rewrites the manifests)."""
+        return None
 
 
 class ClusterWarmTarget:
@@ -65,7 +70,7 @@ class ClusterWarmTarget:
         apply.server_side_apply(self.client, manifests.virtual_machine)  # Halted: `start` runs it
 
     def image(self, plan: Plan, planned: PlannedVM, disk: PlannedDisk) -> Path:
-        work_dir = _work_dir(plan, planned)
+        work_dir = apply_work_dir(plan, planned)
         work_dir.mkdir(parents=True, exist_ok=True)
         return disk_jobs.image_path(work_dir, disk.volume_name, "raw")
 
@@ -76,3 +81,18 @@ class ClusterWarmTarget:
         pvc = next(v for v in manifests.volumes if v["metadata"]["name"] == disk.volume_name)
         image = self.image(plan, planned, disk)
         fill_delta.publish(self.client, pvc, image, None if full else extents, key=key)
+
+    def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool, announce: Callable[[str], None]) -> str:
+        """virt-v2v on the staged images, then each volume filled again whole: what it changed is not tracked."""
+        if skip:
+            return "skipped (--skip-conversion)"
+        work_dir = apply_work_dir(plan, planned)
+        transfers = disk_jobs.planned_transfers(planned, work_dir, "raw")
+        inspection = guest.convert_vm_guest(planned, transfers, work_dir, guest.GuestOptions(progress="none"), announce)
+        if inspection is None:
+            return "skipped (--skip-conversion)"
+        manifests = vm_manifests(planned, self._plan_namespace(plan), spec_options(None, False, inspection))
+        for disk in planned.disks:
+            self.publish(plan, planned, disk, [], full=True, key=f"{planned.target_name}:converted:{disk.volume_name}")
+        apply.server_side_apply(self.client, manifests.virtual_machine)  # virtio devices, OS labels
+        return guest.summary_line(inspection)

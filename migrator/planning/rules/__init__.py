@@ -49,6 +49,7 @@ RULE_MODULES: tuple[str, ...] = (
     "usb_controller",
     "secure_boot",
     "unsupported_guest_os",
+    "windows_virtio_drivers",
 )
 
 

@@ -20,6 +20,7 @@ class RuleContext:
     collides_with: list[str] = field(default_factory=list)  # source names sanitising to the same label
     # lower-case MAC → every migrated (not ignored) NIC in the plan with it; one dict shared by all VMs
     mac_owners: dict[str, list[tuple[PlannedVM, PlannedNic]]] = field(default_factory=dict)
+    virtio_win: str | None = None  # VIRTIO_WIN: where virt-v2v finds virtio-win drivers for Windows guests
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Rule:
     severity: Severity
     check: Callable[[VM, RuleContext], list[Concern]]
     summary: str = ""
+    remedy: str = ""  # what to do about it, in one sentence (the assessment report shows it)
 
     def concern(self, message: str) -> Concern:
         return Concern(id=self.id, severity=self.severity, message=message)

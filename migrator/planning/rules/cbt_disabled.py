@@ -20,4 +20,13 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(message)]
 
 
-RULE = Rule("cbt-disabled", Severity.WARNING, check, "changed block tracking is off for the VM (Critical when warm)")
+RULE = Rule(
+    "cbt-disabled",
+    Severity.WARNING,
+    check,
+    "changed block tracking is off for the VM (Critical when warm)",
+    remedy=(
+        "Enable changed-block tracking (ctkEnabled = TRUE, or `migrator cutover --warm --enable-cbt`) to migrate warm;"
+        " cold migration works without it."
+    ),
+)

@@ -352,6 +352,8 @@ def _nic(device: Any, estate: Estate, guest_ips: dict[int | str, list[str]]) -> 
         network = _s(backing.opaqueNetworkId)
     connectable = device.connectable
     mac = _s(device.macAddress) or None
+    slot_info = getattr(device, "slotInfo", None)
+    slot = getattr(slot_info, "pciSlotNumber", None) if slot_info is not None else None
     return Nic(
         label=_label(device),
         model=model,
@@ -361,6 +363,7 @@ def _nic(device: Any, estate: Estate, guest_ips: dict[int | str, list[str]]) -> 
         start_connected=bool(connectable.startConnected) if connectable is not None else True,
         key=device.key,
         ips=list(guest_ips.get(device.key) or guest_ips.get((mac or "").lower()) or ()),
+        pci_slot=int(slot) if isinstance(slot, int) and slot > 0 else None,
     )
 
 
