@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import MigratorError, TargetError
+from core.wait import wait_until
 from migrator.convert import cluster
 
 FILLED_BY = "migrator.io/filled-by"  # the key of the last copy (full or delta) the volume holds
@@ -50,7 +51,7 @@ def delta_stream(image: Path, extents: list[tuple[int, int]]) -> Iterator[bytes]
 
 
 def _filled_by(client: Any, pvc: dict[str, Any]) -> str | None:
-    resource = cluster._resource(client, pvc)
+    resource = cluster.api_resource(client, pvc)
     try:
         live = resource.get(name=pvc["metadata"]["name"], namespace=pvc["metadata"]["namespace"]).to_dict()
     except Exception:  # not there (yet): nothing filled
@@ -69,7 +70,7 @@ def _mark(client: Any, pvc: dict[str, Any], key: str, size: int) -> None:
         },
     }
     client.server_side_apply(
-        cluster._resource(client, pvc),
+        cluster.api_resource(client, pvc),
         body=body,
         name=pvc["metadata"]["name"],
         namespace=pvc["metadata"]["namespace"],
@@ -95,7 +96,7 @@ def _fill_extents(client: Any, pvc: dict[str, Any], image: Path, extents: list[t
 
     pod = cluster.filler_pod(pvc)
     pod_name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
-    pods = cluster._resource(client, pod)
+    pods = cluster.api_resource(client, pod)
     cluster.server_side_apply(client, pod)
 
     def running() -> bool:
@@ -104,7 +105,8 @@ def _fill_extents(client: Any, pvc: dict[str, Any], image: Path, extents: list[t
             raise TargetError(f"filler pod {pod_name} ended ({phase}) before the delta")
         return phase == "Running"
 
-    cluster._wait(f"pod {pod_name}", running)
+    if not wait_until(running, timeout=cluster.WAIT_SECONDS, interval=2.0):
+        raise TargetError(f"timed out waiting for pod {pod_name}")
     target = "/dev/migrator-disk" if pvc["spec"].get("volumeMode") == "Block" else "/data/disk.img"
     core = k8s.CoreV1Api(client.client)
     try:
@@ -128,7 +130,7 @@ def _fill_extents(client: Any, pvc: dict[str, Any], image: Path, extents: list[t
     except MigratorError:
         raise
     except Exception as error:  # websocket/API failures while streaming: one line
-        raise TargetError(f"applying the delta in {pod_name} failed: {cluster._reason(error)}") from None
+        raise TargetError(f"applying the delta in {pod_name} failed: {cluster.api_error_reason(error)}") from None
     finally:
         try:
             pods.delete(name=pod_name, namespace=namespace)

@@ -220,7 +220,7 @@ def run_round(ctx: RoundContext, number: int, kind: str) -> Round:
     change_ids: dict[str, str] = dict(ctx.store.fact(ctx.key, CHANGE_IDS, {}) or {})
     disks = dict(current.disks or {})
     for planned_disk in ctx.planned.disks:
-        claim = planned_disk.volume_name
+        claim = planned_disk.claim_name
         if (disks.get(claim) or {}).get("done"):
             continue
         disk = by_label.get(planned_disk.label)
@@ -249,7 +249,7 @@ def _copy_disk(
     ctx: RoundContext, current: Round, planned_disk: PlannedDisk, disk: SnapshotDisk, base: str | None
 ) -> dict[str, Any]:
     vm = ctx.planned.source_name
-    claim = planned_disk.volume_name
+    claim = planned_disk.claim_name
     mode, note = ("delta", None) if base else ("full", None)
     try:
         extents = changed_extents(ctx.changes, vm, current.snapshot_id, disk, base or "*")

@@ -33,7 +33,7 @@ def test_prepare_applies_volumes_and_a_halted_vm_and_publish_records_the_round(
         [vm] = api.objects("virtualmachines.kubevirt.io", "default")
         assert vm["spec"]["runStrategy"] == "Halted"
         claims = sorted(c["metadata"]["name"] for c in api.objects("persistentvolumeclaims", "default"))
-        assert claims == sorted(d.volume_name for d in p.disks)
+        assert claims == sorted(d.claim_name for d in p.disks)
 
         disk = p.disks[0]
         image = target.image(plan, p, disk)
@@ -41,7 +41,7 @@ def test_prepare_applies_volumes_and_a_halted_vm_and_publish_records_the_round(
             f.truncate(1 << 20)
         target.publish(plan, p, disk, [], full=False, key="vm:round-2:delta:x/2")  # nothing changed: no pod
         pvc = next(
-            c for c in api.objects("persistentvolumeclaims", "default") if c["metadata"]["name"] == disk.volume_name
+            c for c in api.objects("persistentvolumeclaims", "default") if c["metadata"]["name"] == disk.claim_name
         )
         assert pvc["metadata"]["annotations"][fill_delta.FILLED_BY] == "vm:round-2:delta:x/2"
         creates = api.request_count("create", "pods")

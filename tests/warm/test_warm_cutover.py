@@ -73,6 +73,7 @@ class Warm:
             MIGRATOR_VSPHERE_PASSWORD=self.sim.password,
             MIGRATOR_STATE_DIR=str(self.base / "state"),
             MIGRATOR_RUNTIME_DIR=str(self.base / "runtime"),
+            MIGRATOR_SKIP_CONVERSION="1",  # the tiny guest is virtio-ready and has no OS for virt-v2v
         )
         env.update(extra)
         return env

@@ -34,7 +34,7 @@ class LocalWarmTarget:
         output.write_manifests(self.output_dir, vm_manifests(planned, plan, SpecOptions()))
 
     def image(self, plan: Plan, planned: PlannedVM, disk: PlannedDisk) -> Path:
-        return disk_jobs.image_path(self.output_dir, disk.volume_name, "raw")
+        return disk_jobs.image_path(self.output_dir, disk.claim_name, "raw")
 
     def publish(
         self, plan: Plan, planned: PlannedVM, disk: PlannedDisk, extents: list[tuple[int, int]], *, full: bool, key: str
@@ -72,13 +72,13 @@ class ClusterWarmTarget:
     def image(self, plan: Plan, planned: PlannedVM, disk: PlannedDisk) -> Path:
         work_dir = apply_work_dir(plan, planned)
         work_dir.mkdir(parents=True, exist_ok=True)
-        return disk_jobs.image_path(work_dir, disk.volume_name, "raw")
+        return disk_jobs.image_path(work_dir, disk.claim_name, "raw")
 
     def publish(
         self, plan: Plan, planned: PlannedVM, disk: PlannedDisk, extents: list[tuple[int, int]], *, full: bool, key: str
     ) -> None:
         manifests = vm_manifests(planned, self._plan_namespace(plan), SpecOptions())
-        pvc = next(v for v in manifests.volumes if v["metadata"]["name"] == disk.volume_name)
+        pvc = next(v for v in manifests.volumes if v["metadata"]["name"] == disk.claim_name)
         image = self.image(plan, planned, disk)
         fill_delta.publish(self.client, pvc, image, None if full else extents, key=key)
 
@@ -93,6 +93,6 @@ class ClusterWarmTarget:
             return "skipped (--skip-conversion)"
         manifests = vm_manifests(planned, self._plan_namespace(plan), spec_options(None, False, inspection))
         for disk in planned.disks:
-            self.publish(plan, planned, disk, [], full=True, key=f"{planned.target_name}:converted:{disk.volume_name}")
+            self.publish(plan, planned, disk, [], full=True, key=f"{planned.target_name}:converted:{disk.claim_name}")
         apply.server_side_apply(self.client, manifests.virtual_machine)  # virtio devices, OS labels
         return guest.summary_line(inspection)
