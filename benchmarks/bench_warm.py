@@ -205,6 +205,7 @@ def warm_run(bench: Bench, vm: str, flat: Path) -> dict[str, float]:
             loop.kill()
     if loop.returncode != 0:
         raise SystemExit(f"bench-warm: the warm cutover failed: {output[-800:]}")
+    print("\n".join(line for line in output.splitlines() if line.startswith("round ")), flush=True)
     report = bench.status(vm)
     final = next(r for r in report["rounds"] if r["kind"] == "final")
     [disk] = final["disks"].values()

@@ -198,10 +198,12 @@ def _begin(ctx: RoundContext, number: int, kind: str) -> Round:
         ctx.announce(f"round {number}: removed leftover snapshot(s) {', '.join(strays)}")
     name = FINAL_SNAPSHOT if kind == "final" else f"{SNAPSHOT_PREFIX}precopy-{number}"
     quiesce = kind == "precopy" and ctx.changes.tools_running(vm)
+    taken = time.monotonic()
     snapshot = ctx.changes.create_snapshot(vm, name, quiesce=quiesce)
     current = Round(number, kind, name, snapshot.id, time.time(), disks={})
     _save(ctx, current)  # recorded at once: a crash from here on leaves a snapshot the store knows
-    ctx.announce(f"round {number}: snapshot {name}{' (quiesced)' if quiesce else ''}")
+    quiesced = " (quiesced)" if quiesce else ""
+    ctx.announce(f"round {number}: snapshot {name}{quiesced} in {time.monotonic() - taken:.2f}s")
     return current
 
 
@@ -212,8 +214,11 @@ def run_round(ctx: RoundContext, number: int, kind: str) -> Round:
     kept = ctx.store.fact(ctx.key, KEPT_SNAPSHOT) or {}
     if kept.get("id") and kept["id"] != current.snapshot_id:
         # Removed before reading: the new snapshot is then the only one, its backing file its frozen state.
+        removing = time.monotonic()
         ctx.changes.remove_snapshot(vm, kept["id"])
-        ctx.announce(f"round {number}: removed the previous snapshot {kept.get('name')}")
+        ctx.announce(
+            f"round {number}: removed the previous snapshot {kept.get('name')} in {time.monotonic() - removing:.2f}s"
+        )
     ctx.store.set_fact(ctx.key, KEPT_SNAPSHOT, {"id": current.snapshot_id, "name": current.snapshot})
 
     by_label = {d.label: d for d in ctx.changes.snapshot_disks(current.snapshot_id)}
@@ -251,6 +256,7 @@ def _copy_disk(
     vm = ctx.planned.source_name
     claim = planned_disk.claim_name
     mode, note = ("delta", None) if base else ("full", None)
+    asked = time.monotonic()
     try:
         extents = changed_extents(ctx.changes, vm, current.snapshot_id, disk, base or "*")
     except ChangeIdRejected as rejected:
@@ -260,13 +266,14 @@ def _copy_disk(
         note = f"changeId rejected by vSphere (tracking was reset), full copy instead: {rejected.message}"
         ctx.announce(f"round {current.number}: {claim}: {note}")
         extents = changed_extents(ctx.changes, vm, current.snapshot_id, disk, "*")
+    ctx.announce(f"round {current.number}: {claim}: changed areas in {time.monotonic() - asked:.2f}s")
     image = ctx.target.image(ctx.plan, ctx.planned, planned_disk)
     source = HttpSource(ctx.reader.datastore_file_url(disk.file), ctx.reader.http_headers(), ctx.reader.ssl_context())
     key = f"{ctx.key}:round-{current.number}:{mode}:{disk.change_id}"
     progress = _fault_injection(current.number)
     result = copy_extents(source, image, extents, key=key, fresh=mode == "full", progress=progress)
     ctx.target.publish(ctx.plan, ctx.planned, planned_disk, extents, full=mode == "full", key=key)
-    detail = f"{mode} {_human(result.total_bytes)} in {len(extents)} extent(s)"
+    detail = f"{mode} {_human(result.total_bytes)} in {len(extents)} extent(s), {result.seconds:.2f}s"
     if result.resumed_extents:
         detail += f", resumed after {result.resumed_extents} already written"
     ctx.announce(f"round {current.number}: {claim}: {detail}")

@@ -19,7 +19,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -48,11 +47,11 @@ var cbtPageBytes int64 = 1 << 30
 const seekData = 3 // SEEK_DATA
 const seekHole = 4 // SEEK_HOLE
 
-// blockMap is a disk's content at one moment: per block, its hash, or nil when it reads as zeros (a hole
+// blockMap is a disk's content at one moment: per block, its hash, or 0 when it reads as zeros (a hole
 // in the file, or zeros written).
 type blockMap struct {
 	size   int64
-	hashes [][]byte
+	hashes []uint64
 }
 
 // diskTracking is one disk's tracking epoch: the maps its changeIds name. A reset starts a new epoch.
@@ -183,10 +182,10 @@ func diskLayout(path string, capacity int64) ([]flatExtent, error) {
 	return extents, nil
 }
 
-// readMap hashes every block of the disk; holes in the files (SEEK_DATA) are recorded as nil.
+// readMap hashes every block of the disk; blocks reading as zeros (holes, SEEK_DATA; or zeros) are 0.
 func readMap(extents []flatExtent, capacity int64) (*blockMap, error) {
 	blocks := (capacity + cbtBlock - 1) / cbtBlock
-	m := &blockMap{size: capacity, hashes: make([][]byte, blocks)}
+	m := &blockMap{size: capacity, hashes: make([]uint64, blocks)}
 	buf := make([]byte, 4<<20)
 	for _, e := range extents {
 		if e.path == "" {
@@ -254,10 +253,15 @@ func hashExtent(f *os.File, e flatExtent, capacity int64, m *blockMap, buf []byt
 				if end > length {
 					end = length
 				}
-				if bytes.Equal(chunk[b:end], zeros[:end-b]) {
+				h := blockHash(chunk[b:end])
+				whole := end-b == cbtBlock
+				if whole && h == zeroBlockHash || !whole && bytes.Equal(chunk[b:end], zeros[:end-b]) {
 					continue // reads as zeros: left out of "*", as a thin disk that never wrote it
 				}
-				m.hashes[(start+b)/cbtBlock] = blockHash(chunk[b:end])
+				if h == 0 {
+					h = 1 // 0 stands for "reads as zeros"
+				}
+				m.hashes[(start+b)/cbtBlock] = h
 			}
 			start += length
 		}
@@ -728,13 +732,13 @@ func (vm *cbtVM) QueryChangedDiskAreas(req *types.QueryChangedDiskAreas) soap.Ha
 	first := req.StartOffset / cbtBlock
 	for b := first; b*cbtBlock < end; b++ {
 		now := current.hashes[b]
-		changed := now != nil
+		changed := now != 0
 		if base != nil {
-			var then []byte
+			var then uint64
 			if b < int64(len(base.hashes)) {
 				then = base.hashes[b]
 			}
-			changed = !bytes.Equal(now, then)
+			changed = now != then
 		}
 		if !changed {
 			continue
@@ -760,15 +764,14 @@ func (vm *cbtVM) QueryChangedDiskAreas(req *types.QueryChangedDiskAreas) soap.Ha
 
 var zeros = make([]byte, cbtBlock)
 
-// hashSeeds are per process: block maps are only ever compared within this simulator's lifetime.
-var hashSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+// hashSeed is per process: block maps are only ever compared within this simulator's lifetime.
+var hashSeed = maphash.MakeSeed()
 
-// blockHash is 128 bits: two maphash sums (AES-based, several GB/s) under independent seeds. A collision
-// between two contents of one block is out of reach, and hashing a disk at each snapshot stays cheap.
-func blockHash(block []byte) []byte {
-	out := make([]byte, 16)
-	for i, seed := range hashSeeds {
-		binary.LittleEndian.PutUint64(out[8*i:], maphash.Bytes(seed, block))
-	}
-	return out
+// blockHash is a seeded 64-bit maphash (AES-based, several GB/s, one pass over the block): two contents
+// of one block colliding is a 2^-64 chance, and hashing a disk at each snapshot stays cheap.
+func blockHash(block []byte) uint64 {
+	return maphash.Bytes(hashSeed, block)
 }
+
+// zeroBlockHash tells a whole block of zeros without a second pass over it (a collision: 2^-64 again).
+var zeroBlockHash = blockHash(make([]byte, cbtBlock))
