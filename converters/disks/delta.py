@@ -6,7 +6,7 @@ tracking names the extents). The source is read as the engine reads any disk (``
 bytes land at the same offsets of a raw image, which keeps the rest of its content.
 
 Durable: a small journal beside the image (``.<image>.delta``) records, for one copy ``key``,
-how many extents are on disk (fsynced before the journal says so). A re-run with the same key
+how many extents are on disk (fsynced before the journal says so, every 8 MiB). A re-run with the same key
 resumes after them; a finished key copies nothing again. A ``fresh`` copy (a full copy) empties
 the image first, once per key.
 """
@@ -26,7 +26,7 @@ from converters.disks.sparse import ZERO
 from core.errors import DiskError
 
 PIECE = 8 << 20  # bytes read and written at a time
-JOURNAL_EVERY = 4 << 20  # bytes copied between journal updates (each one an fsync): what a crash may copy again
+JOURNAL_EVERY = 8 << 20  # bytes copied between journal updates (each after an fsync): what a crash may copy again
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,10 @@ def _read_journal(path: Path) -> dict[str, object]:
 
 
 def _write_journal(path: Path, data: dict[str, object]) -> None:
+    # No fsync of its own: the bytes it counts are fsynced before it is written, and a journal update
+    # lost with the machine only makes a re-run copy those extents again.
     partial = path.with_name(path.name + ".tmp")
-    with partial.open("w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
+    partial.write_text(json.dumps(data))
     os.replace(partial, path)
 
 

@@ -71,20 +71,20 @@ def test_an_interrupted_delta_resumes_after_what_is_on_disk(tmp_path: Path) -> N
         f.truncate(64 * MiB)
     image = tmp_path / "disk.img"
     shutil.copyfile(source, image)
-    extents = [(i * 2 * MiB, MiB) for i in range(12)]  # 12 MiB in 12 extents
+    extents = [(i * 2 * MiB, MiB) for i in range(24)]  # 24 MiB in 24 extents
     for start, length in extents:
         _write(source, start, os.urandom(length))
 
-    def stop_after_6_mib(copied: int) -> None:
-        if copied >= 6 * MiB:
+    def stop_after_12_mib(copied: int) -> None:
+        if copied >= 12 * MiB:
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        copy_extents(LocalSource(source), image, extents, key="k", progress=stop_after_6_mib)
+        copy_extents(LocalSource(source), image, extents, key="k", progress=stop_after_12_mib)
     assert journal_path(image).exists()
     resumed = copy_extents(LocalSource(source), image, extents, key="k")
-    assert resumed.resumed_extents >= 4  # the journal is written every 4 MiB, after an fsync
-    assert resumed.copied_bytes <= 12 * MiB - 4 * MiB and resumed.total_bytes == 12 * MiB
+    assert resumed.resumed_extents >= 8  # the journal is written every 8 MiB, after an fsync
+    assert resumed.copied_bytes <= 24 * MiB - 8 * MiB and resumed.total_bytes == 24 * MiB
     assert _same(source, image)
 
 

@@ -215,10 +215,10 @@ def _finish(warm: Warm, loop: subprocess.Popen[str]) -> str:
 
 def test_kill_9_mid_delta_resumes_without_copying_again(warm: Warm) -> None:
     claim = f"{warm.target}-disk-0"
-    loop = warm.start(MIGRATOR_FAULT_KILL_IN_ROUND="2:" + str(5 * MiB))
+    loop = warm.start(MIGRATOR_FAULT_KILL_IN_ROUND="2:" + str(10 * MiB))
     try:
         warm.wait_rounds(1, loop)
-        guest_writes(warm.flat, 32, 256 << 10, seed_value=3, region=WRITABLE)  # 8 MiB before round 2
+        guest_writes(warm.flat, 32, 512 << 10, seed_value=3, region=WRITABLE)  # 16 MiB before round 2
         output, _ = loop.communicate(timeout=120)
     finally:
         if loop.poll() is None:
@@ -230,14 +230,14 @@ def test_kill_9_mid_delta_resumes_without_copying_again(warm: Warm) -> None:
     try:
         report = warm.wait_rounds(2, loop)
         round2 = next(r for r in report["rounds"] if r["round"] == 2)["disks"][claim]
-        assert round2["mode"] == "delta" and round2["bytes"] == 8 * MiB
+        assert round2["mode"] == "delta" and round2["bytes"] == 16 * MiB
         output = _finish(warm, loop)
     finally:
         if loop.poll() is None:
             loop.kill()
     assert "round 2: resuming from snapshot migrator-precopy-2" in output
     assert "resumed after" in output
-    again = [line for line in output.splitlines() if line.startswith(f"round 2: {claim}:")]
+    again = [line for line in output.splitlines() if line.startswith(f"round 2: {claim}: delta")]
     assert again and "resumed after" in again[0]
 
 
