@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps test fuzz demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-convert-guest bench-warm image clean
+.PHONY: deps test test-image fuzz demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-convert-guest bench-warm image clean
 
 deps: $(STAMP)
 
@@ -49,6 +49,11 @@ bench-convert-guest: deps
 
 image: deps
 	bash runtime/image/build.sh
+
+# Builds the image (mmdebstrap: several minutes, ~400 MB of Debian packages) and starts the agents in it: opt-in,
+# it does not fit the default suite's time budget.
+test-image: deps
+	MIGRATOR_TEST_IMAGE=1 $(PYTEST) -q -ra tests/runtime/test_image.py
 
 clean:
 	rm -rf $(VENV) build demo-out bench-out .pytest_cache

@@ -11,6 +11,8 @@ APT_PACKAGES=(
   qemu-utils qemu-block-extra
   # VMs
   libvirt-daemon-system libvirt-dev pkg-config qemu-system-x86 ovmf swtpm swtpm-tools
+  # libvirt's schemas: virt-xml-validate (libvirt-clients) checks every translated domain, with xmllint
+  libvirt-clients libxml2-utils
   # the tiny test guest
   busybox-static syslinux syslinux-common extlinux mtools dosfstools fdisk cpio kmod zstd
   # images and tools

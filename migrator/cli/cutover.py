@@ -90,11 +90,12 @@ def _target(
     origin: DiskOrigin,
     context: str | None = None,
     skip: bool | None = None,
+    announce: Callable[[str], None] = _echo,
 ) -> CutoverTarget:
     if output_dir is not None:
         from migrator.cutover.targets.local import LocalTarget
 
-        return LocalTarget(output_dir, origin, announce=_echo)
+        return LocalTarget(output_dir, origin, announce=announce)
     from migrator.cutover.targets.cluster import ClusterTarget
 
     return ClusterTarget(kubeconfig, namespace, origin, context=context, skip_conversion=skip)
@@ -106,7 +107,7 @@ def _target(
 Examples:
   migrator cutover --plan plan.yaml --vm web01 --output-dir out/ --verify-marker 'login:' --rollback-on-failure
   migrator cutover --plan plan.yaml --vm web01 -n prod --context prod-east --verify-port 22
-  migrator cutover --vm web01                      # re-run: resumes at the step that was under way
+  migrator cutover --plan plan.yaml --vm web01 --output-dir out/   # again: resumes where it stopped
   migrator cutover --rollback --vm web01           # stop the target, power the source back on""",
 )
 @vm_option("The VM to cut over (source or target name); once per run.")
@@ -220,15 +221,15 @@ def cutover(
         live_options = options.pinned_to(recorded.source_thumbprint) if recorded and not source else options
         with _opened_source(spec, live_options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
+            echo = _json_echo(planned.source_name) if progress == "json" else _echo
             target = _target(
-                output_dir, kubeconfig, namespace or plan.target_namespace, origin, kube_context, skip_conversion
+                output_dir, kubeconfig, namespace or plan.target_namespace, origin, kube_context, skip_conversion, echo
             )
             hooks = replace(
                 cutover_options,
                 pre_hook=cutover_options.pre_hook or plan.hooks.get("pre"),
                 post_hook=cutover_options.post_hook or plan.hooks.get("post"),
             )
-            echo = _json_echo(planned.source_name) if progress == "json" else _echo
             ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=echo)
             warm_ctx = warm_context(ctx, live, warm, output_dir, kubeconfig, namespace or plan.target_namespace)
             with (

@@ -72,7 +72,7 @@ def console(name: str) -> None:
     """Print NAME's serial console (from its first line) until the guest stops or Ctrl-C."""
     state = local.state_of(name)
     if local.launcher_pid(state) is None:
-        log = state / "console.log"
+        log = state / local.CONSOLE_LOG
         if not log.exists():
             raise local.TargetError(f"{name} is not running and has no console log")
         sys.stdout.buffer.write(log.read_bytes())
@@ -94,7 +94,7 @@ Examples:
 def stop(name: str, timeout: float | None) -> None:
     """ACPI shutdown of NAME, its grace period, then destroy."""
     code = local.stop(name, timeout)
-    click.echo(f"{name}: {local.EXIT_MEANINGS.get(code, f'exit status {code}')}")
+    click.echo(f"{name}: {local.exit_meaning(code)}")
 
 
 LIST_COLUMNS = (

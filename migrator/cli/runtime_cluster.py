@@ -10,7 +10,6 @@ so ``vm start|stop`` change ``spec.runStrategy`` (Always/Halted; Manual VMs get 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -18,13 +17,8 @@ import yaml
 
 from core.errors import NotFoundError, TargetError
 from migrator.cli.options import cluster_options
+from runtime import deploy
 
-PROJECT = Path(__file__).resolve().parents[2]
-CRD_FILES = [
-    PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
-    PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
-]
-DEPLOY_DIR = PROJECT / "runtime" / "deploy"
 PART_OF = ("app.kubernetes.io/part-of", "migrator-runtime")
 FIELD_MANAGER = "migrator"
 
@@ -33,11 +27,9 @@ RUNTIME_NAMESPACE = "migrator-runtime"  # where runtime/deploy/ puts the control
 
 
 def manifests(namespace: str = RUNTIME_NAMESPACE) -> list[dict[str, Any]]:
-    """CRDs first, then runtime/deploy/*.yaml in name order, the runtime's own objects in ``namespace``."""
-    docs: list[dict[str, Any]] = []
-    for path in [*CRD_FILES, *sorted(DEPLOY_DIR.glob("*.yaml"))]:
-        docs += [_moved(d, namespace) for d in yaml.safe_load_all(path.read_text()) if d]
-    return docs
+    """CRDs first, then runtime/deploy/*.yaml in name order (package data: ``runtime.deploy``), the runtime's own
+    objects in ``namespace``."""
+    return [_moved(doc, namespace) for doc in deploy.manifests()]
 
 
 def _moved(value: Any, namespace: str, key: str | None = None) -> Any:
@@ -73,8 +65,7 @@ def foreign_crds(client: Any) -> list[str]:
 
     api = kubernetes.client.ApiextensionsV1Api(client)
     found = []
-    for path in CRD_FILES:
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    for name in [crd["metadata"]["name"] for crd in deploy.crds()]:
         try:
             crd = api.read_custom_resource_definition(name, _preload_content=False)
         except kubernetes.client.ApiException as error:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import jsonschema
 import yaml
 
 from core import untrusted
+from core.atomic import write_atomically
 from core.errors import InputError, NotFoundError
 from core.plan import Plan
 from migrator.planning import yamlout
@@ -59,18 +58,8 @@ def write_plan(plan: Plan, path: str | Path, *, check: bool = False, document: d
     if check:
         validate(data, "the generated plan")
     target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".plan-", suffix=".yaml", dir=target.parent)
-    except OSError as error:
-        raise InputError(f"cannot write plan file {target}: {error.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, indent=1) + "\n" if target.suffix == ".json" else dump_yaml(data))
-        os.replace(tmp, target)
-    except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write plan file {target}: {error.strerror}") from None
+    text = json.dumps(data, indent=1) + "\n" if target.suffix == ".json" else dump_yaml(data)
+    write_atomically(target, text, "plan file")
     return target
 
 

@@ -20,9 +20,6 @@ from typing import Any
 
 from core.errors import TargetError
 
-API_SOCKET_NAME = "launcher.sock"
-CONSOLE_SOCKET_NAME = "console.sock"
-
 
 class PrivateUnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """A threaded server on a unix socket only its owner may use, replacing a stale socket file."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import yaml
 from pyVmomi import vim
 
+from core.wait import wait_until
 from migrator import simulator
 from migrator.simulator import seed
 from migrator.simulator.seed import wait_for_task
@@ -73,14 +73,11 @@ class Booted:
         return self
 
     def wait_for(self, needles: tuple[str, ...], timeout: float = BOOT_TIMEOUT) -> str | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def found() -> str | None:
             console = self.console()
-            found = next((n for n in needles if n in console), None)
-            if found:
-                return found
-            time.sleep(1)
-        return None
+            return next((n for n in needles if n in console), None)
+
+        return wait_until(found, timeout=timeout, interval=1)
 
     def console(self) -> str:
         return self.console_log.read_text(errors="replace") if self.console_log.exists() else ""

@@ -15,6 +15,7 @@ from migrator.planning.rules.base import Rule, RuleContext
 RULE_MODULES: tuple[str, ...] = (
     "unmapped_network",
     "multiple_pod_nics",
+    "multus_needs_kubevirt",
     "unmapped_datastore",
     "disk_not_on_datastore",
     "invalid_disk_capacity",

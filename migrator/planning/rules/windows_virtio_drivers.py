@@ -30,4 +30,13 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("windows-virtio-drivers", Severity.CRITICAL, check, "a Windows guest without virtio-win drivers")
+RULE = Rule(
+    "windows-virtio-drivers",
+    Severity.CRITICAL,
+    check,
+    "a Windows guest without virtio-win drivers",
+    remedy=(
+        "Set VIRTIO_WIN to the virtio-win ISO (or an unpacked directory) and plan again, or use --skip-conversion "
+        "if the guest already has virtio drivers."
+    ),
+)
