@@ -28,9 +28,11 @@ from typing import Any
 
 import kubernetes
 
+from core.wait import wait_until
 from runtime.controller.pods import launcher_pod
 from runtime.deploy import crd_paths
 from tests.fakekube import FakeApiProcess
+from tests.runtime.cluster_env import spawn_module
 
 PROJECT = Path(__file__).resolve().parents[1]
 CRDS = crd_paths()
@@ -114,24 +116,21 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
     with FakeApiProcess(kubeconfig, crds=CRDS, scheduler=True) as api:
         client = setup(api, kubeconfig)
         custom = kubernetes.client.CustomObjectsApi(client)
-        log = open(workdir / "controller.log", "wb")  # the process keeps it
-        controller = subprocess.Popen(
-            [sys.executable, "-m", "runtime.controller", "--kubeconfig", str(kubeconfig)],
-            cwd=PROJECT,
-            env={**os.environ, "PYTHONPATH": str(PROJECT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        controller = spawn_module(["runtime.controller", "--kubeconfig", str(kubeconfig)], workdir / "controller.log")
         try:
             # Warm-up: the controller has listed and watches (one VM through to its pod), then the counts restart.
             custom.create_namespaced_custom_object(
                 "kubevirt.io", "v1", "default", "virtualmachines", {**vm("warmup"), "metadata": {"name": "warmup"}}
             )
-            deadline = time.monotonic() + 60
-            while not api.objects("pods", "default"):
-                if time.monotonic() > deadline or controller.poll() is not None:
-                    raise SystemExit(f"controller did not start; see {workdir / 'controller.log'}")
-                time.sleep(0.1)
+            not_started = f"controller did not start; see {workdir / 'controller.log'}"
+
+            def warmed_up() -> bool:
+                if controller.poll() is not None:
+                    raise SystemExit(not_started)
+                return bool(api.objects("pods", "default"))
+
+            if not wait_until(warmed_up, timeout=60, interval=0.1):
+                raise SystemExit(not_started)
             time.sleep(1.0)
             before = api.request_count()
             before_rows = _rows(api)
@@ -143,12 +142,14 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
                 ),
                 count,
             )
-            while not done(api, count):
+
+            def converged() -> bool:
                 if controller.poll() is not None:
                     raise SystemExit(f"controller exited; see {workdir / 'controller.log'}")
-                if time.monotonic() - start > 600:
-                    raise SystemExit("did not converge within 10 minutes")
-                time.sleep(0.5)
+                return done(api, count)
+
+            if not wait_until(converged, timeout=600, interval=0.5):
+                raise SystemExit("did not converge within 10 minutes")
             elapsed = time.monotonic() - start
             cpu = _cpu(controller.pid) - cpu_before[0], _cpu(api.pid) - cpu_before[1]
             print(f"CPU seconds while measured: controller {cpu[0]:.1f}, API server {cpu[1]:.1f}")

@@ -8,7 +8,7 @@ gives a NIC's VMware name (ens192). ``domain.domain_xml`` is the -i libvirtxml i
 """
 
 from converters.guest.convert import (
-    KILL_AT_PHASE_ENV,
+    PHASE_OBSERVERS,
     GuestConversionError,
     GuestEvent,
     convert_guest,
@@ -21,7 +21,7 @@ from converters.guest.model import ConversionRequest, GuestDisk, GuestNic, Inspe
 from converters.guest.netnames import vmware_interface_name
 
 __all__ = [
-    "KILL_AT_PHASE_ENV",
+    "PHASE_OBSERVERS",
     "ConversionRequest",
     "GuestConversionError",
     "GuestDisk",

@@ -11,20 +11,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from converters.guest.model import ConversionRequest
+from core.devices import disk_target_name
 
 # source bus → libvirt disk bus and the device prefix virt-v2v expects on it
 _BUS = {"scsi": ("scsi", "sd"), "sata": ("sata", "sd"), "ide": ("ide", "hd"), "nvme": ("sata", "sd")}
 # VMware NIC models that libvirt names the same; anything else is presented as e1000
 _NIC_MODELS = {"vmxnet3", "e1000", "e1000e", "rtl8139", "virtio"}
-
-
-def _device_name(prefix: str, index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("a") + rest) + letters
-    return prefix + letters
 
 
 def domain_xml(request: ConversionRequest, disk_paths: list[Path] | None = None) -> str:
@@ -46,7 +38,7 @@ def domain_xml(request: ConversionRequest, disk_paths: list[Path] | None = None)
         element = ET.SubElement(devices, "disk", type="file", device="disk")
         ET.SubElement(element, "driver", name="qemu", type=fmt)
         ET.SubElement(element, "source", file=str(path))
-        ET.SubElement(element, "target", dev=_device_name(prefix, index), bus=bus)
+        ET.SubElement(element, "target", dev=disk_target_name(prefix, index), bus=bus)
     for nic in request.nics:
         element = ET.SubElement(devices, "interface", type="network")
         ET.SubElement(element, "mac", address=nic.mac)

@@ -324,7 +324,3 @@ class StateStore:
                 (time.time(), error, vm, step),
             )
             db.execute("UPDATE migrations SET status='failed', error=? WHERE vm=?", (error, vm))
-
-    def reset_steps(self, vm: str, steps: list[str]) -> None:
-        with self._tx() as db:
-            db.executemany("DELETE FROM steps WHERE vm=? AND step=?", [(vm, s) for s in steps])

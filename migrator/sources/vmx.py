@@ -15,6 +15,7 @@ import struct
 from collections.abc import Mapping
 from pathlib import Path
 
+from core import inventory
 from core.confine import confined, vmfs_datastore
 from core.errors import InputError, NotFoundError
 from core.inventory import (
@@ -22,7 +23,6 @@ from core.inventory import (
     CdRom,
     Controller,
     ControllerKind,
-    Cpu,
     Disk,
     DiskMode,
     Firmware,
@@ -232,7 +232,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
         cores = 1
     affinity_raw = (entries.get("sched.cpu.affinity") or "all").strip().lower()
     numa_raw = (entries.get("numa.nodeaffinity") or "").strip()
-    cpu = Cpu(
+    cpu = inventory.Cpu(
         sockets=vcpus // cores,
         cores_per_socket=cores,
         hot_add=flag(entries.get("vcpu.hotadd")),

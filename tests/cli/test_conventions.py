@@ -180,6 +180,7 @@ def test_progress_json_events_are_timestamped_and_name_the_vm(tmp_path: Path) ->
     vmx = _vmx(tmp_path)
     out = tmp_path / "out"
     args = ["convert", "--source", f"vmx:{vmx}", "--vm", "web01", "--output-dir", str(out), "--progress", "json"]
+    args.append("--skip-conversion")  # a blank disk: no guest OS for virt-v2v
     result = migrator(*args, env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "MIGRATOR_STATE_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -25,7 +25,7 @@ import pytest
 from pyVmomi import vim
 
 from migrator import simulator
-from migrator.cutover.targets.local import _domain_active
+from migrator.cutover.targets.local import domain_active
 from migrator.simulator import seed
 from migrator.sources.vsphere.operations import wait_for_task
 from runtime import local
@@ -58,7 +58,7 @@ class Monitor:
 
     def target_running(self) -> bool:
         state = self.run.runtime_dir / self.run.target
-        return local.launcher_pid(state) is not None or _domain_active(self.run.target)
+        return local.launcher_pid(state) is not None or domain_active(self.run.target)
 
     def watch(self) -> None:
         with seed.session(self.run.sim) as source:
@@ -154,7 +154,8 @@ def test_verify_timeout_rolls_back_within_the_grace_and_never_runs_two_copies(de
 def test_rollback_of_a_completed_cutover_destroys_the_deaf_target_and_restores_the_note(deaf: Run) -> None:
     done = deaf.cutover("--verify-marker", MARKER, "--verify-timeout", "300", "--progress", "json")
     assert done.returncode == 0, done.stdout + done.stderr
-    events = [json.loads(line) for line in done.stdout.splitlines()]  # every line an event
+    assert all(line.startswith("{") for line in done.stdout.splitlines()), done.stdout  # every line an event
+    events = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(e["vm"] == deaf.vm and e["time"].endswith("Z") for e in events)
     assert any(e.get("disk") == f"{deaf.target}-disk-0" and e["state"] == "done" for e in events)  # the transfer
     assert "(source off → target verified)" in events[-1]["message"]

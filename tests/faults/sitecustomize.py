@@ -14,3 +14,16 @@ if _STEP:
             os.kill(os.getpid(), signal.SIGKILL)
 
     pipeline.STEP_DONE_OBSERVERS.append(_kill_after)
+
+_PHASE = os.environ.get("TESTS_FAULT_KILL_AT_V2V_PHASE")
+
+if _PHASE:
+    import signal
+
+    import converters.guest.convert as guest_convert
+
+    def _kill_at(phase: str) -> None:
+        if phase.startswith(_PHASE):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    guest_convert.PHASE_OBSERVERS.append(_kill_at)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from testbed.debian_guest import DebianGuest, build_debian_guest, write_vmx
+from tests.faults import kill_at_v2v_phase_env
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
 VM = "debian12-vmware"
@@ -70,7 +71,7 @@ def converted(guest_vmx: Path, tmp_path_factory: pytest.TempPathFactory) -> Conv
     args = ("convert", "--source", f"vmx:{guest_vmx}", "--vm", VM, "--output-dir", str(out))
     # 1. killed -9 once virt-v2v has started (after the transfer and the NIC pinning wrote to the overlay)
     image = out / f"{CLAIM}.img"
-    env = guest_env(base, MIGRATOR_FAULT_KILL_AT_V2V_PHASE="Opening the source")
+    env = guest_env(base, **kill_at_v2v_phase_env("Opening the source"))
     process = subprocess.Popen(
         [str(MIGRATOR), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

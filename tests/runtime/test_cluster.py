@@ -64,23 +64,14 @@ def test_vm_runs_pauses_stops_and_is_deleted(tmp_path: Path) -> None:
         wait_for_text(env.state_dir(vmi) / "console.log", "MIGRATOR-GUEST-READY")
 
         # Pause and unpause through the instance's annotation, carried out by the handler.
-        env.custom.patch_namespaced_custom_object(
-            "kubevirt.io",
-            "v1",
-            "default",
-            "virtualmachineinstances",
-            name,
-            {"metadata": {"annotations": {"migrator.io/paused": "true"}}},
-        )
+        def set_paused(value: str) -> None:
+            body = {"metadata": {"annotations": {"migrator.io/paused": value}}}
+            kind = "virtualmachineinstances"
+            env.custom.patch_namespaced_custom_object("kubevirt.io", "v1", "default", kind, name, body)
+
+        set_paused("true")
         env.wait("VM Paused", lambda: status(env.vm(name)).get("printableStatus") == "Paused")
-        env.custom.patch_namespaced_custom_object(
-            "kubevirt.io",
-            "v1",
-            "default",
-            "virtualmachineinstances",
-            name,
-            {"metadata": {"annotations": {"migrator.io/paused": "false"}}},
-        )
+        set_paused("false")
         env.wait("VM Running again", lambda: status(env.vm(name)).get("printableStatus") == "Running")
 
         # Stop: runStrategy Halted → the guest shuts down, instance and pod go, the domain is gone.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.guest_layout import TIMEOUT, VMWARE_MAC, converted_from_vmware, leftovers, write_layout
+from tests.runtime.guest_layout import TIMEOUT, VMWARE_MAC, converted_from_vmware, leftovers, wait_gone, write_layout
 
 pytest.importorskip("libvirt")
 pytestmark = pytest.mark.slow
@@ -30,10 +30,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     for name in names:
         subprocess.run([MIGRATOR, "runtime", "stop", name], env=environment, capture_output=True, check=False)
     for name in names:
-        deadline = time.monotonic() + 15
-        while leftovers(name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert leftovers(name) == []
+        assert wait_gone(name) == []
 
 
 def unique(prefix: str) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.plan import PlannedVM
+from migrator.convert import ConvertRequest
 from migrator.convert import disks as disk_jobs
 from migrator.sources import SourceOptions
 
@@ -23,6 +24,35 @@ class DiskOrigin:
     source_options: SourceOptions = field(default_factory=SourceOptions)
     force: tuple[str, ...] = ()
     progress: str = "none"  # the transfer's progress, as `convert --progress`: auto, json or none
+
+    def convert_request(
+        self,
+        planned: PlannedVM,
+        *,
+        output_dir: Path | None = None,
+        apply: bool = False,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace: str | None = None,
+        skip_conversion: bool | None = None,
+        defer_conversion: bool = False,
+    ) -> ConvertRequest:
+        """The ``convert`` of ``planned``'s disks from here to the target given."""
+        return ConvertRequest(
+            vm=planned.source_name,
+            plan_path=self.plan_path,
+            source=self.source,
+            source_options=self.source_options,
+            output_dir=output_dir,
+            apply=apply,
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+            force=self.force,
+            progress=self.progress,
+            skip_conversion=skip_conversion,
+            defer_conversion=defer_conversion,
+        )
 
 
 def forget_earlier_copies(planned: PlannedVM, work_dir: Path, disk_format: str = "raw") -> list[str]:

@@ -15,8 +15,8 @@ from typing import Any
 from core.errors import TargetError
 from core.plan import Plan, PlannedVM
 from core.wait import wait_until
-from migrator.convert import ConvertRequest, convert, guest
 from migrator.convert import cluster as apply
+from migrator.convert import convert, guest
 from migrator.convert import disks as disk_jobs
 from migrator.convert.run import apply_work_dir
 from migrator.cutover.ports import TargetStop, Verification
@@ -134,21 +134,17 @@ class ClusterTarget:
         return discarded
 
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
-        request = ConvertRequest(
-            vm=planned.source_name,
-            plan_path=self.origin.plan_path,
-            source=self.origin.source,
-            source_options=self.origin.source_options,
-            apply=True,
-            kubeconfig=self.kubeconfig,
-            context=self.context,
-            namespace=self._ns(plan),
-            force=self.origin.force,
-            progress=self.origin.progress,
-            # the staged images are converted before they fill the volumes (convert's guest stage)
-            skip_conversion=self.skip_conversion,
+        result = convert(
+            self.origin.convert_request(
+                planned,
+                apply=True,
+                kubeconfig=self.kubeconfig,
+                context=self.context,
+                namespace=self._ns(plan),
+                # the staged images are converted before they fill the volumes (convert's guest stage)
+                skip_conversion=self.skip_conversion,
+            )
         )
-        result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, apply_work_dir(plan, planned), "raw")]
         return allocated_bytes(images) if result.converted else 0
 

@@ -22,7 +22,7 @@ from core import private
 from core.errors import MigratorError, TargetError
 from core.plan import Plan, PlannedVM
 from core.wait import wait_until
-from migrator.convert import ConvertRequest, convert, guest, output
+from migrator.convert import convert, guest, output
 from migrator.convert import disks as disk_jobs
 from migrator.convert.run import spec_options
 from migrator.cutover.ports import TargetStop, Verification
@@ -92,16 +92,10 @@ class LocalTarget:
         return forget_earlier_copies(planned, self.output_dir)
 
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
-        request = ConvertRequest(
-            vm=planned.source_name,
-            plan_path=self.origin.plan_path,
-            source=self.origin.source,
-            source_options=self.origin.source_options,
-            output_dir=self.output_dir,
-            namespace=plan.target_namespace if self.origin.plan_path is None else None,
-            force=self.origin.force,
-            progress=self.origin.progress,
-            defer_conversion=True,  # the pipeline's convert-guest step does it
+        namespace = plan.target_namespace if self.origin.plan_path is None else None
+        # the pipeline's convert-guest step converts the guest
+        request = self.origin.convert_request(
+            planned, output_dir=self.output_dir, namespace=namespace, defer_conversion=True
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, self.output_dir, "raw")]
@@ -198,7 +192,7 @@ class LocalTarget:
 
     def _confirm(self, name: str, detail: str) -> TargetStop:
         """``detail`` once libvirt runs no domain ``name`` (it destroys a dead launcher's domain a moment later)."""
-        if wait_until(lambda: not _domain_active(name), timeout=DESTROY_WAIT, interval=POLL):
+        if wait_until(lambda: not domain_active(name), timeout=DESTROY_WAIT, interval=POLL):
             return TargetStop(True, detail)
         return TargetStop(False, f"{detail}, but libvirt still runs a domain named {name}")
 
@@ -261,7 +255,7 @@ class LocalTarget:
         os.replace(partial, vm_file)
 
 
-def _domain_active(name: str) -> bool:
+def domain_active(name: str) -> bool:
     """Whether libvirt runs a domain ``name``; False when libvirt is not reachable (no daemon: no domain)."""
     import libvirt
 
