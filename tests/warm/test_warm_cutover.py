@@ -21,11 +21,13 @@ from pathlib import Path
 import pytest
 from pyVmomi import vim
 
+from core.wait import wait_until
 from migrator import simulator
 from migrator.simulator import seed
 from migrator.sources.vsphere.operations import wait_for_task
 from testbed.demo import seed_guest_vm
 from testbed.guestimage import build_guest
+from tests.cutover.test_cutover_e2e import Run
 from tests.warm.cbt_env import datastore_path, enable_cbt, flat_vmdk, guest_writes, rename, snapshot_names
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
@@ -49,34 +51,14 @@ WRITABLE = (70 * MiB, 94 * MiB)  # beyond the 64 MiB guest image: writes there n
 
 
 @dataclass
-class Warm:
-    sim: simulator.Simulator
-    base: Path
-    vm: str
+class Warm(Run):
+    """A cold cutover's run (its VM, output, environment), warm, with the flat disk the source writes to."""
+
     flat: Path
-
-    @property
-    def target(self) -> str:
-        return self.vm.lower().replace("_", "-")
-
-    @property
-    def out(self) -> Path:
-        return self.base / "out"
 
     @property
     def image(self) -> Path:
         return self.out / f"{self.target}-disk-0.img"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MIGRATOR_")}
-        env.update(
-            MIGRATOR_VSPHERE_PASSWORD=self.sim.password,
-            MIGRATOR_STATE_DIR=str(self.base / "state"),
-            MIGRATOR_RUNTIME_DIR=str(self.base / "runtime"),
-            MIGRATOR_SKIP_CONVERSION="1",  # the tiny guest is virtio-ready and has no OS for virt-v2v
-        )
-        env.update(extra)
-        return env
 
     def args(self, *extra: str) -> list[str]:
         return [str(MIGRATOR), "cutover", "--source", self.sim.source_url(), "--insecure", "--vm", self.vm, *extra]
@@ -99,18 +81,20 @@ class Warm:
         return json.loads(result.stdout)
 
     def wait_rounds(self, n: int, loop: subprocess.Popen[str], timeout: float = 180) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def rounds_done() -> dict | None:
             if loop.poll() is not None:
                 raise AssertionError(f"the warm cutover exited {loop.returncode}: {loop.communicate()[0]}")
             result = self.migrator("status", "--vm", self.vm, "-o", "json")
-            if result.returncode == 0:
-                report = json.loads(result.stdout)
-                done = [r for r in report.get("rounds", []) if r["kind"] == "precopy" and r["finished_at"]]
-                if len(done) >= n:
-                    return report
-            time.sleep(0.5)
-        raise AssertionError(f"fewer than {n} precopy rounds within {timeout}s")
+            if result.returncode != 0:
+                return None
+            report: dict = json.loads(result.stdout)
+            done = [r for r in report.get("rounds", []) if r["kind"] == "precopy" and r["finished_at"]]
+            return report if len(done) >= n else None
+
+        report = wait_until(rounds_done, timeout=timeout, interval=0.5)
+        if report is None:
+            raise AssertionError(f"fewer than {n} precopy rounds within {timeout}s")
+        return report
 
     def console(self) -> str:
         path = self.base / "runtime" / self.target / "console.log"
