@@ -26,4 +26,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("warm-snapshot-chain", Severity.CRITICAL, check, "a warm migration of a VM with snapshots")
+RULE = Rule(
+    "warm-snapshot-chain",
+    Severity.CRITICAL,
+    check,
+    "a warm migration of a VM with snapshots",
+    remedy="Remove or consolidate the VM's snapshots before a warm migration, or migrate it cold.",
+)
