@@ -31,5 +31,5 @@ RULE = Rule(
     Severity.CRITICAL,
     check,
     "a warm migration of a VM with snapshots",
-    remedy="Remove or consolidate the VM's snapshots before a warm migration, or migrate it cold.",
+    remedy="Delete or consolidate the VM's snapshots before a warm migration, or migrate it cold.",
 )
