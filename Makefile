@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps test test-image fuzz demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-convert-guest bench-migrate image clean
+.PHONY: deps test test-image fuzz demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-convert-guest bench-warm bench-migrate image clean
 
 deps: $(STAMP)
 
@@ -27,7 +27,7 @@ fuzz: deps
 demo: deps
 	$(PY) -m testbed.demo
 
-bench: bench-inventory bench-disks bench-boot bench-controller bench-migrate
+bench: bench-inventory bench-disks bench-boot bench-controller bench-warm bench-migrate
 
 bench-inventory: deps
 	$(PY) -m benchmarks.bench_inventory
@@ -43,6 +43,9 @@ bench-controller: deps
 
 bench-migrate: deps
 	$(PY) -m benchmarks.bench_migrate
+
+bench-warm: deps
+	$(PY) -m benchmarks.bench_warm
 
 bench-convert-guest: deps
 	$(PY) -m benchmarks.bench_convert_guest

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,8 @@ from core.wait import wait_until
 
 FIELD_MANAGER = "migrator"
 FILLED_ANNOTATION = "migrator.io/filled"  # "<bytes>": the image size written into the volume
+FILLER_IMAGE_ENV = "MIGRATOR_FILLER_IMAGE"
+FILLER_IMAGE = "docker.io/library/busybox:1.36"
 UPLOAD_PROXY_ENV = "MIGRATOR_CDI_UPLOADPROXY_URL"
 UPLOAD_INSECURE_ENV = "MIGRATOR_CDI_UPLOADPROXY_INSECURE"
 WAIT_SECONDS = 600.0
@@ -248,3 +250,110 @@ def post_image(url: str, token: str, image: Path) -> None:
         raise TargetError(f"CDI upload of {image.name} failed: {error}") from None
     finally:
         conn.close()
+
+
+# ---- warm deltas into a plain PVC (convert.fill_delta): a filler pod that receives the bytes on stdin ----------
+
+
+def filler_pod(pvc: dict[str, Any]) -> dict[str, Any]:
+    name, namespace = pvc["metadata"]["name"], pvc["metadata"]["namespace"]
+    block = pvc["spec"].get("volumeMode") == "Block"
+    container: dict[str, Any] = {
+        "name": "filler",
+        "image": os.environ.get(FILLER_IMAGE_ENV, FILLER_IMAGE),
+        "command": ["sh", "-c", "sleep 3600"],
+    }
+    if block:
+        container["volumeDevices"] = [{"name": "disk", "devicePath": "/dev/migrator-disk"}]
+    else:
+        container["volumeMounts"] = [{"name": "disk", "mountPath": "/data"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"migrator-fill-{name}"[:63],
+            "namespace": namespace,
+            "labels": {"migrator.io/filler": "true"},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [container],
+            "volumes": [{"name": "disk", "persistentVolumeClaim": {"claimName": name}}],
+        },
+    }
+
+
+def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> None:
+    def command(target: str, size: int) -> str:
+        # `head -c SIZE` ends by itself after the last byte: no need to half-close stdin, which the
+        # v4 exec protocol the client speaks cannot do.
+        if target.startswith("/dev/"):
+            return f"head -c {size} > {target}"
+        # KubeVirt runs QEMU as uid 107 (qemu): the image must be its own, as CDI leaves it.
+        return (
+            f"head -c {size} > {target}.partial && mv {target}.partial {target}"
+            f" && chmod 0660 {target} && (chown 107:107 {target} 2>/dev/null || true)"
+        )
+
+    def chunks() -> Iterator[bytes]:
+        with image.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                yield chunk
+
+    echo(f"volume {pvc['metadata']['name']}: waiting for the filler pod")
+    size = image.stat().st_size
+    exec_in_filler_pod(client, pvc, lambda target: command(target, size), chunks(), what="filling", before="upload")
+
+
+def exec_in_filler_pod(
+    client: Any, pvc: dict[str, Any], command: Callable[[str], str], stdin: Iterable[bytes], *, what: str, before: str
+) -> None:
+    """Start the volume's filler pod, run ``command(target)`` there with ``stdin``, then delete the pod.
+
+    ``target`` is the volume's disk in the pod: its block device, or ``disk.img`` on its filesystem.
+    Failures are one TargetError line: "<what> <target> in <pod> failed: ...".
+    """
+    from kubernetes import client as k8s
+    from kubernetes.stream import stream
+
+    pod = filler_pod(pvc)
+    pod_name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
+    pods = api_resource(client, pod)
+    server_side_apply(client, pod)
+
+    def running() -> bool:
+        phase = (pods.get(name=pod_name, namespace=namespace).to_dict().get("status") or {}).get("phase")
+        if phase in ("Failed", "Succeeded"):
+            raise TargetError(f"filler pod {pod_name} ended ({phase}) before the {before}")
+        return phase == "Running"
+
+    target = "/dev/migrator-disk" if pvc["spec"].get("volumeMode") == "Block" else "/data/disk.img"
+    try:
+        _wait(f"pod {pod_name}", running)
+        session = stream(
+            k8s.CoreV1Api(client.client).connect_get_namespaced_pod_exec,
+            pod_name,
+            namespace,
+            command=["sh", "-c", command(target)],
+            stdin=True,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            _preload_content=False,
+        )
+        for chunk in stdin:
+            session.write_stdin(chunk)
+            session.update(timeout=0)
+        session.run_forever(timeout=WAIT_SECONDS)
+        if session.returncode not in (0, None):
+            detail = session.read_stderr()[:200].strip() or f"exit {session.returncode}"
+            raise TargetError(f"{what} {target} in {pod_name} failed: {detail}")
+    except MigratorError:
+        raise
+    except Exception as error:  # websocket/API failures while streaming: one line
+        raise TargetError(f"{what} {target} in {pod_name} failed: {api_error_reason(error)}") from None
+    finally:
+        try:
+            pods.delete(name=pod_name, namespace=namespace)
+        except Exception:  # already gone: nothing to clean
+            pass

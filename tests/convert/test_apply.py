@@ -141,6 +141,16 @@ def test_apply_real_cluster(tmp_path: Path) -> None:
     assert "filled" not in second.stderr
 
 
+def test_filler_pod_is_a_valid_pod() -> None:
+    """Warm deltas into a plain PVC (convert.fill_delta) still go through it."""
+    from tests.k8s_schema import validate_kubernetes
+
+    for pvc in manifests().volumes:
+        pod = cluster.filler_pod(pvc)
+        validate_kubernetes(pod)
+        assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+
+
 def test_a_plain_pvc_is_filled_where_it_is_mounted(tmp_path: Path) -> None:
     """In a pod that mounts the claim (a Migration's Job): the disk engine writes the image into it."""
     image = tmp_path / "disk.raw"
