@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 
 import click
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, standalone_mode=False, auto_envvar_prefix=ENV_PREFIX)
     except MigratorError as error:
-        click.echo(f"error: {error.message}", err=True)
+        click.echo(f"error: {_one_line(error.message)}", err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("error: aborted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as error:
-        click.echo(f"error: {error.format_message()}", err=True)
+        click.echo(f"error: {_one_line(error.format_message())}", err=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
@@ -100,9 +101,17 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(unreachable.exit_code)
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
-        click.echo(f"error: internal error: {type(error).__name__}: {error} (run with -vv for details)", err=True)
+        click.echo(
+            f"error: internal error: {type(error).__name__}: {_one_line(str(error))} (run with -vv for details)",
+            err=True,
+        )
         sys.exit(EXIT_INTERNAL)
     sys.exit(0)
+
+
+def _one_line(message: str) -> str:
+    """Click words some errors over several lines (a choice's \"Choose from:\" list): one line, as every error is."""
+    return re.sub(r"\s*\n\s*", " ", message.strip())
 
 
 def _unreachable(error: Exception) -> MigratorError | None:
