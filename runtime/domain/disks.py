@@ -7,21 +7,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from core.devices import disk_target_name
 from runtime.domain.elements import sub, unknown
 from runtime.domain.model import ResolvedVolume, UnsupportedSpecError
 
 DISK_FIELDS = {"name", "disk", "cdrom", "bootOrder", "cache", "io", "shareable", "serial", "dedicatedIOThread"}
 DISK_BUSES = {"virtio": "vd", "sata": "sd", "scsi": "sd", "usb": "sd"}
 CACHE_MODES = {"none", "writethrough", "writeback"}
-
-
-def _target_name(prefix: str, index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("a") + rest) + letters
-    return prefix + letters
 
 
 def disks(
@@ -53,7 +45,7 @@ def disks(
         if bus not in DISK_BUSES:
             raise UnsupportedSpecError(f"{path}.{kind}.bus", f"unknown bus {bus!r}")
         prefix = DISK_BUSES[bus]
-        target = _target_name(prefix, counters.get(prefix, 0))
+        target = disk_target_name(prefix, counters.get(prefix, 0))
         counters[prefix] = counters.get(prefix, 0) + 1
         block = resolved is not None and resolved.block
         element = sub(devices, "disk", type="block" if block else "file", device=kind)
