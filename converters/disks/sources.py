@@ -1,22 +1,29 @@
-"""Where disk bytes come from: local files and HTTP(S) URLs (a vSphere datastore's ``/folder``).
+"""Where disk bytes come from: local files, members of a tar archive (OVA), and HTTP(S) URLs
+(a vSphere datastore's ``/folder``).
 
 A *byte reader* reads ranges of one file (``read_into``). A *source* (``LocalSource``,
-``HttpSource``) names a disk and opens it as a ``VirtualDisk`` (see image.py) built from
-readers for its descriptor, extents and parents.
+``TarMemberSource``, ``HttpSource``) names a disk and opens it as a ``VirtualDisk`` (see
+image.py) built from readers for its descriptor, extents and parents.
+
+HTTP honours ``HTTPS_PROXY``/``HTTP_PROXY`` and ``NO_PROXY`` as curl does: HTTPS through a
+CONNECT tunnel (TLS still verified end to end, against the datastore's name), plain HTTP by
+asking the proxy for the absolute URL.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import os
 import ssl
 import stat
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from core.errors import DiskError
 
@@ -71,7 +78,7 @@ class LocalFile:
             self.size = os.lseek(self.fd, 0, os.SEEK_END)
         else:
             self.size = st.st_size
-        self._sparse_probe = stat.S_ISREG(st.st_mode)
+        self.is_regular = stat.S_ISREG(st.st_mode)
 
     def read_into(self, offset: int, out: memoryview) -> None:
         done = 0
@@ -83,7 +90,7 @@ class LocalFile:
             done += n
 
     def data_ranges(self, start: int, end: int) -> list[tuple[int, int]] | None:
-        if not self._sparse_probe:
+        if not self.is_regular:
             return None
         return seek_data_ranges(self.fd, start, min(end, self.size))
 
@@ -96,8 +103,71 @@ class LocalFile:
             self.fd = -1
 
 
+class SliceFile:
+    """A byte range of a local file standing for a file of its own: a member of an uncompressed tar."""
+
+    def __init__(self, path: Path, base: int, size: int, *, name: str) -> None:
+        self.path = path
+        self.base = base
+        self.size = size
+        self.name = name
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise DiskError(f"{path}: cannot open: {exc.strerror}") from None
+
+    def read_into(self, offset: int, out: memoryview) -> None:
+        if offset + len(out) > self.size:
+            raise DiskError(f"{self.path}: member {self.name} truncated: expected data at byte {self.size}")
+        done = 0
+        while done < len(out):
+            n = os.preadv(self.fd, [out[done : done + _IO_BLOCK * 4]], self.base + offset + done)
+            if n == 0:
+                raise DiskError(f"{self.path}: truncated archive: member {self.name} ends early")
+            done += n
+
+    def data_ranges(self, start: int, end: int) -> list[tuple[int, int]] | None:
+        return None
+
+    def head(self, n: int) -> bytes:
+        return os.pread(self.fd, min(n, self.size), self.base)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class HttpError(DiskError):
     pass
+
+
+@dataclass(frozen=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: str | None  # "Basic ..." from the proxy URL's user:password, never printed
+
+
+def proxy_for(url: str) -> Proxy | None:
+    """The proxy the environment names for ``url`` (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, NO_PROXY)."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    spec = proxies.get(parts.scheme) or proxies.get("all")
+    if not spec or not parts.hostname:
+        return None
+    if urllib.request.proxy_bypass_environment(parts.hostname, proxies):
+        return None
+    if "://" not in spec:
+        spec = f"http://{spec}"
+    proxy = urlsplit(spec)
+    if proxy.scheme != "http" or not proxy.hostname:
+        raise DiskError(f"proxy {_safe(spec)}: only http:// proxies are supported")
+    auth = None
+    if proxy.username is not None:
+        pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+        auth = "Basic " + base64.b64encode(pair).decode()
+    return Proxy(proxy.hostname, proxy.port or 80, auth)
 
 
 @dataclass
@@ -123,18 +193,29 @@ class HttpFile:
         self._host = parts.hostname
         self._port = parts.port
         self._target = parts.path + (f"?{parts.query}" if parts.query else "")
+        self._proxy = proxy_for(self.url)
+        self._extra: dict[str, str] = {}
+        if self._proxy is not None and self._scheme == "http":  # plain HTTP: the proxy gets the absolute URL
+            self._target = _safe(self.url)
+            if self._proxy.authorization:
+                self._extra["Proxy-Authorization"] = self._proxy.authorization
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._conn is None:
+            proxy = self._proxy
+            host, port = (proxy.host, proxy.port) if proxy else (self._host, self._port)
             if self._scheme == "https":
                 self._conn = http.client.HTTPSConnection(
-                    self._host,
-                    self._port,
+                    host,
+                    port,
                     timeout=HTTP_TIMEOUT,
                     context=self.ssl_context or ssl.create_default_context(),
                 )
+                if proxy is not None:  # CONNECT tunnel; TLS (and its checks) then runs to the datastore itself
+                    tunnel = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+                    self._conn.set_tunnel(self._host, self._port, headers=tunnel)
             else:
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=HTTP_TIMEOUT)
+                self._conn = http.client.HTTPConnection(host, port, timeout=HTTP_TIMEOUT)
         return self._conn
 
     def _drop(self) -> None:
@@ -145,7 +226,7 @@ class HttpFile:
     def _request(self, offset: int, out: memoryview | None, length: int) -> tuple[int, int]:
         """One ranged GET filling ``out``; returns (file size, bytes read)."""
         conn = self._connect()
-        headers = dict(self.headers)
+        headers = {**self.headers, **self._extra}
         headers["Range"] = f"bytes={offset}-{offset + length - 1}"
         conn.request("GET", self._target, headers=headers)
         resp = conn.getresponse()
@@ -267,6 +348,32 @@ class LocalSource:
         from converters.disks.image import open_local
 
         return open_local(self.path)
+
+
+@dataclass(frozen=True)
+class TarMemberSource:
+    """A disk stored in a tar archive (an OVA's VMDK), read in place: nothing is extracted."""
+
+    archive: Path
+    member: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "archive", Path(self.archive))
+
+    def identity(self) -> str:
+        try:
+            st = self.archive.stat()
+        except OSError:
+            raise DiskError(f"{self.archive}: no such file") from None
+        return f"tar:{self.archive.resolve()}:{st.st_size}:{st.st_mtime_ns}:{self.member}"
+
+    def describe(self) -> str:
+        return f"{self.archive}:{self.member}"
+
+    def open(self):  # -> VirtualDisk
+        from converters.disks.image import open_tar_member
+
+        return open_tar_member(self.archive, self.member)
 
 
 @dataclass(frozen=True)

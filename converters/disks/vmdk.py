@@ -70,6 +70,7 @@ class Descriptor:
     parent_cid: str | None = None
     parent_hint: str | None = None
     ddb: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)  # every other key (changeTrackPath, ...)
 
     @property
     def virtual_size(self) -> int:
@@ -128,7 +129,7 @@ def parse_descriptor(data: bytes, *, name: str) -> Descriptor:
         hint = None
     if hint is not None:
         check_extent_path(hint, name=name)
-    return Descriptor(create_type, extents, values.get("CID"), parent_cid, hint, ddb)
+    return Descriptor(create_type, extents, values.get("CID"), parent_cid, hint, ddb, values)
 
 
 def check_extent_path(path: str, *, name: str) -> None:
