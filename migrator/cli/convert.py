@@ -29,6 +29,12 @@ from migrator.sources import SourceOptions
 @click.option("--dry-run", is_flag=True, help="Print what would be created; write nothing.")
 @click.option("--progress", type=click.Choice(["auto", "json", "none"]), default="auto", show_default=True)
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Disks copied at once.")
+@click.option(
+    "--verify/--no-verify",
+    default=False,
+    show_default=True,
+    help="After an fsync, re-read every image from storage and check each chunk against the source's digest.",
+)
 def convert(
     vm: str,
     plan_path: Path | None,
@@ -45,6 +51,7 @@ def convert(
     dry_run: bool,
     progress: str,
     concurrency: int,
+    verify: bool,
 ) -> None:
     """Convert one VM: its disks to images, its configuration to a KubeVirt VirtualMachine."""
     request = ConvertRequest(
@@ -63,6 +70,7 @@ def convert(
         dry_run=dry_run,
         progress=progress,
         concurrency=concurrency,
+        verify=verify,
     )
     run_convert(request, echo=lambda line: click.echo(line, err=True), out=lambda text: click.echo(text, nl=False))
     sys.stdout.flush()

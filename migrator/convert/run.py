@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from converters.disks import HttpSource, LocalSource
+from converters.disks import HttpSource, LocalSource, TarMemberSource
 from converters.specs import Manifests, SpecOptions, dump, vm_manifests
 from core.errors import InputError
 from core.inventory import Inventory
@@ -41,6 +41,7 @@ class ConvertRequest:
     dry_run: bool = False
     progress: str = "auto"
     concurrency: int = 2
+    verify: bool = False  # re-read every image from storage and check it against the source's digests
 
 
 @dataclass
@@ -103,7 +104,7 @@ def _spec_options(request: ConvertRequest) -> SpecOptions:
     return SpecOptions(nic_compat=request.nic_compat, use_datavolumes=request.datavolumes)
 
 
-def _make_source(scheme: str, location: str, source: Source | None, work_dir: Path) -> Callable[[Any], Any]:
+def _make_source(scheme: str, location: str, source: Source | None) -> Callable[[Any], Any]:
     if scheme == "vsphere":
 
         def vsphere_disk(disk: Any) -> Any:
@@ -115,8 +116,8 @@ def _make_source(scheme: str, location: str, source: Source | None, work_dir: Pa
     descriptor = Path(location).expanduser().resolve()
 
     def local_disk(disk: Any) -> Any:
-        if scheme == "ova":  # the OVF names tar members
-            return LocalSource(disk_jobs.extract_ova_member(descriptor, disk.source_file, work_dir))
+        if scheme == "ova":  # the OVF names tar members: read in place
+            return TarMemberSource(descriptor, disk.source_file)
         return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file))
 
     return local_disk
@@ -158,8 +159,7 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         scheme, location = split_source(spec)
         if source is None and scheme in NEEDS_OPEN_SOURCE:  # a plan file: the disks are read through the source
             source = stack.enter_context(_opened(spec, request.source_options))
-        _transfer_disks(request, result, transfers, work_dir, _make_source(scheme, location, source, work_dir), echo)
-        disk_jobs.remove_extracted(work_dir)
+        _transfer_disks(request, result, transfers, _make_source(scheme, location, source), echo)
         if request.output_dir is not None:
             result.files = output.write_manifests(request.output_dir, manifests)
             for path in result.files:
@@ -180,25 +180,23 @@ def _transfer_disks(
     request: ConvertRequest,
     result: ConvertResult,
     transfers: list[disk_jobs.PlannedTransfer],
-    work_dir: Path,
     make_source: Callable[[Any], Any],
     echo: Echo,
 ) -> None:
-    """Copy the disks not finished by an earlier run; record each as finished once it is complete."""
-    state = disk_jobs.ConvertState(work_dir, result.manifests.name)
-    pending = [t for t in transfers if not state.finished(t)]
-    result.skipped = [t.claim for t in transfers if t not in pending]
-    for claim in result.skipped:
-        echo(f"disk {claim}: already converted, skipped")
-    if not pending:
-        return
-    for t in pending:
-        state.forget(t)
-    disk_jobs.run_transfers(pending, make_source, concurrency=request.concurrency, progress=request.progress)
-    for t in pending:
-        state.mark_finished(t)
-        echo(f"disk {t.claim}: converted to {t.target}")
-    result.converted = [t.claim for t in pending]
+    """Copy the disks; the engine skips those an earlier run finished and resumes those cut short."""
+    results = disk_jobs.run_transfers(
+        transfers, make_source, concurrency=request.concurrency, progress=request.progress, verify=request.verify
+    )
+    for t, done in zip(transfers, results, strict=True):
+        if done.skipped:
+            result.skipped.append(t.claim)
+            echo(f"disk {t.claim}: already converted, skipped")
+        else:
+            result.converted.append(t.claim)
+            echo(f"disk {t.claim}: converted to {t.target}")
+        if done.verified and done.verified_bytes:
+            rate = done.verified_bytes / max(done.verify_seconds, 1e-6) / 2**20
+            echo(f"disk {t.claim}: verified {done.verified_bytes / 2**20:.0f} MiB from storage ({rate:.0f} MiB/s)")
 
 
 def _work_dir(plan: Plan, planned: PlannedVM) -> Path:

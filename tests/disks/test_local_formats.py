@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from converters.disks import DiskJob, LocalSource, TransferResult, transfer_disks
-from core.errors import DiskError
 from tests.disks.conftest import MiB, allocated, make_vmdk, qemu_img, qemu_io, run_cli, same_image
 
 SUBFORMATS = ["monolithicFlat", "monolithicSparse", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat", "streamOptimized"]

@@ -129,6 +129,7 @@ class ClusterTarget:
             namespace=self._ns(plan),
             force=self.origin.force,
             progress="none",
+            verify=True,  # the data matters most here: re-read every image from storage
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, _work_dir(plan, planned), "raw")]

@@ -89,6 +89,7 @@ class LocalTarget:
             namespace=plan.target_namespace if self.origin.plan_path is None else None,
             force=self.origin.force,
             progress="none",
+            verify=True,  # the data matters most here: re-read every image from storage
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, self.output_dir, "raw")]
