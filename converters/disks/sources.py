@@ -334,12 +334,40 @@ class LocalSource:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
 
-    def identity(self) -> str:
+    def identity(self, depth: int = 0) -> str:
+        """Names the bytes: the file's path, size and mtime, and those of every file a text
+        descriptor names (extents, parent chain), so a changed extent is never taken for done."""
         try:
             st = self.path.stat()
         except OSError:
             raise DiskError(f"{self.path}: no such file") from None
-        return f"local:{self.path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        ident = f"local:{self.path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        if st.st_size > 1 << 20 or depth > 32:
+            return ident
+        from converters.disks.vmdk import looks_like_descriptor, parse_descriptor
+
+        head = self.path.read_bytes()
+        if not looks_like_descriptor(head):
+            return ident
+        try:
+            descriptor = parse_descriptor(head, name=str(self.path))
+        except DiskError:
+            return ident  # open() reports it
+        parts = [ident]
+        for extent in descriptor.extents:
+            if extent.filename:
+                try:
+                    est = (self.path.parent / extent.filename).stat()
+                    parts.append(f"{extent.filename}:{est.st_size}:{est.st_mtime_ns}")
+                except OSError:
+                    parts.append(f"{extent.filename}:missing")
+        if descriptor.parent_hint:
+            parent = LocalSource(self.path.parent / descriptor.parent_hint)
+            try:
+                parts.append(parent.identity(depth + 1))
+            except DiskError:
+                parts.append(f"{descriptor.parent_hint}:missing")
+        return "|".join(parts)
 
     def describe(self) -> str:
         return str(self.path)
