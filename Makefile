@@ -18,6 +18,7 @@ test: deps
 lint: deps
 	$(VENV)/bin/ruff check core migrator converters runtime testbed tests benchmarks
 	$(VENV)/bin/ruff format --check core migrator converters runtime testbed tests benchmarks
+	$(VENV)/bin/lint-imports  # the import contract in pyproject.toml
 
 demo: deps
 	$(PY) -m testbed.demo

@@ -50,6 +50,18 @@ class StorageMapping:
 
 
 @dataclass
+class ThroughputMeasurement:
+    """What `migrator plan --measure-throughput` read from one disk of a datastore, and how fast."""
+
+    datastore: str
+    bytes_per_second: float
+    sample_bytes: int
+    seconds: float
+    disk: str  # "VM / disk label": what was read
+    measured_at: str  # ISO 8601
+
+
+@dataclass
 class PlannedDisk:
     label: str  # the source disk's label ("Hard disk 1")
     volume_name: str  # the PVC / volume name on the target (RFC 1123)
@@ -101,6 +113,9 @@ class Plan:
     vms: list[PlannedVM] = field(default_factory=list)
     created: str | None = None  # ISO 8601
     hooks: dict[str, str] = field(default_factory=dict)  # "pre" / "post": commands cutover runs around the switch
+    # SHA-256 of the source's TLS certificate when the plan was made (trust on first use); never "insecure"
+    source_thumbprint: str | None = None
+    throughput: list[ThroughputMeasurement] = field(default_factory=list)  # one per datastore measured
 
     def vm(self, name: str) -> PlannedVM | None:
         """Find a planned VM by source or target name."""
@@ -129,6 +144,8 @@ class Plan:
             vms=[_planned_vm(v) for v in data.get("vms", [])],
             created=data.get("created"),
             hooks=dict(data.get("hooks") or {}),
+            source_thumbprint=data.get("source_thumbprint"),
+            throughput=[ThroughputMeasurement(**m) for m in data.get("throughput") or []],
         )
 
 

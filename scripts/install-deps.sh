@@ -15,6 +15,8 @@ APT_PACKAGES=(
   busybox-static syslinux syslinux-common extlinux mtools dosfstools fdisk cpio kmod zstd
   # images and tools
   buildah mmdebstrap curl
+  # the HTML report is checked in a real browser
+  chromium fonts-dejavu-core
 )
 
 missing=()
@@ -27,8 +29,8 @@ if ((${#missing[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  $SUDO apt-get -o DPkg::Lock::Timeout=900 update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 PYTHON="${PYTHON:-python3}"

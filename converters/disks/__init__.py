@@ -5,13 +5,14 @@ resumable, verified from storage on request. See engine.py. The transfer record 
 engine's: others read it with ``transfer_status`` and drop it with ``discard_transfer``.
 """
 
-from converters.disks.confine import confined
 from converters.disks.engine import DiskJob, TransferInterrupted, TransferResult, transfer_disks
 from converters.disks.inspect import DiskFacts, inspect_local
 from converters.disks.sources import HttpSource, LocalSource, TarMemberSource
 from converters.disks.state import TransferStatus, discard_transfer, transfer_status
+from converters.disks.vmdk import ConfinementError
 
 __all__ = [
+    "ConfinementError",
     "DiskFacts",
     "DiskJob",
     "HttpSource",
@@ -20,7 +21,6 @@ __all__ = [
     "TransferInterrupted",
     "TransferResult",
     "TransferStatus",
-    "confined",
     "discard_transfer",
     "inspect_local",
     "transfer_disks",

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from converters.disks.confine import confined
 from converters.disks.sources import HttpFile, LocalFile, SliceFile
 from converters.disks.sparse import GRAIN, HOLE, RAW, ZERO, FlatExtent, Segment, SparseExtent, ZeroExtent, merge
 from converters.disks.vmdk import (
@@ -25,6 +24,7 @@ from converters.disks.vmdk import (
     SPARSE_MAGIC,
     SPARSE_TYPES,
     ZERO_TYPES,
+    ConfinementError,
     Descriptor,
     SparseHeader,
     check_extent_path,
@@ -32,6 +32,7 @@ from converters.disks.vmdk import (
     parse_descriptor,
     parse_sparse_header,
 )
+from core.confine import is_inside
 from core.errors import DiskError
 
 MAX_CHAIN = 32
@@ -215,6 +216,16 @@ def _embedded_descriptor(reader, head: bytes, name: str) -> tuple[Descriptor | N
         reader.read_into(at, memoryview(buf))
         return parse_descriptor(bytes(buf), name=name), header
     return None, header
+
+
+def confined(folder: Path, name: str, *, label: str, what: str = "extent") -> Path:
+    """``folder / name``, refused (one line naming it) unless it stays in ``folder`` with symlinks resolved."""
+    check_extent_path(name, name=label)
+    path = folder / name
+    if not is_inside(path, folder):
+        where = f"resolves to {path.resolve()}, outside the disk's folder {folder.resolve()}"
+        raise ConfinementError(f"{label}: {what} {name} {where}: refused")
+    return path
 
 
 def open_local(path: Path, depth: int = 0) -> VirtualDisk:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.disks.image import local_descriptor, open_local
-from converters.disks.vmdk import SECTOR, ZERO_TYPES, Extent
+from converters.disks.vmdk import SECTOR, ZERO_TYPES, ConfinementError, Extent
 from core.errors import DiskError
 
 
@@ -30,10 +30,13 @@ class DiskFacts:
 def inspect_local(path: Path) -> DiskFacts:
     """Facts of a local disk image, and the reason convert would refuse it (``problem``), if any.
 
-    Raises DiskError only when the file cannot be opened at all."""
+    A descriptor naming a file outside its folder is hostile input, not a disk to plan: it raises
+    ConfinementError (one line naming the path). Other DiskErrors only when the file cannot be opened."""
     path = Path(path)
     try:
         descriptor, header = local_descriptor(path)
+    except ConfinementError:
+        raise
     except DiskError as exc:
         if not path.is_file():
             raise
@@ -46,6 +49,8 @@ def inspect_local(path: Path) -> DiskFacts:
     problem = None
     try:
         disk = open_local(path)
+    except ConfinementError:
+        raise
     except DiskError as exc:
         problem = exc.message
     else:

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 from converters.disks.sources import seek_data_ranges
+from core import private
 from core.errors import DiskError
 
 PVC_IMAGE = "disk.img"  # the file KubeVirt/CDI expect in a filesystem-mode volume
@@ -88,7 +89,7 @@ class Target:
 
     def _open(self, flags: int) -> int:
         try:
-            return os.open(self.data_path, flags | os.O_CLOEXEC, 0o644)
+            return private.open_fd(self.data_path, flags | os.O_CLOEXEC)  # images are 0600: they hold a whole disk
         except OSError as exc:
             raise DiskError(f"{self.data_path}: cannot open the target: {exc.strerror}") from None
 
@@ -191,6 +192,7 @@ class Target:
         _qemu_img(["convert", "-f", "raw", "-O", "qcow2", str(self.data_path), str(partial)], self.path)
         if verify:
             _qemu_img(["compare", "-f", "raw", "-F", "qcow2", str(self.data_path), str(partial)], self.path)
+        private.restrict(partial)  # qemu-img created it with the umask's mode
         os.replace(partial, self.path)
         self.data_path.unlink(missing_ok=True)
 

@@ -18,6 +18,7 @@ from core.errors import MigratorError
 # command name -> "module:attribute"; the list of commands is data.
 COMMANDS: dict[str, str] = {
     "plan": "migrator.cli.plan:plan",
+    "report": "migrator.cli.report:report",
     "convert": "migrator.cli.convert:convert",
     "cutover": "migrator.cli.cutover:cutover",
     "status": "migrator.cli.status:status",

@@ -8,29 +8,23 @@ step is recorded in the state store, so a re-run continues where a crash left of
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from core.errors import InputError, MigratorError, NotFoundError, TargetError
+from core.errors import InputError
 from core.plan import Plan, PlannedVM
 from migrator.cli.options import source_options
 from migrator.convert import plans
 from migrator.convert.run import _inventory_of
-from migrator.cutover.pipeline import StepFailed, run_steps
+from migrator.cutover import migration
 from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
-from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, CutoverOptions, rollback
+from migrator.cutover.steps import CutoverContext, CutoverOptions
 from migrator.cutover.targets import DiskOrigin
 from migrator.sources import SourceOptions, open_source, split_source
-
-
-class CutoverFailed(MigratorError):
-    exit_code = 4
 
 
 def _echo(line: str) -> None:
@@ -46,18 +40,6 @@ def _opened_source(spec: str, options: SourceOptions) -> Iterator[CutoverSource]
         yield source  # type: ignore[misc]  # the vSphere adapter satisfies CutoverSource
     finally:
         source.close()
-
-
-@contextlib.contextmanager
-def _only_one_run(store: StateStore, key: str) -> Iterator[None]:
-    """One cutover (or rollback) of a VM at a time: two would race on the source's power."""
-    lock_path = store.state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock"
-    with lock_path.open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"another cutover of {key} is running (lock {lock_path})") from None
-        yield  # the kernel drops the lock when this process dies, kill -9 included
 
 
 def _plan(vm: str, plan_path: Path | None, source: CutoverSource, namespace: str | None) -> tuple[Plan, PlannedVM]:
@@ -77,18 +59,12 @@ def _recorded_endpoints(
     """For `cutover --rollback --vm NAME` alone: the source and target the recorded cutover used."""
     store = StateStore(state_dir)
     try:
-        migration = store.get(vm)
+        recorded = migration.recorded_endpoints(store, vm)
     finally:
         store.close()
-    if migration is None:
-        raise NotFoundError(f"no cutover recorded for VM {vm}: give --plan or --source and the target")
-    if output_dir is None and kubeconfig is None and namespace is None and migration.target:
-        kind, _, where = migration.target.partition(":")
-        if kind == "local":
-            output_dir = Path(where)
-        elif kind == "cluster":
-            namespace = where
-    return migration.source, output_dir, namespace
+    if output_dir is None and kubeconfig is None and namespace is None:
+        output_dir, namespace = recorded.output_dir, recorded.namespace
+    return recorded.source, output_dir, namespace
 
 
 def _target(
@@ -165,8 +141,10 @@ def cutover(
     )
     store = StateStore(state_dir)
     try:
-        spec = source or plans.load_plan(plan_path).source  # type: ignore[arg-type]
-        with _opened_source(spec, options) as live:
+        recorded = plans.load_plan(plan_path) if plan_path is not None else None
+        spec = source or recorded.source  # type: ignore[union-attr]
+        live_options = options.pinned_to(recorded.source_thumbprint) if recorded and not source else options
+        with _opened_source(spec, live_options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
             target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin)
             hooks = replace(
@@ -175,68 +153,16 @@ def cutover(
                 post_hook=cutover_options.post_hook or plan.hooks.get("post"),
             )
             ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=_echo)
-            with _only_one_run(store, ctx.key):
+            with migration.exclusive_run(store, ctx.key):
                 if do_rollback:
-                    _rollback(ctx)
+                    migration.roll_back(ctx)
+                    _echo(f"cutover of {ctx.key} rolled back")
                 else:
-                    _cutover(ctx, rollback_on_failure)
+                    done = migration.cut_over(ctx, rollback_on_failure=rollback_on_failure)
+                    downtime = done.downtime_seconds
+                    _echo(
+                        f"cutover of {ctx.key} completed: {planned.target_name} runs on {target.description}"
+                        + (f", downtime {downtime:.1f}s" if downtime is not None else "")
+                    )
     finally:
         store.close()
-
-
-def _cutover(ctx: CutoverContext, rollback_on_failure: bool) -> None:
-    key, store = ctx.key, ctx.store
-    existing = store.get(key)
-    if existing is not None and existing.status == "rolled_back":
-        store.forget(key)  # a rolled-back cutover starts over from preflight
-        existing = None
-    if existing is not None and existing.target not in (None, ctx.target.description):
-        raise InputError(
-            f"VM {key} has a recorded cutover to {existing.target}, not {ctx.target.description}: "
-            f"finish or roll it back first (migrator cutover --rollback --vm {key})"
-        )
-    store.begin(key, plan=ctx.plan.name, source=ctx.plan.source, target=ctx.target.description)
-    store.set_fact(key, "target_name", ctx.planned.target_name)
-    _echo(f"cutover of {key} to {ctx.target.description} as {ctx.planned.target_name}")
-    try:
-        migration = run_steps(key, CUTOVER_STEPS, ctx, store, announce=_echo)
-    except StepFailed as failed:
-        if not failed.source_touched:
-            raise CutoverFailed(f"cutover of {key} stopped: {failed.message}; the source was not touched") from None
-        if not rollback_on_failure:
-            raise CutoverFailed(
-                f"cutover of {key} failed: {failed.message}; the source is off: re-run to resume, "
-                f"or roll back with `migrator cutover --rollback --vm {key}`"
-            ) from None
-        actions = _rollback_actions(ctx)
-        raise CutoverFailed(f"cutover of {key} failed: {failed.message}; rolled back ({'; '.join(actions)})") from None
-    if migration.status != "completed":
-        store.set_status(key, "completed")
-        migration = store.get(key) or migration
-    downtime = migration.downtime_seconds
-    _echo(
-        f"cutover of {key} completed: {ctx.planned.target_name} runs on {ctx.target.description}"
-        + (f", downtime {downtime:.1f}s" if downtime is not None else "")
-    )
-
-
-def _rollback_actions(ctx: CutoverContext) -> list[str]:
-    try:
-        actions = rollback(ctx)
-    except MigratorError as error:
-        ctx.store.set_status(ctx.key, "failed", error=f"rollback failed: {error.message}")
-        raise CutoverFailed(f"rollback of {ctx.key} failed: {error.message}") from None
-    for action in actions:
-        _echo(f"rollback: {action}")
-    ctx.store.set_status(ctx.key, "rolled_back", error=ctx.store.get(ctx.key).error)  # type: ignore[union-attr]
-    return actions
-
-
-def _rollback(ctx: CutoverContext) -> None:
-    migration = ctx.store.get(ctx.key)
-    if migration is None:
-        raise NotFoundError(f"no cutover recorded for VM {ctx.key} in {ctx.store.path}: nothing to roll back")
-    if migration.target not in (None, ctx.target.description):
-        raise TargetError(f"the cutover of {ctx.key} went to {migration.target}, not {ctx.target.description}")
-    _rollback_actions(ctx)
-    _echo(f"cutover of {ctx.key} rolled back")

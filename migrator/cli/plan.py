@@ -15,6 +15,7 @@ from migrator.planning.naming import sanitize
 from migrator.planning.planfile import dump_yaml, plan_document, write_plan
 from migrator.planning.planner import PlanOptions, build_plan
 from migrator.planning.selection import select_vms
+from migrator.planning.summary import totals
 from migrator.planning.table import render
 from migrator.sources import SourceOptions, open_source, split_source
 
@@ -135,7 +136,9 @@ def plan(
             hooks={k: v for k, v in (("pre", pre_hook), ("post", post_hook)) if v},
         ),
     )
+    result.source_thumbprint = source.certificate_thumbprint  # trust on first use: later commands pin it
     document = plan_document(result)
+    document["summary"] = totals(result).to_dict()
     if output_file != "-":
         written = write_plan(result, output_file, document=document)
         blocked = sum(1 for v in result.vms if v.blocked)

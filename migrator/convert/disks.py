@@ -6,11 +6,14 @@ unchanged) without reading the source, and resumes one cut short.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import errno
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from converters.disks import DiskJob, HttpSource, LocalSource, TarMemberSource, TransferResult, transfer_disks
+from core import private
+from core.confine import confined
 from core.errors import DiskError, InputError, TargetError
 from core.plan import PlannedDisk, PlannedVM
 
@@ -47,10 +50,18 @@ def planned_transfers(planned: PlannedVM, out_dir: Path, fmt: str) -> list[Plann
     return transfers
 
 
-def resolve_local(base: Path, source_file: str) -> Path:
-    """A VMX/OVF disk path: absolute, or relative to the descriptor's folder."""
-    path = Path(source_file)
-    return path if path.is_absolute() else (base / path)
+def _os_reason(error: OSError) -> str:
+    if error.errno == errno.ENOTDIR:
+        return "a part of that path is a file, not a folder"
+    return error.strerror or type(error).__name__
+
+
+def resolve_local(base: Path, source_file: str, datastores: Mapping[str, Path] | None = None) -> Path:
+    """A VMX/OVF disk path, relative to the descriptor's folder or under it, or on a mapped ESXi datastore.
+
+    Never outside that folder, symlinks resolved (InputError naming the path): a plan file names
+    the disks it was made with, and a hand-edited or hostile one must not copy a host file."""
+    return confined(base, source_file, "disk", datastores)
 
 
 def run_transfers(
@@ -66,9 +77,9 @@ def run_transfers(
     ``verify``: re-read every image from storage and check it against the source's digests."""
     for transfer in transfers:
         try:
-            transfer.target.parent.mkdir(parents=True, exist_ok=True)
+            private.private_dir(transfer.target.parent)
         except OSError as error:
-            raise TargetError(f"cannot create {transfer.target.parent}: {error.strerror or error}") from None
+            raise TargetError(f"cannot create {transfer.target.parent}: {_os_reason(error)}") from None
     jobs = [
         DiskJob(name=t.claim, source=make_source(t.disk), target=t.target, target_format=t.target_format)
         for t in transfers

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from converters.specs import Manifests, dump
+from core import private
 from core.errors import TargetError
 
 
@@ -22,7 +23,7 @@ def write_manifests(out_dir: Path, manifests: Manifests) -> list[Path]:
     """Write atomically; a file whose content is already right is left alone (same bytes, same mtime)."""
     written = []
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        private.private_dir(out_dir)
         for name, content in manifest_files(manifests).items():
             path = out_dir / name
             if not (path.exists() and path.read_text() == content):

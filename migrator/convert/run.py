@@ -16,7 +16,9 @@ from core.inventory import Inventory
 from core.plan import Plan, PlannedVM
 from migrator.convert import disks as disk_jobs
 from migrator.convert import gate, output, plans
-from migrator.sources import Source, SourceOptions, open_source, split_source
+from migrator.cutover.state import default_state_dir, only_one_run
+from migrator.sources import Source, SourceOptions, open_source, require_disks, split_source
+from migrator.sources.ovf import check_member_name
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
@@ -104,7 +106,7 @@ def _spec_options(request: ConvertRequest) -> SpecOptions:
     return SpecOptions(nic_compat=request.nic_compat, use_datavolumes=request.datavolumes)
 
 
-def _make_source(scheme: str, location: str, source: Source | None) -> Callable[[Any], Any]:
+def _make_source(scheme: str, location: str, source: Source | None, options: SourceOptions) -> Callable[[Any], Any]:
     if scheme == "vsphere":
 
         def vsphere_disk(disk: Any) -> Any:
@@ -117,8 +119,9 @@ def _make_source(scheme: str, location: str, source: Source | None) -> Callable[
 
     def local_disk(disk: Any) -> Any:
         if scheme == "ova":  # the OVF names tar members: read in place
+            check_member_name(descriptor, disk.source_file)
             return TarMemberSource(descriptor, disk.source_file)
-        return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file))
+        return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file, options.datastores()))
 
     return local_disk
 
@@ -140,6 +143,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         if request.source is not None:
             source = stack.enter_context(_opened(request.source, request.source_options))
         plan, planned = _plan_for(request, source)
+        if not request.dry_run:
+            require_disks(spec or plan.source, "convert")  # before any gate: no --force makes disks appear
         forced = gate.check_not_blocked(planned, request.force)
         for cid in gate.unknown_forced(planned, request.force):
             echo(f"warning: --force {cid}: not a Critical concern of {planned.source_name}, ignored")
@@ -154,12 +159,17 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
             out(dry_run_text(result, transfers if request.output_dir else None))
             return result
 
+        # one writer per VM: a second convert (or a cutover) of it now would write the same images
+        stack.enter_context(only_one_run(default_state_dir(), planned.source_name))
         if spec is None:
             spec = plan.source
         scheme, location = split_source(spec)
         if source is None and scheme in NEEDS_OPEN_SOURCE:  # a plan file: the disks are read through the source
-            source = stack.enter_context(_opened(spec, request.source_options))
-        _transfer_disks(request, result, transfers, _make_source(scheme, location, source), echo)
+            options = request.source_options.pinned_to(plan.source_thumbprint)
+            source = stack.enter_context(_opened(spec, options))
+        _transfer_disks(
+            request, result, transfers, _make_source(scheme, location, source, request.source_options), echo
+        )
         if request.output_dir is not None:
             result.files = output.write_manifests(request.output_dir, manifests)
             for path in result.files:

@@ -9,8 +9,10 @@ as key/value facts of the migration. No credentials are ever stored here.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -18,6 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from core import private
+from core.errors import InputError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS migrations (
@@ -43,6 +48,42 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (vm, step)
 );
 """
+
+
+_HELD: dict[Path, int] = {}  # lock files this process holds, and how many callers hold each
+
+
+@contextmanager
+def only_one_run(state_dir: Path, key: str) -> Iterator[None]:
+    """One writer per VM: a cutover, rollback or convert of ``key`` at a time, machine-wide.
+
+    Two would race on the source's power or write the same images. ``flock`` on
+    ``STATE_DIR/<key>.lock``: the kernel drops it when the process dies, kill -9 included. A
+    process already holding it (a cutover running its own convert) may take it again.
+    """
+    lock_path = (state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock").absolute()
+    if _HELD.get(lock_path):
+        _HELD[lock_path] += 1
+        try:
+            yield
+        finally:
+            _HELD[lock_path] -= 1
+        return
+    try:
+        private.private_dir(state_dir)
+        fd = private.open_fd(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+    except OSError as error:
+        raise InputError(f"cannot use state directory {state_dir}: {error.strerror or error}") from None
+    with os.fdopen(fd, "r+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another convert or cutover of {key} is running (lock {lock_path})") from None
+        _HELD[lock_path] = 1
+        try:
+            yield
+        finally:
+            del _HELD[lock_path]
 
 
 def default_state_dir() -> Path:
@@ -111,8 +152,13 @@ class Migration:
 class StateStore:
     def __init__(self, state_dir: Path | None = None) -> None:
         self.state_dir = state_dir or default_state_dir()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.state_dir / "migrations.db"
+        try:
+            private.private_dir(self.state_dir)
+            # SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
+            os.close(private.open_fd(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC))
+        except OSError as error:
+            raise InputError(f"cannot use state directory {self.state_dir}: {error.strerror or error}") from None
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

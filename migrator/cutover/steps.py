@@ -8,7 +8,6 @@ already started is not started twice, a source already powered back on is left a
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import subprocess
 import time
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from core.childenv import child_env
 from core.errors import InputError, MigratorError, SourceError, TargetError
 from core.plan import Plan, PlannedVM
 from migrator.convert.gate import check_not_blocked
@@ -77,14 +77,12 @@ def preflight(ctx: CutoverContext) -> StepResult:
 def _run_hook(ctx: CutoverContext, command: str | None, which: str) -> StepResult:
     if not command:
         return StepResult(detail="no hook")
-    env = {
-        **os.environ,
-        "MIGRATOR_VM": ctx.planned.source_name,
-        "MIGRATOR_TARGET_NAME": ctx.planned.target_name,
-        "MIGRATOR_TARGET": ctx.target.description,
-        "MIGRATOR_HOOK": which,
-    }
-    env.pop("MIGRATOR_VSPHERE_PASSWORD", None)  # hooks never see the source's credentials
+    env = child_env(  # hooks never see the source's credentials
+        MIGRATOR_VM=ctx.planned.source_name,
+        MIGRATOR_TARGET_NAME=ctx.planned.target_name,
+        MIGRATOR_TARGET=ctx.target.description,
+        MIGRATOR_HOOK=which,
+    )
     result = subprocess.run(shlex.split(command), env=env, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]

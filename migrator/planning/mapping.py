@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
 
+from core import untrusted
 from core.errors import InputError
 from core.plan import NetworkMapping, NetworkTarget, StorageMapping
+from core.quantity import parse_quantity
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -39,12 +40,10 @@ class Maps:
         return bool(self.storage)
 
 
-def parse_quantity(value: Any, where: str) -> int:
-    """A Kubernetes quantity ('2Ti', '500G', 1099511627776) → bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
+def parse_size(value: Any, where: str) -> int:
+    """A Kubernetes quantity ('2Ti', '500G', 1099511627776) → bytes; InputError naming ``where``."""
     try:
-        return int(kubernetes_quantity(str(value).strip()))
+        return parse_quantity(value)
     except ValueError:
         raise InputError(f"{where}: {value!r} is not a size (e.g. 2Ti, 500Gi, 1000000000)") from None
 
@@ -75,7 +74,7 @@ def parse_storage_target(datastore: str, value: Any, where: str) -> StorageMappi
         storage_class = value.get("storageClass")
         limit = value.get("maxVolumeBytes", value.get("maxVolumeSize"))
         if limit is not None:
-            max_bytes = parse_quantity(limit, f"{where}: datastore {datastore!r}")
+            max_bytes = parse_size(limit, f"{where}: datastore {datastore!r}")
     else:
         storage_class = value
     if not isinstance(storage_class, str) or not _storage_class_ok(storage_class):
@@ -85,15 +84,16 @@ def parse_storage_target(datastore: str, value: Any, where: str) -> StorageMappi
 
 def load_map_file(path: str) -> Maps:
     """Read a map file; anything unreadable or malformed is one InputError line."""
+    if not Path(path).exists():
+        raise InputError(f"map file {path} does not exist")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"map file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise InputError(f"cannot read map file {path}: {reason}") from None
+        text = untrusted.read_capped(Path(path), "map file", untrusted.MAP_MAX_BYTES).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read map file {path}: not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        data = untrusted.load_yaml(text)  # safe, and refuses anchors and aliases (alias bombs)
+    except untrusted.UntrustedYamlError as error:
+        raise InputError(f"map file {path}: {error}: a map never needs them") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -14,13 +14,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from core import untrusted
 from core.errors import InputError, NotFoundError
 from core.plan import PLAN_API_VERSION, Plan
 from migrator.planning import yamlout
 
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
-# libyaml's C parser when PyYAML was built with it: several times faster on plans of thousands of VMs
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @cache
@@ -103,12 +102,12 @@ def write_plan(plan: Plan, path: str | Path, *, check: bool = False, document: d
 
 def read_plan(path: str | Path) -> Plan:
     source = Path(path)
+    if not source.exists():
+        raise NotFoundError(f"plan file {source} does not exist (run 'migrator plan' first)")
     try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFoundError(f"plan file {source} does not exist (run 'migrator plan' first)") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read plan file {source}: {getattr(error, 'strerror', None) or error}") from None
+        text = untrusted.read_capped(source, "plan file", untrusted.PLAN_MAX_BYTES).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read plan file {source}: not UTF-8 text") from None
     data: Any = None
     if text.lstrip().startswith("{"):  # JSON is YAML too, and parses 100x faster on large plans
         try:
@@ -117,7 +116,9 @@ def read_plan(path: str | Path) -> Plan:
             data = None
     if data is None:
         try:
-            data = yaml.load(text, Loader=_LOADER)  # a safe loader (CSafeLoader or SafeLoader)
+            data = untrusted.load_yaml(text)  # safe, and refuses anchors and aliases (alias bombs)
+        except untrusted.UntrustedYamlError as error:
+            raise InputError(f"plan file {source}: {error}: a plan never needs them") from None
         except yaml.YAMLError:
             raise InputError(f"plan file {source} is not valid YAML") from None
     validate(data, f"plan file {source}")

@@ -3,6 +3,7 @@
 - ``vsphere://user@host[:port][/datacenter]``: a vCenter or ESXi host, through pyvmomi.
 - ``vmx:PATH``: a VMware .vmx file (standalone ESXi, Workstation).
 - ``ovf:PATH`` / ``ova:PATH``: an OVF descriptor, or an OVA tar holding one.
+- ``rvtools:PATH.xlsx``: an RVTools export (inventory only: plan and report, not convert).
 
 Every adapter returns the same inventory model (core.inventory).
 """
@@ -10,7 +11,8 @@ Every adapter returns the same inventory model (core.inventory).
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 from core.errors import InputError
@@ -22,22 +24,47 @@ ADAPTERS: dict[str, str] = {
     "vmx": "migrator.sources.vmx:open_vmx",
     "ovf": "migrator.sources.ovf:open_ovf",
     "ova": "migrator.sources.ovf:open_ova",
+    "rvtools": "migrator.sources.rvtools:open_rvtools",
 }
+# Sources that describe VMs but hold no disks: good for planning and reports, not for convert or cutover.
+INVENTORY_ONLY: frozenset[str] = frozenset({"rvtools"})
 
 
 @dataclass(frozen=True)
 class SourceOptions:
     """How to reach a source. The password itself is never stored here, only where to find it."""
 
-    insecure: bool = False  # skip TLS verification: an explicit choice, never the default
+    insecure: bool = False  # skip TLS verification: an explicit choice, never the default, never stored
     thumbprint: str | None = None  # accept exactly this SHA-1/SHA-256 certificate thumbprint
     password_env: str = "MIGRATOR_VSPHERE_PASSWORD"
     password_file: str | None = None
     prompt: bool = True  # ask on the terminal when neither env nor file gives a password
+    ca_file: str | None = None  # trust the CAs of this PEM bundle (instead of the system's)
+    thumbprint_from_plan: bool = False  # ``thumbprint`` is the one the plan recorded (trust on first use)
+    # ESXi datastore name → the local folder holding its copy (for VMX paths /vmfs/volumes/NAME/...)
+    datastore_dirs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def explicit_trust(self) -> bool:
+        """The user said how to trust the server on this command line (or its environment)."""
+        return (
+            self.insecure or self.ca_file is not None or (self.thumbprint is not None and not self.thumbprint_from_plan)
+        )
+
+    def pinned_to(self, recorded: str | None) -> SourceOptions:
+        """These options, trusting the certificate a plan recorded unless the user said otherwise."""
+        if recorded is None or self.explicit_trust:
+            return self
+        return replace(self, thumbprint=recorded, thumbprint_from_plan=True)
+
+    def datastores(self) -> dict[str, Path]:
+        return {name: Path(folder) for name, folder in self.datastore_dirs}
 
 
 class Source(Protocol):
     url: str  # the display URL: never carries a password
+    # SHA-256 of the TLS certificate accepted for this session (None for file sources): a plan records it
+    certificate_thumbprint: str | None
 
     def inventory(self) -> Inventory: ...
 
@@ -50,7 +77,7 @@ def split_source(spec: str) -> tuple[str, str]:
         return "vsphere", spec[len("vsphere://") :]
     scheme, sep, location = spec.partition(":")
     if not sep or scheme not in ADAPTERS or not location:
-        known = ", ".join(["vsphere://USER@HOST[/DC]", "vmx:PATH", "ovf:PATH", "ova:PATH"])
+        known = ", ".join(["vsphere://USER@HOST[/DC]", "vmx:PATH", "ovf:PATH", "ova:PATH", "rvtools:PATH.xlsx"])
         raise InputError(f"unknown source {spec!r}: expected one of {known}")
     return scheme, location
 
@@ -61,3 +88,12 @@ def open_source(spec: str, options: SourceOptions | None = None) -> Source:
     module = importlib.import_module(module_name)
     source: Source = getattr(module, factory)(location, options or SourceOptions())
     return source
+
+
+def require_disks(spec: str, command: str) -> None:
+    """Refuse, in one line, a source that cannot give the disks `command` must copy."""
+    if split_source(spec)[0] in INVENTORY_ONLY:
+        raise InputError(
+            f"{spec} is an inventory export with no disks to read: {command} needs a live source "
+            "(vsphere://USER@HOST, vmx:PATH, ovf:PATH or ova:PATH); use it for plan and report only"
+        )

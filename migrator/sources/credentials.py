@@ -7,6 +7,7 @@ never put in an exception message, and never stored on an object that gets seria
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -14,6 +15,21 @@ import click
 
 from core.errors import InputError, SourceError
 from migrator.sources import SourceOptions
+from migrator.sources.govc import password_for
+
+
+def warn_if_shared(path: Path) -> None:
+    """Warn, as ssh does for keys, when group or others may read the password file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # reading it says why
+    if mode & 0o077:
+        click.echo(
+            f"warning: password file {path} is open to group or others (mode {stat.S_IMODE(mode):04o}): "
+            f"chmod 600 {path}",
+            err=True,
+        )
 
 
 def read_password(options: SourceOptions, account: str) -> str:
@@ -23,6 +39,7 @@ def read_password(options: SourceOptions, account: str) -> str:
     """
     if options.password_file:
         path = Path(options.password_file)
+        warn_if_shared(path)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
@@ -37,6 +54,10 @@ def read_password(options: SourceOptions, account: str) -> str:
         from_env = os.environ.get(options.password_env)
         if from_env:
             return from_env
+    user, _, host = account.rpartition("@")
+    from_govc = password_for(user, host.rsplit(":", 1)[0].strip("[]"))
+    if from_govc:
+        return from_govc
     if options.prompt and sys.stdin.isatty():
         try:
             entered: str = click.prompt(f"Password for {account}", hide_input=True, err=True)

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.confine import confined
 from core.errors import InputError, NotFoundError
 from core.inventory import (
     VM,
@@ -27,8 +28,10 @@ from core.inventory import (
     Nic,
     PassthroughDevice,
 )
+from core.untrusted import DESCRIPTOR_MAX_BYTES, read_capped
 
 OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
+OVF09_NS = "http://www.vmware.com/schema/ovf/1/envelope"  # OVF 0.9, as ESX 3.x and ovftool 1.x wrote it
 VMW_NS = "http://www.vmware.com/schema/ovf"
 
 # CIM ResourceType values (DSP1041 / CIM_ResourceAllocationSettingData)
@@ -66,24 +69,49 @@ _NAMED_UNITS = {
 }
 
 
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+# OVF 0.9 (ESX 3.x, ovftool 1.x) spells some RASD elements differently; readers accept every spelling.
+_ELEMENT_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "InstanceID": ("InstanceID", "InstanceId"),
+    "ElementName": ("ElementName", "Caption"),
+}
+
+
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+def _kind(element: ET.Element) -> str:
+    """The element's OVF kind: its local name, or for OVF 0.9's generic ``<Section xsi:type="ovf:X_Type">``
+    and ``<Content xsi:type="ovf:VirtualSystem_Type">``, the X its schema type names."""
+    name = _local(element.tag)
+    if name in ("Section", "Content"):
+        schema_type = element.get(XSI_TYPE, "").rsplit(":", 1)[-1]
+        if schema_type.endswith("_Type"):
+            return schema_type[: -len("_Type")]
+    return name
+
+
 def _children(element: ET.Element, name: str) -> list[ET.Element]:
-    return [child for child in element if _local(child.tag) == name]
+    return [child for child in element if _kind(child) == name]
 
 
 def _text(element: ET.Element, name: str) -> str | None:
-    for child in element:
-        if _local(child.tag) == name:
-            return (child.text or "").strip()
+    spellings = _ELEMENT_SPELLINGS.get(name, (name,))
+    for spelling in spellings:
+        for child in element:
+            if _local(child.tag) == spelling:
+                return (child.text or "").strip()
     return None
 
 
 def _attr(element: ET.Element, name: str) -> str | None:
-    """An attribute in the OVF namespace (or unqualified, as some generators write)."""
-    return element.get(f"{{{OVF_NS}}}{name}", element.get(name))
+    """An attribute in the OVF namespace of any version (1.x, or 0.9's VMware one), or unqualified."""
+    for namespace in (OVF_NS, OVF09_NS):
+        value = element.get(f"{{{namespace}}}{name}")
+        if value is not None:
+            return value
+    return element.get(name)
 
 
 def units_to_bytes(units: str | None, default: int = 1) -> int:
@@ -162,7 +190,7 @@ def _files(root: ET.Element) -> DescriptorFiles:
 def _virtual_systems(element: ET.Element, folder: str) -> list[tuple[ET.Element, str]]:
     found: list[tuple[ET.Element, str]] = []
     for child in element:
-        name = _local(child.tag)
+        name = _kind(child)
         if name == "VirtualSystem":
             found.append((child, folder))
         elif name == "VirtualSystemCollection":
@@ -179,9 +207,10 @@ class _Resolver:
         self.members = members
 
     def path(self, href: str) -> str:
+        """A file's local path, confined to the descriptor's folder (symlinks resolved); an OVA's member name."""
         if self.members is not None or self.base is None or "://" in href:
             return href
-        return str((self.base / href).resolve())
+        return str(confined(self.base, href, "OVF file reference (ovf:href)"))
 
     def size(self, href: str) -> int | None:
         if self.members is not None:
@@ -203,9 +232,11 @@ def build_vms(root: ET.Element, resolver: _Resolver, source_kind: str) -> list[V
 
 def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Resolver, source_kind: str) -> VM:
     name = _text(system, "Name") or _attr(system, "id") or "vm"
+    # A system without hardware (or without a memory item) is still a VM: it is listed, and the
+    # invalid-memory rule blocks it, as for every other source that cannot tell the memory size.
     hardware = next(iter(_children(system, "VirtualHardwareSection")), None)
     if hardware is None:
-        raise InputError(f"OVF VirtualSystem {name!r} has no VirtualHardwareSection")
+        hardware = ET.Element("VirtualHardwareSection")
     config = _vmw_config(hardware)
     vm = VM(name=name, source=source_kind, cpu=Cpu(sockets=1, cores_per_socket=1), memory_mib=0)
     vm.folder = folder or None
@@ -239,7 +270,7 @@ def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Reso
         if kind_model is None:
             continue
         kind, model = kind_model
-        bus = _int(_text(item, "Address"), "controller address", counts.get(kind, 0))
+        bus = _int(_text(item, "Address") or _text(item, "BusNumber"), "controller address", counts.get(kind, 0))
         counts[kind] = counts.get(kind, 0) + 1
         controller = Controller(kind, bus, model)
         controllers[_text(item, "InstanceID") or ""] = controller
@@ -289,8 +320,6 @@ def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Reso
             vgpu = item_config.get("backing.vgpu")
             detail = vgpu or item_config.get("backing.allowedDevice") or subtype or None
             vm.passthrough.append(PassthroughDevice(label, "vgpu" if vgpu else "pci", detail))
-    if vm.memory_mib <= 0 and items:
-        raise InputError(f"OVF VirtualSystem {name!r} has no memory item (ResourceType 4)")
     return vm
 
 
@@ -381,17 +410,14 @@ def _nic(item: ET.Element, config: dict[str, str], number: int) -> Nic:
 class OvfSource:
     """An OVF descriptor on disk; its disk files are looked up beside it."""
 
+    certificate_thumbprint: str | None = None  # a file: no TLS
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.url = f"ovf:{path}"
 
     def inventory(self) -> Inventory:
-        try:
-            data = self.path.read_bytes()
-        except IsADirectoryError:
-            raise InputError(f"{self.path} is a directory, not an OVF descriptor") from None
-        except OSError as error:
-            raise InputError(f"cannot read {self.path}: {error.strerror}") from None
+        data = read_capped(self.path, "OVF descriptor", DESCRIPTOR_MAX_BYTES)
         root = parse_descriptor(data, str(self.path))
         vms = build_vms(root, _Resolver(self.path.parent, None), "ovf")
         return Inventory(source_url=self.url, vms=vms, about={"kind": "ovf"})
@@ -403,30 +429,26 @@ class OvfSource:
 class OvaSource:
     """An OVA tar: the descriptor is its first member; disks are read later, never extracted here."""
 
+    certificate_thumbprint: str | None = None  # a file: no TLS
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.url = f"ova:{path}"
 
     def inventory(self) -> Inventory:
-        try:
-            with tarfile.open(self.path, "r:*") as tar:
-                members = tar.getmembers()
-                if not members:
-                    raise InputError(f"{self.path} is an empty tar, not an OVA")
-                first = members[0]
-                if not first.name.lower().endswith(".ovf") or not first.isfile():
-                    raise InputError(f"{self.path}: the first member {first.name!r} is not an .ovf descriptor")
-                handle = tar.extractfile(first)
-                data = handle.read() if handle else b""
-        except tarfile.TarError as error:
-            raise InputError(f"{self.path} is not a valid OVA (tar) file: {error}") from None
-        except OSError as error:
-            raise InputError(f"cannot read {self.path}: {error.strerror or error}") from None
-        sizes = {m.name.removeprefix("./"): m.size for m in members if m.isfile()}
+        members, first, data = read_ova_descriptor(self.path)
+        by_name = {m.name.removeprefix("./"): m for m in members}
+        sizes = {name: m.size for name, m in by_name.items() if m.isfile()}
         root = parse_descriptor(data, f"{self.path}:{first.name}")
         for href in _files(root).files.values():
-            if href not in sizes and "://" not in href:
+            if "://" in href:
+                continue
+            check_member_name(self.path, href)
+            member = by_name.get(href)
+            if member is None:
                 raise InputError(f"{self.path}: member {href!r} named by the descriptor is missing from the OVA")
+            if not member.isfile():
+                raise InputError(f"{self.path}: member {href!r} is a link or special file, not a disk: refused")
         vms = build_vms(root, _Resolver(None, sizes), "ovf")
         for vm in vms:
             vm.extra_config["ova.path"] = str(self.path)
@@ -434,6 +456,42 @@ class OvaSource:
 
     def close(self) -> None:
         pass
+
+
+def check_member_name(ova: Path, name: str) -> None:
+    """An OVA member a descriptor names is a plain relative name: no absolute path, no '..'."""
+    parts = Path(name).parts
+    if not name or name.startswith("/") or ".." in parts:
+        raise InputError(f"{ova}: member name {name!r} points outside the OVA: refused")
+
+
+def read_ova_descriptor(path: Path) -> tuple[list[tarfile.TarInfo], tarfile.TarInfo, bytes]:
+    """The OVA's members, its descriptor member (the first) and the descriptor's bytes."""
+    if path.is_file() and not tarfile.is_tarfile(path):
+        raise InputError(f"{path} is not a valid OVA: not a tar archive")
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = tar.getmembers()
+            if not members:
+                raise InputError(f"{path} is an empty tar, not an OVA")
+            first = members[0]
+            if not first.name.lower().endswith(".ovf") or not first.isfile():
+                raise InputError(f"{path}: the first member {first.name!r} is not an .ovf descriptor")
+            if first.size > DESCRIPTOR_MAX_BYTES:
+                raise InputError(
+                    f"{path}: the descriptor {first.name!r} is larger than {DESCRIPTOR_MAX_BYTES >> 20} MiB"
+                )
+            handle = tar.extractfile(first)
+            data = handle.read() if handle else b""
+    except tarfile.TarError as error:
+        raise InputError(f"{path} is not a valid OVA (tar) file: {_one_line(error)}") from None
+    except (OSError, EOFError) as error:
+        raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or _one_line(error)}") from None
+    return members, first, data
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _existing(location: str, what: str) -> Path:

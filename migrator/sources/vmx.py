@@ -8,10 +8,13 @@ Nothing here writes to the source files.
 
 from __future__ import annotations
 
+import codecs
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from converters.disks import inspect_local
+from core.confine import confined, vmfs_datastore
 from core.errors import DiskError, InputError, NotFoundError
 from core.inventory import (
     VM,
@@ -29,6 +32,8 @@ from core.inventory import (
     Sharing,
     Snapshot,
 )
+from core.untrusted import DESCRIPTOR_MAX_BYTES, read_capped
+from migrator.sources import SourceOptions
 
 _LINE = re.compile(r'^\s*([^=\s"]+)\s*=\s*(?:"(.*)"|([^\s"]*))\s*$')
 _ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
@@ -60,21 +65,28 @@ def parse_vmx(text: str, origin: str = "vmx") -> dict[str, str]:
     return entries
 
 
+_ENCODING = re.compile(rb'^\s*\.encoding\s*=\s*"([^"]+)"', re.IGNORECASE | re.MULTILINE)
+
+
 def _read_text(path: Path, what: str) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"{what} {path} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} {path} is a directory, not a file") from None
-    except OSError as error:
-        raise InputError(f"cannot read {what} {path}: {error.strerror}") from None
+    """The file's text: UTF-8, or the ``.encoding`` it declares; anything else is refused, not guessed."""
+    data = read_capped(path, what, DESCRIPTOR_MAX_BYTES)
     if b"\x00" in data:
         raise InputError(f"{path} is not a text {what} (binary data)")
+    declared = _ENCODING.search(data)
+    encoding = declared.group(1).decode("ascii", "replace").strip() if declared else "UTF-8"
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"{path}: unknown .encoding {encoding!r}") from None
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InputError(
+            f"{path}: line {line} is not valid {encoding} (byte {data[error.start]:#04x}); "
+            f"re-save the {what} as UTF-8 or give its .encoding"
+        ) from None
 
 
 def _true(value: str | None) -> bool:
@@ -123,7 +135,10 @@ class VmdkInfo:
 
 
 def read_vmdk(path: Path) -> VmdkInfo:
-    """Read a VMDK with the disk engine's own parser (text descriptor, or embedded in a sparse file)."""
+    """Read a VMDK with the disk engine's own parser (text descriptor, or embedded in a sparse file).
+
+    Extent and parent files must lie in the descriptor's folder (symlinks resolved): InputError
+    otherwise; any other reason convert would refuse the disk is kept in ``problem``."""
     try:
         facts = inspect_local(path)
     except DiskError as error:
@@ -148,8 +163,8 @@ def read_vmdk(path: Path) -> VmdkInfo:
 
 def _datastore_of(path: str) -> str | None:
     """'/vmfs/volumes/<datastore>/dir/x.vmdk' → '<datastore>'; a plain local path has none."""
-    match = re.match(r"^/vmfs/volumes/([^/]+)/", path)
-    return match.group(1) if match else None
+    found = vmfs_datastore(path)
+    return found[0] if found else None
 
 
 def _controllers(entries: dict[str, str]) -> dict[tuple[str, int], Controller]:
@@ -181,7 +196,8 @@ def _disk_mode(value: str | None) -> DiskMode:
         return DiskMode.PERSISTENT
 
 
-def build_vm(entries: dict[str, str], vmx_path: Path) -> VM:
+def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, Path] | None = None) -> VM:
+    """The VM a .vmx describes. Files it names must lie in its folder, or in a mapped datastore's."""
     origin = str(vmx_path)
     folder = vmx_path.parent
     name = entries.get("displayname") or vmx_path.stem
@@ -258,7 +274,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path) -> VM:
         if not file_name:
             continue
         disk_number += 1
-        vm.disks.append(_disk(entries, prefix, disk_number, controller, unit, folder, file_name))
+        vm.disks.append(_disk(entries, prefix, disk_number, controller, unit, folder, file_name, datastores))
     vm.controllers = sorted(controllers.values(), key=lambda c: (order[c.kind.value], c.bus_number))
 
     nic_indexes = sorted(int(m.group(1)) for k, v in entries.items() if (m := _ETHERNET.match(k)) and _true(v))
@@ -284,9 +300,19 @@ def _int_list(text: str) -> list[int]:
 
 
 def _disk(
-    entries: dict[str, str], prefix: str, number: int, controller: Controller, unit: int, folder: Path, file_name: str
+    entries: dict[str, str],
+    prefix: str,
+    number: int,
+    controller: Controller,
+    unit: int,
+    folder: Path,
+    file_name: str,
+    datastores: Mapping[str, Path] | None,
 ) -> Disk:
-    path = Path(file_name) if file_name.startswith("/") else folder / file_name
+    on_datastore = vmfs_datastore(file_name)
+    # the file to read: in the VMX's folder or a mapped datastore's, never an absolute path followed
+    local = confined(folder, file_name, f"disk {prefix}.fileName", datastores)
+    path = Path(file_name) if on_datastore is not None else folder / file_name
     device_type = (entries.get(f"{prefix}.devicetype") or "").lower()
     disk = Disk(
         label=f"Hard disk {number}",
@@ -303,11 +329,11 @@ def _disk(
         format_hint="vmdk",
         rdm=device_type in ("rawdisk", "scsi-passthru"),
     )
-    if path.is_file():
+    if local.is_file():
         try:
-            info = read_vmdk(path)
+            info = read_vmdk(local)
         except OSError as error:
-            raise InputError(f"cannot read disk {path}: {error.strerror}") from None
+            raise InputError(f"cannot read disk {local}: {error.strerror}") from None
         disk.capacity_bytes = info.capacity_bytes
         disk.allocated_bytes = info.allocated_bytes
         disk.uuid = info.uuid
@@ -344,7 +370,7 @@ def _nic(entries: dict[str, str], index: int) -> Nic:
 def _snapshots(entries: dict[str, str], vmx_path: Path, disks: list[Disk]) -> tuple[list[Snapshot], bool]:
     """Snapshots from the .vmsd beside the .vmx; delta disks without snapshots mean consolidation is needed."""
     vmsd_name = entries.get("checkpoint.vmsdfilename") or vmx_path.with_suffix(".vmsd").name
-    vmsd = vmx_path.parent / vmsd_name
+    vmsd = confined(vmx_path.parent, vmsd_name, f"{vmx_path}: snapshot file", None)
     snapshots: list[Snapshot] = []
     if vmsd.is_file():
         data = parse_vmx(_read_text(vmsd, "snapshot file"), str(vmsd))
@@ -366,22 +392,27 @@ def _snapshots(entries: dict[str, str], vmx_path: Path, disks: list[Disk]) -> tu
 class VmxSource:
     """One .vmx file as a source of one VM."""
 
-    def __init__(self, path: Path) -> None:
+    certificate_thumbprint: str | None = None  # a file: no TLS
+
+    def __init__(self, path: Path, datastores: Mapping[str, Path] | None = None) -> None:
         self.path = path
         self.url = f"vmx:{path}"
+        self.datastores = dict(datastores or {})
 
     def inventory(self) -> Inventory:
         entries = parse_vmx(_read_text(self.path, "VMX file"), str(self.path))
         if not entries:
             raise InputError(f"{self.path} is empty: not a VMX file")
-        return Inventory(source_url=self.url, vms=[build_vm(entries, self.path)], about={"kind": "vmx"})
+        return Inventory(
+            source_url=self.url, vms=[build_vm(entries, self.path, self.datastores)], about={"kind": "vmx"}
+        )
 
     def close(self) -> None:
         pass
 
 
-def open_vmx(location: str, options: object = None) -> VmxSource:
+def open_vmx(location: str, options: SourceOptions | None = None) -> VmxSource:
     path = Path(location).expanduser().resolve()
     if not path.exists():
         raise NotFoundError(f"VMX file {location} does not exist")
-    return VmxSource(path)
+    return VmxSource(path, options.datastores() if options else None)

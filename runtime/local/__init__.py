@@ -22,7 +22,9 @@ from typing import IO, Any
 
 import yaml
 
+from core.childenv import child_env
 from core.errors import InputError, MigratorError, NotFoundError, TargetError
+from core.private import open_fd, private_dir
 from runtime.launcher import api
 
 EXIT_MEANINGS = {0: "guest shut down", 1: "failed to start", 2: "guest crashed", 3: "killed after the grace period"}
@@ -106,7 +108,7 @@ def start(vm: LocalVM, accel: str = "auto") -> subprocess.Popen[bytes]:
     state = vm.state_dir
     if launcher_pid(state) is not None:
         raise TargetError(f"{vm.name} is already running (migrator runtime stop {vm.name})")
-    state.mkdir(parents=True, exist_ok=True)
+    private_dir(state)
     (state / "result.json").unlink(missing_ok=True)
     (state / "source").write_text(f"{vm.vm_file}\n")
     command = [
@@ -124,8 +126,10 @@ def start(vm: LocalVM, accel: str = "auto") -> subprocess.Popen[bytes]:
         # on a workstation the guest's pod-network ports are not published on the host's ports
         "--no-port-forwards",
     ]
-    with (state / "launcher.log").open("wb") as log:
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    with os.fdopen(open_fd(state / "launcher.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as log:
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=child_env()
+        )
 
 
 def _last_log_line(state: Path) -> str:

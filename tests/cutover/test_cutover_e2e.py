@@ -368,6 +368,6 @@ def test_command_line_mistakes_are_one_line(vcsim: simulator.Simulator, tmp_path
     with (tmp_path / "state" / f"{run.vm}.lock").open("a+") as held:  # a cutover of this VM under way elsewhere
         fcntl.flock(held, fcntl.LOCK_EX)
         busy = run.cutover("--pre-hook", "false")  # the hook: even a broken lock would not touch the VM
-    assert busy.returncode != 0 and f"another cutover of {run.vm} is running" in busy.stderr
+    assert busy.returncode != 0 and f"another convert or cutover of {run.vm} is running" in busy.stderr
     with seed.session(vcsim) as source:
         assert source.power_state(run.vm) == "poweredOn"  # none of this touched the shared simulator's VM

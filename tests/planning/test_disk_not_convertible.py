@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from converters.disks import DiskJob, LocalSource, transfer_disks
-from core.errors import DiskError
+from core.errors import DiskError, InputError
 from core.plan import Severity
 from migrator.planning.mapping import Maps
 from migrator.planning.planner import PlanOptions, build_plan
@@ -67,9 +67,6 @@ REFUSALS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "no-extents": (_descriptor('createType="monolithicFlat"\n'), "lists no extents"),
     "extent-without-file": (_descriptor('createType="monolithicFlat"\nRW 2048 FLAT\n'), "extent line without a file"),
-    "absolute-extent": (_descriptor('createType="monolithicFlat"\nRW 2048 FLAT "/etc/shadow" 0\n'), "is absolute"),
-    "dotdot-extent": (_descriptor('createType="monolithicFlat"\nRW 2048 FLAT "../x-flat.vmdk" 0\n'), "escapes"),
-    "symlink-out-of-folder": (_symlinked_extent, "outside the disk's folder"),
     "missing-extent": (_missing_extent, "missing extent gone-flat.vmdk"),
     "noaccess-extent": (_with_flat('createType="monolithicFlat"\nNOACCESS 2048 FLAT "d-flat.vmdk" 0\n'), "NOACCESS"),
     "unsupported-extent-type": (
@@ -78,6 +75,33 @@ REFUSALS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "corrupt-sparse-header": (_corrupt_sparse, "unsupported VMDK sparse version 9"),
 }
+# Hostile input rather than a disk to plan: plan itself refuses, with one line naming the path.
+CONFINEMENT: dict[str, tuple[Callable[[Path], None], str]] = {
+    "absolute-extent": (_descriptor('createType="monolithicFlat"\nRW 2048 FLAT "/etc/shadow" 0\n'), "is absolute"),
+    "dotdot-extent": (_descriptor('createType="monolithicFlat"\nRW 2048 FLAT "../x-flat.vmdk" 0\n'), "escapes"),
+    "symlink-out-of-folder": (_symlinked_extent, "outside the disk's folder"),
+}
+
+
+def _vmx(folder: Path) -> Path:
+    vmx = folder / "vm.vmx"
+    vmx.write_text('memsize = "256"\nscsi0.present = "TRUE"\nscsi0:0.present = "TRUE"\nscsi0:0.fileName = "d.vmdk"\n')
+    return vmx
+
+
+@pytest.mark.parametrize("kind", sorted(CONFINEMENT))
+def test_a_descriptor_naming_files_outside_its_folder_is_refused_by_plan(kind: str, tmp_path: Path) -> None:
+    make, fragment = CONFINEMENT[kind]
+    folder = tmp_path / "vm"
+    folder.mkdir()
+    make(folder)
+    with pytest.raises(InputError) as planned:
+        open_source(f"vmx:{_vmx(folder)}").inventory()
+    assert fragment in planned.value.message and "\n" not in planned.value.message
+    with pytest.raises(DiskError) as refused:
+        transfer_disks([DiskJob("d", LocalSource(folder / "d.vmdk"), tmp_path / "d.img")], progress="none")
+    assert refused.value.message == f"disk d: {planned.value.message}"  # one parser: the same line
+    assert not (tmp_path / "d.img").exists()
 
 
 @pytest.mark.parametrize("kind", sorted(REFUSALS))

@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import InputError
 from core.plan import NetworkTarget
-from migrator.planning.mapping import build_maps, load_map_file, parse_quantity
+from migrator.planning.mapping import build_maps, load_map_file, parse_size
 
 
 def test_map_file_and_flags(tmp_path: Path) -> None:
@@ -64,8 +64,8 @@ def test_bad_flags() -> None:
 
 
 def test_quantities() -> None:
-    assert parse_quantity("500Gi", "x") == 500 * 2**30
-    assert parse_quantity("1T", "x") == 10**12
-    assert parse_quantity(42, "x") == 42
+    assert parse_size("500Gi", "x") == 500 * 2**30
+    assert parse_size("1T", "x") == 10**12
+    assert parse_size(42, "x") == 42
     with pytest.raises(InputError):
-        parse_quantity("lots", "x")
+        parse_size("lots", "x")

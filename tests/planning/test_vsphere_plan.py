@@ -80,4 +80,5 @@ def test_simulator_password_file(vcsim, tmp_path: Path) -> None:
     assert vcsim.password not in (tmp_path / "plan.yaml").read_text()
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)  # a private file: the only line is the login failure
     assert_one_line_error(run_migrator(*common, "--password-file", str(wrong), cwd=tmp_path, env={}))

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from converters.specs import dump
+from core import private
 from core.errors import MigratorError, TargetError
 from core.plan import Plan, PlannedVM
 from migrator.convert import ConvertRequest, convert
@@ -55,7 +56,7 @@ class LocalTarget:
     # -- CutoverTarget ----------------------------------------------------------------------
     def preflight(self, plan: Plan, planned: PlannedVM) -> None:
         try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+            private.private_dir(self.output_dir)
         except OSError as error:
             raise TargetError(f"cannot create {self.output_dir}: {error.strerror or error}") from None
         if not os.access(self.output_dir, os.W_OK):

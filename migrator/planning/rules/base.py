@@ -28,6 +28,7 @@ class Rule:
     severity: Severity
     check: Callable[[VM, RuleContext], list[Concern]]
     summary: str = ""
+    remedy: str = ""  # what to do about it, in one sentence (the assessment report shows it)
 
     def concern(self, message: str) -> Concern:
         return Concern(id=self.id, severity=self.severity, message=message)

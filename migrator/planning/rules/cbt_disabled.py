@@ -15,4 +15,13 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("cbt-disabled", Severity.WARNING, check, "changed block tracking is off for the VM")
+RULE = Rule(
+    "cbt-disabled",
+    Severity.WARNING,
+    check,
+    "changed block tracking is off for the VM",
+    remedy=(
+        "Enable changed-block tracking (ctkEnabled = TRUE, or `migrator cutover --warm --enable-cbt`) to migrate warm;"
+        " cold migration works without it."
+    ),
+)

@@ -17,4 +17,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("cbt-disabled-disk", Severity.WARNING, check, "changed block tracking is off for a disk")
+RULE = Rule(
+    "cbt-disabled-disk",
+    Severity.WARNING,
+    check,
+    "changed block tracking is off for a disk",
+    remedy="Enable CBT on the disk (scsiX:Y.ctkEnabled = TRUE) before a warm migration, or migrate cold.",
+)

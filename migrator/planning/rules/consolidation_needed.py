@@ -13,4 +13,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern("The VM's disks need snapshot consolidation; consolidate them in VMware before migrating.")]
 
 
-RULE = Rule("consolidation-needed", Severity.INFORMATION, check, "the VM's disks need consolidation")
+RULE = Rule(
+    "consolidation-needed",
+    Severity.INFORMATION,
+    check,
+    "the VM's disks need consolidation",
+    remedy="Consolidate the VM's disks in vSphere (Snapshots > Consolidate) before migrating.",
+)

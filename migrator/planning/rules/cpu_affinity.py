@@ -14,4 +14,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"The VM is pinned to host CPUs {cpus}; CPU affinity is not migrated.")]
 
 
-RULE = Rule("cpu-affinity", Severity.WARNING, check, "the VM has CPU affinity")
+RULE = Rule(
+    "cpu-affinity",
+    Severity.WARNING,
+    check,
+    "the VM has CPU affinity",
+    remedy="Remove the CPU affinity, or recreate it on the target with a dedicated CPU placement.",
+)

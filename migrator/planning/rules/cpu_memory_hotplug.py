@@ -15,4 +15,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"{what[0].upper()}{what[1:]} hot-add is enabled; the VM keeps its current sizes.")]
 
 
-RULE = Rule("cpu-memory-hotplug", Severity.WARNING, check, "CPU or memory hot-add is enabled")
+RULE = Rule(
+    "cpu-memory-hotplug",
+    Severity.WARNING,
+    check,
+    "CPU or memory hot-add is enabled",
+    remedy="Nothing blocks the move; hot-add is not carried over, so size CPU and memory for peak load.",
+)

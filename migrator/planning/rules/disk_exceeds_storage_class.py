@@ -22,4 +22,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return concerns
 
 
-RULE = Rule("disk-exceeds-storage-class", Severity.CRITICAL, check, "a disk exceeds its storage class's maximum")
+RULE = Rule(
+    "disk-exceeds-storage-class",
+    Severity.CRITICAL,
+    check,
+    "a disk exceeds its storage class's maximum",
+    remedy="Map the datastore to a storage class that allows volumes this large, or shrink the disk first.",
+)

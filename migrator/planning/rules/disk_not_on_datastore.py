@@ -17,4 +17,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("disk-not-on-datastore", Severity.CRITICAL, check, "a disk is not on a datastore")
+RULE = Rule(
+    "disk-not-on-datastore",
+    Severity.CRITICAL,
+    check,
+    "a disk is not on a datastore",
+    remedy="Move the disk onto a datastore (Storage vMotion), or exclude the VM.",
+)

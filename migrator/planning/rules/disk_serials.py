@@ -18,4 +18,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("disk-serials", Severity.INFORMATION, check, "SCSI disk serials are exposed (disk.EnableUUID)")
+RULE = Rule(
+    "disk-serials",
+    Severity.INFORMATION,
+    check,
+    "SCSI disk serials are exposed (disk.EnableUUID)",
+    remedy="Nothing to do unless the guest identifies disks by serial; the target exposes the same serials.",
+)

@@ -13,4 +13,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"Cluster {vm.cluster.name!r} uses Distributed Power Management; the target has no DPM.")]
 
 
-RULE = Rule("dpm-enabled", Severity.INFORMATION, check, "the source cluster uses DPM")
+RULE = Rule(
+    "dpm-enabled",
+    Severity.INFORMATION,
+    check,
+    "the source cluster uses DPM",
+    remedy="Disable DPM on the cluster during the migration window so hosts stay powered on.",
+)

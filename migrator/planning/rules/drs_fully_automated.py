@@ -19,4 +19,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("drs-fully-automated", Severity.INFORMATION, check, "the source cluster runs DRS fully automated")
+RULE = Rule(
+    "drs-fully-automated",
+    Severity.INFORMATION,
+    check,
+    "the source cluster runs DRS fully automated",
+    remedy="Set DRS to manual or partially automated for the VM during the migration window.",
+)

@@ -29,4 +29,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return concerns
 
 
-RULE = Rule("duplicate-mac", Severity.WARNING, check, "a MAC address appears twice in the plan")
+RULE = Rule(
+    "duplicate-mac",
+    Severity.WARNING,
+    check,
+    "a MAC address appears twice in the plan",
+    remedy="Give one of the NICs a new MAC address, or migrate the two VMs to different networks.",
+)

@@ -15,4 +15,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"{what} is encrypted by vSphere; decrypt it in VMware before migrating.")]
 
 
-RULE = Rule("encrypted-vm", Severity.CRITICAL, check, "the VM or a disk is encrypted")
+RULE = Rule(
+    "encrypted-vm",
+    Severity.CRITICAL,
+    check,
+    "the VM or a disk is encrypted",
+    remedy="Decrypt the VM and its disks in vSphere before migrating.",
+)

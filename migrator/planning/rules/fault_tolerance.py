@@ -13,4 +13,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern("Fault Tolerance is enabled; the migrated VM will not have it.")]
 
 
-RULE = Rule("fault-tolerance", Severity.WARNING, check, "fault tolerance is enabled")
+RULE = Rule(
+    "fault-tolerance",
+    Severity.WARNING,
+    check,
+    "fault tolerance is enabled",
+    remedy="Turn off Fault Tolerance for the VM before migrating.",
+)

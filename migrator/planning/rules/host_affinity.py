@@ -13,4 +13,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern("A DRS VM-host affinity rule places this VM; use node affinity on the target instead.")]
 
 
-RULE = Rule("host-affinity", Severity.WARNING, check, "a VM-host affinity rule names the VM")
+RULE = Rule(
+    "host-affinity",
+    Severity.WARNING,
+    check,
+    "a VM-host affinity rule names the VM",
+    remedy="Remove the VM from the DRS VM-host rule, or express it as node affinity on the target.",
+)

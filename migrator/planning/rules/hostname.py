@@ -20,4 +20,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return []
 
 
-RULE = Rule("hostname-empty-or-default", Severity.WARNING, check, "the guest hostname is empty or a default")
+RULE = Rule(
+    "hostname-empty-or-default",
+    Severity.WARNING,
+    check,
+    "the guest hostname is empty or a default",
+    remedy="Set a real hostname in the guest (VMware Tools reports it) before migrating.",
+)

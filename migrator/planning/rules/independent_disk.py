@@ -15,4 +15,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("independent-disk", Severity.CRITICAL, check, "a disk is in independent mode")
+RULE = Rule(
+    "independent-disk",
+    Severity.CRITICAL,
+    check,
+    "a disk is in independent mode",
+    remedy="Change the disk to dependent mode in vSphere, so it can be snapshotted and copied.",
+)

@@ -25,4 +25,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return concerns
 
 
-RULE = Rule("invalid-disk-capacity", Severity.CRITICAL, check, "a disk's capacity is 0 or not sector-aligned")
+RULE = Rule(
+    "invalid-disk-capacity",
+    Severity.CRITICAL,
+    check,
+    "a disk's capacity is 0 or not sector-aligned",
+    remedy="Fix the disk's size in vSphere (it must be non-zero and a multiple of 512 bytes).",
+)

@@ -13,4 +13,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern("The source gives no memory size for the VM, so the target VM cannot be sized.")]
 
 
-RULE = Rule("invalid-memory", Severity.CRITICAL, check, "the VM has no memory size")
+RULE = Rule(
+    "invalid-memory",
+    Severity.CRITICAL,
+    check,
+    "the VM has no memory size",
+    remedy="Give the VM a memory size in the source (vSphere, VMX memsize, OVF memory item).",
+)

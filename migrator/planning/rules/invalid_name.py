@@ -19,4 +19,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("invalid-name", Severity.WARNING, check, "the VM name is not RFC 1123 and is renamed")
+RULE = Rule(
+    "invalid-name",
+    Severity.WARNING,
+    check,
+    "the VM name is not RFC 1123 and is renamed",
+    remedy="Nothing to do: the VM is renamed to a valid Kubernetes name; rename it at the source to choose.",
+)

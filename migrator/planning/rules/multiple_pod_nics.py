@@ -19,4 +19,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("multiple-pod-nics", Severity.CRITICAL, check, "more than one NIC maps to the pod network")
+RULE = Rule(
+    "multiple-pod-nics",
+    Severity.CRITICAL,
+    check,
+    "more than one NIC maps to the pod network",
+    remedy="Map all but one of the VM's networks to Multus networks or ignore them (--network SRC=multus:NS/NAME).",
+)

@@ -19,4 +19,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("name-collision", Severity.WARNING, check, "two VM names sanitise to the same target name")
+RULE = Rule(
+    "name-collision",
+    Severity.WARNING,
+    check,
+    "two VM names sanitise to the same target name",
+    remedy="Rename one of the VMs at the source, or plan them into different namespaces.",
+)

@@ -17,4 +17,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"No guest IP addresses are known, so static IPs cannot be preserved ({why}).")]
 
 
-RULE = Rule("no-guest-ips", Severity.WARNING, check, "no guest IP addresses are known")
+RULE = Rule(
+    "no-guest-ips",
+    Severity.WARNING,
+    check,
+    "no guest IP addresses are known",
+    remedy="Start VMware Tools in the guest so its addresses are known, or record them before cutover.",
+)

@@ -14,4 +14,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"The VM is bound to NUMA nodes {nodes}; NUMA affinity is not migrated.")]
 
 
-RULE = Rule("numa-affinity", Severity.WARNING, check, "the VM has NUMA node affinity")
+RULE = Rule(
+    "numa-affinity",
+    Severity.WARNING,
+    check,
+    "the VM has NUMA node affinity",
+    remedy="Remove the NUMA affinity, or recreate it on the target with dedicated CPU placement.",
+)

@@ -15,4 +15,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"The VM uses host passthrough devices ({names}); remove them in VMware before migrating.")]
 
 
-RULE = Rule("pci-passthrough", Severity.CRITICAL, check, "the VM has PCI passthrough or vGPU devices")
+RULE = Rule(
+    "pci-passthrough",
+    Severity.CRITICAL,
+    check,
+    "the VM has PCI passthrough or vGPU devices",
+    remedy="Remove the passthrough devices, or plan host devices on the target cluster by hand.",
+)

@@ -18,4 +18,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("rdm-disk", Severity.CRITICAL, check, "a disk is a raw device mapping")
+RULE = Rule(
+    "rdm-disk",
+    Severity.CRITICAL,
+    check,
+    "a disk is a raw device mapping",
+    remedy="Convert the raw device mapping to a virtual disk (Storage vMotion to a VMDK), or exclude it.",
+)

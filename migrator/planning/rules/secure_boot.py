@@ -18,4 +18,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("secure-boot", Severity.INFORMATION, check, "EFI secure boot is enabled (needs SMM)")
+RULE = Rule(
+    "secure-boot",
+    Severity.INFORMATION,
+    check,
+    "EFI secure boot is enabled (needs SMM)",
+    remedy="Nothing blocks the move: the target starts with SMM and Secure Boot enabled.",
+)

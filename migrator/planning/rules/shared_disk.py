@@ -19,4 +19,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return concerns
 
 
-RULE = Rule("shared-disk", Severity.WARNING, check, "a disk is shared (multi-writer or shared bus)")
+RULE = Rule(
+    "shared-disk",
+    Severity.WARNING,
+    check,
+    "a disk is shared (multi-writer or shared bus)",
+    remedy="Migrate the VMs sharing the disk together and give the target a ReadWriteMany volume.",
+)

@@ -14,4 +14,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"The VM has {len(vm.snapshots)} snapshot(s) ({names}); they are not migrated.")]
 
 
-RULE = Rule("snapshots-present", Severity.INFORMATION, check, "the VM has snapshots")
+RULE = Rule(
+    "snapshots-present",
+    Severity.INFORMATION,
+    check,
+    "the VM has snapshots",
+    remedy="Delete or consolidate the snapshots; only the current state is migrated.",
+)

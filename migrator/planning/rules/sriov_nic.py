@@ -18,4 +18,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("sriov-nic", Severity.WARNING, check, "the VM has SR-IOV NICs")
+RULE = Rule(
+    "sriov-nic",
+    Severity.WARNING,
+    check,
+    "the VM has SR-IOV NICs",
+    remedy="Replace the SR-IOV NIC with a vmxnet3 one, or map it to an SR-IOV network on the target.",
+)

@@ -15,4 +15,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"The VM has {len(vm.disks)} disks; the target takes at most {MAX_DISKS}.")]
 
 
-RULE = Rule("too-many-disks", Severity.WARNING, check, "more disks than the target takes")
+RULE = Rule(
+    "too-many-disks",
+    Severity.WARNING,
+    check,
+    "more disks than the target takes",
+    remedy="Remove or merge disks so the VM fits the target's limit.",
+)

@@ -18,4 +18,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("unmapped-datastore", Severity.CRITICAL, check, "a disk's datastore has no storage class")
+RULE = Rule(
+    "unmapped-datastore",
+    Severity.CRITICAL,
+    check,
+    "a disk's datastore has no storage class",
+    remedy="Map the datastore to a storage class (--storage DS=CLASS, or the map file).",
+)

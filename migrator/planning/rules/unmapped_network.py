@@ -18,4 +18,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("unmapped-network", Severity.CRITICAL, check, "a NIC's source network has no mapping")
+RULE = Rule(
+    "unmapped-network",
+    Severity.CRITICAL,
+    check,
+    "a NIC's source network has no mapping",
+    remedy="Map the network (--network SRC=pod|multus:NS/NAME|ignore, or the map file).",
+)

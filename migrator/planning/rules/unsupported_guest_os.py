@@ -23,4 +23,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"The guest operating system {vm.guest_id}{name} is not supported on the target.")]
 
 
-RULE = Rule("unsupported-guest-os", Severity.WARNING, check, "the guest OS is not supported")
+RULE = Rule(
+    "unsupported-guest-os",
+    Severity.WARNING,
+    check,
+    "the guest OS is not supported",
+    remedy="Upgrade the guest OS to a supported release, or accept running it unsupported.",
+)

@@ -14,4 +14,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern(f"The VM has USB controllers or devices ({', '.join(usb)}); they are not migrated.")]
 
 
-RULE = Rule("usb-controller", Severity.WARNING, check, "the VM has a USB controller")
+RULE = Rule(
+    "usb-controller",
+    Severity.WARNING,
+    check,
+    "the VM has a USB controller",
+    remedy="Nothing blocks the move: USB devices are not carried over; remove any the guest depends on.",
+)

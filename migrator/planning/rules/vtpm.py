@@ -13,4 +13,10 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     return [RULE.concern("The VM has a virtual TPM; its data (e.g. BitLocker keys) is not migrated.")]
 
 
-RULE = Rule("vtpm", Severity.WARNING, check, "the VM has a virtual TPM")
+RULE = Rule(
+    "vtpm",
+    Severity.WARNING,
+    check,
+    "the VM has a virtual TPM",
+    remedy="The target gives the VM a new, empty TPM: suspend BitLocker or re-seal keys before migrating.",
+)

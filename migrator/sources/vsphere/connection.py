@@ -4,16 +4,24 @@ TLS is verified by default. pyvmomi silently disables verification for loopback 
 no ``sslContext`` is given, so an explicit context is always passed. ``--insecure`` turns
 verification off; ``--thumbprint`` pins exactly one certificate: the context then trusts that
 certificate alone (hostname checks off, since the pin is the identity), so every later
-connection (SOAP or the datastore HTTP endpoint) is held to the same pin.
+connection (SOAP or the datastore HTTP endpoint) is held to the same pin. ``--ca-file`` replaces
+the system's CAs with a PEM bundle (hostnames still checked).
+
+A plan records the SHA-256 thumbprint of the certificate accepted when it was made (trust on
+first use, as ssh's known_hosts); later commands pin it and refuse a changed certificate with
+both thumbprints. ``--insecure`` is never recorded. The SOAP connection (and the certificate
+check) go through ``HTTPS_PROXY`` unless ``NO_PROXY`` covers the host.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import ssl
+import urllib.request
 from dataclasses import dataclass
-from http.client import HTTPException
+from http.client import HTTPConnection, HTTPException
 from urllib.parse import unquote, urlsplit
 
 from pyVim.connect import SmartConnect
@@ -75,13 +83,46 @@ def format_thumbprint(digest: str) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2)).upper()
 
 
+def https_proxy(host: str) -> tuple[str, int] | None:
+    """(proxy host, port) from ``HTTPS_PROXY``/``https_proxy`` for ``host``, unless ``NO_PROXY`` covers it."""
+    proxy = urllib.request.getproxies_environment().get("https")
+    if not proxy or urllib.request.proxy_bypass_environment(host):
+        return None
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InputError(f"HTTPS_PROXY {proxy!r} is not a proxy URL (http://HOST:PORT)") from None
+    if not parts.hostname:
+        raise InputError(f"HTTPS_PROXY {proxy!r} is not a proxy URL (http://HOST:PORT)")
+    return parts.hostname, port or 80
+
+
+def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to host:port: direct, or tunnelled with CONNECT through the HTTPS proxy."""
+    proxy = https_proxy(host)
+    if proxy is None:
+        return socket.create_connection((host, port), timeout=timeout)
+    tunnel = HTTPConnection(proxy[0], proxy[1], timeout=timeout)
+    tunnel.set_tunnel(host, port)
+    try:
+        tunnel.connect()
+    except OSError as error:
+        tunnel.close()
+        raise OSError(f"through proxy {proxy[0]}:{proxy[1]}: {_reason(error)}") from None
+    sock = tunnel.sock
+    tunnel.sock = None  # ours now
+    assert sock is not None
+    return sock
+
+
 def fetch_certificate(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> bytes:
     """The DER certificate the server presents (no verification: only to compare or show it)."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
+        with _open_socket(host, port, timeout) as raw:
             with context.wrap_socket(raw, server_hostname=host) as tls:
                 der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as error:
@@ -96,8 +137,17 @@ def certificate_thumbprint(der: bytes, length: int = 64) -> str:
     return algorithm(der).hexdigest()
 
 
-def tls_context(location: Location, *, insecure: bool, thumbprint: str | None) -> ssl.SSLContext:
+def tls_context(
+    location: Location,
+    *,
+    insecure: bool,
+    thumbprint: str | None,
+    ca_file: str | None = None,
+    thumbprint_from_plan: bool = False,
+) -> ssl.SSLContext:
     """The context every connection to this source uses (SOAP and datastore HTTP)."""
+    if insecure and thumbprint and not thumbprint_from_plan:
+        raise InputError("--insecure and --thumbprint contradict each other: give only one")
     if insecure:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -107,6 +157,12 @@ def tls_context(location: Location, *, insecure: bool, thumbprint: str | None) -
         expected = normalise_thumbprint(thumbprint)
         der = fetch_certificate(location.host, location.port)
         presented = certificate_thumbprint(der, len(expected))
+        if presented != expected and thumbprint_from_plan:
+            raise SourceError(
+                f"the certificate of {location.endpoint} changed since the plan was made: the plan recorded "
+                f"{format_thumbprint(expected)}, the server presents {format_thumbprint(presented)} "
+                "(if the change is expected, give --thumbprint with the new one)"
+            )
         if presented != expected:
             raise SourceError(
                 f"certificate thumbprint mismatch: expected {format_thumbprint(expected)}, "
@@ -120,12 +176,21 @@ def tls_context(location: Location, *, insecure: bool, thumbprint: str | None) -
         # The user vouched for this exact certificate: accept its key size too (vcsim's is 1024-bit RSA).
         context.set_ciphers("DEFAULT:@SECLEVEL=1")
         return context
+    if ca_file:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies chain and hostname; only the bundle's CAs
+        for path in ca_file.split(os.pathsep):
+            try:
+                context.load_verify_locations(cafile=path)
+            except (OSError, ssl.SSLError) as error:
+                raise InputError(f"--ca-file {path}: not a PEM bundle of CA certificates ({_reason(error)})") from None
+        return context
     return ssl.create_default_context()
 
 
 def connect(location: Location, password: str, context: ssl.SSLContext) -> vim.ServiceInstance:
     """Log in; every failure becomes one SourceError line (never with the password)."""
     where = location.endpoint
+    proxy = https_proxy(location.host)
     try:
         return SmartConnect(
             host=location.host,
@@ -134,6 +199,8 @@ def connect(location: Location, password: str, context: ssl.SSLContext) -> vim.S
             pwd=password,
             sslContext=context,
             httpConnectionTimeout=CONNECT_TIMEOUT,
+            httpProxyHost=proxy[0] if proxy else None,
+            httpProxyPort=proxy[1] if proxy else 80,
         )
     except vim.fault.InvalidLogin:
         raise SourceError(f"login failed for {location.user} on {where}: wrong user name or password") from None

@@ -23,7 +23,15 @@ from migrator.sources.vsphere.collector import (
     object_spec,
     retrieve_in_view,
 )
-from migrator.sources.vsphere.connection import Location, connect, fault_message, parse_location, tls_context
+from migrator.sources.vsphere.connection import (
+    Location,
+    certificate_thumbprint,
+    connect,
+    fault_message,
+    fetch_certificate,
+    parse_location,
+    tls_context,
+)
 from migrator.sources.vsphere.fastsoap import FastCollector
 from migrator.sources.vsphere.translate import Estate, host_affinity, translate_estate, translate_vm
 
@@ -36,8 +44,18 @@ class VSphereSource:
         self.url = location.url
         self.insecure = options.insecure
         self.page_size = PAGE_SIZE
-        self._context = tls_context(location, insecure=options.insecure, thumbprint=options.thumbprint)
+        self._context = tls_context(
+            location,
+            insecure=options.insecure,
+            thumbprint=options.thumbprint,
+            ca_file=options.ca_file,
+            thumbprint_from_plan=options.thumbprint_from_plan,
+        )
         self._si = connect(location, read_password(options, f"{location.user}@{location.endpoint}"), self._context)
+        # What a plan records (trust on first use); under --insecure too, so later commands can pin it.
+        self.certificate_thumbprint: str | None = certificate_thumbprint(
+            fetch_certificate(location.host, location.port)
+        )
         self._content = self._si.RetrieveContent()
         # The collector every retrieval goes through (tests wrap it to count calls).
         self.property_collector: Any = FastCollector(self._content.propertyCollector)

@@ -1,0 +1,117 @@
+"""A migration's state transitions: begin (or resume), run the cutover, complete, roll back.
+
+The ``migrator cutover`` command only parses flags and prints; it, the estate-wide ``migrate``
+command and the in-cluster Migration controller all move a VM's migration record through these
+functions, so the rules live once: a rolled-back run starts over, a recorded run to another target
+is refused, a run that got through every step is completed, a rollback is recorded.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import InputError, MigratorError, NotFoundError, TargetError
+from migrator.cutover.pipeline import StepFailed, run_steps
+from migrator.cutover.state import Migration, StateStore, only_one_run
+from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, rollback
+
+
+class CutoverFailed(MigratorError):
+    exit_code = 4
+
+
+def exclusive_run(store: StateStore, key: str) -> AbstractContextManager[None]:
+    """One cutover (or rollback) of a VM at a time: two would race on the source's power."""
+    return only_one_run(store.state_dir, key)
+
+
+@dataclass(frozen=True)
+class RecordedEndpoints:
+    """Where a recorded cutover went: what `cutover --rollback --vm NAME` alone needs."""
+
+    source: str | None
+    output_dir: Path | None  # the local target's directory
+    namespace: str | None  # the cluster target's namespace
+
+
+def recorded_endpoints(store: StateStore, vm: str) -> RecordedEndpoints:
+    migration = store.get(vm)
+    if migration is None:
+        raise NotFoundError(f"no cutover recorded for VM {vm}: give --plan or --source and the target")
+    kind, _, where = (migration.target or "").partition(":")
+    return RecordedEndpoints(
+        source=migration.source,
+        output_dir=Path(where) if kind == "local" else None,
+        namespace=where if kind == "cluster" else None,
+    )
+
+
+def begin(ctx: CutoverContext) -> Migration:
+    """Start the VM's migration record, or resume the recorded one when it goes to the same target."""
+    key, store = ctx.key, ctx.store
+    existing = store.get(key)
+    if existing is not None and existing.status == "rolled_back":
+        store.forget(key)  # a rolled-back cutover starts over from preflight
+        existing = None
+    if existing is not None and existing.target not in (None, ctx.target.description):
+        raise InputError(
+            f"VM {key} has a recorded cutover to {existing.target}, not {ctx.target.description}: "
+            f"finish or roll it back first (migrator cutover --rollback --vm {key})"
+        )
+    migration = store.begin(key, plan=ctx.plan.name, source=ctx.plan.source, target=ctx.target.description)
+    store.set_fact(key, "target_name", ctx.planned.target_name)
+    return migration
+
+
+def cut_over(ctx: CutoverContext, *, rollback_on_failure: bool) -> Migration:
+    """Begin (or resume) and run every cutover step; the completed record, or CutoverFailed (recorded)."""
+    key, store = ctx.key, ctx.store
+    begin(ctx)
+    ctx.announce(f"cutover of {key} to {ctx.target.description} as {ctx.planned.target_name}")
+    try:
+        migration = run_steps(key, CUTOVER_STEPS, ctx, store, announce=ctx.announce)
+    except StepFailed as failed:
+        if not failed.source_touched:
+            raise CutoverFailed(f"cutover of {key} stopped: {failed.message}; the source was not touched") from None
+        if not rollback_on_failure:
+            raise CutoverFailed(
+                f"cutover of {key} failed: {failed.message}; the source is off: re-run to resume, "
+                f"or roll back with `migrator cutover --rollback --vm {key}`"
+            ) from None
+        actions = record_rollback(ctx)
+        raise CutoverFailed(f"cutover of {key} failed: {failed.message}; rolled back ({'; '.join(actions)})") from None
+    return complete(ctx, migration)
+
+
+def complete(ctx: CutoverContext, migration: Migration) -> Migration:
+    """Mark a migration whose every step is done as completed (once)."""
+    if migration.status == "completed":
+        return migration
+    ctx.store.set_status(ctx.key, "completed")
+    return ctx.store.get(ctx.key) or migration
+
+
+def record_rollback(ctx: CutoverContext) -> list[str]:
+    """Roll back (stop the target, restore the source) and record it; what was done, one line each."""
+    try:
+        actions = rollback(ctx)
+    except MigratorError as error:
+        ctx.store.set_status(ctx.key, "failed", error=f"rollback failed: {error.message}")
+        raise CutoverFailed(f"rollback of {ctx.key} failed: {error.message}") from None
+    for action in actions:
+        ctx.announce(f"rollback: {action}")
+    recorded = ctx.store.get(ctx.key)
+    ctx.store.set_status(ctx.key, "rolled_back", error=recorded.error if recorded else None)
+    return actions
+
+
+def roll_back(ctx: CutoverContext) -> list[str]:
+    """Roll back the recorded cutover of ``ctx``'s VM; refused when none is recorded, or to another target."""
+    migration = ctx.store.get(ctx.key)
+    if migration is None:
+        raise NotFoundError(f"no cutover recorded for VM {ctx.key} in {ctx.store.path}: nothing to roll back")
+    if migration.target not in (None, ctx.target.description):
+        raise TargetError(f"the cutover of {ctx.key} went to {migration.target}, not {ctx.target.description}")
+    return record_rollback(ctx)
