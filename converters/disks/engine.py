@@ -190,16 +190,17 @@ def _transfer_one(job: DiskJob, prog: Progress, opts: _Options) -> TransferResul
             and target.identity() == finished
         ):
             dp = prog.disk(job.name, known.virtual_size)
-            checked, seconds = 0, 0.0
+            checked, seconds, verified = 0, 0.0, False
             if opts.verify and job.target_format == "raw" and target.reopen(known.virtual_size):
-                checked, seconds = _verify(job, target, state, known.virtual_size, known.chunk_size)
+                checked, seconds = _verify(job, target, state, known.virtual_size, known.chunk_size, opts.cancel)
+                verified = True
             dp.finish("skipped")
             return TransferResult(
                 job.name,
                 target.path,
                 known.virtual_size,
                 0,
-                bool(checked) or known.virtual_size == 0,
+                verified,
                 True,
                 time.monotonic() - started,
                 checked,
@@ -246,14 +247,15 @@ def _copy(
         done = state.done()
         if any(not d.startswith(chunks.DIGEST_PREFIX) for d, _n in done.values()):
             resumed, done = False, {}  # a record from an older engine: start over
-    checked, verify_seconds = 0, 0.0
+    checked, verify_seconds, verified = 0, 0.0, False
     if resumed:
         had_finished = state.completed_target() is not None
         state.reopen()
         if had_finished and opts.verify:
             # A verification never repairs in silence: a damaged chunk fails it (and is forgotten,
             # so that the next run copies it again).
-            checked, verify_seconds = _verify(job, target, state, size, opts.chunk)
+            checked, verify_seconds = _verify(job, target, state, size, opts.chunk, opts.cancel)
+            verified = True
             stale = []
         else:
             stale = _stale_chunks(target, done, opts.chunk, size)
@@ -281,8 +283,8 @@ def _copy(
             _qemu_compare(job, disk, target)
         if opts.fsync or opts.verify:
             target.sync()
-        if opts.verify and (pending or not checked):
-            checked, verify_seconds = _verify(job, target, state, size, opts.chunk)
+        if opts.verify and (pending or not verified):
+            checked, verify_seconds = _verify(job, target, state, size, opts.chunk, opts.cancel)
         target.finalize(opts.verify)
         ident = target.identity()
         if ident is None:
@@ -355,7 +357,9 @@ def _stale_chunks(target: Target, done: dict[int, tuple[str, int]], chunk: int, 
     return stale
 
 
-def _verify(job: DiskJob, target: Target, state: TransferState, size: int, chunk: int) -> tuple[int, float]:
+def _verify(
+    job: DiskJob, target: Target, state: TransferState, size: int, chunk: int, cancel: threading.Event
+) -> tuple[int, float]:
     """Re-read the target from storage (after fsync) and compare every chunk with its recorded digest.
 
     Returns (bytes read, seconds). A mismatch forgets the chunk (a re-run copies it again) and
@@ -371,6 +375,8 @@ def _verify(job: DiskJob, target: Target, state: TransferState, size: int, chunk
     total = 0
     try:
         for i in range((size + chunk - 1) // chunk):
+            if cancel.is_set():
+                raise TransferInterrupted(f"disk {job.name}: interrupted while verifying: run again to resume")
             start = i * chunk
             n = min(chunk, size - start)
             try:
