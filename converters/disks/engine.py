@@ -28,7 +28,7 @@ from converters.disks import chunks
 from converters.disks.chunks import BLOCK
 from converters.disks.image import VirtualDisk
 from converters.disks.progress import DiskProgress, Progress
-from converters.disks.sources import HttpSource, LocalSource, TarMemberSource
+from converters.disks.sources import HttpFile, HttpSource, LocalSource, TarMemberSource
 from converters.disks.sparse import ZERO, FlatExtent
 from converters.disks.state import Plan, TransferState
 from converters.disks.writer import Target, aligned_buffer
@@ -37,6 +37,7 @@ from core.errors import DiskError, MigratorError
 CHUNK = 16 << 20  # unit of the state record and of one read
 READ_BUFFERS = 4
 WRITERS = 2  # writes overlap: one writer alone waits on the page cache
+REMOTE_READERS = 2  # a disk over HTTP is read on two connections: one waits for its first byte, one streams
 CANCEL_GRACE = 1.5  # seconds the workers get to reach their next chunk after a cancel
 MAX_NOTICES = 5  # per disk: repaired chunks named one per line, then a count
 
@@ -465,9 +466,12 @@ def _pipeline(
     def halted() -> bool:
         return stop.is_set() or opts.cancel.is_set()
 
-    def produce() -> None:
+    nreaders = REMOTE_READERS if _remote(disk) else 1
+    finished_readers = [0]
+
+    def produce(share: list[int]) -> None:
         try:
-            for idx in pending:
+            for idx in share:
                 if halted():
                     break
                 start = idx * chunk
@@ -491,8 +495,12 @@ def _pipeline(
             failures.append(exc)
             stop.set()
         finally:
-            for _ in range(WRITERS):
-                ready.put(None)
+            with lock:
+                finished_readers[0] += 1
+                last = finished_readers[0] == nreaders
+            if last:
+                for _ in range(WRITERS):
+                    ready.put(None)
 
     def consume() -> None:
         try:
@@ -525,16 +533,20 @@ def _pipeline(
         finally:
             free.put(bytearray(0))  # wake the reader if it waits for a buffer
 
-    reader = threading.Thread(target=produce, name=f"read-{dp.name}", daemon=True)
+    readers = [
+        threading.Thread(target=produce, args=(pending[k::nreaders],), name=f"read-{dp.name}", daemon=True)
+        for k in range(nreaders)
+    ]
     writers = [threading.Thread(target=consume, name=f"write-{dp.name}", daemon=True) for _ in range(WRITERS)]
-    reader.start()
-    for w in writers:
-        w.start()
+    for t in readers + writers:
+        t.start()
     for w in writers:
         w.join()
     stop.set()
-    free.put(bytearray(0))
-    reader.join(timeout=0 if opts.cancel.is_set() else 120)
+    for _ in readers:
+        free.put(bytearray(0))
+    for r in readers:
+        r.join(timeout=0 if opts.cancel.is_set() else 120)
     if failures:
         raise failures[0]
     if opts.cancel.is_set():
@@ -542,6 +554,16 @@ def _pipeline(
             f"disk {dp.name}: interrupted: the chunks copied so far are recorded: run again to resume"
         )
     return totals["transferred"]
+
+
+def _remote(disk: VirtualDisk) -> bool:
+    """Whether any layer of the disk is read over HTTP."""
+    layer: VirtualDisk | None = disk
+    while layer is not None:
+        if any(isinstance(r, HttpFile) for r in layer.readers):
+            return True
+        layer = layer.parent
+    return False
 
 
 def _throttle(max_rate: float | None, transferred: int, t0: float) -> None:

@@ -172,7 +172,10 @@ def proxy_for(url: str) -> Proxy | None:
 
 @dataclass
 class HttpFile:
-    """Ranged GETs over one persistent connection (reopened on errors), retried with backoff."""
+    """Ranged GETs over persistent connections (reopened on errors), retried with backoff.
+
+    One connection per concurrent caller (the engine reads a remote disk with two, which hides
+    the datastore's time to first byte: see BENCHMARKS.md), kept open between requests."""
 
     url: str
     headers: dict[str, str]
@@ -181,7 +184,7 @@ class HttpFile:
     backoff: float = HTTP_BACKOFF
     size: int = -1
     name: str = ""
-    _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+    _idle: list[http.client.HTTPConnection] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -200,32 +203,31 @@ class HttpFile:
             if self._proxy.authorization:
                 self._extra["Proxy-Authorization"] = self._proxy.authorization
 
-    def _connect(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            proxy = self._proxy
-            host, port = (proxy.host, proxy.port) if proxy else (self._host, self._port)
-            if self._scheme == "https":
-                self._conn = http.client.HTTPSConnection(
-                    host,
-                    port,
-                    timeout=HTTP_TIMEOUT,
-                    context=self.ssl_context or ssl.create_default_context(),
-                )
-                if proxy is not None:  # CONNECT tunnel; TLS (and its checks) then runs to the datastore itself
-                    tunnel = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
-                    self._conn.set_tunnel(self._host, self._port, headers=tunnel)
-            else:
-                self._conn = http.client.HTTPConnection(host, port, timeout=HTTP_TIMEOUT)
-        return self._conn
+    def _take(self) -> http.client.HTTPConnection:
+        """An idle connection, or a new one."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        proxy = self._proxy
+        host, port = (proxy.host, proxy.port) if proxy else (self._host, self._port)
+        if self._scheme != "https":
+            return http.client.HTTPConnection(host, port, timeout=HTTP_TIMEOUT)
+        conn = http.client.HTTPSConnection(
+            host, port, timeout=HTTP_TIMEOUT, context=self.ssl_context or ssl.create_default_context()
+        )
+        if proxy is not None:  # CONNECT tunnel; TLS (and its checks) then runs to the datastore itself
+            tunnel = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+            conn.set_tunnel(self._host, self._port, headers=tunnel)
+        return conn
 
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    def _give(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.append(conn)
 
-    def _request(self, offset: int, out: memoryview | None, length: int) -> tuple[int, int]:
-        """One ranged GET filling ``out``; returns (file size, bytes read)."""
-        conn = self._connect()
+    def _request(
+        self, conn: http.client.HTTPConnection, offset: int, out: memoryview | None, length: int
+    ) -> tuple[int, int, bool]:
+        """One ranged GET filling ``out``; returns (file size, bytes read, whether ``conn`` can be reused)."""
         headers = {**self.headers, **self._extra}
         headers["Range"] = f"bytes={offset}-{offset + length - 1}"
         conn.request("GET", self._target, headers=headers)
@@ -260,34 +262,40 @@ class HttpFile:
                 done += n
             if done < want:
                 raise ConnectionError(f"connection dropped after {done} of {want} bytes")
-        if resp.length:  # unread rest (a server ignoring Range): don't reuse this connection
-            self._drop()
-        return total, done
+        # an unread rest (a server ignoring Range) or a server closing: don't reuse this connection
+        return total, done, not resp.length and not resp.will_close
 
     def fetch(self, offset: int, out: memoryview | None, length: int | None = None) -> tuple[int, int]:
         length = len(out) if out is not None else (length or 1)
         delay = self.backoff
         last: str = ""
-        with self._lock:
-            for attempt in range(self.attempts):
-                try:
-                    return self._request(offset, out, length)
-                except HttpError as exc:
-                    self._drop()
-                    status = getattr(exc, "status", 0)
-                    if not status or (status < 500 and status != 429):
-                        raise
-                    last = exc.message
-                except (OSError, http.client.HTTPException) as exc:
-                    self._drop()
-                    if isinstance(exc, ssl.SSLCertVerificationError):
-                        raise DiskError(
-                            f"{_safe(self.url)}: TLS certificate not trusted: {exc.verify_message}"
-                        ) from None
-                    last = f"{_safe(self.url)}: {type(exc).__name__}: {exc}".rstrip(": ")
-                if attempt + 1 < self.attempts:
-                    time.sleep(delay)
-                    delay *= 2
+        for attempt in range(self.attempts):
+            conn = self._take()
+            try:
+                total, done, reusable = self._request(conn, offset, out, length)
+            except HttpError as exc:
+                conn.close()
+                status = getattr(exc, "status", 0)
+                if not status or (status < 500 and status != 429):
+                    raise
+                last = exc.message
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if isinstance(exc, ssl.SSLCertVerificationError):
+                    raise DiskError(f"{_safe(self.url)}: TLS certificate not trusted: {exc.verify_message}") from None
+                last = f"{_safe(self.url)}: {type(exc).__name__}: {exc}".rstrip(": ")
+            except BaseException:
+                conn.close()
+                raise
+            else:
+                if reusable:
+                    self._give(conn)
+                else:
+                    conn.close()
+                return total, done
+            if attempt + 1 < self.attempts:
+                time.sleep(delay)
+                delay *= 2
         raise DiskError(f"{last} (gave up after {self.attempts} attempts)")
 
     def probe(self, n: int = 65536) -> bytes:
@@ -313,7 +321,10 @@ class HttpFile:
         return HttpFile(urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")), self.headers, self.ssl_context)
 
     def close(self) -> None:
-        self._drop()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
 def _safe(url: str) -> str:
