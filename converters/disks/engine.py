@@ -453,8 +453,7 @@ def _pipeline(
     pending chunk is cleared before it is written."""
     chunk, size = opts.chunk, disk.size
     free: queue.Queue[bytearray] = queue.Queue()
-    for _ in range(READ_BUFFERS):
-        free.put(bytearray(chunk))
+    allocated = [0]  # read buffers are made when first needed: chunks the kernel copies need none
     # (chunk index, buffer or None, bytes fetched, segments for the kernel or None)
     ready: queue.Queue[tuple[int, bytearray | None, int, list | None] | None] = queue.Queue()
     stop = threading.Event()
@@ -465,6 +464,16 @@ def _pipeline(
 
     def halted() -> bool:
         return stop.is_set() or opts.cancel.is_set()
+
+    def take_buffer() -> bytearray:
+        try:
+            return free.get_nowait()
+        except queue.Empty:
+            with lock:
+                if allocated[0] < READ_BUFFERS:
+                    allocated[0] += 1
+                    return bytearray(chunk)
+            return free.get()
 
     nreaders = REMOTE_READERS if _remote(disk) else 1
     finished_readers = [0]
@@ -484,7 +493,7 @@ def _pipeline(
                 if chunks.kernel_copyable(target, segments):
                     ready.put((idx, None, fetched, segments))
                     continue
-                buf = free.get()
+                buf = take_buffer()
                 if halted():
                     break
                 view = memoryview(buf)[: end - start]
