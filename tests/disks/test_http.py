@@ -14,6 +14,7 @@ from pyVim.connect import Disconnect, SmartConnect
 
 from converters.disks import DiskJob, HttpSource, discard_transfer, transfer_disks
 from core.errors import DiskError
+from tests.connect_proxy import connect_proxy
 from tests.disks.conftest import (
     MiB,
     allocated,
@@ -217,87 +218,25 @@ def test_bad_url() -> None:
         transfer_disks([DiskJob("x", HttpSource("ftp://x/y", {}, None), Path("/tmp/x.img"))], progress="none")
 
 
-class ConnectProxy:
-    """A small CONNECT proxy on loopback, as a corporate HTTPS proxy: it tunnels bytes and logs targets."""
-
-    def __init__(self) -> None:
-        import socket
-
-        self.targets: list[str] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
-
-    def _tunnel(self, client) -> None:  # type: ignore[no-untyped-def]
-        import socket
-
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = client.recv(4096)
-            if not data:
-                client.close()
-                return
-            head += data
-        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
-        if method != "CONNECT":
-            client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-            client.close()
-            return
-        self.targets.append(target)
-        host, port = target.rsplit(":", 1)
-        upstream = socket.create_connection((host, int(port)))
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-        def pump(a, b) -> None:  # type: ignore[no-untyped-def]
-            try:
-                while data := a.recv(1 << 16):
-                    b.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for s in (a, b):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-
-        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
-        pump(client, upstream)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def test_https_proxy_from_the_environment(
     datastore: Datastore, src_dir: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """HTTPS_PROXY is honoured (a CONNECT tunnel; TLS still runs to the datastore), NO_PROXY bypasses it."""
     src = make_vmdk(src_dir, "px", "monolithicSparse")
     datastore.put(src, "px/px.vmdk")
-    proxy = ConnectProxy()
-    try:
+    with connect_proxy() as (port, targets):
         for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY"):
             monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
         result = run_cli(datastore.url("px/px.vmdk"), str(out_dir / "px.img"), "--insecure")
         assert result.returncode == 0, result.stderr
-        assert set(proxy.targets) == {datastore.base.split("://", 1)[1]}  # CONNECT host:port of the datastore
+        assert set(targets) == {datastore.base.split("://", 1)[1]}  # CONNECT host:port of the datastore
         assert same_image(src, out_dir / "px.img")
         # TLS runs through the tunnel to the datastore itself: its self-signed certificate is still refused.
         assert_one_line_error(run_cli(datastore.url("px/px.vmdk"), str(out_dir / "other.img")), "certificate")
-        proxy.targets.clear()
+        targets.clear()
         monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
         (out_dir / "px.img").unlink()
         discard_transfer(out_dir / "px.img")
         transfer_disks([DiskJob("px", datastore.source("px/px.vmdk"), out_dir / "px.img")], progress="none")
-        assert proxy.targets == [] and same_image(src, out_dir / "px.img")
-    finally:
-        proxy.close()
+        assert targets == [] and same_image(src, out_dir / "px.img")
