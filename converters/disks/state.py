@@ -12,11 +12,13 @@ its files.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from converters.disks.writer import Target
+from core import private
 from core.errors import DiskError
 
 SCHEMA = """
@@ -39,11 +41,13 @@ class TransferState:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
+            if not path.exists():  # 0600 like the image it describes; SQLite gives -wal/-shm the same mode
+                os.close(private.open_fd(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC))
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise DiskError(f"{path}: cannot open the transfer record: {exc}") from None
 
     def _meta(self) -> dict[str, str]:

@@ -76,6 +76,7 @@ def test_transfer_status_and_discard(src_dir: Path, out_dir: Path) -> None:
     status = transfer_status(target)
     assert status is not None and status.complete and status.chunks_done == status.chunks_total == 64
     assert status.bytes_transferred == first.bytes_transferred and status.virtual_size == 64 * MiB
+    assert {p.stat().st_mode & 0o777 for p in out_dir.glob(".s.img.transfer*")} == {0o600}  # like the image
     assert discard_transfer(target) and transfer_status(target) is None and not discard_transfer(target)
     assert [p.name for p in out_dir.iterdir()] == ["s.img"]  # the image stays, the record (and -wal/-shm) go
     [again] = transfer_disks([DiskJob("s", LocalSource(src), target)], progress="none", chunk_size=MiB)
