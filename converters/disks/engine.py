@@ -37,6 +37,7 @@ from core.errors import DiskError, MigratorError
 CHUNK = 16 << 20  # unit of the state record and of one read
 READ_BUFFERS = 4
 WRITERS = 2  # writes overlap: one writer alone waits on the page cache
+VERIFY_READERS = 3  # chunks re-read from storage at once by a verification
 REMOTE_READERS = 2  # a disk over HTTP is read on two connections: one waits for its first byte, one streams
 CANCEL_GRACE = 1.5  # seconds the workers get to reach their next chunk after a cancel
 MAX_NOTICES = 5  # per disk: repaired chunks named one per line, then a count
@@ -368,32 +369,61 @@ def _verify(
     t0 = time.monotonic()
     target.sync()
     reader = target.storage_reader()
-    buf = aligned_buffer(chunk + 2 * chunks.DIRECT_ALIGN)
-    view = memoryview(buf)
     align = chunks.DIRECT_ALIGN if reader.direct else 1
     done = state.done()
-    bad: list[int] = []
-    total = 0
+    nchunks = (size + chunk - 1) // chunk
+    with_data = [i for i in range(nchunks) if target.data_ranges(i * chunk, (i + 1) * chunk)]
+    holes = set(range(nchunks)).difference(with_data)
+    # A chunk the target holds no data for must have been recorded as zeros.
+    bad = [i for i in sorted(holes) if done.get(i, ("",))[0] != chunks.zero_digest(min(chunk, size - i * chunk))]
+    todo = iter(with_data)
+    lock = threading.Lock()
+    totals = [0]
+    failures: list[BaseException] = []
+
+    def check() -> None:
+        buf = aligned_buffer(chunk + 2 * chunks.DIRECT_ALIGN)
+        view = memoryview(buf)
+        try:
+            while not failures:
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                if cancel.is_set():
+                    raise TransferInterrupted(f"disk {job.name}: interrupted while verifying: run again to resume")
+                start = i * chunk
+                n = min(chunk, size - start)
+                try:
+                    ranges = target.data_ranges(start, start + n)
+                    found, nread = chunks.stored_digest(reader.read_into, ranges, start, n, view, align)
+                except OSError as exc:
+                    raise DiskError(f"disk {job.name}: verification failed: chunk at byte {start}: {exc}") from None
+                recorded = done.get(i)
+                with lock:
+                    totals[0] += nread
+                    if recorded is None or recorded[0] != found:
+                        bad.append(i)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            view.release()
+            buf.close()
+
+    # Several reads in flight (as many as the storage takes at once): the verification keeps
+    # up with a plain sequential read (dd iflag=direct) although it also digests every byte.
+    threads = [threading.Thread(target=check, name=f"verify-{job.name}", daemon=True) for _ in range(VERIFY_READERS)]
     try:
-        for i in range((size + chunk - 1) // chunk):
-            if cancel.is_set():
-                raise TransferInterrupted(f"disk {job.name}: interrupted while verifying: run again to resume")
-            start = i * chunk
-            n = min(chunk, size - start)
-            try:
-                found, nread = chunks.stored_digest(
-                    reader.read_into, target.data_ranges(start, start + n), start, n, view, align
-                )
-            except OSError as exc:
-                raise DiskError(f"disk {job.name}: verification failed: chunk at byte {start}: {exc}") from None
-            total += nread
-            recorded = done.get(i)
-            if recorded is None or recorded[0] != found:
-                bad.append(i)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     finally:
-        view.release()
-        buf.close()
         reader.close()
+    if failures:
+        raise failures[0]
+    total = totals[0]
+    bad.sort()
     if bad:
         state.reopen()
         state.forget(bad)

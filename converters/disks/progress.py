@@ -11,9 +11,10 @@ import json
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 JSON_INTERVAL = 0.5
 
@@ -36,6 +37,8 @@ class Progress:
     def start(self, total: int) -> None:
         self.total = total
         if self.mode == "tqdm":
+            from tqdm import tqdm  # only on a terminal: a transfer without bars starts faster
+
             self.overall = tqdm(
                 total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="all disks", position=0, leave=True
             )
@@ -63,6 +66,8 @@ class DiskProgress:
         self.last_emit = 0.0
         self.bar: tqdm | None = None
         if parent.mode == "tqdm":
+            from tqdm import tqdm
+
             self.bar = tqdm(
                 total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, position=position, leave=True
             )
