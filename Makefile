@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps test demo lint bench bench-inventory bench-disks bench-boot bench-controller image clean
+.PHONY: deps test test-image fuzz demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-convert-guest image clean
 
 deps: $(STAMP)
 
@@ -19,6 +19,10 @@ lint: deps
 	$(VENV)/bin/ruff check core migrator converters runtime testbed tests benchmarks
 	$(VENV)/bin/ruff format --check core migrator converters runtime testbed tests benchmarks
 	$(VENV)/bin/lint-imports  # the import contract in pyproject.toml
+
+# The parsers fuzzed for longer than `make test` does (tests/fuzz; examples found are kept in ~/.cache/migrator)
+fuzz: deps
+	HYPOTHESIS_PROFILE=fuzz $(PYTEST) -q tests/fuzz
 
 demo: deps
 	$(PY) -m testbed.demo
@@ -37,8 +41,16 @@ bench-boot: deps
 bench-controller: deps
 	$(PY) -m benchmarks.bench_controller
 
+bench-convert-guest: deps
+	$(PY) -m benchmarks.bench_convert_guest
+
 image: deps
 	bash runtime/image/build.sh
+
+# Builds the image (mmdebstrap: several minutes, ~400 MB of Debian packages) and starts the agents in it: opt-in,
+# it does not fit the default suite's time budget.
+test-image: deps
+	MIGRATOR_TEST_IMAGE=1 $(PYTEST) -q -ra tests/runtime/test_image.py
 
 clean:
 	rm -rf $(VENV) build demo-out bench-out .pytest_cache

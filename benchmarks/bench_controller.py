@@ -28,14 +28,14 @@ from typing import Any
 
 import kubernetes
 
+from core.wait import wait_until
 from runtime.controller.pods import launcher_pod
+from runtime.deploy import crd_paths
 from tests.fakekube import FakeApiProcess
+from tests.runtime.cluster_env import spawn_module
 
 PROJECT = Path(__file__).resolve().parents[1]
-CRDS = [
-    PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
-    PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
-]
+CRDS = crd_paths()
 NAMESPACE = "bench"
 CREATORS = 4  # client threads creating objects, in both runs
 
@@ -102,32 +102,39 @@ def _rows(api: FakeApiProcess) -> dict[str, int]:
     return counts
 
 
+def _cpu(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_ours(count: int, workdir: Path) -> tuple[float, float]:
     kubeconfig = workdir / "ours.kubeconfig"
     with FakeApiProcess(kubeconfig, crds=CRDS, scheduler=True) as api:
         client = setup(api, kubeconfig)
         custom = kubernetes.client.CustomObjectsApi(client)
-        log = open(workdir / "controller.log", "wb")  # the process keeps it
-        controller = subprocess.Popen(
-            [sys.executable, "-m", "runtime.controller", "--kubeconfig", str(kubeconfig)],
-            cwd=PROJECT,
-            env={**os.environ, "PYTHONPATH": str(PROJECT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        controller = spawn_module(["runtime.controller", "--kubeconfig", str(kubeconfig)], workdir / "controller.log")
         try:
             # Warm-up: the controller has listed and watches (one VM through to its pod), then the counts restart.
             custom.create_namespaced_custom_object(
                 "kubevirt.io", "v1", "default", "virtualmachines", {**vm("warmup"), "metadata": {"name": "warmup"}}
             )
-            deadline = time.monotonic() + 60
-            while not api.objects("pods", "default"):
-                if time.monotonic() > deadline or controller.poll() is not None:
-                    raise SystemExit(f"controller did not start; see {workdir / 'controller.log'}")
-                time.sleep(0.1)
+            not_started = f"controller did not start; see {workdir / 'controller.log'}"
+
+            def warmed_up() -> bool:
+                if controller.poll() is not None:
+                    raise SystemExit(not_started)
+                return bool(api.objects("pods", "default"))
+
+            if not wait_until(warmed_up, timeout=60, interval=0.1):
+                raise SystemExit(not_started)
             time.sleep(1.0)
             before = api.request_count()
             before_rows = _rows(api)
+            cpu_before = _cpu(controller.pid), _cpu(api.pid)
             start = time.monotonic()
             create_all(
                 lambda i: custom.create_namespaced_custom_object(
@@ -135,13 +142,17 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
                 ),
                 count,
             )
-            while not done(api, count):
+
+            def converged() -> bool:
                 if controller.poll() is not None:
                     raise SystemExit(f"controller exited; see {workdir / 'controller.log'}")
-                if time.monotonic() - start > 600:
-                    raise SystemExit("did not converge within 10 minutes")
-                time.sleep(0.5)
+                return done(api, count)
+
+            if not wait_until(converged, timeout=600, interval=0.5):
+                raise SystemExit("did not converge within 10 minutes")
             elapsed = time.monotonic() - start
+            cpu = _cpu(controller.pid) - cpu_before[0], _cpu(api.pid) - cpu_before[1]
+            print(f"CPU seconds while measured: controller {cpu[0]:.1f}, API server {cpu[1]:.1f}")
             calls = api.request_count() - before - count  # minus the bench's own creates
             after_rows = _rows(api)
             breakdown = {k: n - before_rows.get(k, 0) for k, n in after_rows.items() if n != before_rows.get(k, 0)}
@@ -151,7 +162,12 @@ def run_ours(count: int, workdir: Path) -> tuple[float, float]:
             return elapsed, calls / count
         finally:
             controller.terminate()
-            controller.wait(30)
+            try:
+                controller.wait(30)
+            except subprocess.TimeoutExpired:
+                print("controller did not stop within 30 s of SIGTERM; killed", file=sys.stderr)
+                controller.kill()
+                controller.wait()
 
 
 def run_peer(count: int, workdir: Path) -> float:

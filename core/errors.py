@@ -43,3 +43,21 @@ class BlockedError(MigratorError):
     """A VM has Critical concerns and --force did not name them."""
 
     exit_code = 3
+
+
+class UnreachableError(MigratorError):
+    """A host (vCenter, datastore, Kubernetes API server) could not be reached, or failed for now: retry later."""
+
+    exit_code = 5
+
+
+class SourceUnreachableError(UnreachableError, SourceError):
+    """The source (vCenter, ESXi, a datastore) did not answer: exit 5, "try again later"."""
+
+
+class Interrupted(MigratorError):
+    """Ctrl-C or SIGTERM stopped the work where it was; what was done is recorded, a re-run resumes.
+
+    Not a failure: a cutover interrupted this way is recorded as interrupted and never rolled back."""
+
+    exit_code = 130

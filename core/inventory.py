@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from functools import cache
 from typing import Any
 
 
@@ -86,9 +87,15 @@ class Disk:
     descriptor_problem: str | None = None  # why the disk engine would refuse this disk (read at plan time)
 
     @property
+    def allocation_known(self) -> bool:
+        """Whether the source told how much the disk holds. Zero is not "empty": sources (vCenter
+        among them) report 0 when they did not count, so a zero for a non-empty disk is unknown."""
+        return bool(self.allocated_bytes) or self.capacity_bytes == 0
+
+    @property
     def transfer_bytes(self) -> int:
-        """What must cross the wire: allocated bytes where known, else the full capacity."""
-        return self.allocated_bytes if self.allocated_bytes is not None else self.capacity_bytes
+        """What must cross the wire: allocated bytes where known, else the capacity (an upper bound)."""
+        return self.allocated_bytes or self.capacity_bytes
 
 
 @dataclass
@@ -112,6 +119,7 @@ class Nic:
     start_connected: bool = True
     key: int | None = None
     ips: list[str] = field(default_factory=list)
+    pci_slot: int | None = None  # vSphere's ethernetN.pciSlotNumber: the guest named the NIC ens<slot>
 
     @property
     def sriov(self) -> bool:
@@ -199,7 +207,8 @@ class VM:
     extra_config: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        data: dict[str, Any] = plain_data(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VM:
@@ -218,14 +227,28 @@ class Inventory:
         return next((vm for vm in self.vms if vm.name == name), None)
 
 
-def _plain(value: Any) -> Any:
-    """asdict() output with enums turned into their values, so it dumps to YAML/JSON."""
-    if isinstance(value, Enum):
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The dataclass fields of cls, or None when cls is not a dataclass."""
+    return tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
+
+
+def plain_data(value: Any) -> Any:
+    """Dataclasses, enums, lists and dicts as plain JSON/YAML data (no deep copies: asdict's cost on large plans)."""
+    if isinstance(value, Enum):  # before scalars: StrEnum values are str too
         return value.value
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, _SCALARS):
+        return value
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain_data(v) for k, v in value.items()}
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: plain_data(getattr(value, name)) for name in names}
     return value
 
 

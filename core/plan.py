@@ -6,12 +6,11 @@ documented in docs/plan-format.md with a JSON Schema beside this module.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.inventory import VM, _plain
+from core.inventory import VM, plain_data
 
 PLAN_API_VERSION = "migrator/v1"
 
@@ -64,12 +63,14 @@ class ThroughputMeasurement:
 @dataclass
 class PlannedDisk:
     label: str  # the source disk's label ("Hard disk 1")
-    volume_name: str  # the PVC / volume name on the target (RFC 1123)
+    claim_name: str  # the PVC / DataVolume name on the target (RFC 1123): `<target>-disk-<n>`
     storage_class: str | None
     capacity_bytes: int
     transfer_bytes: int
     source_file: str | None  # "[datastore] path.vmdk", or a local path for VMX/OVF sources
     datastore: str | None
+    # the source did not say how much the disk holds: transfer_bytes is the capacity, an upper bound
+    transfer_bytes_upper_bound: bool = False
 
 
 @dataclass
@@ -90,6 +91,7 @@ class PlannedVM:
     disks: list[PlannedDisk] = field(default_factory=list)
     nics: list[PlannedNic] = field(default_factory=list)
     concerns: list[Concern] = field(default_factory=list)
+    guest_root: str | None = None  # the guest's root device for virt-v2v --root (e.g. /dev/sda2); None: first found
 
     @property
     def blocked(self) -> bool:
@@ -98,6 +100,11 @@ class PlannedVM:
     @property
     def transfer_bytes(self) -> int:
         return sum(d.transfer_bytes for d in self.disks)
+
+    @property
+    def transfer_bytes_upper_bound(self) -> bool:
+        """Some disk's allocation is unknown: ``transfer_bytes`` is at most this, not this."""
+        return any(d.transfer_bytes_upper_bound for d in self.disks)
 
     def critical_ids(self) -> list[str]:
         return [c.id for c in self.concerns if c.severity is Severity.CRITICAL]
@@ -126,9 +133,8 @@ class Plan:
         return any(v.blocked for v in self.vms)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"apiVersion": PLAN_API_VERSION, "kind": "Plan"}
-        data.update(_plain(dataclasses.asdict(self)))
-        return data
+        """What the plan file holds (``migrator.planning.planfile`` writes it)."""
+        return {"apiVersion": PLAN_API_VERSION, "kind": "Plan", **plain_data(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -160,4 +166,5 @@ def _planned_vm(data: dict[str, Any]) -> PlannedVM:
             Concern(id=c["id"], severity=Severity(c["severity"]), message=c["message"])
             for c in data.get("concerns", [])
         ],
+        guest_root=data.get("guest_root"),
     )

@@ -9,6 +9,7 @@ file is read through ``read_capped``, which refuses a file over its cap before r
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,14 @@ def read_capped(path: Path, what: str, max_bytes: int) -> bytes:
                 raise InputError(
                     f"{what} {path} is {info.st_size >> 20} MiB: larger than the {max_bytes >> 20} MiB allowed"
                 )
-            data = handle.read(max_bytes + 1)
+            if stat.S_ISREG(info.st_mode):
+                data = handle.read(info.st_size + 1)  # +1: a file that grew while we read it shows
+            else:  # a pipe or a device: in pieces, never more than the cap
+                pieces, total = [], 0
+                while total <= max_bytes and (piece := handle.read(min(1 << 20, max_bytes + 1 - total))):
+                    pieces.append(piece)
+                    total += len(piece)
+                data = b"".join(pieces)
     except FileNotFoundError:
         raise NotFoundError(f"{what} {path} does not exist") from None
     except IsADirectoryError:

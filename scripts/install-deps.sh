@@ -11,10 +11,14 @@ APT_PACKAGES=(
   qemu-utils qemu-block-extra
   # VMs
   libvirt-daemon-system libvirt-dev pkg-config qemu-system-x86 ovmf swtpm swtpm-tools
+  # libvirt's schemas: virt-xml-validate (libvirt-clients) checks every translated domain, with xmllint
+  libvirt-clients libxml2-utils
   # the tiny test guest
   busybox-static syslinux syslinux-common extlinux mtools dosfstools fdisk cpio kmod zstd
   # images and tools
   buildah mmdebstrap curl
+  # guest conversion (virt-v2v-in-place, guestfish, virt-make-fs) and the appliance's host kernel
+  virt-v2v libguestfs-tools nbdkit linux-image-amd64 libxml2-utils
   # the HTML report is checked in a real browser
   chromium fonts-dejavu-core
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,19 @@ SHARED = PROJECT.parent / "shared"
 SAMPLES_VMX = SHARED / "samples" / "vmx"
 SAMPLES_OVF = SHARED / "samples" / "ovf"
 KUBEVIRT_SWAGGER = SHARED / "kubevirt" / "swagger.json"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_guests_skip_conversion() -> Iterator[None]:
+    """The suite's disks (the tiny busybox guest, sample VMDKs) hold no OS virt-v2v could inspect: convert and
+    cutover skip guest conversion by default here (as `--skip-conversion`); tests/guest converts for real."""
+    before = os.environ.get("MIGRATOR_SKIP_CONVERSION")
+    os.environ["MIGRATOR_SKIP_CONVERSION"] = "1"
+    yield
+    if before is None:
+        os.environ.pop("MIGRATOR_SKIP_CONVERSION", None)
+    else:
+        os.environ["MIGRATOR_SKIP_CONVERSION"] = before
 
 
 @pytest.fixture(scope="session")

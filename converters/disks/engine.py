@@ -14,6 +14,7 @@ next chunk; what was committed stays committed, so a re-run resumes. ``transfer_
 
 from __future__ import annotations
 
+import logging
 import queue
 import subprocess
 import sys
@@ -33,6 +34,8 @@ from converters.disks.sparse import ZERO, FlatExtent
 from converters.disks.state import Plan, TransferState
 from converters.disks.writer import Target, aligned_buffer
 from core.errors import DiskError, MigratorError
+
+log = logging.getLogger(__name__)
 
 CHUNK = 16 << 20  # unit of the state record and of one read
 READ_BUFFERS = 4
@@ -91,6 +94,7 @@ def transfer_disks(
     progress_stream: TextIO | None = None,
     notify: Notify = _stderr_notice,
     cancel: threading.Event | None = None,
+    progress_labels: dict[str, str] | None = None,
 ) -> list[TransferResult]:
     """Transfer each job's disk into its target; raise DiskError (one line) if any failed.
 
@@ -101,6 +105,7 @@ def transfer_disks(
     ``max_rate``: bytes per second read from each source (bandwidth limit).
     ``notify``: gets one line per repaired chunk (default: a warning on stderr).
     ``cancel``: set it to stop every transfer at its next chunk (as Ctrl-C does).
+    ``progress_labels``: added to every JSON progress event (e.g. the VM's name).
     """
     if concurrency < 1:
         raise DiskError("concurrency must be at least 1")
@@ -113,7 +118,7 @@ def transfer_disks(
     if len(set(targets)) != len(targets):
         raise DiskError("two disk jobs write the same target")
     cancel = cancel or threading.Event()
-    prog = Progress(progress, stream=progress_stream)
+    prog = Progress(progress, stream=progress_stream, labels=progress_labels)
     prog.start(0)
     options = _Options(verify, compare, fsync, max_rate, chunk_size, cancel, notify)
     results: list[TransferResult | None] = [None] * len(jobs)
@@ -136,6 +141,7 @@ def transfer_disks(
     # worker stuck in a read (the interpreter joins executor threads at exit).
     workers = [threading.Thread(target=run, args=(i,), name=f"disk-{i}", daemon=True) for i in range(len(jobs))]
     try:
+        log.info("transferring %d disk(s), %d at a time", len(jobs), concurrency)
         for w in workers:
             w.start()
         try:
@@ -191,6 +197,7 @@ def _transfer_one(job: DiskJob, prog: Progress, opts: _Options) -> TransferResul
             and finished is not None
             and target.identity() == finished
         ):
+            log.info("disk %s: %s already complete in %s, skipped", job.name, job.source.describe(), target.path)
             dp = prog.disk(job.name, known.virtual_size)
             checked, seconds, verified = 0, 0.0, False
             if opts.verify and job.target_format == "raw" and target.reopen(known.virtual_size):
@@ -212,10 +219,13 @@ def _transfer_one(job: DiskJob, prog: Progress, opts: _Options) -> TransferResul
             disk = job.source.open()
         except MigratorError as exc:
             raise DiskError(f"disk {job.name}: {exc.message}") from None
+        log.info("disk %s: %s → %s (%s)", job.name, job.source.describe(), target.path, job.target_format)
         try:
-            return _copy(job, disk, target, state, identity, known, prog, opts, started)
+            result = _copy(job, disk, target, state, identity, known, prog, opts, started)
         finally:
             disk.close()
+        log.info("disk %s: done in %.1fs", job.name, time.monotonic() - started)
+        return result
     except MigratorError:
         if not had_record and state.path.exists() and state.plan() is None:
             state.remove()  # failed before anything started: leave no trace

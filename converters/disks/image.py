@@ -36,6 +36,7 @@ from core.confine import is_inside
 from core.errors import DiskError
 
 MAX_CHAIN = 32
+MAX_DESCRIPTOR = 1 << 20
 QCOW2_MAGIC = b"QFI\xfb"
 OTHER_MAGICS = {
     b"conectix": "VHD",
@@ -198,7 +199,7 @@ def local_descriptor(path: Path) -> tuple[Descriptor | None, SparseHeader | None
         if head[:4] == SPARSE_MAGIC:
             return _embedded_descriptor(top, head, str(path))
         if looks_like_descriptor(head):
-            if top.size > 1 << 20:
+            if top.size > MAX_DESCRIPTOR:
                 raise DiskError(f"{path}: corrupt VMDK descriptor (too large)")
             return parse_descriptor(head, name=str(path)), None
         return None, None
@@ -210,6 +211,8 @@ def _embedded_descriptor(reader, head: bytes, name: str) -> tuple[Descriptor | N
     header = parse_sparse_header(head, name=name)
     if header.descriptor_offset and header.descriptor_size:
         at, n = header.descriptor_offset * SECTOR, header.descriptor_size * SECTOR
+        if n > MAX_DESCRIPTOR:  # an embedded descriptor is one or a few KiB: never read a huge one
+            raise DiskError(f"{name}: corrupt VMDK sparse header (embedded descriptor of {n} bytes)")
         if at + n > reader.size:
             raise DiskError(f"{name}: truncated VMDK (descriptor beyond end of file)")
         buf = bytearray(n)
@@ -278,7 +281,7 @@ def _open_disk(
         if head[:4] == QCOW2_MAGIC:
             return open_qcow2()
         if looks_like_descriptor(head):
-            if top.size > 1 << 20:
+            if top.size > MAX_DESCRIPTOR:
                 raise DiskError(f"{name}: corrupt VMDK descriptor (too large)")
             descriptor = parse_descriptor(head, name=name)
             extents, readers = _build(name, descriptor, open_file)

@@ -1,8 +1,9 @@
 """Progress of a transfer: tqdm bars (per disk and overall) on a terminal, or a JSON stream.
 
-``json``: one object per line on stdout: ``{"disk", "bytes_done", "bytes_total",
-"bytes_transferred", "rate", "eta", "state"}``; bytes are virtual disk bytes covered so far
-(holes included), ``bytes_transferred`` what was really read from the source.
+``json``: one object per line on stdout: ``{"time", "disk", "bytes_done", "bytes_total",
+"bytes_transferred", "rate", "eta", "state"}`` plus the caller's labels (``"vm"``); ``time`` is
+UTC ISO 8601, bytes are virtual disk bytes covered so far (holes included), ``bytes_transferred``
+what was really read from the source.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -20,7 +22,7 @@ JSON_INTERVAL = 0.5
 
 
 class Progress:
-    def __init__(self, mode: str, *, stream: TextIO | None = None) -> None:
+    def __init__(self, mode: str, *, stream: TextIO | None = None, labels: dict[str, str] | None = None) -> None:
         if mode not in ("auto", "json", "none", "tqdm"):
             from core.errors import InputError
 
@@ -30,6 +32,7 @@ class Progress:
         self.mode = mode
         self.stream = stream or sys.stdout
         self.lock = threading.Lock()
+        self.labels = dict(labels or {})  # added to every JSON event, e.g. {"vm": "web01"}
         self.overall: tqdm | None = None
         self.total = 0
         self.position = 1
@@ -113,6 +116,8 @@ class DiskProgress:
         eta = round(left / rate, 1) if rate > 0 and state == "running" else (0.0 if left == 0 else None)
         line = json.dumps(
             {
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                **self.parent.labels,
                 "disk": self.name,
                 "bytes_done": self.done,
                 "bytes_total": self.total,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import logging
 import os
 import ssl
 import stat
@@ -26,6 +27,8 @@ from typing import Protocol
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from core.errors import DiskError
+
+log = logging.getLogger(__name__)
 
 HTTP_ATTEMPTS = 5
 HTTP_BACKOFF = 0.5  # seconds, doubled per attempt
@@ -230,6 +233,7 @@ class HttpFile:
         """One ranged GET filling ``out``; returns (file size, bytes read, whether ``conn`` can be reused)."""
         headers = {**self.headers, **self._extra}
         headers["Range"] = f"bytes={offset}-{offset + length - 1}"
+        log.debug("GET %s Range: %s", _safe(self.url), headers["Range"])
         conn.request("GET", self._target, headers=headers)
         resp = conn.getresponse()
         if resp.status not in (200, 206):
@@ -294,6 +298,7 @@ class HttpFile:
                     conn.close()
                 return total, done
             if attempt + 1 < self.attempts:
+                log.info("%s; retry %d of %d in %.1fs", last, attempt + 1, self.attempts - 1, delay)
                 time.sleep(delay)
                 delay *= 2
         raise DiskError(f"{last} (gave up after {self.attempts} attempts)")

@@ -25,7 +25,7 @@ __all__ = ["Manifests", "SpecOptions", "dump", "vm_manifests"]
 class Manifests:
     virtual_machine: dict[str, Any]
     volumes: list[dict[str, Any]] = field(default_factory=list)  # PVCs or DataVolumes, in disk order
-    disk_volume_names: dict[str, str] = field(default_factory=dict)  # source disk label → claim name
+    disk_claim_names: dict[str, str] = field(default_factory=dict)  # source disk label → claim name
 
     @property
     def name(self) -> str:
@@ -47,7 +47,7 @@ def vm_manifests(planned: PlannedVM, plan: Plan, options: SpecOptions | None = N
     return Manifests(
         virtual_machine=virtual_machine(planned, plan, options),
         volumes=volumes,
-        disk_volume_names={d.label: d.volume_name for d in planned.disks},
+        disk_claim_names={d.label: d.claim_name for d in planned.disks},
     )
 
 

@@ -18,6 +18,11 @@ ANNOTATION_BIOS_UUID = f"{PREFIX}/source-bios-uuid"
 ANNOTATION_PLAN = f"{PREFIX}/plan"
 ANNOTATION_SOURCE_DISK = f"{PREFIX}/source-disk"
 ANNOTATION_SOURCE_FILE = f"{PREFIX}/source-file"
+ANNOTATION_GUEST_CONVERTED = f"{PREFIX}/guest-converted-by"
+# What KubeVirt's common templates and UI read to show a VM's operating system
+OS_LABEL_PREFIX = "os.template.kubevirt.io/"
+OS_NAME_ANNOTATION_PREFIX = "name.os.template.kubevirt.io/"
+VM_OS_ANNOTATION = "vm.kubevirt.io/os"
 
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -46,3 +51,20 @@ def vm_annotations(plan: Plan, planned: PlannedVM) -> dict[str, str]:
         ANNOTATION_BIOS_UUID: vm.bios_uuid,
     }
     return {k: v for k, v in annotations.items() if v}
+
+
+def os_labels(os_id: str | None) -> dict[str, str]:
+    value = label_value(os_id or "")
+    return {f"{OS_LABEL_PREFIX}{value}": "true"} if value else {}
+
+
+def os_annotations(os_id: str | None, os_name: str | None, converted_by: str | None) -> dict[str, str]:
+    annotations: dict[str, str] = {}
+    value = label_value(os_id or "")
+    if value:
+        annotations[VM_OS_ANNOTATION] = value
+        if os_name:
+            annotations[f"{OS_NAME_ANNOTATION_PREFIX}{value}"] = os_name
+    if converted_by:
+        annotations[ANNOTATION_GUEST_CONVERTED] = converted_by
+    return annotations

@@ -20,3 +20,8 @@ class SpecOptions:
     # CDI's default filesystem overhead: a Filesystem PVC must hold disk.img plus the file system's own use.
     filesystem_overhead: float = 0.055
     keep_empty_cdroms: bool = True
+    # The guest OS as the conversion's inspection named it (libosinfo id "debian12", product name),
+    # for the labels and annotations KubeVirt's UI reads.
+    os_id: str | None = None
+    os_name: str | None = None
+    guest_converted_by: str | None = None  # e.g. "virt-v2v-in-place": the guest now drives virtio

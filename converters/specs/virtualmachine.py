@@ -7,7 +7,7 @@ from typing import Any
 from converters.specs import cpu as cpu_spec
 from converters.specs import devices, firmware, network
 from converters.specs.guest import guest_virtio_ready
-from converters.specs.metadata import LABEL_VM, PREFIX, vm_annotations, vm_labels
+from converters.specs.metadata import LABEL_VM, PREFIX, os_annotations, os_labels, vm_annotations, vm_labels
 from converters.specs.options import SpecOptions
 from core.inventory import Disk
 from core.plan import Plan, PlannedVM
@@ -24,7 +24,8 @@ def nic_model(planned: PlannedVM, options: SpecOptions) -> str:
     return "e1000e" if compat else "virtio"
 
 
-def volume_name(index: int) -> str:
+def vm_volume_name(index: int) -> str:
+    """The name of a disk's entry in the VirtualMachine's ``volumes`` (its claim is ``PlannedDisk.claim_name``)."""
     return f"disk-{index}"
 
 
@@ -43,13 +44,13 @@ def virtual_machine(planned: PlannedVM, plan: Plan, options: SpecOptions) -> dic
     disks: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = []
     for index, (planned_disk, source) in enumerate(zip(planned.disks, sources, strict=True)):
-        name = volume_name(index)
+        name = vm_volume_name(index)
         is_boot = source is boot if boot is not None else index == 0
         disks.append(devices.disk_entry(name, planned_disk, source, virtio_ready=ready, boot=is_boot))
         if options.use_datavolumes:
-            volumes.append({"name": name, "dataVolume": {"name": planned_disk.volume_name}})
+            volumes.append({"name": name, "dataVolume": {"name": planned_disk.claim_name}})
         else:
-            volumes.append({"name": name, "persistentVolumeClaim": {"claimName": planned_disk.volume_name}})
+            volumes.append({"name": name, "persistentVolumeClaim": {"claimName": planned_disk.claim_name}})
     if options.keep_empty_cdroms:
         # Kept as empty drives (KubeVirt ≥ 1.6 allows a cdrom disk without a volume): the ISO is not migrated.
         for index, cdrom in enumerate(sorted(vm.cdroms, key=lambda c: (c.controller.bus_number, c.unit_number))):
@@ -76,12 +77,14 @@ def virtual_machine(planned: PlannedVM, plan: Plan, options: SpecOptions) -> dic
         domain["features"] = feature_spec
 
     annotations = vm_annotations(plan, planned)
+    annotations.update(os_annotations(options.os_id, options.os_name, options.guest_converted_by))
     for index, cdrom in enumerate(sorted(vm.cdroms, key=lambda c: (c.controller.bus_number, c.unit_number))):
         if cdrom.iso_file and options.keep_empty_cdroms:
             annotations[f"{PREFIX}/cdrom-{index}-source-iso"] = cdrom.iso_file
 
-    labels = vm_labels(plan, planned)
+    labels = {**vm_labels(plan, planned), **os_labels(options.os_id)}
     template_labels = {LABEL_VM: labels[LABEL_VM]} if LABEL_VM in labels else {}
+    template_labels.update(os_labels(options.os_id))
     return {
         "apiVersion": KUBEVIRT_API_VERSION,
         "kind": "VirtualMachine",

@@ -39,7 +39,7 @@ def _metadata(planned: PlannedDisk, namespace: str, labels: dict[str, str], extr
     annotations = {ANNOTATION_SOURCE_DISK: planned.label, **extra}
     if planned.source_file:
         annotations[ANNOTATION_SOURCE_FILE] = planned.source_file
-    return {"name": planned.volume_name, "namespace": namespace, "labels": dict(labels), "annotations": annotations}
+    return {"name": planned.claim_name, "namespace": namespace, "labels": dict(labels), "annotations": annotations}
 
 
 def persistent_volume_claim(

@@ -23,7 +23,13 @@ COMMANDS: dict[str, str] = {
     "cutover": "migrator.cli.cutover:cutover",
     "status": "migrator.cli.status:status",
     "runtime": "migrator.cli.runtime:runtime",
+    "version": "migrator.cli.meta:version",
+    "completion": "migrator.cli.meta:completion",
 }
+# MIGRATOR_<COMMAND>_<OPTION> gives any option its default, e.g. MIGRATOR_CUTOVER_VERIFY_TIMEOUT=600
+ENV_PREFIX = "MIGRATOR"
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
 
 
 class LazyGroup(click.Group):
@@ -40,13 +46,34 @@ class LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": ENV_PREFIX},
+    epilog="""\b
+Examples:
+  migrator plan --source vsphere://admin@vcenter.example.com/DC1 --network 'VM Network=pod'
+  migrator convert --vm web01 --plan plan.yaml --output-dir out/
+  migrator cutover --vm web01 --plan plan.yaml --output-dir out/ --rollback-on-failure
+  migrator status -o wide
+  source <(migrator completion bash)
+
+\b
+Every option also takes its default from MIGRATOR_<COMMAND>_<OPTION>
+(e.g. MIGRATOR_CUTOVER_VERIFY_TIMEOUT=600). Exit status: 0 done, 2 bad input,
+3 blocked by Critical concerns, 4 cutover failed or rolled back, 5 unreachable or
+temporary (retry), 70 internal error, 130 interrupted.""",
+)
+@click.option("-v", "--verbose", count=True, help="More log output: -v steps and decisions, -vv debug.")
 @click.version_option(package_name="vsphere-migrator")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """Move VMware vSphere VMs onto Kubernetes, and run them there."""
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    from migrator import logs
+
+    logs.setup(verbose)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 def _terminate(_signum: int, _frame: object) -> None:
@@ -57,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: every user-caused failure is one line on stderr and a non-zero exit."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        cli.main(args=argv, standalone_mode=False)
+        cli.main(args=argv, standalone_mode=False, auto_envvar_prefix=ENV_PREFIX)
     except MigratorError as error:
         click.echo(f"error: {error.message}", err=True)
         sys.exit(error.exit_code)
@@ -65,19 +92,36 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(done.exit_code)
     except click.Abort:
         click.echo("error: aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as error:
         click.echo(f"error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as error:  # a bug: still one line; -vv shows the traceback
+        unreachable = _unreachable(error)
+        if unreachable is not None:
+            click.echo(f"error: {unreachable.message}", err=True)
+            sys.exit(unreachable.exit_code)
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
         click.echo(f"error: internal error: {type(error).__name__}: {error} (run with -vv for details)", err=True)
-        sys.exit(70)
+        sys.exit(EXIT_INTERNAL)
     sys.exit(0)
+
+
+def _unreachable(error: Exception) -> MigratorError | None:
+    """A connection failure that escaped an adapter (urllib3 after its retries): one line, exit 5."""
+    import urllib3.exceptions
+
+    if not isinstance(error, urllib3.exceptions.MaxRetryError):
+        return None
+    from migrator import kube
+
+    where = f"{error.pool.scheme}://{error.pool.host}:{error.pool.port}" if error.pool is not None else "a server"
+    reason = kube.describe(error.reason) if error.reason is not None else str(error)
+    return kube.ClusterUnreachableError(f"cannot reach {where}: {reason}")
 
 
 if __name__ == "__main__":

@@ -8,17 +8,19 @@ step is recorded in the state store, so a re-run continues where a crash left of
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from core.errors import InputError
 from core.plan import Plan, PlannedVM
-from migrator.cli.options import source_options
+from migrator import logs
+from migrator.cli.options import cluster_options, source_options, vm_option
 from migrator.convert import plans
-from migrator.convert.run import _inventory_of
 from migrator.cutover import migration
 from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
@@ -29,6 +31,18 @@ from migrator.sources import SourceOptions, open_source, split_source
 
 def _echo(line: str) -> None:
     click.echo(line)
+    logs.announce(line)
+
+
+def _json_echo(vm: str) -> Callable[[str], None]:
+    """With --progress json every stdout line is a JSON event: the step lines too, beside the disks' progress."""
+
+    def echo(line: str) -> None:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        click.echo(json.dumps({"time": now, "vm": vm, "event": "cutover", "message": line}, ensure_ascii=False))
+        logs.announce(line)
+
+    return echo
 
 
 @contextlib.contextmanager
@@ -48,7 +62,7 @@ def _plan(vm: str, plan_path: Path | None, source: CutoverSource, namespace: str
         if namespace:
             plan.target_namespace = namespace
     else:
-        inventory = _inventory_of(source, vm)  # type: ignore[arg-type]
+        inventory = source.inventory_of(vm)
         plan = plans.one_vm_plan(inventory, vm, source=source.url, namespace=namespace or "default")
     return plan, plans.find_vm(plan, vm)
 
@@ -68,36 +82,79 @@ def _recorded_endpoints(
 
 
 def _target(
-    output_dir: Path | None, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin
+    output_dir: Path | None,
+    kubeconfig: str | None,
+    namespace: str | None,
+    origin: DiskOrigin,
+    context: str | None = None,
+    skip: bool | None = None,
+    announce: Callable[[str], None] = _echo,
 ) -> CutoverTarget:
     if output_dir is not None:
         from migrator.cutover.targets.local import LocalTarget
 
-        return LocalTarget(output_dir, origin)
+        return LocalTarget(output_dir, origin, announce=announce)
     from migrator.cutover.targets.cluster import ClusterTarget
 
-    return ClusterTarget(kubeconfig, namespace, origin)
+    return ClusterTarget(kubeconfig, namespace, origin, context=context, skip_conversion=skip)
 
 
-@click.command("cutover")
-@click.option("--vm", "vm", required=True, help="The VM to cut over (source or target name).")
+@click.command(
+    "cutover",
+    epilog="""\b
+Examples:
+  migrator cutover --plan plan.yaml --vm web01 --output-dir out/ --verify-marker 'login:' --rollback-on-failure
+  migrator cutover --plan plan.yaml --vm web01 -n prod --context prod-east --verify-port 22
+  migrator cutover --plan plan.yaml --vm web01 --output-dir out/   # again: resumes where it stopped
+  migrator cutover --rollback --vm web01           # stop the target, power the source back on""",
+)
+@vm_option("The VM to cut over (source or target name); once per run.")
 @click.option("--plan", "plan_path", type=click.Path(path_type=Path), help="The plan file from `migrator plan`.")
 @click.option("--source", help="vsphere://USER@HOST[:PORT][/DC] when there is no plan.")
 @source_options
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Target: boot it on this machine.")
-@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Target: this cluster.")
-@click.option("--namespace", help="Target namespace (default: the plan's, or 'default').")
+@cluster_options(namespace_help="Target: this namespace of the cluster (default: the plan's, or 'default').")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Migration state directory.")
-@click.option("--shutdown-timeout", type=float, default=300.0, show_default=True, help="Then power off.")
-@click.option("--start", "start_policy", type=click.Choice(["always", "source"]), default="always", show_default=True)
+@click.option(
+    "--shutdown-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds the source's guest gets to shut down through VMware Tools before a hard power-off.",
+)
+@click.option(
+    "--start",
+    "start_policy",
+    type=click.Choice(["always", "source"]),
+    default="always",
+    show_default=True,
+    help="Start the target always, or only if the source was running before the cutover (source).",
+)
 @click.option("--verify-marker", metavar="TEXT", help="Wait for this line on the guest's serial console.")
 @click.option("--verify-port", type=int, metavar="N", help="Wait until the guest accepts TCP connections on N.")
 @click.option("--verify-timeout", type=float, default=300.0, show_default=True, help="Seconds for Running + checks.")
 @click.option("--pre-hook", metavar="CMD", help="Command run before the source is touched.")
 @click.option("--post-hook", metavar="CMD", help="Command run once the target is verified.")
 @click.option("--rollback-on-failure", is_flag=True, help="On failure after source-off: stop target, restore source.")
+@click.option(
+    "--stop-grace",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Rollback: seconds the target gets to shut down cleanly before it is destroyed.",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "json", "none"]),
+    default="auto",
+    show_default=True,
+    help="Per-disk bars on a terminal (auto); json: every stdout line a timestamped JSON event naming the VM.",
+)
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back a recorded cutover of --vm now.")
 @click.option("--force", multiple=True, metavar="ID", help="Cut over despite this Critical concern (repeatable).")
+@click.option(
+    "--skip-conversion", is_flag=True, envvar="MIGRATOR_SKIP_CONVERSION", help="Do not convert the guest OS (virt-v2v)."
+)
 def cutover(
     vm: str,
     plan_path: Path | None,
@@ -105,6 +162,7 @@ def cutover(
     source_options: SourceOptions,
     output_dir: Path | None,
     kubeconfig: str | None,
+    kube_context: str | None,
     namespace: str | None,
     state_dir: Path | None,
     shutdown_timeout: float,
@@ -115,21 +173,24 @@ def cutover(
     pre_hook: str | None,
     post_hook: str | None,
     rollback_on_failure: bool,
+    stop_grace: float,
+    progress: str,
     do_rollback: bool,
     force: tuple[str, ...],
+    skip_conversion: bool,
 ) -> None:
     """Cut one VM over: shut the source down, copy its disks, start and verify it on the target."""
     if do_rollback and plan_path is None and source is None:
         source, output_dir, namespace = _recorded_endpoints(vm, state_dir, output_dir, kubeconfig, namespace)
     if plan_path is None and source is None:
         raise InputError("cutover needs --plan FILE or --source vsphere://USER@HOST")
-    if shutdown_timeout < 0 or verify_timeout <= 0:
-        raise InputError("--shutdown-timeout and --verify-timeout must be positive")
+    if shutdown_timeout < 0 or verify_timeout <= 0 or stop_grace < 0:
+        raise InputError("--shutdown-timeout, --verify-timeout and --stop-grace must be positive")
     options = source_options
-    origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force)
-    if output_dir is not None and kubeconfig is not None:
+    origin = DiskOrigin(plan_path=plan_path, source=source, source_options=options, force=force, progress=progress)
+    if output_dir is not None and (kubeconfig is not None or kube_context is not None):
         raise InputError("give one target: --output-dir DIR (this machine) or --kubeconfig F (a cluster)")
-    if output_dir is None and kubeconfig is None and namespace is None:
+    if output_dir is None and kubeconfig is None and kube_context is None and namespace is None:
         raise InputError("cutover needs a target: --output-dir DIR, or --kubeconfig F --namespace NS")
     cutover_options = CutoverOptions(
         shutdown_timeout=shutdown_timeout,
@@ -138,6 +199,8 @@ def cutover(
         pre_hook=pre_hook,
         post_hook=post_hook,
         force=force,
+        skip_conversion=skip_conversion,
+        stop_grace=stop_grace,
     )
     store = StateStore(state_dir)
     try:
@@ -146,23 +209,30 @@ def cutover(
         live_options = options.pinned_to(recorded.source_thumbprint) if recorded and not source else options
         with _opened_source(spec, live_options) as live:
             plan, planned = _plan(vm, plan_path, live, namespace)
-            target = _target(output_dir, kubeconfig, namespace or plan.target_namespace, origin)
+            echo = _json_echo(planned.source_name) if progress == "json" else _echo
+            target = _target(
+                output_dir, kubeconfig, namespace or plan.target_namespace, origin, kube_context, skip_conversion, echo
+            )
             hooks = replace(
                 cutover_options,
                 pre_hook=cutover_options.pre_hook or plan.hooks.get("pre"),
                 post_hook=cutover_options.post_hook or plan.hooks.get("post"),
             )
-            ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=_echo)
-            with migration.exclusive_run(store, ctx.key):
+            ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=echo)
+            with (
+                migration.exclusive_run(store, ctx.key),
+                logs.log_file(migration.log_path(store, ctx.key)),
+                migration.interruptible(),
+            ):
                 if do_rollback:
                     migration.roll_back(ctx)
-                    _echo(f"cutover of {ctx.key} rolled back")
+                    done = store.get(ctx.key)
+                    echo(f"cutover of {ctx.key} rolled back" + (f"; {migration.downtime_line(done)}" if done else ""))
                 else:
                     done = migration.cut_over(ctx, rollback_on_failure=rollback_on_failure)
-                    downtime = done.downtime_seconds
-                    _echo(
-                        f"cutover of {ctx.key} completed: {planned.target_name} runs on {target.description}"
-                        + (f", downtime {downtime:.1f}s" if downtime is not None else "")
+                    echo(
+                        f"cutover of {ctx.key} completed: {planned.target_name} runs on {target.description}, "
+                        f"{migration.downtime_line(done)}"
                     )
     finally:
         store.close()

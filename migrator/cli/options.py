@@ -13,14 +13,18 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from core.confine import parse_datastore_dirs
 from core.errors import InputError
 from migrator.sources import SourceOptions
 from migrator.sources.govc import default_source
+
+DEFAULT_PLAN_FILE = "plan.yaml"  # what `migrator plan` writes without --output-file
 
 _CONNECTION_OPTIONS = (
     click.option(
@@ -107,7 +111,8 @@ def build_source_options(
 def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the trust and datastore options; the command receives them as ``source_options``.
 
-    A command's ``--source`` (``source`` or ``source_spec``) defaults to ``GOVC_URL`` when it has no plan.
+    A command's ``--source`` (``source`` or ``source_spec``) defaults to ``GOVC_URL`` when it has no plan
+    (and is not a ``--rollback``, which reads its source from the state).
     """
 
     @functools.wraps(command)
@@ -127,11 +132,84 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
             password_file=password_file,
             datastore_dirs=datastore_dirs,
         )
-        for name in ("source", "source_spec"):
-            if name in kwargs and kwargs[name] is None and kwargs.get("plan_path") is None:
-                kwargs[name] = default_source()
+        # no plan, no --source, and not a rollback (which finds its source in the state): GOVC_URL's
+        if kwargs.get("plan_path") is None and not kwargs.get("do_rollback"):
+            for name in ("source", "source_spec"):
+                if name in kwargs and kwargs[name] is None:
+                    kwargs[name] = default_source()
         return command(*args, source_options=options, **kwargs)
 
     for option in reversed(_CONNECTION_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+def _plan_vm_names(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion of --vm: the source and target names in the plan (--plan, else ./plan.yaml)."""
+    import yaml
+
+    path = ctx.params.get("plan_path") or DEFAULT_PLAN_FILE
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+        vms = document.get("vms") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+    names: list[str] = []
+    for vm in vms:
+        if isinstance(vm, dict):
+            names += [str(vm[key]) for key in ("source_name", "target_name") if vm.get(key)]
+    return [CompletionItem(name) for name in dict.fromkeys(names) if name.startswith(incomplete)]
+
+
+def _one_vm(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> str | None:
+    if len(value) > 1:
+        raise click.BadParameter(
+            f"given {len(value)} times ({', '.join(value)}): this command takes one VM per run; "
+            "run it once per VM (each run is resumable)",
+            param_hint="--vm",
+        )
+    return value[0] if value else None
+
+
+def vm_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--vm NAME``, exactly once: repeating it is refused (never a VM silently dropped); completes from the plan."""
+    return click.option(
+        "--vm",
+        "vm",
+        multiple=True,
+        required=True,
+        metavar="NAME",
+        callback=_one_vm,
+        shell_complete=_plan_vm_names,
+        help=help_text,
+    )
+
+
+_CLUSTER_OPTIONS = (
+    click.option(
+        "--kubeconfig",
+        type=click.Path(dir_okay=False),
+        help="Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).",
+    ),
+    click.option("--context", "kube_context", metavar="NAME", help="Kubeconfig context (default: its current one)."),
+)
+
+
+def cluster_options(
+    namespace_default: str | None = None, namespace_help: str = "Target namespace."
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """kubectl's ``--kubeconfig``, ``--context`` and ``-n/--namespace`` on a cluster command."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "-n",
+            "--namespace",
+            default=namespace_default,
+            show_default=namespace_default is not None,
+            help=namespace_help,
+        )(command)
+        for option in reversed(_CLUSTER_OPTIONS):
+            command = option(command)
+        return command
+
+    return decorate

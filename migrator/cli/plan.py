@@ -9,18 +9,51 @@ from pathlib import Path
 import click
 
 from core.errors import InputError
-from migrator.cli.options import source_options
+from core.plan import Plan
+from migrator.cli.options import DEFAULT_PLAN_FILE, source_options
+from migrator.cli.output import FORMATS, Column, table
+from migrator.planning import table as plan_table
 from migrator.planning.mapping import build_maps
 from migrator.planning.naming import sanitize
 from migrator.planning.planfile import dump_yaml, plan_document, write_plan
 from migrator.planning.planner import PlanOptions, build_plan
 from migrator.planning.selection import select_vms
 from migrator.planning.summary import totals
-from migrator.planning.table import render
 from migrator.sources import SourceOptions, open_source, split_source
 
 EXIT_BLOCKED = 3
-DEFAULT_PLAN_FILE = "plan.yaml"
+VM_COLUMNS = (
+    *(Column(h, h, no_wrap=h in ("VM", "TARGET")) for h in plan_table.HEADERS),
+    Column("POWER", "POWER", wide_only=True),
+    Column("FIRMWARE", "FIRMWARE", wide_only=True),
+    Column("GUEST OS", "GUEST OS", wide_only=True),
+    Column("FOLDER", "FOLDER", wide_only=True),
+)
+
+
+def _vm_rows(plan: Plan) -> list[dict[str, str]]:
+    rows = []
+    for planned in plan.vms:
+        vm = planned.vm
+        row = dict(zip(plan_table.HEADERS, plan_table.row(planned), strict=True))
+        row.update(
+            {
+                "POWER": vm.power_state.value,
+                "FIRMWARE": vm.firmware.value,
+                "GUEST OS": vm.guest_id or "-",
+                "FOLDER": vm.folder or "-",
+            }
+        )
+        rows.append(row)
+    return rows
+
+
+def render_plan(plan: Plan, output_format: str, no_headers: bool) -> str:
+    """table/wide: the VM rows sized to the terminal, then the concerns and the summary; rows only with --no-headers."""
+    rows = table(_vm_rows(plan), VM_COLUMNS, wide=output_format == "wide", no_headers=no_headers)
+    if no_headers:
+        return rows
+    return plan_table.render(plan, vm_table=rows)
 
 
 def default_plan_name(source_url: str) -> str:
@@ -32,7 +65,16 @@ def default_plan_name(source_url: str) -> str:
     return sanitize(Path(location).stem, "plan")
 
 
-@click.command("plan")
+@click.command(
+    "plan",
+    epilog="""\b
+Examples:
+  migrator plan --source vsphere://admin@vcenter.example.com/DC1 --network 'VM Network=pod'
+  migrator plan --source vsphere://admin@vc/DC1 --vm 'web-*' --vm db01 -o wide
+  migrator plan --source vmx:/vms/web01/web01.vmx -o json --output-file -
+  migrator -vv plan --source ova:appliance.ova --storage datastore1=standard
+  migrator plan --source vsphere://admin@vc/DC1 --folder prod -o name --no-headers""",
+)
 @click.option(
     "--source", "source_spec", metavar="SPEC", help="vsphere://USER@HOST[:PORT][/DC], vmx:PATH, ovf:PATH or ova:PATH."
 )
@@ -77,11 +119,12 @@ def default_plan_name(source_url: str) -> str:
     "-o",
     "--output",
     "output_format",
-    type=click.Choice(["table", "json", "yaml"]),
+    type=click.Choice(FORMATS),
     default="table",
     show_default=True,
-    help="What to print on stdout.",
+    help="What to print on stdout: table, wide (more columns), json/yaml (the plan document), name (VM names).",
 )
+@click.option("--no-headers", is_flag=True, help="table/wide: only the VM rows, no title, header or summary.")
 @click.option(
     "--default-network",
     type=click.Choice(["pod", "ignore"]),
@@ -105,6 +148,7 @@ def plan(
     plan_name: str | None,
     output_file: str,
     output_format: str,
+    no_headers: bool,
     default_network: str | None,
     default_storage_class: str | None,
 ) -> None:
@@ -149,7 +193,10 @@ def plan(
         click.echo(json.dumps(document, indent=indent, ensure_ascii=False))
     elif output_format == "yaml":
         click.echo(dump_yaml(document), nl=False)
+    elif output_format == "name":
+        for planned in result.vms:
+            click.echo(planned.source_name)
     else:
-        click.echo(render(result))
+        click.echo(render_plan(result, output_format, no_headers))
     if result.blocked:
         sys.exit(EXIT_BLOCKED)

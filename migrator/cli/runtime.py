@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from migrator.cli.output import Column, echo, output_options, render
 from runtime import local
 
 ACCEL = click.Choice(["auto", "kvm", "tcg"])
 
 
-@click.group()
+@click.group(
+    epilog="""\b
+Examples:
+  migrator runtime run out/                 # boot a converted VM here, its console on stdout
+  migrator runtime run --detach out/ && migrator runtime console web01
+  migrator runtime install --context lab    # the in-cluster runtime"""
+)
 def runtime() -> None:
     """Run converted VMs on this machine through the launcher (libvirt/QEMU)."""
 
 
-@runtime.command()
+@runtime.command(
+    epilog="""\b
+Examples:
+  migrator runtime run out/
+  migrator runtime run --detach --accel tcg out/web01-vm.yaml"""
+)
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option("--detach", is_flag=True, help="Leave the guest running in the background once it is Running.")
 @click.option("--accel", type=ACCEL, default="auto", show_default=True, help="KVM, TCG, or probe (auto).")
@@ -50,13 +61,18 @@ def run(target: Path, detach: bool, accel: str) -> None:
     local.run(vm, sys.stdout.buffer, accel, notify=announce)
 
 
-@runtime.command()
+@runtime.command(
+    epilog="""\b
+Examples:
+  migrator runtime console web01
+  migrator runtime console web01 | grep -m1 'login:'"""
+)
 @click.argument("name")
 def console(name: str) -> None:
     """Print NAME's serial console (from its first line) until the guest stops or Ctrl-C."""
     state = local.state_of(name)
     if local.launcher_pid(state) is None:
-        log = state / "console.log"
+        log = state / local.CONSOLE_LOG
         if not log.exists():
             raise local.TargetError(f"{name} is not running and has no console log")
         sys.stdout.buffer.write(log.read_bytes())
@@ -67,33 +83,65 @@ def console(name: str) -> None:
         return
 
 
-@runtime.command()
+@runtime.command(
+    epilog="""\b
+Examples:
+  migrator runtime stop web01
+  migrator runtime stop web01 --timeout 60"""
+)
 @click.argument("name")
 @click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
 def stop(name: str, timeout: float | None) -> None:
     """ACPI shutdown of NAME, its grace period, then destroy."""
     code = local.stop(name, timeout)
-    click.echo(f"{name}: {local.EXIT_MEANINGS.get(code, f'exit status {code}')}")
+    click.echo(f"{name}: {local.exit_meaning(code)}")
 
 
-@runtime.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def list_(as_json: bool) -> None:
+LIST_COLUMNS = (
+    Column("NAME", "name", no_wrap=True),
+    Column("PHASE", "phase"),
+    Column("ACCELERATOR", "accelerator_kind", wide_only=True),
+    Column("STARTED", "started_at", wide_only=True),
+    Column("PID", "pid", wide_only=True),
+    Column("REASON", "reason"),
+)
+
+
+def _row(entry: dict[str, Any]) -> dict[str, Any]:
+    return {**entry, "accelerator_kind": (entry.get("accelerator") or {}).get("kind")}
+
+
+@runtime.command(
+    "list",
+    epilog="""\b
+Examples:
+  migrator runtime list
+  migrator runtime list -o wide           # with accelerator, start time and launcher pid
+  migrator runtime list -o name | xargs -n1 migrator runtime stop""",
+)
+@output_options()
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as -o json.")
+def list_(output: str, no_headers: bool, as_json: bool) -> None:
     """The VMs this machine ran, and their phase."""
     entries = local.list_vms()
-    if as_json:
-        click.echo(json.dumps(entries, indent=2))
-        return
-    click.echo(f"{'NAME':<32} {'PHASE':<10} REASON")
-    for entry in entries:
-        click.echo(f"{entry.get('name', ''):<32} {entry.get('phase', ''):<10} {entry.get('reason', '')}")
+    fmt = "json" if as_json else output
+    rows = [_row(e) for e in entries]
+    names = [str(e.get("name", "")) for e in entries]
+    echo(render(entries, fmt, rows=rows, columns=LIST_COLUMNS, no_headers=no_headers, names=names))
 
 
-@runtime.command()
+@runtime.command(
+    epilog="""\b
+Examples:
+  migrator runtime status web01             # the launcher's view, as JSON
+  migrator runtime status web01 -o table"""
+)
 @click.argument("name")
-def status(name: str) -> None:
-    """NAME's status as the launcher reports it (JSON)."""
-    click.echo(json.dumps(local.status(name), indent=2))
+@output_options(default="json")
+def status(name: str, output: str, no_headers: bool) -> None:
+    """NAME's status as the launcher reports it."""
+    entry = local.status(name)
+    echo(render(entry, output, rows=[_row(entry)], columns=LIST_COLUMNS, no_headers=no_headers, names=[name]))
 
 
 from migrator.cli import runtime_cluster  # noqa: E402 (in-cluster commands: install, uninstall, vm ...)

@@ -10,39 +10,48 @@ so ``vm start|stop`` change ``spec.runStrategy`` (Always/Halted; Manual VMs get 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
-from core.errors import InputError, NotFoundError, TargetError
+from core.errors import NotFoundError, TargetError
+from migrator.cli.options import cluster_options
+from runtime import deploy
 
-PROJECT = Path(__file__).resolve().parents[2]
-CRD_FILES = [
-    PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
-    PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
-]
-DEPLOY_DIR = PROJECT / "runtime" / "deploy"
 PART_OF = ("app.kubernetes.io/part-of", "migrator-runtime")
 FIELD_MANAGER = "migrator"
 
 
-def manifests() -> list[dict[str, Any]]:
-    """CRDs first, then runtime/deploy/*.yaml in name order."""
-    docs: list[dict[str, Any]] = []
-    for path in [*CRD_FILES, *sorted(DEPLOY_DIR.glob("*.yaml"))]:
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    return docs
+RUNTIME_NAMESPACE = "migrator-runtime"  # where runtime/deploy/ puts the controller and the handler
 
 
-def _client(kubeconfig: str | None) -> Any:
-    import kubernetes
+def manifests(namespace: str = RUNTIME_NAMESPACE) -> list[dict[str, Any]]:
+    """CRDs first, then runtime/deploy/*.yaml in name order (package data: ``runtime.deploy``), the runtime's own
+    objects in ``namespace``."""
+    return [_moved(doc, namespace) for doc in deploy.manifests()]
 
-    try:
-        return kubernetes.config.new_client_from_config(config_file=kubeconfig)
-    except (kubernetes.config.ConfigException, OSError) as error:
-        raise InputError(f"cannot load the kubeconfig: {error}") from None
+
+def _moved(value: Any, namespace: str, key: str | None = None) -> Any:
+    """``value`` with every ``namespace: migrator-runtime`` (and the Namespace object itself) in ``namespace``."""
+    if namespace == RUNTIME_NAMESPACE:
+        return value
+    if isinstance(value, dict):
+        moved = {k: _moved(v, namespace, k) for k, v in value.items()}
+        if moved.get("kind") == "Namespace" and (moved.get("metadata") or {}).get("name") == RUNTIME_NAMESPACE:
+            moved["metadata"] = {**moved["metadata"], "name": namespace}
+        return moved
+    if isinstance(value, list):
+        return [_moved(v, namespace) for v in value]
+    return namespace if key == "namespace" and value == RUNTIME_NAMESPACE else value
+
+
+def _client(kubeconfig: str | None, context: str | None = None) -> Any:
+    from migrator import kube
+
+    client = kube.api_client(kube.KubeAccess(kubeconfig, context))
+    kube.check_reachable(client)
+    return client
 
 
 def _api_error(action: str, error: Any) -> TargetError:
@@ -56,8 +65,7 @@ def foreign_crds(client: Any) -> list[str]:
 
     api = kubernetes.client.ApiextensionsV1Api(client)
     found = []
-    for path in CRD_FILES:
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    for name in [crd["metadata"]["name"] for crd in deploy.crds()]:
         try:
             crd = api.read_custom_resource_definition(name, _preload_content=False)
         except kubernetes.client.ApiException as error:
@@ -70,11 +78,11 @@ def foreign_crds(client: Any) -> list[str]:
     return found
 
 
-def install(kubeconfig: str | None) -> list[str]:
+def install(kubeconfig: str | None, context: str | None = None, namespace: str = RUNTIME_NAMESPACE) -> list[str]:
     import kubernetes
     from kubernetes.dynamic import DynamicClient
 
-    client = _client(kubeconfig)
+    client = _client(kubeconfig, context)
     try:
         foreign = foreign_crds(client)
     except kubernetes.client.ApiException as error:
@@ -88,7 +96,7 @@ def install(kubeconfig: str | None) -> list[str]:
         )
     dynamic = DynamicClient(client)
     applied = []
-    for doc in manifests():
+    for doc in manifests(namespace):
         resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
         try:
             resource.server_side_apply(
@@ -100,13 +108,15 @@ def install(kubeconfig: str | None) -> list[str]:
     return applied
 
 
-def uninstall(kubeconfig: str | None, *, delete_crds: bool) -> list[str]:
+def uninstall(
+    kubeconfig: str | None, *, delete_crds: bool, context: str | None = None, namespace: str = RUNTIME_NAMESPACE
+) -> list[str]:
     import kubernetes
     from kubernetes.dynamic import DynamicClient
 
-    dynamic = DynamicClient(_client(kubeconfig))
+    dynamic = DynamicClient(_client(kubeconfig, context))
     removed = []
-    docs = manifests()
+    docs = manifests(namespace)
     for doc in reversed(docs):
         if doc["kind"] == "CustomResourceDefinition" and not delete_crds:
             continue
@@ -124,11 +134,11 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def request(kubeconfig: str | None, namespace: str, name: str, action: str) -> str:
+def request(kubeconfig: str | None, namespace: str, name: str, action: str, context: str | None = None) -> str:
     """Carry out ``vm start|stop|restart|pause|unpause``; returns what was done, in words."""
     import kubernetes
 
-    custom = kubernetes.client.CustomObjectsApi(_client(kubeconfig))
+    custom = kubernetes.client.CustomObjectsApi(_client(kubeconfig, context))
     plural = "virtualmachineinstances" if action in ("pause", "unpause") else "virtualmachines"
     try:
         obj = custom.get_namespaced_custom_object("kubevirt.io", "v1", namespace, plural, name)
@@ -161,40 +171,62 @@ def request(kubeconfig: str | None, namespace: str, name: str, action: str) -> s
     return done
 
 
-KUBECONFIG = click.option(
-    "--kubeconfig", type=click.Path(dir_okay=False), help="Default: $KUBECONFIG or ~/.kube/config."
+RUNTIME_NS_HELP = f"Namespace of the runtime's controller and handler (default {RUNTIME_NAMESPACE})."
+
+
+@click.command(
+    "install",
+    epilog="""\b
+Examples:
+  migrator runtime install                          # the kubeconfig's current context
+  migrator runtime install --context lab -n vm-runtime""",
 )
-
-
-@click.command("install")
-@KUBECONFIG
-def install_command(kubeconfig: str | None) -> None:
+@cluster_options(RUNTIME_NAMESPACE, RUNTIME_NS_HELP)
+def install_command(kubeconfig: str | None, kube_context: str | None, namespace: str) -> None:
     """Install the in-cluster runtime (CRDs, RBAC, controller, handler) on the cluster."""
-    for item in install(kubeconfig):
+    for item in install(kubeconfig, kube_context, namespace):
         click.echo(f"applied {item}")
 
 
-@click.command("uninstall")
-@KUBECONFIG
+@click.command(
+    "uninstall",
+    epilog="""\b
+Examples:
+  migrator runtime uninstall                        # the runtime goes, the VirtualMachines stay
+  migrator runtime uninstall --delete-crds          # ... and every VirtualMachine with the CRDs""",
+)
+@cluster_options(RUNTIME_NAMESPACE, RUNTIME_NS_HELP)
 @click.option("--delete-crds", is_flag=True, help="Also delete the CRDs, and with them every VirtualMachine.")
-def uninstall_command(kubeconfig: str | None, delete_crds: bool) -> None:
+def uninstall_command(kubeconfig: str | None, kube_context: str | None, namespace: str, delete_crds: bool) -> None:
     """Remove the in-cluster runtime from the cluster (the CRDs stay unless --delete-crds)."""
-    for item in uninstall(kubeconfig, delete_crds=delete_crds):
+    for item in uninstall(kubeconfig, delete_crds=delete_crds, context=kube_context, namespace=namespace):
         click.echo(f"deleted {item}")
 
 
-@click.group("vm")
+@click.group(
+    "vm",
+    epilog="""\b
+Examples:
+  migrator runtime vm start web01 -n prod
+  migrator runtime vm restart web01 -n prod --context prod-east""",
+)
 def vm_group() -> None:
     """Start, stop, restart, pause or unpause a VirtualMachine on the cluster."""
 
 
 def _vm_command(action: str) -> click.Command:
-    @click.command(action, help=f"{action.capitalize()} the VirtualMachine NAME on the cluster.")
+    @click.command(
+        action,
+        help=f"{action.capitalize()} the VirtualMachine NAME on the cluster.",
+        epilog=f"""\b
+Examples:
+  migrator runtime vm {action} web01 -n prod
+  migrator runtime vm {action} web01 --kubeconfig ~/.kube/lab --context lab""",
+    )
     @click.argument("name")
-    @click.option("--namespace", "-n", default="default", show_default=True)
-    @KUBECONFIG
-    def command(name: str, namespace: str, kubeconfig: str | None) -> None:
-        click.echo(f"{namespace}/{name}: {request(kubeconfig, namespace, name, action)}")
+    @cluster_options("default", "Namespace of the VirtualMachine.")
+    def command(name: str, kubeconfig: str | None, kube_context: str | None, namespace: str) -> None:
+        click.echo(f"{namespace}/{name}: {request(kubeconfig, namespace, name, action, kube_context)}")
 
     return command
 

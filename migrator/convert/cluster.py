@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import ssl
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from converters.specs import Manifests
 from core.errors import MigratorError, TargetError
+from core.wait import wait_until
 
 FIELD_MANAGER = "migrator"
 FILLED_ANNOTATION = "migrator.io/filled"  # "<bytes>": the image size written into the volume
@@ -32,23 +33,26 @@ WAIT_SECONDS = 600.0
 _CHUNK = 4 << 20
 
 Echo = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
-def dynamic_client(kubeconfig: str | None) -> Any:
-    from kubernetes import config, dynamic
-    from kubernetes.config.config_exception import ConfigException
+def dynamic_client(kubeconfig: str | None, context: str | None = None) -> Any:
+    """A dynamic client on the cluster of ``kubeconfig``/``context``; the discovery it does checks reachability."""
+    from kubernetes import dynamic
 
-    try:
-        api_client = config.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
-    except (ConfigException, OSError) as error:
-        raise TargetError(f"cannot load the kubeconfig: {error}") from None
+    from migrator import kube
+
+    api_client = kube.api_client(kube.KubeAccess(kubeconfig, context))
     try:
         return dynamic.DynamicClient(api_client)
     except Exception as error:  # urllib3/ApiException while reading discovery: unreachable or refused
-        raise TargetError(f"cannot reach the cluster: {_reason(error)}") from None
+        problem = kube.unreachable(api_client, error)
+        if problem is not None:
+            raise problem from None
+        raise TargetError(f"cannot reach the cluster {kube.server_of(api_client)}: {api_error_reason(error)}") from None
 
 
-def _reason(error: Exception) -> str:
+def api_error_reason(error: Exception) -> str:
     body = getattr(error, "body", None)
     if body:
         try:
@@ -58,7 +62,7 @@ def _reason(error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def _resource(client: Any, obj: dict[str, Any]) -> Any:
+def api_resource(client: Any, obj: dict[str, Any]) -> Any:
     from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
     try:
@@ -73,9 +77,10 @@ def _resource(client: Any, obj: dict[str, Any]) -> Any:
 def server_side_apply(client: Any, obj: dict[str, Any]) -> dict[str, Any]:
     """Create or converge ``obj``; return the object as the server now has it."""
     meta = obj["metadata"]
+    log.info("kubernetes: apply %s %s/%s", obj["kind"], meta.get("namespace") or "-", meta["name"])
     try:
         applied = client.server_side_apply(
-            _resource(client, obj),
+            api_resource(client, obj),
             body=obj,
             name=meta["name"],
             namespace=meta.get("namespace"),
@@ -85,7 +90,7 @@ def server_side_apply(client: Any, obj: dict[str, Any]) -> dict[str, Any]:
     except MigratorError:
         raise
     except Exception as error:
-        raise TargetError(f"applying {obj['kind']} {meta['name']}: {_reason(error)}") from None
+        raise TargetError(f"applying {obj['kind']} {meta['name']}: {api_error_reason(error)}") from None
     result: dict[str, Any] = applied.to_dict()
     return result
 
@@ -99,7 +104,7 @@ def _annotate_filled(client: Any, obj: dict[str, Any], size: int) -> None:
     patch["metadata"]["annotations"] = {FILLED_ANNOTATION: str(size)}
     # Its own field manager: the next apply of the volume by "migrator" does not remove the mark.
     client.server_side_apply(
-        _resource(client, obj),
+        api_resource(client, obj),
         body=patch,
         name=obj["metadata"]["name"],
         namespace=obj["metadata"]["namespace"],
@@ -127,8 +132,11 @@ def apply(
     *,
     kubeconfig: str | None,
     echo: Echo,
+    context: str | None = None,
+    client: Any = None,
 ) -> None:
-    client = dynamic_client(kubeconfig)
+    """Apply ``manifests``, filling each volume from ``images``; ``client`` when the caller already checked it."""
+    client = client if client is not None else dynamic_client(kubeconfig, context)
 
     def fill(client: Any, volume: dict[str, Any]) -> int:
         claim = volume["metadata"]["name"]
@@ -150,11 +158,8 @@ def apply(
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TargetError(f"timed out waiting for {what}")
-        time.sleep(2)
+    if not wait_until(check, timeout=timeout, interval=2):
+        raise TargetError(f"timed out waiting for {what}")
 
 
 def _upload_proxy_url(client: Any) -> str:
@@ -165,7 +170,8 @@ def _upload_proxy_url(client: Any) -> str:
         configs = client.resources.get(api_version="cdi.kubevirt.io/v1beta1", kind="CDIConfig")
         status = configs.get(name="config").to_dict().get("status") or {}
     except Exception as error:
-        raise TargetError(f"cannot read CDI's upload proxy URL ({_reason(error)}): set {UPLOAD_PROXY_ENV}") from None
+        reason = api_error_reason(error)
+        raise TargetError(f"cannot read CDI's upload proxy URL ({reason}): set {UPLOAD_PROXY_ENV}") from None
     url = status.get("uploadProxyURL")
     if not url:
         raise TargetError(f"CDI publishes no upload proxy URL: set {UPLOAD_PROXY_ENV}")
@@ -174,7 +180,7 @@ def _upload_proxy_url(client: Any) -> str:
 
 def cdi_upload(client: Any, dv: dict[str, Any], image: Path, echo: Echo) -> None:
     name, namespace = dv["metadata"]["name"], dv["metadata"]["namespace"]
-    dvs = _resource(client, dv)
+    dvs = api_resource(client, dv)
 
     def phase() -> str:
         return str(((dvs.get(name=name, namespace=namespace).to_dict().get("status")) or {}).get("phase", ""))
@@ -263,7 +269,7 @@ def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> 
 
     pod = filler_pod(pvc)
     pod_name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
-    pods = _resource(client, pod)
+    pods = api_resource(client, pod)
     server_side_apply(client, pod)
     echo(f"volume {pvc['metadata']['name']}: waiting for the filler pod")
 
@@ -309,7 +315,7 @@ def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> 
     except MigratorError:
         raise
     except Exception as error:  # websocket/API failures while streaming: one line
-        raise TargetError(f"filling {target} in {pod_name} failed: {_reason(error)}") from None
+        raise TargetError(f"filling {target} in {pod_name} failed: {api_error_reason(error)}") from None
     finally:
         try:
             pods.delete(name=pod_name, namespace=namespace)

@@ -1,7 +1,8 @@
 """Disk jobs for one planned VM, run through the disk engine (converters.disks).
 
 The engine owns the record of each transfer: a re-run skips a disk it finished (target
-unchanged) without reading the source, and resumes one cut short.
+unchanged) without reading the source, and resumes one cut short. ``DIR/.migrator/`` holds
+the rest of convert's state (the per-VM lock, the guest conversion's records).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from core.confine import confined
 from core.errors import DiskError, InputError, TargetError
 from core.plan import PlannedDisk, PlannedVM
 
+STATE_DIR = ".migrator"
 FORMATS = ("raw", "qcow2")
 
 
@@ -36,7 +38,7 @@ class PlannedTransfer:
 
     @property
     def claim(self) -> str:
-        return self.disk.volume_name
+        return self.disk.claim_name
 
 
 def planned_transfers(planned: PlannedVM, out_dir: Path, fmt: str) -> list[PlannedTransfer]:
@@ -46,8 +48,17 @@ def planned_transfers(planned: PlannedVM, out_dir: Path, fmt: str) -> list[Plann
     for disk in planned.disks:
         if not disk.source_file:
             raise DiskError(f"VM {planned.source_name}: {disk.label} has no backing file to copy")
-        transfers.append(PlannedTransfer(disk, image_path(out_dir, disk.volume_name, fmt), fmt))
+        transfers.append(PlannedTransfer(disk, image_path(out_dir, disk.claim_name, fmt), fmt))
     return transfers
+
+
+def prepare_output(out_dir: Path) -> None:
+    """Create the output folder and its state folder ``0700`` (one error line when that path cannot be one)."""
+    try:
+        private.private_dir(out_dir)
+        private.private_dir(out_dir / STATE_DIR)
+    except OSError as error:
+        raise TargetError(f"cannot use {out_dir}: {_os_reason(error)}") from None
 
 
 def _os_reason(error: OSError) -> str:
@@ -70,11 +81,13 @@ def run_transfers(
     *,
     concurrency: int,
     progress: str,
+    vm: str | None = None,
     verify: bool = False,
 ) -> list[TransferResult]:
     """Convert every transfer's disk; ``make_source(PlannedDisk)`` builds the engine source object.
 
-    ``verify``: re-read every image from storage and check it against the source's digests."""
+    ``vm``: the VM's name, in every JSON progress event. ``verify``: re-read every image from
+    storage and check it against the source's digests."""
     for transfer in transfers:
         try:
             private.private_dir(transfer.target.parent)
@@ -84,4 +97,5 @@ def run_transfers(
         DiskJob(name=t.claim, source=make_source(t.disk), target=t.target, target_format=t.target_format)
         for t in transfers
     ]
-    return transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=verify)
+    labels = {"vm": vm} if vm else None
+    return transfer_disks(jobs, concurrency=concurrency, progress=progress, verify=verify, progress_labels=labels)

@@ -7,21 +7,29 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from converters.disks import HttpSource, LocalSource, TarMemberSource
+from converters.guest import Inspection
 from converters.specs import Manifests, SpecOptions, dump, vm_manifests
 from core.errors import InputError
-from core.inventory import Inventory
-from core.plan import Plan, PlannedVM
+from core.plan import Plan, PlannedDisk, PlannedVM
 from migrator.convert import disks as disk_jobs
-from migrator.convert import gate, output, plans
-from migrator.cutover.state import default_state_dir, only_one_run
-from migrator.sources import Source, SourceOptions, open_source, require_disks, split_source
+from migrator.convert import gate, guest, output, plans
+from migrator.cutover.state import only_one_run
+from migrator.sources import (
+    DatastoreReader,
+    Source,
+    SourceOptions,
+    inventory_of_vm,
+    open_source,
+    require_disks,
+    split_source,
+)
 from migrator.sources.ovf import check_member_name
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
+DiskSource = LocalSource | HttpSource | TarMemberSource  # what the disk engine reads one disk from
 # Sources whose disks are read through the adapter; VMX/OVF/OVA disks are files (or tar members) on local disk.
 NEEDS_OPEN_SOURCE = ("vsphere",)
 
@@ -35,6 +43,7 @@ class ConvertRequest:
     output_dir: Path | None = None
     apply: bool = False
     kubeconfig: str | None = None
+    context: str | None = None  # the kubeconfig's context for --apply (default: its current-context)
     namespace: str | None = None
     force: tuple[str, ...] = ()
     datavolumes: bool = False
@@ -44,6 +53,12 @@ class ConvertRequest:
     progress: str = "auto"
     concurrency: int = 2
     verify: bool = False  # re-read every image from storage and check it against the source's digests
+    # guest conversion (converters.guest): skipped for guests known to be virtio-ready; "defer" leaves it
+    # to the caller (cutover runs it as its own convert-guest step)
+    skip_conversion: bool | None = None  # None: $MIGRATOR_SKIP_CONVERSION
+    defer_conversion: bool = False
+    virtio_win: str | None = None  # default: $VIRTIO_WIN
+    accelerator: str | None = None  # kvm | tcg for libguestfs; None: the accelerator probe decides
 
 
 @dataclass
@@ -51,6 +66,7 @@ class ConvertResult:
     plan: Plan
     planned: PlannedVM
     manifests: Manifests
+    inspection: Inspection | None = None  # what the guest conversion found (None: skipped or deferred)
     converted: list[str] = field(default_factory=list)  # claims whose disk was copied in this run
     skipped: list[str] = field(default_factory=list)  # claims already finished by an earlier run
     files: list[Path] = field(default_factory=list)
@@ -76,23 +92,13 @@ def _opened(spec: str, options: SourceOptions) -> Iterator[Source]:
         source.close()
 
 
-def _inventory_of(source: Source, vm_name: str) -> Inventory:
-    """One VM's inventory: the vSphere adapter re-reads a single VM instead of the whole vCenter."""
-    vm_inventory = getattr(source, "vm_inventory", None)
-    if vm_inventory is not None:
-        vm = vm_inventory(vm_name)
-        about = getattr(source, "about", None)
-        return Inventory(source_url=source.url, vms=[vm], about=dict(about) if isinstance(about, dict) else {})
-    return source.inventory()
-
-
 def _plan_for(request: ConvertRequest, source: Source | None) -> tuple[Plan, PlannedVM]:
     if request.plan_path is not None:
         plan = plans.load_plan(request.plan_path)
     else:
         assert source is not None and request.source is not None
         plan = plans.one_vm_plan(
-            _inventory_of(source, request.vm),
+            inventory_of_vm(source, request.vm),
             request.vm,
             source=source.url,
             namespace=request.namespace or "default",
@@ -102,22 +108,51 @@ def _plan_for(request: ConvertRequest, source: Source | None) -> tuple[Plan, Pla
     return plan, plans.find_vm(plan, request.vm)
 
 
-def _spec_options(request: ConvertRequest) -> SpecOptions:
-    return SpecOptions(nic_compat=request.nic_compat, use_datavolumes=request.datavolumes)
+def _spec_options(request: ConvertRequest, inspection: Inspection | None = None) -> SpecOptions:
+    return spec_options(request.nic_compat, request.datavolumes, inspection)
 
 
-def _make_source(scheme: str, location: str, source: Source | None, options: SourceOptions) -> Callable[[Any], Any]:
-    if scheme == "vsphere":
+def spec_options(nic_compat: bool | None, datavolumes: bool, inspection: Inspection | None) -> SpecOptions:
+    """Spec choices; a converted guest gets virtio disks and NICs and the OS labels its inspection gives."""
+    if inspection is None:
+        return SpecOptions(nic_compat=nic_compat, use_datavolumes=datavolumes)
+    return SpecOptions(
+        nic_compat=nic_compat,
+        use_datavolumes=datavolumes,
+        virtio_ready=True if inspection.virtio_ready else None,
+        os_id=inspection.osinfo,
+        os_name=inspection.display_name,
+        guest_converted_by=inspection.tool if inspection.converted else None,
+    )
 
-        def vsphere_disk(disk: Any) -> Any:
-            vsphere: Any = source
-            url = vsphere.datastore_file_url(disk.source_file)
-            return HttpSource(url, vsphere.http_headers(), vsphere.ssl_context())
 
-        return vsphere_disk
+def guest_options(request: ConvertRequest) -> guest.GuestOptions:
+    return guest.GuestOptions(
+        skip=request.skip_conversion if request.skip_conversion is not None else guest.skip_by_default(),
+        virtio_win=request.virtio_win,
+        progress=request.progress,
+        accelerator=request.accelerator,
+    )
+
+
+def _make_source(
+    scheme: str, location: str, source: Source | None, options: SourceOptions
+) -> Callable[[PlannedDisk], DiskSource]:
+    if scheme in NEEDS_OPEN_SOURCE:
+        if not isinstance(source, DatastoreReader):
+            raise InputError(f"the {scheme} source cannot read its disks from a datastore")
+        datastore = source
+
+        def datastore_disk(disk: PlannedDisk) -> DiskSource:
+            if disk.source_file is None:
+                raise InputError(f"disk {disk.label} has no backing file to read")
+            url = datastore.datastore_file_url(disk.source_file)
+            return HttpSource(url, datastore.http_headers(), datastore.ssl_context())
+
+        return datastore_disk
     descriptor = Path(location).expanduser().resolve()
 
-    def local_disk(disk: Any) -> Any:
+    def local_disk(disk: PlannedDisk) -> DiskSource:
         if scheme == "ova":  # the OVF names tar members: read in place
             check_member_name(descriptor, disk.source_file)
             return TarMemberSource(descriptor, disk.source_file)
@@ -126,12 +161,21 @@ def _make_source(scheme: str, location: str, source: Source | None, options: Sou
     return local_disk
 
 
-def dry_run_text(result: ConvertResult, transfers: list[disk_jobs.PlannedTransfer] | None) -> str:
+def dry_run_text(
+    result: ConvertResult, transfers: list[disk_jobs.PlannedTransfer] | None, *, skip_conversion: bool = False
+) -> str:
     lines = [f"# dry run: VM {result.planned.source_name} → {result.manifests.name} (nothing written)"]
     for t in transfers or []:
         lines.append(f"# disk {t.disk.label}: {t.disk.source_file} → {t.target} ({t.target_format})")
+    if transfers:
+        lines.append(f"# guest: {'not converted (--skip-conversion)' if skip_conversion else guest_plan_line(result)}")
     body = "---\n".join(dump(obj) for obj in result.manifests.all())
     return "\n".join(lines) + "\n" + body
+
+
+def guest_plan_line(result: ConvertResult) -> str:
+    root = result.planned.guest_root or "first"
+    return f"converted in place with virt-v2v-in-place -i libvirtxml --root {root} (skip with --skip-conversion)"
 
 
 def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo = lambda _text: None) -> ConvertResult:
@@ -145,7 +189,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         plan, planned = _plan_for(request, source)
         if not request.dry_run:
             require_disks(spec or plan.source, "convert")  # before any gate: no --force makes disks appear
-        forced = gate.check_not_blocked(planned, request.force)
+        settled = guest.satisfied_concerns(guest_options(request))
+        forced = [c for c in gate.check_not_blocked(planned, (*request.force, *settled)) if c not in settled]
         for cid in gate.unknown_forced(planned, request.force):
             echo(f"warning: --force {cid}: not a Critical concern of {planned.source_name}, ignored")
         if forced:
@@ -153,14 +198,24 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         manifests = vm_manifests(planned, plan, _spec_options(request))
         result = ConvertResult(plan=plan, planned=planned, manifests=manifests)
 
-        work_dir = request.output_dir or _work_dir(plan, planned)
+        work_dir = request.output_dir or apply_work_dir(plan, planned)
         transfers = disk_jobs.planned_transfers(planned, work_dir, request.disk_format)
         if request.dry_run:
-            out(dry_run_text(result, transfers if request.output_dir else None))
+            skip = guest_options(request).skip
+            out(dry_run_text(result, transfers if request.output_dir else None, skip_conversion=skip))
             return result
 
-        # one writer per VM: a second convert (or a cutover) of it now would write the same images
-        stack.enter_context(only_one_run(default_state_dir(), planned.source_name))
+        # One writer per target: a second convert (or a cutover's transfer) of this VM into this output
+        # now would write the same images. The lock lives in the output, not in the state directory: two
+        # VMs of the same name converted into different outputs do not exclude each other.
+        disk_jobs.prepare_output(work_dir)
+        stack.enter_context(only_one_run(work_dir / disk_jobs.STATE_DIR, planned.target_name))
+        client = None
+        if request.apply:  # preflight: the kubeconfig loads and the API server answers, before any byte moves
+            from migrator.convert import cluster
+
+            client = cluster.dynamic_client(request.kubeconfig, request.context)
+            log.info("convert: cluster reachable, namespace %s", manifests.virtual_machine["metadata"]["namespace"])
         if spec is None:
             spec = plan.source
         scheme, location = split_source(spec)
@@ -170,6 +225,11 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
         _transfer_disks(
             request, result, transfers, _make_source(scheme, location, source, request.source_options), echo
         )
+        if not request.defer_conversion:
+            result.inspection = guest.convert_vm_guest(
+                planned, transfers, work_dir, guest_options(request), echo, copied_again=bool(result.converted)
+            )
+            manifests = result.manifests = vm_manifests(planned, plan, _spec_options(request, result.inspection))
         if request.output_dir is not None:
             result.files = output.write_manifests(request.output_dir, manifests)
             for path in result.files:
@@ -181,6 +241,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
                 manifests,
                 {t.claim: t.target for t in transfers},
                 kubeconfig=request.kubeconfig,
+                context=request.context,
+                client=client,
                 echo=echo,
             )
     return result
@@ -190,12 +252,18 @@ def _transfer_disks(
     request: ConvertRequest,
     result: ConvertResult,
     transfers: list[disk_jobs.PlannedTransfer],
-    make_source: Callable[[Any], Any],
+    make_source: Callable[[PlannedDisk], DiskSource],
     echo: Echo,
 ) -> None:
     """Copy the disks; the engine skips those an earlier run finished and resumes those cut short."""
+    log.info("convert %s: %d disk(s)", result.planned.source_name, len(transfers))
     results = disk_jobs.run_transfers(
-        transfers, make_source, concurrency=request.concurrency, progress=request.progress, verify=request.verify
+        transfers,
+        make_source,
+        concurrency=request.concurrency,
+        progress=request.progress,
+        vm=result.planned.source_name,
+        verify=request.verify,
     )
     for t, done in zip(transfers, results, strict=True):
         if done.skipped:
@@ -209,7 +277,7 @@ def _transfer_disks(
             echo(f"disk {t.claim}: verified {done.verified_bytes / 2**20:.0f} MiB from storage ({rate:.0f} MiB/s)")
 
 
-def _work_dir(plan: Plan, planned: PlannedVM) -> Path:
+def apply_work_dir(plan: Plan, planned: PlannedVM) -> Path:
     """Where --apply without --output-dir keeps the converted images (resumable, never credentials)."""
     from core.paths import cache_dir
 

@@ -8,23 +8,82 @@ is refused, a run that got through every step is completed, a rollback is record
 
 from __future__ import annotations
 
+import contextlib
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import InputError, MigratorError, NotFoundError, TargetError
+from core.errors import InputError, Interrupted, MigratorError, NotFoundError, TargetError
 from migrator.cutover.pipeline import StepFailed, run_steps
-from migrator.cutover.state import Migration, StateStore, only_one_run
-from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, rollback
+from migrator.cutover.state import Migration, StateStore, only_one_run, run_alive
+from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, TargetNotStopped, rollback
 
 
 class CutoverFailed(MigratorError):
     exit_code = 4
 
 
+class CutoverInterrupted(Interrupted):
+    """Ctrl-C or SIGTERM: the run stopped where it was, recorded so that a re-run resumes."""
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM ends a run as Ctrl-C does (KeyboardInterrupt), so it is recorded instead of lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def record_interruption(ctx: CutoverContext, step: str | None = None) -> CutoverInterrupted:
+    """Record that the run was interrupted (in ``step``, else the step under way); the one line to print."""
+    migration = ctx.store.get(ctx.key)
+    where = step or (migration.current_step if migration else None) or "preflight"
+    ctx.store.set_fact(ctx.key, "interrupted", {"step": where, "at": time.time()})
+    ctx.store.set_status(ctx.key, "interrupted", error=f"interrupted in step {where}")
+    recorded = ctx.store.get(ctx.key)
+    return CutoverInterrupted(recorded.where if recorded and recorded.where else f"interrupted in step {where}")
+
+
+def downtime_line(migration: Migration) -> str:
+    """The downtime, named: until the target was verified, or until a rollback brought the source back."""
+    if migration.downtime_to_source_back_seconds is not None:
+        return f"downtime {migration.downtime_to_source_back_seconds:.1f}s (source off → source back on)"
+    if migration.downtime_to_verified_seconds is not None:
+        return f"downtime {migration.downtime_to_verified_seconds:.1f}s (source off → target verified)"
+    return "downtime not measured"
+
+
 def exclusive_run(store: StateStore, key: str) -> AbstractContextManager[None]:
     """One cutover (or rollback) of a VM at a time: two would race on the source's power."""
     return only_one_run(store.state_dir, key)
+
+
+def where(store: StateStore, recorded: Migration) -> str | None:
+    """Where an unfinished run stands; a "running" record whose process is gone (killed) says so too."""
+    if recorded.where is not None:
+        return recorded.where
+    if recorded.status == "running" and not run_alive(store.state_dir, recorded.vm):
+        step = recorded.current_step or "preflight"
+        off = "source is off, " if recorded.source_off_since is not None else ""
+        return f"{off}the run ended in step {step} without a word (killed?): re-run to resume" + (
+            ", or roll back" if off else ""
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,6 +107,11 @@ def recorded_endpoints(store: StateStore, vm: str) -> RecordedEndpoints:
     )
 
 
+def log_path(store: StateStore, key: str) -> Path:
+    """The migration's log file, in the state directory (named in `migrator status`)."""
+    return store.state_dir / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.log"
+
+
 def begin(ctx: CutoverContext) -> Migration:
     """Start the VM's migration record, or resume the recorded one when it goes to the same target."""
     key, store = ctx.key, ctx.store
@@ -62,7 +126,9 @@ def begin(ctx: CutoverContext) -> Migration:
         )
     migration = store.begin(key, plan=ctx.plan.name, source=ctx.plan.source, target=ctx.target.description)
     store.set_fact(key, "target_name", ctx.planned.target_name)
-    return migration
+    store.set_fact(key, "interrupted", None)
+    store.set_fact(key, "log_file", str(log_path(store, key)))
+    return store.get(key) or migration
 
 
 def cut_over(ctx: CutoverContext, *, rollback_on_failure: bool) -> Migration:
@@ -72,6 +138,8 @@ def cut_over(ctx: CutoverContext, *, rollback_on_failure: bool) -> Migration:
     ctx.announce(f"cutover of {key} to {ctx.target.description} as {ctx.planned.target_name}")
     try:
         migration = run_steps(key, CUTOVER_STEPS, ctx, store, announce=ctx.announce)
+    except (KeyboardInterrupt, Interrupted):  # Ctrl-C, SIGTERM; or the disk engine's "transfer interrupted"
+        raise record_interruption(ctx) from None
     except StepFailed as failed:
         if not failed.source_touched:
             raise CutoverFailed(f"cutover of {key} stopped: {failed.message}; the source was not touched") from None
@@ -81,7 +149,11 @@ def cut_over(ctx: CutoverContext, *, rollback_on_failure: bool) -> Migration:
                 f"or roll back with `migrator cutover --rollback --vm {key}`"
             ) from None
         actions = record_rollback(ctx)
-        raise CutoverFailed(f"cutover of {key} failed: {failed.message}; rolled back ({'; '.join(actions)})") from None
+        recorded = store.get(key)
+        downtime = f"; {downtime_line(recorded)}" if recorded else ""
+        raise CutoverFailed(
+            f"cutover of {key} failed: {failed.message}; rolled back ({'; '.join(actions)}){downtime}"
+        ) from None
     return complete(ctx, migration)
 
 
@@ -97,6 +169,11 @@ def record_rollback(ctx: CutoverContext) -> list[str]:
     """Roll back (stop the target, restore the source) and record it; what was done, one line each."""
     try:
         actions = rollback(ctx)
+    except (KeyboardInterrupt, Interrupted):
+        raise record_interruption(ctx, "rollback") from None
+    except TargetNotStopped as error:
+        ctx.store.set_status(ctx.key, "failed", error=error.message)
+        raise CutoverFailed(error.message) from None
     except MigratorError as error:
         ctx.store.set_status(ctx.key, "failed", error=f"rollback failed: {error.message}")
         raise CutoverFailed(f"rollback of {ctx.key} failed: {error.message}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.inventory import VM
+from core.inventory import VM, Inventory
 from core.plan import Plan, PlannedVM
 
 
@@ -17,6 +17,9 @@ class CutoverSource(Protocol):
     url: str
 
     def vm_inventory(self, name: str) -> VM: ...
+
+    def inventory_of(self, vm_name: str) -> Inventory:
+        """One VM's inventory, for a plan made on the fly (``migrator.sources.SingleVMReader``)."""
 
     def power_state(self, name: str) -> str: ...
 
@@ -29,12 +32,24 @@ class CutoverSource(Protocol):
 
     def mark_migrated(self, name: str, note: str) -> object: ...
 
+    def annotation(self, name: str) -> str:
+        """The VM's note as it is now (recorded before the cutover marks it)."""
+
+    def unmark_migrated(self, name: str, note: str, annotation: str) -> object:
+        """Undo ``mark_migrated(name, note)``: the note back to ``annotation``, as it was before."""
+
 
 @dataclass(frozen=True)
 class Verification:
     marker: str | None = None  # a line the guest prints on its serial console
     tcp_port: int | None = None  # a port the guest must accept connections on
     timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class TargetStop:
+    confirmed: bool  # the target is known to be stopped (or never ran)
+    detail: str  # one line: what was done, e.g. "target web01 destroyed after the 30s grace period"
 
 
 class CutoverTarget(Protocol):
@@ -52,6 +67,10 @@ class CutoverTarget(Protocol):
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
         """Final full copy of every disk; returns bytes moved. Idempotent and resumable."""
 
+    def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool) -> str:
+        """Convert the copied guest OS (virt-v2v) and update the VirtualMachine; returns a one-line summary.
+        Raises a MigratorError with virt-v2v's reason; idempotent (a finished conversion is not redone)."""
+
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
         """Write/apply the VirtualMachine and its volumes; start it when ``run``. Never starts it twice."""
 
@@ -61,5 +80,8 @@ class CutoverTarget(Protocol):
     def verify(self, planned: PlannedVM, verification: Verification) -> None:
         """Configured guest checks (console marker, TCP port); raise TargetError when they fail."""
 
-    def stop(self, planned: PlannedVM) -> str:
-        """Stop the target VM (rollback). Idempotent; returns one line saying what it did."""
+    def stop(self, planned: PlannedVM, grace: float) -> TargetStop:
+        """Stop the target VM (rollback): a clean shutdown, destroyed after ``grace`` seconds if still running.
+
+        Idempotent. ``confirmed`` only when the target is known not to run any more: a rollback powers
+        the source back on only then, so two copies of the VM never run at once."""

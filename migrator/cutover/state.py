@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS migrations (
     plan TEXT,
     source TEXT,
     target TEXT,
-    status TEXT NOT NULL,            -- running | completed | failed | rolled_back
+    status TEXT NOT NULL,            -- running | completed | failed | interrupted | rolled_back
     current_step TEXT,
     started_at REAL NOT NULL,
     finished_at REAL,
@@ -86,6 +86,24 @@ def only_one_run(state_dir: Path, key: str) -> Iterator[None]:
             del _HELD[lock_path]
 
 
+def run_alive(state_dir: Path, key: str) -> bool:
+    """Whether a process holds ``key``'s lock now (a convert, cutover or rollback of it is running)."""
+    lock_path = (state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock").absolute()
+    if _HELD.get(lock_path):
+        return True
+    try:
+        lock = lock_path.open("r")
+    except OSError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return False
+
+
 def default_state_dir() -> Path:
     if os.environ.get("MIGRATOR_STATE_DIR"):
         return Path(os.environ["MIGRATOR_STATE_DIR"])
@@ -128,21 +146,57 @@ class Migration:
         record = self.step(name)
         return record is not None and record.status == "done"
 
-    @property
-    def downtime_seconds(self) -> float | None:
-        """Source powered off → target Running, when both are known."""
-        off, running = self.facts.get("source_off_at"), self.facts.get("target_running_at")
-        if off is None or running is None:
+    def _since_source_off(self, fact: str) -> float | None:
+        off, until = self.facts.get("source_off_at"), self.facts.get(fact)
+        if off is None or until is None:
             return None
-        return float(running) - float(off)
+        return float(until) - float(off)
+
+    @property
+    def downtime_to_running_seconds(self) -> float | None:
+        """Source powered off → the target's instance Running (not yet checked)."""
+        return self._since_source_off("target_running_at")
 
     @property
     def downtime_to_verified_seconds(self) -> float | None:
-        """Source powered off → the guest passed its checks (console marker, port): what users see."""
-        off, verified = self.facts.get("source_off_at"), self.facts.get("target_verified_at")
-        if off is None or verified is None:
+        """Source powered off → the target passed its checks (console marker, port): what users see."""
+        return self._since_source_off("target_verified_at")
+
+    @property
+    def downtime_to_source_back_seconds(self) -> float | None:
+        """Source powered off → the source powered back on by a rollback."""
+        return self._since_source_off("source_back_on_at")
+
+    @property
+    def downtime_seconds(self) -> float | None:
+        """The service's downtime: until the target was verified, or until a rollback brought the source back."""
+        if self.facts.get("source_back_on_at") is not None:
+            return self.downtime_to_source_back_seconds
+        return self.downtime_to_verified_seconds
+
+    @property
+    def source_off_since(self) -> float | None:
+        """When the cutover powered the source off, while it is still off and the target not verified."""
+        off = self.facts.get("source_off_at")
+        if off is None or self.status == "completed" or self.downtime_seconds is not None:
             return None
-        return float(verified) - float(off)
+        return float(off)
+
+    @property
+    def where(self) -> str | None:
+        """One line saying where an unfinished cutover stands and what the user can do, else None."""
+        step = (self.facts.get("interrupted") or {}).get("step") or self.current_step or "preflight"
+        how = {"interrupted": "interrupted", "failed": "failed"}.get(self.status)
+        if self.facts.get("target_not_confirmed_stopped"):
+            return (
+                "source is off, the target could not be confirmed stopped: stop it, then "
+                f"`migrator cutover --rollback --vm {self.vm}`"
+            )
+        if how is None:
+            return None
+        if self.source_off_since is not None:
+            return f"source is off, {how} in step {step}: re-run to resume, or roll back"
+        return f"{how} in step {step}, the source is as it was: re-run to resume"
 
     @property
     def bytes_moved(self) -> int:
@@ -182,7 +236,7 @@ class StateStore:
         """Start a migration record, or return the existing one so the run resumes it."""
         existing = self.get(vm)
         if existing is not None:
-            if existing.status in ("failed",):
+            if existing.status in ("failed", "interrupted"):
                 with self._tx() as db:
                     db.execute("UPDATE migrations SET status='running', error=NULL WHERE vm=?", (vm,))
             return self.get(vm) or existing
@@ -270,7 +324,3 @@ class StateStore:
                 (time.time(), error, vm, step),
             )
             db.execute("UPDATE migrations SET status='failed', error=? WHERE vm=?", (error, vm))
-
-    def reset_steps(self, vm: str, steps: list[str]) -> None:
-        with self._tx() as db:
-            db.executemany("DELETE FROM steps WHERE vm=? AND step=?", [(vm, s) for s in steps])

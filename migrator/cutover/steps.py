@@ -12,13 +12,15 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from core.childenv import child_env
-from core.errors import InputError, MigratorError, SourceError, TargetError
+from core.errors import InputError, MigratorError, SourceError
 from core.plan import Plan, PlannedVM
+from core.wait import wait_until
 from migrator.convert.gate import check_not_blocked
+from migrator.convert.guest import skip_by_default
 from migrator.cutover.drift import plan_drift
 from migrator.cutover.pipeline import Step, StepResult
 from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
@@ -39,6 +41,9 @@ class CutoverOptions:
     post_hook: str | None = None
     poll_interval: float = 1.0
     force: tuple[str, ...] = ()  # Critical concern ids the user overrides (as `convert --force`)
+    skip_conversion: bool | None = None  # True: virtio-ready guest, no virt-v2v; None: $MIGRATOR_SKIP_CONVERSION
+    # rollback: seconds the target gets to shut down cleanly before it is destroyed (announced)
+    stop_grace: float = 30.0
 
 
 @dataclass
@@ -99,13 +104,10 @@ def post_hook(ctx: CutoverContext) -> StepResult:
 
 
 def _wait_for_power(ctx: CutoverContext, state: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if ctx.source.power_state(ctx.planned.source_name) == state:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(ctx.options.poll_interval)
+    def reached() -> bool:
+        return ctx.source.power_state(ctx.planned.source_name) == state
+
+    return bool(wait_until(reached, timeout=timeout, interval=ctx.options.poll_interval))
 
 
 def source_off(ctx: CutoverContext) -> StepResult:
@@ -149,6 +151,13 @@ def transfer(ctx: CutoverContext) -> StepResult:
     return StepResult(bytes_moved=moved, detail=f"{len(ctx.planned.disks)} disk(s), full copy")
 
 
+def convert_guest(ctx: CutoverContext) -> StepResult:
+    skip = ctx.options.skip_conversion
+    detail = ctx.target.convert_guest(ctx.plan, ctx.planned, skip=skip_by_default() if skip is None else skip)
+    ctx.store.set_fact(ctx.key, "guest", detail)
+    return StepResult(detail=detail)
+
+
 def _should_run(ctx: CutoverContext) -> bool:
     if ctx.options.start_policy == "always":
         return True
@@ -164,10 +173,14 @@ def start_target(ctx: CutoverContext) -> StepResult:
 def verify(ctx: CutoverContext) -> StepResult:
     if not _should_run(ctx):
         return StepResult(detail="not started, nothing to verify")
-    ctx.target.wait_running(ctx.planned, ctx.options.verification.timeout)
+    # One deadline for Running and the guest checks together: --verify-timeout bounds the whole step.
+    timeout = ctx.options.verification.timeout
+    deadline = time.monotonic() + timeout
+    ctx.target.wait_running(ctx.planned, timeout)
     if ctx.store.fact(ctx.key, "target_running_at") is None:
         ctx.store.set_fact(ctx.key, "target_running_at", time.time())
-    ctx.target.verify(ctx.planned, ctx.options.verification)
+    remaining = max(deadline - time.monotonic(), 0.001)
+    ctx.target.verify(ctx.planned, replace(ctx.options.verification, timeout=remaining))
     if ctx.store.fact(ctx.key, "target_verified_at") is None:
         ctx.store.set_fact(ctx.key, "target_verified_at", time.time())
     checks = [
@@ -183,8 +196,12 @@ def verify(ctx: CutoverContext) -> StepResult:
 
 def mark_source(ctx: CutoverContext) -> StepResult:
     name = ctx.planned.source_name
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    note = f"Migrated by migrator to {ctx.target.description} as {ctx.planned.target_name} on {when}."
+    note = ctx.store.fact(ctx.key, "source_note")
+    if note is None:  # recorded once, with the note as it was, so a rollback can put it back
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        note = f"Migrated by migrator to {ctx.target.description} as {ctx.planned.target_name} on {when}."
+        ctx.store.set_fact(ctx.key, "source_annotation_before", ctx.source.annotation(name))
+        ctx.store.set_fact(ctx.key, "source_note", note)
     ctx.source.mark_migrated(name, note)
     if ctx.source.power_state(name) != POWERED_OFF:  # two running copies must never exist
         ctx.source.power_off(name)
@@ -196,6 +213,7 @@ CUTOVER_STEPS: tuple[Step[CutoverContext], ...] = (
     Step("pre-hook", pre_hook, "run the pre-cutover hook"),
     Step("source-off", source_off, "record the power state, shut the source down", touches_source=True),
     Step("transfer", transfer, "final copy of every disk", touches_source=True),
+    Step("convert-guest", convert_guest, "make the guest OS run on virtio (virt-v2v)", touches_source=True),
     Step("start", start_target, "create the VirtualMachine and start it", touches_source=True),
     Step("verify", verify, "wait for Running and check the guest", touches_source=True),
     Step("mark-source", mark_source, "mark the source as migrated, leave it off", touches_source=True),
@@ -203,21 +221,47 @@ CUTOVER_STEPS: tuple[Step[CutoverContext], ...] = (
 )
 
 
+class TargetNotStopped(MigratorError):
+    """The target could not be confirmed stopped: the source stays off (two copies must never run)."""
+
+    exit_code = 4
+
+
 def rollback(ctx: CutoverContext) -> list[str]:
-    """Stop the target and put the source back as it was. Idempotent; returns what it did."""
-    done: list[str] = []
-    try:
-        done.append(ctx.target.stop(ctx.planned))
-    except TargetError as error:
-        done.append(f"target {ctx.planned.target_name} could not be stopped: {error.message}")
+    """Stop the target, then put the source back as it was. Idempotent; returns what it did.
+
+    The source is powered back on only once the target is confirmed stopped; otherwise the
+    source is left off and ``TargetNotStopped`` says so (the two copies would share an identity,
+    and a guest writing to the same data twice is the one failure a rollback must not cause).
+    """
+    name, target_name = ctx.planned.source_name, ctx.planned.target_name
+    grace = ctx.options.stop_grace
+    ctx.announce(f"rollback: stopping target {target_name}: clean shutdown, destroyed after {grace:.0f}s if still up")
+    stopped = ctx.target.stop(ctx.planned, grace)
+    if not stopped.confirmed:
+        ctx.store.set_fact(ctx.key, "target_not_confirmed_stopped", True)
+        log.warning("rollback of %s: %s", ctx.key, stopped.detail)
+        raise TargetNotStopped(
+            f"rollback of {ctx.key} stopped: {stopped.detail}; the target is not confirmed stopped, so the source "
+            f"{name} is left {ctx.source.power_state(name)}"
+        )
+    ctx.store.set_fact(ctx.key, "target_not_confirmed_stopped", None)
+    done = [stopped.detail]
+    note = ctx.store.fact(ctx.key, "source_note")
+    if note is not None:
+        before = ctx.store.fact(ctx.key, "source_annotation_before") or ""
+        if ctx.source.unmark_migrated(name, note, before):
+            done.append(f"source {name}: note restored as it was before the cutover")
     recorded = ctx.store.fact(ctx.key, "source_power_state")
-    name = ctx.planned.source_name
     if recorded == POWERED_ON:
         if ctx.source.power_state(name) == POWERED_ON:
             done.append(f"source {name} was already powered on")
         else:
             ctx.source.power_on(name)
             done.append(f"source {name} powered back on (it was {recorded} before the cutover)")
+        off, back = (ctx.store.fact(ctx.key, fact) for fact in ("source_off_at", "source_back_on_at"))
+        if off is not None and back is None:
+            ctx.store.set_fact(ctx.key, "source_back_on_at", time.time())  # the downtime ends here
     else:
         done.append(f"source {name} left {ctx.source.power_state(name)} (it was {recorded or 'not touched'})")
     return done

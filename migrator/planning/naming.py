@@ -58,6 +58,6 @@ def assign_names(source_names: Iterable[str]) -> list[NameAssignment]:
     return result
 
 
-def volume_name(target_name: str, index: int) -> str:
+def claim_name(target_name: str, index: int) -> str:
     """The claim name of the VM's index-th disk (0-based): '<vm>-disk-<n>'."""
     return with_suffix(target_name, f"-disk-{index}")

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
-import tempfile
-from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,8 +11,9 @@ import jsonschema
 import yaml
 
 from core import untrusted
+from core.atomic import write_atomically
 from core.errors import InputError, NotFoundError
-from core.plan import PLAN_API_VERSION, Plan
+from core.plan import Plan
 from migrator.planning import yamlout
 
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
@@ -37,33 +34,9 @@ def validate(data: Any, origin: str = "plan") -> None:
         raise InputError(f"{origin} is not a valid plan: at {where}: {error.message}")
 
 
-_SCALARS = (str, int, float, bool, type(None))
-
-
-@cache
-def _field_names(cls: type) -> tuple[str, ...] | None:
-    """The dataclass fields of cls, or None when cls is not a dataclass."""
-    return tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Enum):  # before scalars: StrEnum values are str too
-        return value.value
-    if isinstance(value, _SCALARS):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    names = _field_names(type(value))
-    if names is not None:
-        return {name: _plain(getattr(value, name)) for name in names}
-    return value
-
-
 def plan_document(plan: Plan) -> dict[str, Any]:
-    """``plan.to_dict()``, several times faster (no deep copies): what the file and ``-o json|yaml`` hold."""
-    return {"apiVersion": PLAN_API_VERSION, "kind": "Plan", **_plain(plan)}
+    """What the file and ``-o json|yaml`` hold."""
+    return plan.to_dict()
 
 
 def dump_yaml(data: Any) -> str:
@@ -85,19 +58,20 @@ def write_plan(plan: Plan, path: str | Path, *, check: bool = False, document: d
     if check:
         validate(data, "the generated plan")
     target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".plan-", suffix=".yaml", dir=target.parent)
-    except OSError as error:
-        raise InputError(f"cannot write plan file {target}: {error.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, indent=1) + "\n" if target.suffix == ".json" else dump_yaml(data))
-        os.replace(tmp, target)
-    except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write plan file {target}: {error.strerror}") from None
+    text = json.dumps(data, indent=1) + "\n" if target.suffix == ".json" else dump_yaml(data)
+    write_atomically(target, text, "plan file")
     return target
+
+
+def upgraded(data: Any) -> Any:
+    """A plan document in today's format: a disk's ``volume_name`` (before it was renamed) is its ``claim_name``."""
+    vms = data.get("vms") if isinstance(data, dict) else None
+    for vm in vms if isinstance(vms, list) else []:
+        disks = vm.get("disks") if isinstance(vm, dict) else None
+        for disk in disks if isinstance(disks, list) else []:
+            if isinstance(disk, dict) and "volume_name" in disk and "claim_name" not in disk:
+                disk["claim_name"] = disk.pop("volume_name")
+    return data
 
 
 def read_plan(path: str | Path) -> Plan:
@@ -121,7 +95,7 @@ def read_plan(path: str | Path) -> Plan:
             raise InputError(f"plan file {source}: {error}: a plan never needs them") from None
         except yaml.YAMLError:
             raise InputError(f"plan file {source} is not valid YAML") from None
-    validate(data, f"plan file {source}")
+    validate(upgraded(data), f"plan file {source}")
     try:
         return Plan.from_dict(data)
     except (KeyError, TypeError, ValueError) as error:

@@ -12,6 +12,8 @@ Resolution rules (documented in docs/plan-format.md):
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,8 +21,10 @@ from datetime import UTC, datetime
 from core.inventory import VM
 from core.plan import Concern, NetworkMapping, NetworkTarget, Plan, PlannedDisk, PlannedNic, PlannedVM
 from migrator.planning.mapping import Maps
-from migrator.planning.naming import assign_names, volume_name
+from migrator.planning.naming import assign_names, claim_name
 from migrator.planning.rules import RULES, Rule, RuleContext
+
+log = logging.getLogger(__name__)
 
 POD_INTERFACE = "default"
 
@@ -31,6 +35,8 @@ class PlanOptions:
     source: str  # the source's display URL, never with a password
     namespace: str = "default"
     hooks: dict[str, str] = field(default_factory=dict)
+    # where virt-v2v will find virtio-win drivers (an ISO or directory); read from VIRTIO_WIN by default
+    virtio_win: str | None = field(default_factory=lambda: os.environ.get("VIRTIO_WIN") or None)
 
 
 def _plan_nics(vm: VM, maps: Maps, context: RuleContext) -> list[PlannedNic]:
@@ -78,12 +84,13 @@ def _plan_disks(vm: VM, target_name: str, maps: Maps, context: RuleContext) -> l
         planned.append(
             PlannedDisk(
                 label=disk.label,
-                volume_name=volume_name(target_name, index),
+                claim_name=claim_name(target_name, index),
                 storage_class=storage_class,
                 capacity_bytes=disk.capacity_bytes,
                 transfer_bytes=disk.transfer_bytes,
                 source_file=disk.backing_file,
                 datastore=disk.datastore,
+                transfer_bytes_upper_bound=not disk.allocation_known,
             )
         )
     return planned
@@ -103,7 +110,9 @@ def build_plan(vms: Sequence[VM], maps: Maps, options: PlanOptions, rules: Seque
     contexts: list[RuleContext] = []
     for vm, naming in zip(vms, names, strict=True):
         planned = PlannedVM(source_name=vm.name, target_name=naming.target_name, vm=vm)
-        context = RuleContext(planned=planned, plan_vms=plan.vms, collides_with=naming.collides_with)
+        context = RuleContext(
+            planned=planned, plan_vms=plan.vms, collides_with=naming.collides_with, virtio_win=options.virtio_win
+        )
         planned.nics = _plan_nics(vm, maps, context)
         planned.disks = _plan_disks(vm, naming.target_name, maps, context)
         plan.vms.append(planned)
@@ -117,7 +126,28 @@ def build_plan(vms: Sequence[VM], maps: Maps, options: PlanOptions, rules: Seque
     for planned, context in zip(plan.vms, contexts, strict=True):
         context.mac_owners = mac_owners
         planned.concerns = evaluate(planned.vm, context, rules)
+        _log_decisions(planned)
+    log.info("planned %d VM(s), %d blocked", len(plan.vms), sum(1 for v in plan.vms if v.blocked))
     return plan
+
+
+def _log_decisions(planned: PlannedVM) -> None:
+    """-vv: what the planner decided for one VM, and why (names, maps, concerns)."""
+    log.debug("plan %s → %s", planned.source_name, planned.target_name)
+    for disk in planned.disks:
+        bound = " (upper bound: allocation unknown)" if disk.transfer_bytes_upper_bound else ""
+        log.debug(
+            "  disk %s → %s, storage class %s, %d bytes to copy%s",
+            disk.label,
+            disk.claim_name,
+            disk.storage_class or "(cluster default)",
+            disk.transfer_bytes,
+            bound,
+        )
+    for nic in planned.nics:
+        log.debug("  nic %s (%s) → %s %s", nic.label, nic.source_network, nic.target.value, nic.multus or "")
+    for concern in planned.concerns:
+        log.debug("  concern %s %s: %s", concern.severity.value, concern.id, concern.message)
 
 
 def evaluate(vm: VM, context: RuleContext, rules: Sequence[Rule] = RULES) -> list[Concern]:

@@ -34,6 +34,14 @@ def _status(planned: PlannedVM) -> str:
     return "ok"
 
 
+UPPER_BOUND_MARK = "≤ "  # before a figure that is the capacity because the source did not report allocation
+UPPER_BOUND_NOTE = "≤: the source did not report how much these disks hold; their capacity is the upper bound."
+
+
+def transfer_text(size: int, upper_bound: bool) -> str:
+    return f"{UPPER_BOUND_MARK if upper_bound else ''}{human_bytes(size)}"
+
+
 def row(planned: PlannedVM) -> tuple[str, ...]:
     vm = planned.vm
     return (
@@ -42,7 +50,7 @@ def row(planned: PlannedVM) -> tuple[str, ...]:
         f"{vm.cpu.vcpus} ({vm.cpu.sockets}x{vm.cpu.cores_per_socket})",
         human_bytes(vm.memory_mib * 2**20),
         f"{len(planned.disks)} / {human_bytes(sum(d.capacity_bytes for d in planned.disks))}",
-        human_bytes(planned.transfer_bytes),
+        transfer_text(planned.transfer_bytes, planned.transfer_bytes_upper_bound),
         _networks(planned),
         _status(planned),
     )
@@ -60,9 +68,17 @@ def aligned(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     return lines
 
 
-def render(plan: Plan, concerns: bool = True) -> str:
-    lines = [f"Plan {plan.name!r}: {len(plan.vms)} VM(s) from {plan.source} → namespace {plan.target_namespace}"]
-    lines.extend(aligned(HEADERS, [row(v) for v in plan.vms]))
+def title(plan: Plan) -> str:
+    return f"Plan {plan.name!r}: {len(plan.vms)} VM(s) from {plan.source} → namespace {plan.target_namespace}"
+
+
+def render(plan: Plan, concerns: bool = True, vm_table: str | None = None) -> str:
+    """The plan for a terminal: a title, ``vm_table`` (default: ``aligned`` rows of ``row``), concerns, summary."""
+    lines = [title(plan)]
+    if vm_table is None:
+        lines.extend(aligned(HEADERS, [row(v) for v in plan.vms]))
+    else:
+        lines.append(vm_table)
     if concerns:
         for planned in plan.vms:
             if planned.concerns:
@@ -72,8 +88,17 @@ def render(plan: Plan, concerns: bool = True) -> str:
                     lines.append(
                         f"  {_MARK[concern.severity]} {concern.severity.value:<11} {concern.id}: {concern.message}"
                     )
-    blocked = sum(1 for v in plan.vms if v.blocked)
-    total = human_bytes(sum(v.transfer_bytes for v in plan.vms))
     lines.append("")
-    lines.append(f"{len(plan.vms) - blocked} ready, {blocked} blocked; {total} to transfer.")
+    lines.extend(summary(plan))
     return "\n".join(lines)
+
+
+def summary(plan: Plan) -> list[str]:
+    """The plan's last lines: how many VMs are ready, what must be copied (marked when an upper bound)."""
+    blocked = sum(1 for v in plan.vms if v.blocked)
+    upper_bound = any(v.transfer_bytes_upper_bound for v in plan.vms)
+    total = transfer_text(sum(v.transfer_bytes for v in plan.vms), upper_bound)
+    lines = [f"{len(plan.vms) - blocked} ready, {blocked} blocked; {total} to transfer."]
+    if upper_bound:
+        lines.append(UPPER_BOUND_NOTE)
+    return lines

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import jinja2
 
-from core.errors import InputError
+from core.atomic import write_atomically
 from core.plan import Severity
 from migrator.planning.table import human_bytes
 from migrator.report.charts import charts
@@ -51,18 +49,5 @@ def render_html(data: ReportData) -> str:
 
 def write_report(data: ReportData, output: Path) -> Path:
     """Write atomically: a half-written report never replaces a good one."""
-    html = render_html(data)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=output.parent)
-    except OSError as error:
-        raise InputError(f"cannot write {output}: {error.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(html)
-        os.chmod(tmp, 0o644)  # a report is meant to be shared (it holds no credentials)
-        os.replace(tmp, output)
-    except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write {output}: {error.strerror}") from None
-    return output
+    # a report is meant to be shared (it holds no credentials): readable by others
+    return write_atomically(output, render_html(data), "report", mode=0o644)

@@ -32,8 +32,6 @@ from migrator.sources.vsphere.operations import power_off as _power_off
 from migrator.sources.vsphere.operations import wait_for_task
 from migrator.sources.vsphere.translate import vm_datastore_folder
 
-UPLOAD_CHUNK = 1 << 20
-
 
 @contextmanager
 def session(sim_or_source: Simulator | VSphereSource) -> Iterator[VSphereSource]:

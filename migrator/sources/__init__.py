@@ -11,9 +11,10 @@ Every adapter returns the same inventory model (core.inventory).
 from __future__ import annotations
 
 import importlib
+import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.errors import InputError
 from core.inventory import Inventory
@@ -69,6 +70,37 @@ class Source(Protocol):
     def inventory(self) -> Inventory: ...
 
     def close(self) -> None: ...
+
+
+# Capabilities beyond ``Source``, offered by the adapters that can (Forklift's per-provider adapters
+# offer a client, a builder, a validator the same way): callers check for one with isinstance.
+
+
+@runtime_checkable
+class SingleVMReader(Protocol):
+    """A source that reads one VM's inventory without reading the whole estate (a vCenter holds thousands)."""
+
+    def inventory_of(self, vm_name: str) -> Inventory: ...
+
+
+@runtime_checkable
+class DatastoreReader(Protocol):
+    """A source whose disks are read over HTTP(S) from its datastores, by the disk engine."""
+
+    def datastore_file_url(self, backing_file: str) -> str:
+        """``"[datastore] path.vmdk"`` → the datastore's ``/folder/...`` URL of that file."""
+
+    def http_headers(self) -> dict[str, str]:
+        """Headers that authenticate a datastore request (the session cookie); never logged."""
+
+    def ssl_context(self) -> ssl.SSLContext | None: ...
+
+
+def inventory_of_vm(source: Source, vm_name: str) -> Inventory:
+    """One VM's inventory: re-read alone when the source can, else the source's whole (small) inventory."""
+    if isinstance(source, SingleVMReader):
+        return source.inventory_of(vm_name)
+    return source.inventory()
 
 
 def split_source(spec: str) -> tuple[str, str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from core.errors import InputError, SourceError
+from migrator.logs import redact
 from migrator.sources import SourceOptions
 from migrator.sources.govc import password_for
 
@@ -49,22 +50,22 @@ def read_password(options: SourceOptions, account: str) -> str:
         password = text.rstrip("\r\n")
         if not password:
             raise InputError(f"password file {path} is empty")
-        return password
+        return redact(password)
     if options.password_env:
         from_env = os.environ.get(options.password_env)
         if from_env:
-            return from_env
+            return redact(from_env)
     user, _, host = account.rpartition("@")
     from_govc = password_for(user, host.rsplit(":", 1)[0].strip("[]"))
     if from_govc:
-        return from_govc
+        return redact(from_govc)
     if options.prompt and sys.stdin.isatty():
         try:
             entered: str = click.prompt(f"Password for {account}", hide_input=True, err=True)
         except click.Abort:
             raise SourceError(f"no password given for {account}") from None
         if entered:
-            return entered
+            return redact(entered)
     raise SourceError(
         f"no password for {account}: set {options.password_env or 'the password variable'} or use --password-file"
     )

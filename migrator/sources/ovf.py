@@ -29,6 +29,7 @@ from core.inventory import (
     PassthroughDevice,
 )
 from core.untrusted import DESCRIPTOR_MAX_BYTES, read_capped
+from migrator.sources.values import flag, integer, nic_model, scsi_model
 
 OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
 OVF09_NS = "http://www.vmware.com/schema/ovf/1/envelope"  # OVF 0.9, as ESX 3.x and ovftool 1.x wrote it
@@ -38,22 +39,6 @@ VMW_NS = "http://www.vmware.com/schema/ovf"
 RT_OTHER, RT_CPU, RT_MEMORY, RT_IDE, RT_SCSI, RT_NIC = 1, 3, 4, 5, 6, 10
 RT_CD_DRIVE, RT_DVD_DRIVE, RT_DISK, RT_SATA, RT_USB = 15, 16, 17, 20, 23
 
-_SCSI_MODELS = {
-    "lsilogic": "lsilogic",
-    "virtualscsi": "pvscsi",
-    "pvscsi": "pvscsi",
-    "lsilogicsas": "lsisas1068",
-    "buslogic": "buslogic",
-}
-_NIC_MODELS = {
-    "vmxnet3": "vmxnet3",
-    "vmxnet2": "vmxnet2",
-    "vmxnet": "vmxnet",
-    "e1000": "e1000",
-    "e1000e": "e1000e",
-    "pcnet32": "pcnet32",
-    "sriovethernetcard": "sriov",
-}
 _MAC = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
 _UNITS = re.compile(r"^\s*byte\s*(?:\*\s*(\d+)\s*\^\s*(\d+))?\s*$", re.IGNORECASE)
 _NAMED_UNITS = {
@@ -128,12 +113,7 @@ def units_to_bytes(units: str | None, default: int = 1) -> int:
 
 
 def _int(value: str | None, what: str, default: int = 0) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise InputError(f"OVF {what} {value!r} is not a number") from None
+    return integer(value, default, f"OVF {what} {value!r}")
 
 
 def _vmw_config(element: ET.Element) -> dict[str, str]:
@@ -145,10 +125,6 @@ def _vmw_config(element: ET.Element) -> dict[str, str]:
             if key is not None:
                 found[key] = child.get(f"{{{VMW_NS}}}value", "")
     return found
-
-
-def _true(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "1", "yes")
 
 
 @dataclass
@@ -246,14 +222,14 @@ def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Reso
     for section in _children(system, "AnnotationSection"):
         vm.annotation = _text(section, "Annotation") or None
     vm.firmware = Firmware.EFI if config.get("firmware", "").lower() == "efi" else Firmware.BIOS
-    vm.secure_boot = _true(config.get("bootOptions.efiSecureBootEnabled"))
-    vm.cpu.hot_add = _true(config.get("cpuHotAddEnabled"))
-    vm.memory_hot_add = _true(config.get("memoryHotAddEnabled"))
+    vm.secure_boot = flag(config.get("bootOptions.efiSecureBootEnabled"))
+    vm.cpu.hot_add = flag(config.get("cpuHotAddEnabled"))
+    vm.memory_hot_add = flag(config.get("memoryHotAddEnabled"))
     vm.bios_uuid = config.get("uuid") or None
     if "disk.EnableUUID" in config:
-        vm.disk_enable_uuid = _true(config["disk.EnableUUID"])
+        vm.disk_enable_uuid = flag(config["disk.EnableUUID"])
     if "ctkEnabled" in config:
-        vm.cbt_enabled = _true(config["ctkEnabled"])
+        vm.cbt_enabled = flag(config["ctkEnabled"])
     vm.vtpm = any(
         _local(child.tag) == "Item" and _text(child, "ResourceSubType") == "vmware.vtpm" for child in hardware
     )
@@ -307,7 +283,7 @@ def _vm(system: ET.Element, folder: str, files: DescriptorFiles, resolver: _Reso
                     controller=controller,
                     unit_number=_int(_text(item, "AddressOnParent"), "AddressOnParent"),
                     iso_file=iso,
-                    start_connected=_true(_text(item, "AutomaticAllocation")),
+                    start_connected=flag(_text(item, "AutomaticAllocation")),
                 )
             )
         elif resource == RT_NIC:
@@ -329,7 +305,7 @@ def _controller_kind(item: ET.Element) -> tuple[ControllerKind, str] | None:
     if resource == RT_IDE:
         return ControllerKind.IDE, "ide"
     if resource == RT_SCSI:
-        return ControllerKind.SCSI, _SCSI_MODELS.get(subtype, subtype or "lsilogic")
+        return ControllerKind.SCSI, scsi_model(subtype or "lsilogic")
     if resource == RT_SATA:
         if "nvme" in subtype:
             return ControllerKind.NVME, "nvme"
@@ -399,11 +375,11 @@ def _nic(item: ET.Element, config: dict[str, str], number: int) -> Nic:
     connected = _text(item, "AutomaticAllocation")
     return Nic(
         label=_text(item, "ElementName") or f"Network adapter {number}",
-        model=_NIC_MODELS.get(subtype, subtype or "e1000"),
+        model=nic_model(subtype or "e1000"),
         mac=mac.lower().replace("-", ":") if mac else None,
         network=network,
-        connected=connected is None or _true(connected),
-        start_connected=connected is None or _true(connected),
+        connected=connected is None or flag(connected),
+        start_connected=connected is None or flag(connected),
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from converters.disks import inspect_local
+from core import inventory
 from core.confine import confined, vmfs_datastore
 from core.errors import DiskError, InputError, NotFoundError
 from core.inventory import (
@@ -21,7 +22,6 @@ from core.inventory import (
     CdRom,
     Controller,
     ControllerKind,
-    Cpu,
     Disk,
     DiskMode,
     Firmware,
@@ -34,6 +34,7 @@ from core.inventory import (
 )
 from core.untrusted import DESCRIPTOR_MAX_BYTES, read_capped
 from migrator.sources import SourceOptions
+from migrator.sources.values import flag, integer, nic_model, optional_flag, scsi_model
 
 _LINE = re.compile(r'^\s*([^=\s"]+)\s*=\s*(?:"(.*)"|([^\s"]*))\s*$')
 _ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
@@ -43,8 +44,6 @@ _PASSTHRU = re.compile(r"^pcipassthru(\d+)\.present$")
 _CONTROLLER = re.compile(r"^(scsi|sata|nvme)(\d+)\.present$")
 _DELTA_DISK = re.compile(r"-\d{6}\.vmdk$", re.IGNORECASE)
 _CDROM_TYPES = {"cdrom-image", "atapi-cdrom", "cdrom-raw"}
-_SCSI_MODELS = {"pvscsi": "pvscsi", "lsilogic": "lsilogic", "lsisas1068": "lsisas1068", "buslogic": "buslogic"}
-_NIC_MODELS = {"vlance": "pcnet32", "pcnet32": "pcnet32"}
 _SHARED_BUS = {"virtual": "virtualSharing", "physical": "physicalSharing", "none": "noSharing"}
 # extra-config keys worth carrying into the plan (the rest of a .vmx is hardware detail)
 _KEPT_KEYS = ("disk.enableuuid", "guestinfo.", "numa.", "bios.", "migrator.", "isolation.", "smbios.")
@@ -89,21 +88,8 @@ def _read_text(path: Path, what: str) -> str:
         ) from None
 
 
-def _true(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "yes", "1", "on")
-
-
-def _bool_or_none(value: str | None) -> bool | None:
-    return None if value is None else _true(value)
-
-
 def _int(value: str | None, default: int, key: str, origin: str) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value.strip(), 16) if value.strip().lower().startswith("0x") else int(value.strip())
-    except ValueError:
-        raise InputError(f"{origin}: {key} = {value!r} is not a number") from None
+    return integer(value, default, f"{origin}: {key} = {value!r}")
 
 
 def vmx_uuid(value: str | None) -> str | None:
@@ -171,12 +157,12 @@ def _controllers(entries: dict[str, str]) -> dict[tuple[str, int], Controller]:
     found: dict[tuple[str, int], Controller] = {}
     for key, value in entries.items():
         match = _CONTROLLER.match(key)
-        if not match or not _true(value):
+        if not match or not flag(value):
             continue
         kind, bus = match.group(1), int(match.group(2))
         if kind == "scsi":
             dev = entries.get(f"scsi{bus}.virtualdev", "lsilogic").lower()
-            model = _SCSI_MODELS.get(dev, dev)
+            model = scsi_model(dev)
             shared = entries.get(f"scsi{bus}.sharedbus")
             found[(kind, bus)] = Controller(
                 ControllerKind.SCSI, bus, model, shared_bus=_SHARED_BUS.get((shared or "").lower())
@@ -207,10 +193,10 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
         cores = 1
     affinity_raw = (entries.get("sched.cpu.affinity") or "all").strip().lower()
     numa_raw = (entries.get("numa.nodeaffinity") or "").strip()
-    cpu = Cpu(
+    cpu = inventory.Cpu(
         sockets=vcpus // cores,
         cores_per_socket=cores,
-        hot_add=_true(entries.get("vcpu.hotadd")),
+        hot_add=flag(entries.get("vcpu.hotadd")),
         affinity=[] if affinity_raw in ("", "all") else _int_list(affinity_raw),
         numa_affinity=_int_list(numa_raw) if numa_raw else [],
     )
@@ -223,18 +209,18 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
         cpu=cpu,
         memory_mib=memory,
         firmware=Firmware.EFI if entries.get("firmware", "").lower() == "efi" else Firmware.BIOS,
-        secure_boot=_true(entries.get("uefi.secureboot.enabled")),
+        secure_boot=flag(entries.get("uefi.secureboot.enabled")),
         bios_uuid=vmx_uuid(entries.get("uuid.bios")),
         instance_uuid=vmx_uuid(entries.get("vc.uuid")),
         guest_id=entries.get("guestos") or None,
-        vtpm=_true(entries.get("vtpm.present")),
-        cbt_enabled=_bool_or_none(entries.get("ctkenabled")),
-        memory_hot_add=_true(entries.get("mem.hotadd")),
+        vtpm=flag(entries.get("vtpm.present")),
+        cbt_enabled=optional_flag(entries.get("ctkenabled")),
+        memory_hot_add=flag(entries.get("mem.hotadd")),
         encrypted=bool(entries.get("encryption.keysafe") or entries.get("encryption.data")),
-        disk_enable_uuid=_bool_or_none(entries.get("disk.enableuuid")),
+        disk_enable_uuid=optional_flag(entries.get("disk.enableuuid")),
         annotation=entries.get("annotation") or None,
         hostname=entries.get("guestinfo.hostname") or None,
-        fault_tolerance=any(k.startswith("ft.") and _true(v) for k, v in entries.items() if k.endswith("enabled")),
+        fault_tolerance=any(k.startswith("ft.") and flag(v) for k, v in entries.items() if k.endswith("enabled")),
         power_state=PowerState.SUSPENDED if entries.get("checkpoint.vmstate") else PowerState.UNKNOWN,
         extra_config={k: v for k, v in entries.items() if k.startswith(_KEPT_KEYS)},
     )
@@ -244,7 +230,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
     devices: list[tuple[str, int, int]] = []
     for key, value in entries.items():
         match = _DEVICE.match(key)
-        if match and _true(value):
+        if match and flag(value):
             devices.append((match.group(1), int(match.group(2)), int(match.group(3))))
     order = {"scsi": 0, "sata": 1, "nvme": 2, "ide": 3}
     devices.sort(key=lambda d: (order[d[0]], d[1], d[2]))
@@ -267,7 +253,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
                     unit_number=unit,
                     iso_file=file_name if device_type == "cdrom-image" and file_name else None,
                     connected=False,
-                    start_connected=_true(entries.get(f"{prefix}.startconnected", "TRUE")),
+                    start_connected=flag(entries.get(f"{prefix}.startconnected", "TRUE")),
                 )
             )
             continue
@@ -277,17 +263,17 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
         vm.disks.append(_disk(entries, prefix, disk_number, controller, unit, folder, file_name, datastores))
     vm.controllers = sorted(controllers.values(), key=lambda c: (order[c.kind.value], c.bus_number))
 
-    nic_indexes = sorted(int(m.group(1)) for k, v in entries.items() if (m := _ETHERNET.match(k)) and _true(v))
+    nic_indexes = sorted(int(m.group(1)) for k, v in entries.items() if (m := _ETHERNET.match(k)) and flag(v))
     vm.nics = [_nic(entries, index) for index in nic_indexes]
     for key, value in entries.items():
         match = _PASSTHRU.match(key)
-        if match and _true(value):
+        if match and flag(value):
             index = match.group(1)
             vgpu = entries.get(f"pcipassthru{index}.vgpu")
             detail = vgpu or entries.get(f"pcipassthru{index}.deviceid") or entries.get(f"pcipassthru{index}.id")
             vm.passthrough.append(PassthroughDevice(f"PCI device {index}", "vgpu" if vgpu else "pci", detail))
     for key, label in (("usb.present", "usb"), ("ehci.present", "usb.ehci"), ("usb_xhci.present", "usb_xhci")):
-        if _true(entries.get(key)):
+        if flag(entries.get(key)):
             vm.usb_controllers.append(label)
     if vm.disks and all(d.cbt_enabled for d in vm.disks) and vm.cbt_enabled is None:
         vm.cbt_enabled = True
@@ -296,7 +282,7 @@ def build_vm(entries: dict[str, str], vmx_path: Path, datastores: Mapping[str, P
 
 
 def _int_list(text: str) -> list[int]:
-    return [int(part) for part in re.split(r"[,\s]+", text) if part.isdigit()]
+    return [int(part) for part in re.split(r"[,\s]+", text) if part.isascii() and part.isdigit()]
 
 
 def _disk(
@@ -325,7 +311,7 @@ def _disk(
         sharing=Sharing.MULTI_WRITER
         if (entries.get(f"{prefix}.sharing") or "").lower() in ("multi-writer", "multiwriter")
         else Sharing.NONE,
-        cbt_enabled=_bool_or_none(entries.get(f"{prefix}.ctkenabled")),
+        cbt_enabled=optional_flag(entries.get(f"{prefix}.ctkenabled")),
         format_hint="vmdk",
         rdm=device_type in ("rawdisk", "scsi-passthru"),
     )
@@ -356,14 +342,16 @@ def _nic(entries: dict[str, str], index: int) -> Nic:
     mac = entries.get(f"{prefix}.address") if address_type == "static" else None
     mac = mac or entries.get(f"{prefix}.generatedaddress") or entries.get(f"{prefix}.address")
     network = entries.get(f"{prefix}.networkname") or entries.get(f"{prefix}.connectiontype") or None
-    connected = _true(entries.get(f"{prefix}.startconnected", "TRUE"))
+    connected = flag(entries.get(f"{prefix}.startconnected", "TRUE"))
+    slot = entries.get(f"{prefix}.pcislotnumber") or ""
     return Nic(
         label=f"Network adapter {index + 1}",
-        model=_NIC_MODELS.get(dev, dev),
+        model=nic_model(dev),
         mac=mac.lower() if mac else None,
         network=network,
         connected=connected,
         start_connected=connected,
+        pci_slot=int(slot) if slot.strip().isdigit() and int(slot) > 0 else None,
     )
 
 

@@ -1,10 +1,9 @@
-"""API access for the agents: clients from in-cluster config or a kubeconfig, and retries on 409."""
+"""API access for the agents: clients from in-cluster config or a kubeconfig, and what a 404 or 409 means."""
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,17 +41,16 @@ def ignore(statuses: tuple[int, ...], fn: Callable[[], Any]) -> Any:
         raise
 
 
-def retry_conflicts(fn: Callable[[], T], *, attempts: int = 8, what: str = "") -> T | None:
-    """Run ``fn`` (which reads fresh state, then writes with resourceVersion preconditions) until no 409."""
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except ApiException as error:
-            if error.status != 409 or attempt == attempts - 1:
-                raise
-            log.debug("conflict on %s, retrying with a fresh read", what)
-            time.sleep(0.01 * (attempt + 1))
-    return None
+def newer_exists(fn: Callable[[], T]) -> T | None:
+    """Run a write that carries a resourceVersion or uid precondition; a 409 (a newer version of the object
+    exists, whose watch event will reconcile again) ends it quietly, as None."""
+    try:
+        return fn()
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        log.debug("conflict: a newer version is on its way")
+        return None
 
 
 def connection_info(kubeconfig: str | None = None) -> Any:

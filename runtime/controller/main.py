@@ -1,9 +1,16 @@
 """kopf registration of the controller: ``python -m runtime.controller [--kubeconfig F] [--namespace NS]``.
 
-Every watched event (VirtualMachine, VirtualMachineInstance, launcher Pod) triggers a full
-reconcile of the objects it concerns, from fresh reads: the handlers are level-triggered and keep no
-state but a requeue timer (backoffs, missing PVCs) and a periodic resync, so a controller killed at any
-point and started again converges (kopf's initial listing replays every object).
+Every watched event (VirtualMachine, VirtualMachineInstance, launcher Pod, PersistentVolumeClaim) reconciles
+the objects it concerns, level-triggered, from the event's copy and kopf's indexes of the others (no reads):
+
+- kopf serializes the events of one object, and drops its index entries, memo and daemon when it goes, so the
+  controller keeps no table of its own;
+- an instance's change reconciles its VM too, from another worker: their writes carry resourceVersion or uid
+  preconditions, and a 409 means the newer version's event follows;
+- time passing (a CrashLoopBackOff ending, a run long enough to forget start failures) and retries after an
+  API error are a kopf daemon on the VMs that need one, which sleeps until then and reports failures as
+  ``kopf.TemporaryError`` with a delay (kopf restarts it after the delay). A controller killed at any point
+  and started again converges: kopf's initial listing replays every object.
 """
 
 from __future__ import annotations
@@ -11,125 +18,102 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
-from runtime.controller.kube import api_client, connection_info, retry_conflicts
+from core.quantity import parse_quantity
+from runtime.controller import status as rules
+from runtime.controller.kube import api_client, connection_info
+from runtime.controller.lookups import IndexLookups, Lookups, newest
 from runtime.controller.names import GROUP, LABEL_APP, LABEL_DOMAIN, VERSION, VMIS, VMS
+from runtime.controller.pods import KVM_RESOURCE, claims
 from runtime.controller.vm import VmReconciler
 from runtime.controller.vmi import VmiReconciler
 
 log = logging.getLogger("runtime.controller")
-RESYNC_SECONDS = 60.0
-
-
-class Cache:
-    """The latest copy of each instance and launcher pod the watches delivered (newest resourceVersion
-    wins). Reads fall back to the API on a miss; a stale hit is harmless: every write carries a
-    resourceVersion or uid precondition, and the next event reconciles again."""
-
-    def __init__(self) -> None:
-        self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._guard = threading.Lock()
-
-    def put(self, kind: str, obj: dict[str, Any], deleted: bool = False) -> None:
-        meta = obj.get("metadata") or {}
-        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
-        with self._guard:
-            old = self._objects.get(key)
-            if deleted:
-                if old is not None and (old.get("metadata") or {}).get("uid") == meta.get("uid"):
-                    del self._objects[key]
-                return
-            if old is None or _rv(old) <= _rv(obj) or (old.get("metadata") or {}).get("uid") != meta.get("uid"):
-                self._objects[key] = obj
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        with self._guard:
-            return self._objects.get((kind, namespace, name))
-
-
-def _rv(obj: dict[str, Any]) -> int:
-    try:
-        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
+RETRY_DELAY = 5.0  # seconds before a failed reconcile runs again
+IDLE_RECHECK = 300.0  # a VM's daemon looks again at least this often
+CANCELLATION_TIMEOUT = 5.0
 
 
 class Controller:
-    """The two reconcilers with one lock per object, so that concurrent events on one object serialize."""
+    """The two reconcilers; ``register`` wires them to kopf's events, indexes and daemons."""
 
     def __init__(self, kubeconfig: str | None = None, image: str | None = None) -> None:
         self.kubeconfig = kubeconfig
         client = api_client(kubeconfig)
-        self.cache = Cache()
-        self.vms = VmReconciler(client, cache=self.cache)
-        self.vmis = VmiReconciler(client, image=image, cache=self.cache)
-        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
-        self._guard = threading.Lock()
-        self._timers: dict[tuple[str, str, str], threading.Timer] = {}
-        self.stopping = threading.Event()
+        self.vms = VmReconciler(client)
+        self.vmis = VmiReconciler(client, image=image)
 
-    def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
+    def vm(self, vm: dict[str, Any] | None, lookups: Lookups, memo: Any = None) -> float | None:
+        """Reconcile a VM. ``memo`` (the VM's own, in its worker) keeps the VM and the instance as last written
+        here, newer than the event or the index until the watch delivers them."""
+        return None if vm is None else self.vms.reconcile(vm, lookups, memo)
 
-    def _run(
-        self,
-        kind: str,
-        namespace: str,
-        name: str,
-        fn: Callable[[str, str, dict[str, Any] | None], float | None],
-        body: dict[str, Any] | None = None,
-    ) -> None:
-        key = (kind, namespace, name)
-        given = [body]
+    def vmi(self, vmi: dict[str, Any] | None, lookups: Lookups) -> None:
+        if vmi is not None:
+            self.vmis.reconcile(vmi, lookups)
 
-        def attempt() -> float | None:
-            obj, given[0] = given[0], None  # the event's copy once; after a 409, fresh reads
-            return fn(namespace, name, obj)
+    def pod(self, namespace: str, vmi_name: str, pod: dict[str, Any] | None, lookups: Lookups, memo: Any) -> None:
+        """A launcher pod changed: its instance follows. ``memo`` (the pod's) keeps the instance as last written
+        here, newer than the index until the watch delivers it: a write from a stale copy would be a 409."""
+        indexed = lookups.vmi(namespace, vmi_name)
+        if indexed is None:
+            return
+        vmi = newest(indexed, memo.get("vmi"))
+        memo["vmi"] = self.vmis.follow_pod(vmi, pod) or memo.get("vmi")
 
-        with self._lock(key):
-            requeue = retry_conflicts(attempt, what=f"{kind} {namespace}/{name}")
-        if requeue is not None:
-            self._requeue(key, requeue)
 
-    def _requeue(self, key: tuple[str, str, str], delay: float) -> None:
-        with self._guard:
-            if key in self._timers and self._timers[key].is_alive():
-                return
-            timer = threading.Timer(max(delay, 0.05), self._safe, args=key)
-            timer.daemon = True
-            self._timers[key] = timer
-            timer.start()
+def _key(body: kopf.Body) -> tuple[str, str]:
+    return body.get("metadata", {}).get("namespace", ""), body.get("metadata", {}).get("name", "")
 
-    def _safe(self, kind: str, namespace: str, name: str) -> None:
-        try:
-            if kind == VMS:
-                self.vm(namespace, name)
-            else:
-                self.vmi(namespace, name)
-        except Exception:  # a timer thread has nobody to raise to: log; the next event or resync retries
-            log.exception("reconcile of %s %s/%s failed", kind, namespace, name)
 
-    def vm(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
-        self._run(VMS, namespace, name, self.vms.reconcile, body)
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No "last handled" state: this controller has no change handlers (only events, indexes and a daemon that
+    filters on the body), so kopf's per-event deep copy of every object's essence, and its annotation, would be
+    work for nothing."""
 
-    def vmi(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
-        self._run(VMIS, namespace, name, self.vmis.reconcile, body)
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
 
-    def resync(self, stop: threading.Event) -> None:
-        """Every RESYNC_SECONDS, reconcile every VM (one list): what no event announces (time passing) happens."""
-        while not stop.wait(RESYNC_SECONDS):
-            try:
-                listing = self.vms.custom.list_cluster_custom_object(GROUP, VERSION, VMS)
-                for item in listing.get("items") or []:
-                    self.vm(item["metadata"]["namespace"], item["metadata"]["name"], item)
-            except Exception:
-                log.exception("resync failed; the next one retries")
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
+def _with_claims(body: kopf.Body, spec: dict[str, Any]) -> dict[tuple[str, ...], Any]:
+    namespace, name = _key(body)
+    entries: dict[tuple[str, ...], Any] = {(namespace, name): dict(body)}
+    entries.update({("claim", namespace, claim): name for claim in claims(spec)})
+    return entries
+
+
+def _lookups(kwargs: dict[str, Any]) -> IndexLookups:
+    return IndexLookups(
+        vms=kwargs["vm_index"],
+        vmis=kwargs["vmi_index"],
+        pods=kwargs["pod_index"],
+        pvcs=kwargs["pvc_index"],
+        kvm_nodes=kwargs["kvm_node_index"],
+    )
+
+
+def _not_its_own_echo(memo: kopf.Memo, body: kopf.Body, **_: Any) -> bool:
+    """False for the event of the VM status this controller just wrote (the version it remembers): nothing in
+    it is news, and skipping it spares a reconcile per VM."""
+    written = memo.get("vm")
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    return written is None or (written.get("metadata") or {}).get("resourceVersion") != version
+
+
+def _needs_daemon(memo: kopf.Memo, status: kopf.Status, **_: Any) -> bool:
+    """A VM needs its daemon while a start failure is on record (its backoff ends, or is forgotten, with time)
+    or a reconcile failed (retried)."""
+    return bool(status.get("startFailure")) or bool(memo.get("retry"))
 
 
 def register(controller: Controller, registry: kopf.OperatorRegistry | None = None) -> kopf.OperatorRegistry:
@@ -139,43 +123,118 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.level = logging.WARNING
-        settings.execution.max_workers = 8
+        settings.execution.max_workers = 32  # handlers mostly wait on the API server: more in flight
         settings.watching.server_timeout = 300
         settings.persistence.finalizer = "migrator.io/kopf-finalizer"
+        settings.persistence.diffbase_storage = NoDiffBase()
+        # kopf logs every handler's success at INFO: a line per event and index, thousands a second
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(controller.kubeconfig)
 
-    @kopf.on.startup(registry=registry)
-    def start_resync(**_: Any) -> None:
-        threading.Thread(target=controller.resync, args=(controller.stopping,), daemon=True).start()
+    # Indexes: kopf's caches of the watched objects by (namespace, name), and of the claims the VMs and
+    # instances wait for by ("claim", namespace, claim). One index per kind: each is a call per event.
+    @kopf.index(GROUP, VERSION, VMS, registry=registry, id="vm_index")
+    def vm_index(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], Any]:
+        spec = (body.get("spec") or {}).get("template", {}).get("spec") or {}
+        return _with_claims(body, spec)
 
-    @kopf.on.cleanup(registry=registry)
-    def stop_resync(**_: Any) -> None:
-        controller.stopping.set()
+    @kopf.index(GROUP, VERSION, VMIS, registry=registry, id="vmi_index")
+    def vmi_index(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], Any]:
+        return _with_claims(body, body.get("spec") or {})
 
-    @kopf.on.event(GROUP, VERSION, VMS, registry=registry)
-    def vm_event(namespace: str, name: str, type: str | None, event: kopf.RawEvent, **_: Any) -> None:
+    @kopf.index("", "v1", "pods", labels={LABEL_APP: "virt-launcher"}, registry=registry, id="pod_index")
+    def pod_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+        return {_key(body): dict(body)}
+
+    @kopf.index("", "v1", "persistentvolumeclaims", registry=registry, id="pvc_index")
+    def pvc_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], bool]:
+        return {_key(body): True}
+
+    @kopf.index("", "v1", "nodes", registry=registry, id="kvm_node_index")
+    def kvm_node_index(name: str, status: kopf.Status, **_: Any) -> dict[str, str] | None:
+        try:  # KubeVirt's device plugin advertises "1k"
+            offered = parse_quantity(str((status.get("allocatable") or {}).get(KVM_RESOURCE) or "0"))
+        except ValueError:
+            return None
+        return {"kvm": name} if offered > 0 else None
+
+    def reconcile_vm(vm: dict[str, Any] | None, lookups: Lookups, memo: kopf.Memo | None = None) -> None:
+        try:
+            controller.vm(vm, lookups, memo)
+        except Exception:
+            if memo is not None:
+                memo["retry"] = True  # the VM's daemon retries it (it starts on this object's next cycle)
+            raise
+        if memo is not None:
+            memo.pop("retry", None)
+
+    @kopf.on.event(GROUP, VERSION, VMS, when=_not_its_own_echo, registry=registry)
+    def vm_event(type: str | None, event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
         if type != "DELETED":
-            controller.vm(namespace, name, event.get("object"))
+            reconcile_vm(event.get("object"), _lookups(kwargs), memo)
 
     @kopf.on.event(GROUP, VERSION, VMIS, registry=registry)
-    def vmi_event(namespace: str, name: str, type: str | None, body: kopf.Body, event: kopf.RawEvent, **_: Any) -> None:
-        if event.get("object"):
-            controller.cache.put(VMIS, event["object"], deleted=type == "DELETED")
+    def vmi_event(
+        namespace: str, type: str | None, body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        lookups = _lookups(kwargs)
         if type != "DELETED":
-            controller.vmi(namespace, name, event.get("object"))
+            controller.vmi(event.get("object"), lookups)
+        view = rules.vm_view(None if type == "DELETED" else event.get("object"))
+        if type is None or type == "ADDED" or memo.get("vm_view") == view:
+            # ADDED: the VM that created it has accounted for it (the listing at start replays the VMs too);
+            # the same view: nothing its VM reads has changed
+            memo["vm_view"] = view
+            return
+        memo["vm_view"] = view
         for ref in body.get("metadata", {}).get("ownerReferences") or []:
             if ref.get("kind") == "VirtualMachine" and ref.get("controller"):
-                controller.vm(namespace, ref["name"])
+                reconcile_vm(lookups.vm(namespace, ref["name"]), lookups)
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_APP: "virt-launcher"}, registry=registry)
-    def pod_event(namespace: str, labels: kopf.Labels, type: str | None, event: kopf.RawEvent, **_: Any) -> None:
-        if event.get("object"):
-            controller.cache.put("pods", event["object"], deleted=type == "DELETED")
+    def pod_event(
+        namespace: str, labels: kopf.Labels, type: str | None, event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
         if labels.get(LABEL_DOMAIN):
-            controller.vmi(namespace, labels[LABEL_DOMAIN])
+            pod = None if type == "DELETED" else event.get("object")
+            controller.pod(namespace, labels[LABEL_DOMAIN], pod, _lookups(kwargs), memo)
+
+    @kopf.on.event("", "v1", "persistentvolumeclaims", registry=registry)
+    def pvc_event(namespace: str, name: str, type: str | None, **kwargs: Any) -> None:
+        if type == "DELETED":
+            return
+        lookups = _lookups(kwargs)
+        for vmi_name in kwargs["vmi_index"].get(("claim", namespace, name), []):
+            controller.vmi(lookups.vmi(namespace, vmi_name), lookups)
+        for vm_name in kwargs["vm_index"].get(("claim", namespace, name), []):
+            reconcile_vm(lookups.vm(namespace, vm_name), lookups)
+
+    @kopf.daemon(GROUP, VERSION, VMS, when=_needs_daemon, cancellation_timeout=CANCELLATION_TIMEOUT, registry=registry)
+    async def vm_clock(namespace: str, name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+        """Sleep until time changes this VM's decision (or a failed reconcile is due again), then reconcile."""
+        loop = asyncio.get_running_loop()
+        while not stopped:
+            lookups = _lookups(kwargs)
+            vm = lookups.vm(namespace, name)
+            if vm is None:
+                return
+            delay = RETRY_DELAY if memo.get("retry") else None
+            if delay is None:
+                delay = rules.recheck_after(vm, lookups.vmi(namespace, name), rules.now_utc())
+            await stopped.wait(min(IDLE_RECHECK, delay + 0.05) if delay is not None else IDLE_RECHECK)
+            if stopped:
+                return
+            lookups = _lookups(kwargs)
+            try:
+                await loop.run_in_executor(None, reconcile_vm, lookups.vm(namespace, name), lookups, memo)
+                vmi = lookups.vmi(namespace, name)
+                await loop.run_in_executor(None, controller.vmi, vmi, lookups)
+            except ApiException as error:
+                message = f"reconcile failed: {error.status} {error.reason}"
+                raise kopf.TemporaryError(message, delay=RETRY_DELAY) from None
 
     return registry
 

@@ -21,8 +21,7 @@ import json
 import math
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
+from core.quantity import parse_quantity
 from runtime.controller.names import (
     DISKS_DIR,
     LABEL_APP,
@@ -41,6 +40,7 @@ PER_VCPU_OVERHEAD = 16 * MIB
 EFI_OVERHEAD = 16 * MIB
 DEFAULT_IMAGE = "localhost/migrator-runtime:latest"
 KVM_RESOURCE = "devices.kubevirt.io/kvm"
+ACCEL_CACHE = ".accel"  # under SOCKETS_DIR: not a state dir (the handler cleans only those with a result)
 
 
 def guest_memory_bytes(spec: dict[str, Any]) -> int:
@@ -52,7 +52,7 @@ def guest_memory_bytes(spec: dict[str, Any]) -> int:
         (resources.get("limits") or {}).get("memory"),
     ):
         if value is not None:
-            return int(parse_quantity(str(value)))
+            return parse_quantity(value)
     return 128 * MIB
 
 
@@ -139,7 +139,11 @@ def launcher_pod(
                 "image": image,
                 "imagePullPolicy": "IfNotPresent",
                 "command": command,
-                "env": [{"name": "MIGRATOR_VMI_JSON", "value": json.dumps(launcher_vmi, sort_keys=True)}],
+                "env": [
+                    {"name": "MIGRATOR_VMI_JSON", "value": json.dumps(launcher_vmi, sort_keys=True)},
+                    # the KVM probe's answer, once per node boot, on the hostPath every launcher of the node mounts
+                    {"name": "MIGRATOR_ACCEL_CACHE_DIR", "value": f"{SOCKETS_DIR}/{ACCEL_CACHE}"},
+                ],
                 "resources": resources,
                 "volumeMounts": mounts,
                 "securityContext": {

@@ -22,8 +22,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runtime.controller.names import ANNOTATION_RESTART, ANNOTATION_START, ANNOTATION_STOP
+from runtime.launcher.contract import FINAL as LAUNCHER_FINAL
+from runtime.launcher.contract import Exit, exit_status
 
-FINAL = ("Succeeded", "Failed")
+FINAL = tuple(str(phase) for phase in LAUNCHER_FINAL)  # "Succeeded", "Failed"
 STARTING = ("", "Pending", "Scheduling", "Scheduled")
 BACKOFF_CAP = 300.0
 STABLE_RUN = timedelta(minutes=5)  # a start failure count is forgotten after a run this long
@@ -70,7 +72,7 @@ def _created(obj: dict[str, Any]) -> datetime | None:
     return parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
 
 
-def _phase(vmi: dict[str, Any] | None) -> str:
+def phase_of(vmi: dict[str, Any] | None) -> str:
     return str(((vmi or {}).get("status") or {}).get("phase") or "")
 
 
@@ -124,7 +126,7 @@ def decide(vm: dict[str, Any], vmi: dict[str, Any] | None, now: datetime) -> Dec
         if _deleting(vmi):
             return Decision("wait", "instance is terminating")
         created = _created(vmi)
-        phase = _phase(vmi)
+        phase = phase_of(vmi)
         if strategy == "Halted":
             return Decision("delete", "runStrategy Halted", start_failure={} if failure else None)
         if _before(created, _annotation_time(vm, ANNOTATION_RESTART)):
@@ -171,7 +173,7 @@ def printable_status(vm: dict[str, Any], vmi: dict[str, Any] | None, missing_pvc
         return "Terminating"
     if vmi is not None and _deleting(vmi):
         return "Stopping"
-    if missing_pvcs and (vmi is None or _phase(vmi) in STARTING):
+    if missing_pvcs and (vmi is None or phase_of(vmi) in STARTING):
         return "ErrorPvcNotFound"
     failure = (vm.get("status") or {}).get("startFailure") or {}
     retry_after = parse_time(failure.get("retryAfterTimestamp"))
@@ -179,7 +181,7 @@ def printable_status(vm: dict[str, Any], vmi: dict[str, Any] | None, missing_pvc
         if retry_after is not None and retry_after > now and strategy in ("Always", "RerunOnFailure"):
             return "CrashLoopBackOff"
         return "Stopped"
-    phase = _phase(vmi)
+    phase = phase_of(vmi)
     if strategy == "Halted":
         return "Stopping"
     if phase in STARTING:
@@ -199,7 +201,7 @@ def vm_status(vm: dict[str, Any], vmi: dict[str, Any] | None, missing_pvcs: list
     """The VirtualMachine's status fields the controller owns (merge-patched as a whole)."""
     printable = printable_status(vm, vmi, missing_pvcs, now)
     vmi_ready = _condition(vmi, "Ready")
-    ready = bool(vmi is not None and _phase(vmi) == "Running" and vmi_ready and vmi_ready.get("status") == "True")
+    ready = bool(vmi is not None and phase_of(vmi) == "Running" and vmi_ready and vmi_ready.get("status") == "True")
     if ready:
         reason, message = "", ""
     elif missing_pvcs:
@@ -209,7 +211,7 @@ def vm_status(vm: dict[str, Any], vmi: dict[str, Any] | None, missing_pvcs: list
     else:
         reason, message = (
             (vmi_ready or {}).get("reason") or "NotRunning",
-            (vmi_ready or {}).get("message") or f"VMI is {_phase(vmi) or 'Pending'}",
+            (vmi_ready or {}).get("message") or _not_ready_message(vmi),
         )
     conditions = [
         _keep_time(
@@ -234,6 +236,42 @@ def vm_status(vm: dict[str, Any], vmi: dict[str, Any] | None, missing_pvcs: list
     }
 
 
+def vm_view(vmi: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What of an instance ``decide`` and ``vm_status`` read: a change elsewhere (a label, its nodeName, Pending
+    to Scheduled) needs no VM reconcile."""
+    if vmi is None:
+        return ()
+    phase = phase_of(vmi)
+    conditions = tuple(
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+        for c in (vmi.get("status") or {}).get("conditions") or []
+        if c.get("type") in ("Ready", "Paused", "PodScheduled")
+    )
+    metadata = vmi.get("metadata") or {}
+    bucket = "starting" if phase in STARTING else phase
+    return (metadata.get("uid"), metadata.get("creationTimestamp"), _deleting(vmi), bucket, conditions)
+
+
+def _not_ready_message(vmi: dict[str, Any]) -> str:
+    # One message while the instance starts (Pending, Scheduling, Scheduled): each step is not a VM status write.
+    phase = phase_of(vmi)
+    return "VMI is starting" if phase in STARTING else f"VMI is {phase}"
+
+
+def recheck_after(vm: dict[str, Any], vmi: dict[str, Any] | None, now: datetime) -> float | None:
+    """Seconds until time alone changes what ``decide`` says (a backoff ends, a run becomes stable), or None."""
+    failure = (vm.get("status") or {}).get("startFailure") or {}
+    if not failure:
+        return None
+    retry_after = parse_time(failure.get("retryAfterTimestamp"))
+    if vmi is None and retry_after is not None:
+        return max((retry_after - now).total_seconds(), 0.0)
+    created = _created(vmi) if vmi is not None else None
+    if vmi is not None and phase_of(vmi) == "Running" and created is not None:
+        return max((created + STABLE_RUN - now).total_seconds(), 0.0)
+    return None
+
+
 def _keep_time(vm: dict[str, Any], condition: dict[str, Any], now: datetime) -> dict[str, Any]:
     """A condition keeps its lastTransitionTime while its status does not change (so a no-op stays a no-op)."""
     for old in (vm.get("status") or {}).get("conditions") or []:
@@ -248,11 +286,12 @@ def _keep_time(vm: dict[str, Any], condition: dict[str, Any], now: datetime) -> 
 def vmi_status_from_pod(vmi: dict[str, Any], pod: dict[str, Any] | None) -> dict[str, Any]:
     """The status fields the launcher pod implies for the instance ({} when nothing changes).
 
-    The controller moves an instance through Pending → Scheduling → Scheduled and to Succeeded/Failed
+    The controller moves an instance through Pending → (Scheduling, while the scheduler reports the pod
+    unschedulable) → Scheduled (bound) and to Succeeded/Failed
     when the pod ends or vanishes; Running (and Paused, interfaces, guest info) is the node handler's,
     which alone talks to the launcher.
     """
-    phase = _phase(vmi)
+    phase = phase_of(vmi)
     if phase in FINAL or _deleting(vmi):
         return {}
     if pod is None:
@@ -269,20 +308,23 @@ def vmi_status_from_pod(vmi: dict[str, Any], pod: dict[str, Any] | None) -> dict
     if _deleting(pod):
         return {}
     if not node:
+        # Pending until the pod is bound; Scheduling once the scheduler has said why it is not (Unschedulable).
+        # A pod bound at once (the common case) costs no write for the step between.
+        scheduled = next((c for c in pod_status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+        if not scheduled or scheduled.get("status") != "False":
+            return {}
         changes: dict[str, Any] = {}
         if phase != "Scheduling":
             changes["phase"] = "Scheduling"
-        scheduled = next((c for c in pod_status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
         current = _condition(vmi, "PodScheduled")
-        if scheduled and scheduled.get("status") == "False":
-            wanted = {
-                "type": "PodScheduled",
-                "status": "False",
-                "reason": scheduled.get("reason") or "",
-                "message": scheduled.get("message") or "",
-            }
-            if not current or any(current.get(k) != v for k, v in wanted.items()):
-                changes["conditions"] = [wanted]
+        wanted = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": scheduled.get("reason") or "",
+            "message": scheduled.get("message") or "",
+        }
+        if not current or any(current.get(k) != v for k, v in wanted.items()):
+            changes["conditions"] = [wanted]
         return changes
     if phase in STARTING:
         changes = {"phase": "Scheduled", "nodeName": node}
@@ -296,14 +338,12 @@ def vmi_status_from_pod(vmi: dict[str, Any], pod: dict[str, Any] | None) -> dict
     return {}
 
 
-EXIT_REASONS = {1: "LauncherFailedToStart", 2: "GuestCrashed", 3: "KilledAfterGracePeriod"}
-
-
 def _pod_failure_reason(pod: dict[str, Any]) -> str:
     for container in (pod.get("status") or {}).get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated") or {}
         if "exitCode" in terminated:
-            return EXIT_REASONS.get(int(terminated["exitCode"]), terminated.get("reason") or "PodFailed")
+            code = exit_status(int(terminated["exitCode"]))
+            return code.reason if code not in (None, Exit.SHUTDOWN) else terminated.get("reason") or "PodFailed"
     return "PodFailed"
 
 

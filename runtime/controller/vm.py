@@ -3,39 +3,46 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from runtime.controller import status as rules
-from runtime.controller.kube import get_or_none, ignore
+from runtime.controller.kube import ignore, newer_exists
+from runtime.controller.lookups import Lookups, newest
 from runtime.controller.names import GROUP, LABEL_VM_NAME, VERSION, VMI_FINALIZER, VMIS, VMS
 from runtime.controller.pods import claims
 
 log = logging.getLogger(__name__)
-PVC_RECHECK = 5.0
+INDEX_LAG = 10.0  # seconds within which the watch delivers what this controller wrote
 
 
 class VmReconciler:
-    def __init__(self, client: kubernetes.client.ApiClient, cache: Any = None) -> None:
-        self.cache = cache
+    def __init__(self, client: kubernetes.client.ApiClient) -> None:
         self.custom = kubernetes.client.CustomObjectsApi(client)
-        self.core = kubernetes.client.CoreV1Api(client)
 
-    def reconcile(self, namespace: str, name: str, vm: dict[str, Any] | None = None) -> float | None:
-        """Bring one VM's instance and status in line with its spec; returns seconds to recheck, or None.
+    def reconcile(
+        self, vm: dict[str, Any], lookups: Lookups, memo: MutableMapping[str, Any] | None = None
+    ) -> float | None:
+        """Bring one VM's instance and status in line with its spec; returns seconds until time alone changes
+        the decision (a backoff ending), or None.
 
-        ``vm``: the object as a watch event just delivered it (else it is read); writes carry its
-        resourceVersion, so a stale copy ends in 409 and a retry with a fresh read.
+        ``vm``: the newest copy the watch delivered; the instance comes from the index. Writes carry the
+        resourceVersion, so a stale copy ends in 409, which is dropped: the newer version's event follows.
+        ``memo`` (the VM's kopf memo, in its own worker) keeps the VM and instance as last written here: newer
+        than the event's copy and the index until the watch delivers them.
         """
-        if vm is None:
-            vm = get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMS, name))
-        if vm is None:
-            return None
-        vmi = self.cache.get(VMIS, namespace, name) if self.cache is not None else None
-        if vmi is None:
-            vmi = get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMIS, name))
+        memo = memo if memo is not None else {}
+        vm = _newer_of(vm, memo, "vm")
+        namespace, name = vm["metadata"]["namespace"], vm["metadata"]["name"]
+        vmi = lookups.vmi(namespace, name)
+        if vmi is not None:
+            vmi = _newer_of(vmi, memo, "vmi")
+        elif _just_created(memo):
+            vmi = memo["vmi"]  # created here a moment ago; its ADDED event is not indexed yet
         if vmi is not None and not _owned_by(vmi, vm):
             log.warning("%s/%s: an instance of that name exists that this VM does not own; leaving it", namespace, name)
             vmi = None
@@ -44,28 +51,29 @@ class VmReconciler:
         template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
         missing: list[str] = []
         requeue = decision.requeue_after
-        if vmi is None or rules._phase(vmi) in rules.STARTING:
-            missing = [c for c in claims(template_spec) if not self._pvc_exists(namespace, c)]
-        if decision.action == "create":
-            if missing:
-                requeue = PVC_RECHECK
-            else:
-                vmi = self._create_instance(vm) or vmi
+        if vmi is None or rules.phase_of(vmi) in rules.STARTING:
+            # a claim that appears later is an event (the PVC index) that reconciles this VM again
+            missing = [c for c in claims(template_spec) if not lookups.pvc_exists(namespace, c)]
+        if decision.action == "create" and not missing:
+            vmi = self._create_instance(vm) or vmi
+            memo["vmi"], memo["vmi_written_at"] = vmi, time.monotonic()
         elif decision.action == "delete" and vmi is not None:
             log.info("%s/%s: deleting its instance: %s", namespace, name, decision.reason)
             uid = vmi["metadata"]["uid"]
-            ignore(
+            deleted = ignore(
                 (404, 409),
                 lambda: self.custom.delete_namespaced_custom_object(
                     GROUP, VERSION, namespace, VMIS, name, body={"preconditions": {"uid": uid}}
                 ),
             )
-            vmi = get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMIS, name))
-        self._write_status(vm, vmi, missing, decision.start_failure, now)
+            # With its finalizer the instance stays, terminating, until the pod is gone; else it is gone now.
+            is_instance = isinstance(deleted, dict) and deleted.get("kind") == "VirtualMachineInstance"
+            vmi = deleted if is_instance else None
+            memo["vmi"], memo["vmi_written_at"] = vmi, time.monotonic()
+        written = newer_exists(lambda: self._write_status(vm, vmi, missing, decision.start_failure, now))
+        if written is not None:
+            memo["vm"] = written
         return requeue
-
-    def _pvc_exists(self, namespace: str, claim: str) -> bool:
-        return get_or_none(lambda: self.core.read_namespaced_persistent_volume_claim(claim, namespace)) is not None
 
     def _create_instance(self, vm: dict[str, Any]) -> dict[str, Any] | None:
         metadata = vm["metadata"]
@@ -98,7 +106,7 @@ class VmReconciler:
         try:
             created = self.custom.create_namespaced_custom_object(GROUP, VERSION, metadata["namespace"], VMIS, body)
         except ApiException as error:
-            if error.status == 409:  # created meanwhile (another worker, or before a restart)
+            if error.status == 409:  # created meanwhile (before a restart): its event follows
                 return None
             raise
         log.info("%s/%s: created its instance", metadata["namespace"], metadata["name"])
@@ -111,7 +119,7 @@ class VmReconciler:
         missing: list[str],
         start_failure: dict[str, Any] | None,
         now: Any,
-    ) -> None:
+    ) -> dict[str, Any] | None:
         current = vm.get("status") or {}
         if start_failure is not None:
             # Decide on the new failure record first: printableStatus depends on it.
@@ -121,13 +129,35 @@ class VmReconciler:
         if start_failure is not None and (current.get("startFailure") or {}) != start_failure:
             patch["startFailure"] = start_failure or None
         if not patch:
-            return
+            return None
         metadata = vm["metadata"]
-        # The resourceVersion precondition makes a status computed from a stale read fail with 409 (retried).
+        # The resourceVersion precondition makes a status computed from a stale copy fail with 409.
         body = {"metadata": {"resourceVersion": metadata["resourceVersion"]}, "status": patch}
-        self.custom.patch_namespaced_custom_object_status(
+        result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, metadata["namespace"], VMS, metadata["name"], body
         )
+        return result
+
+
+def _newer_of(current: dict[str, Any], memo: MutableMapping[str, Any], key: str) -> dict[str, Any]:
+    """The newer of ``current`` and the copy remembered under ``key``, which is forgotten once caught up."""
+    chosen = newest(current, memo.get(key))
+    if chosen is current:
+        memo.pop(key, None)
+    return chosen
+
+
+def _just_created(memo: MutableMapping[str, Any]) -> bool:
+    """An instance this reconciler created, too recently for the index to have it (else the index is right:
+    gone means gone)."""
+    remembered = memo.get("vmi")
+    if remembered is None or _deleting(remembered):
+        return False
+    return time.monotonic() - float(memo.get("vmi_written_at") or 0.0) < INDEX_LAG
+
+
+def _deleting(obj: dict[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _owned_by(vmi: dict[str, Any], vm: dict[str, Any]) -> bool:

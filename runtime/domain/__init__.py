@@ -1,7 +1,8 @@
 """Pure translation: VirtualMachineInstance spec → libvirt domain XML (no libvirt import)."""
 
+from runtime.domain.elements import parse_quantity
 from runtime.domain.model import DomainOptions, PortForward, ResolvedVolume, UnsupportedSpecError
-from runtime.domain.translate import domain_element, domain_xml, parse_quantity
+from runtime.domain.translate import domain_element, domain_xml
 
 __all__ = [
     "DomainOptions",

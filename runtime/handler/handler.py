@@ -21,10 +21,10 @@ from runtime.controller.kube import api_client
 from runtime.controller.names import GROUP, LABEL_NODE, VERSION, VMIS, state_dir_name
 from runtime.handler.sync import FINAL, pause_action, status_from_launcher
 from runtime.launcher import api
+from runtime.launcher.contract import ALIVE, RESULT_FILE
+from runtime.launcher.contract import API_SOCKET as SOCKET
 
 log = logging.getLogger("runtime.handler")
-RESULT_FILE = "result.json"
-SOCKET = "launcher.sock"
 
 
 class Handler:
@@ -105,11 +105,7 @@ class Handler:
             self._seen_alive.add(uid)
         if meta.get("deletionTimestamp"):
             # Stop: the guest shuts down cleanly now; the kubelet stops the pod the controller deletes.
-            if (
-                launcher is not None
-                and launcher.get("phase") in ("Running", "Paused")
-                and uid not in self._shutdown_sent
-            ):
+            if launcher is not None and launcher.get("phase") in ALIVE and uid not in self._shutdown_sent:
                 log.info("%s: instance deleted: shutting the guest down", _key(vmi))
                 _ask(state / SOCKET, "POST", "/shutdown")
                 self._shutdown_sent.add(uid)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.controller.names import ANNOTATION_PAUSE
+from runtime.launcher.contract import ALIVE, Phase
+from runtime.launcher.contract import FINAL as LAUNCHER_FINAL
 
-FINAL = ("Succeeded", "Failed")
+FINAL = tuple(str(phase) for phase in LAUNCHER_FINAL)
+ACCELERATED = "HardwareAccelerated"  # condition: True under KVM; its message is the probe's reason
 
 
 def _condition(kind: str, true: bool, reason: str = "", message: str = "") -> dict[str, Any]:
@@ -27,8 +30,8 @@ def status_from_launcher(
     if phase in FINAL or (vmi.get("metadata") or {}).get("deletionTimestamp"):
         return {}
     wanted: dict[str, Any] = {}
-    if launcher is not None and launcher.get("phase") in ("Running", "Paused"):
-        paused = launcher.get("phase") == "Paused"
+    if launcher is not None and launcher.get("phase") in ALIVE:
+        paused = launcher.get("phase") == Phase.PAUSED
         wanted["phase"] = "Running"
         wanted["interfaces"] = [
             {"name": i.get("name"), "mac": i.get("mac"), "infoSource": "domain"}
@@ -42,6 +45,11 @@ def status_from_launcher(
         accel = launcher.get("accelerator") or {}
         if accel.get("kind"):
             wanted["machine"] = {"type": "kvm" if accel["kind"] == "kvm" else "tcg"}
+            # what the launcher's probe found, and why: a VM on TCG runs 10-50x slower, never silently
+            kvm = accel["kind"] == "kvm"
+            wanted["conditions"].append(
+                _condition(ACCELERATED, kvm, "KVM" if kvm else "TCG", str(accel.get("reason") or ""))
+            )
     elif launcher is not None and launcher.get("phase") in FINAL:
         wanted = _final(launcher.get("phase"), launcher.get("reason"))
     elif result is not None:
@@ -74,8 +82,8 @@ def pause_action(vmi: dict[str, Any], launcher: dict[str, Any] | None) -> str | 
     if launcher is None:
         return None
     wanted = ((vmi.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_PAUSE) == "true"
-    if wanted and launcher.get("phase") == "Running":
+    if wanted and launcher.get("phase") == Phase.RUNNING:
         return "/pause"
-    if not wanted and launcher.get("phase") == "Paused":
+    if not wanted and launcher.get("phase") == Phase.PAUSED:
         return "/unpause"
     return None

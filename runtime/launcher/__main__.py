@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from core.errors import MigratorError
-from runtime.launcher.launcher import Exit, Launcher, LauncherConfig
+from runtime.launcher.contract import Exit
+from runtime.launcher.launcher import Launcher, LauncherConfig
 from runtime.launcher.vmi import load_instance
 
 

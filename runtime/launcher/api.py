@@ -1,6 +1,6 @@
 """The launcher's local API: HTTP+JSON on the unix socket ``launcher.sock``.
 
-``GET /status`` → the launcher's view of the instance; ``POST /shutdown`` (ACPI),
+``GET /status`` → the launcher's view of the instance; ``POST /shutdown`` (ACPI), ``POST /destroy`` (power off now),
 ``POST /pause``, ``POST /unpause``. Errors are ``{"error": "..."}`` with a 4xx/5xx status.
 Also the client used by local mode and the node handler.
 """
@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TargetError
-
-API_SOCKET_NAME = "launcher.sock"
-CONSOLE_SOCKET_NAME = "console.sock"
 
 
 class PrivateUnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

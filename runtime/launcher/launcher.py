@@ -16,7 +16,6 @@ import signal
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +23,24 @@ import libvirt
 
 from core.errors import MigratorError, TargetError
 from runtime.domain import DomainOptions, domain_xml
-from runtime.domain.translate import default_mac
-from runtime.launcher.api import API_SOCKET_NAME, CONSOLE_SOCKET_NAME, ApiServer
+from runtime.domain.network import default_mac
+from runtime.launcher.api import ApiServer
 from runtime.launcher.console import ConsoleServer
+from runtime.launcher.contract import (
+    API_SOCKET,
+    CONSOLE_LOG,
+    CONSOLE_SOCKET,
+    DOMAIN_XML,
+    NVRAM_FILE,
+    PID_FILE,
+    RESULT_FILE,
+    Exit,
+    Phase,
+)
 from runtime.launcher.libvirtd import ensure_libvirtd
 from runtime.launcher.vmi import Instance, resolve_volumes
 
 log = logging.getLogger("runtime.launcher")
-
-API_SOCKET = API_SOCKET_NAME
-CONSOLE_SOCKET = CONSOLE_SOCKET_NAME
-RESULT_FILE = "result.json"
-CONSOLE_LOG = "console.log"
-PID_FILE = "launcher.pid"
-
-
-class Exit(IntEnum):
-    SHUTDOWN = 0
-    FAILED_TO_START = 1
-    CRASHED = 2
-    KILLED = 3
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,7 @@ def choose_accelerator(mode: str) -> Accelerator:
     """``kvm``/``tcg`` as forced, or ``auto``: the probe that really starts a guest decides."""
     if mode in ("kvm", "tcg"):
         return Accelerator(mode, f"forced with --accel {mode}")
-    from runtime.accel import probe_accelerator  # the probe boots a tiny guest: only when asked
+    from runtime.accel import probe_accelerator  # the probe starts QEMU once per boot: only when asked
 
     accel = probe_accelerator()
     return Accelerator(accel.kind, accel.reason)
@@ -82,7 +79,7 @@ class Launcher:
         self.config = config
         self.name = config.name or config.instance.name
         self.state_dir = config.state_dir
-        self.phase = "Scheduled"
+        self.phase: Phase = Phase.SCHEDULED
         self.domain_state = "none"
         self.reason = ""
         self.accelerator: Accelerator | None = None
@@ -120,11 +117,23 @@ class Launcher:
             domain.resume()  # a paused guest cannot see the ACPI button
         domain.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
 
+    def _destroy(self) -> None:
+        """Power the guest off now, as the end of a grace period does: for a caller with a grace of its own."""
+        domain = self._active_domain()
+        self.destroyed_by_us = True
+        log.info("destroy requested: powering the guest off")
+        domain.destroy()
+
     def _pause(self) -> None:
         self._active_domain().suspend()
+        # suspend() returns once the guest is paused: the answer says so, whether or not libvirt's event came
+        with self.lock:
+            self.phase, self.domain_state = Phase.PAUSED, "paused"
 
     def _unpause(self) -> None:
         self._active_domain().resume()
+        with self.lock:
+            self.phase, self.domain_state = Phase.RUNNING, "running"
 
     def _active_domain(self) -> libvirt.virDomain:
         if self.domain is None or self.stopped.is_set():
@@ -137,11 +146,11 @@ class Launcher:
             return
         with self.lock:
             if event == libvirt.VIR_DOMAIN_EVENT_STARTED:
-                self.phase, self.domain_state = "Running", "running"
+                self.phase, self.domain_state = Phase.RUNNING, "running"
             elif event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED:
-                self.phase, self.domain_state = "Paused", "paused"
+                self.phase, self.domain_state = Phase.PAUSED, "paused"
             elif event == libvirt.VIR_DOMAIN_EVENT_RESUMED:
-                self.phase, self.domain_state = "Running", "running"
+                self.phase, self.domain_state = Phase.RUNNING, "running"
             elif event == libvirt.VIR_DOMAIN_EVENT_SHUTDOWN:
                 self.domain_state = "shutting-down"
             elif event == libvirt.VIR_DOMAIN_EVENT_CRASHED:
@@ -154,21 +163,21 @@ class Launcher:
 
     def _stopped(self, detail: int) -> None:
         if self.crashed or detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED:
-            self.phase, self.exit_status = "Failed", Exit.CRASHED
-            self.reason = self.reason or "guest crashed"
+            self.phase, self.exit_status = Phase.FAILED, Exit.CRASHED
+            self.reason = self.reason or Exit.CRASHED.meaning
         elif detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN:
-            self.phase, self.exit_status, self.reason = "Succeeded", Exit.SHUTDOWN, "guest shut down"
+            self.phase, self.exit_status, self.reason = Phase.SUCCEEDED, Exit.SHUTDOWN, Exit.SHUTDOWN.meaning
         elif detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED:
-            self.phase, self.exit_status = "Failed", Exit.KILLED
-            self.reason = "killed after the grace period" if self.destroyed_by_us else "destroyed from outside"
+            self.phase, self.exit_status = Phase.FAILED, Exit.KILLED
+            self.reason = Exit.KILLED.meaning if self.destroyed_by_us else "destroyed from outside"
         else:  # FAILED: QEMU died; or saved/migrated away, which this launcher never asks for
-            self.phase, self.exit_status, self.reason = "Failed", Exit.CRASHED, "QEMU stopped unexpectedly"
+            self.phase, self.exit_status, self.reason = Phase.FAILED, Exit.CRASHED, "QEMU stopped unexpectedly"
         self.stopped.set()
 
     def _on_close(self, _conn: Any, reason: int, _opaque: Any) -> None:
         if not self.stopped.is_set():
             with self.lock:
-                self.phase, self.exit_status = "Failed", Exit.CRASHED
+                self.phase, self.exit_status = Phase.FAILED, Exit.CRASHED
                 self.reason = f"lost the libvirt connection (reason {reason})"
             self.stopped.set()
 
@@ -200,9 +209,9 @@ class Launcher:
             return status
         finally:
             self._cleanup()
-            result = {"exit_status": int(status), "phase": self.phase, "reason": self.reason}
+            result = {"exit_status": int(status), "phase": str(self.phase), "reason": self.reason}
             if status == Exit.FAILED_TO_START:
-                result["phase"] = "Failed"
+                result["phase"] = Phase.FAILED
             (self.state_dir / RESULT_FILE).write_text(json.dumps(result) + "\n")
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -222,7 +231,7 @@ class Launcher:
             ApiServer(
                 self.state_dir / API_SOCKET,
                 self.status,
-                {"shutdown": self._shutdown, "pause": self._pause, "unpause": self._unpause},
+                {"shutdown": self._shutdown, "destroy": self._destroy, "pause": self._pause, "unpause": self._unpause},
             ),
             ConsoleServer(self.state_dir / CONSOLE_SOCKET, console_log, self.stopped.is_set),
         ]
@@ -235,13 +244,13 @@ class Launcher:
         options = DomainOptions(
             name=self.name,
             accelerator=accelerator.kind,  # type: ignore[arg-type]
-            nvram_path=self.state_dir / "nvram.fd",
+            nvram_path=self.state_dir / NVRAM_FILE,
             console_log=console_log,
             port_forwards=None if config.forward_ports else {},
             run_as=(os.getuid(), os.getgid()),
         )
         xml = domain_xml(config.instance.spec, volumes, options)
-        (self.state_dir / "domain.xml").write_text(xml)
+        (self.state_dir / DOMAIN_XML).write_text(xml)
         if self.terminate.is_set():
             raise TargetError("terminated before the guest started")
         uri = ensure_libvirtd(config.libvirt_uri)
@@ -262,9 +271,9 @@ class Launcher:
         self.domain = self.conn.createXML(xml, flags)
         with self.lock:
             self.started_at = _now()
-            if self.phase == "Scheduled":
+            if self.phase == Phase.SCHEDULED:
                 paused = config.instance.start_paused
-                self.phase, self.domain_state = ("Paused", "paused") if paused else ("Running", "running")
+                self.phase, self.domain_state = (Phase.PAUSED, "paused") if paused else (Phase.RUNNING, "running")
             self.interfaces = _interfaces(config.instance.spec, self.domain.XMLDesc(), self.name)
         log.info("domain %s started on %s (uri %s)", self.name, self.started_at, uri)
 
@@ -291,7 +300,7 @@ class Launcher:
                 log.info("destroy: %s", _one_line(error))
             self.stopped.wait(10)
             with self.lock:
-                self.phase, self.reason = "Failed", "killed after the grace period"
+                self.phase, self.reason = Phase.FAILED, Exit.KILLED.meaning
             return Exit.KILLED
         return int(self.exit_status if self.exit_status is not None else Exit.CRASHED)
 

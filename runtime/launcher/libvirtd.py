@@ -16,11 +16,11 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 
 import libvirt
 
 from core.errors import TargetError
+from core.wait import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,8 @@ def _start_daemon(binary: str, socket_path: str, timeout: float, *, reaped: bool
         result = subprocess.run([path, "-d"], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise TargetError(f"{binary} failed to start: {result.stderr.strip().splitlines()[-1:]}")
-    deadline = time.monotonic() + timeout
-    while not _socket_answers(socket_path):
-        if time.monotonic() > deadline:
-            raise TargetError(f"{binary} started but {socket_path} did not appear within {timeout:.0f}s")
-        time.sleep(0.05)
+    if not wait_until(lambda: _socket_answers(socket_path), timeout=timeout, interval=0.05):
+        raise TargetError(f"{binary} started but {socket_path} did not appear within {timeout:.0f}s")
 
 
 def _fix_kvm_permissions() -> None:
@@ -118,9 +115,6 @@ def ensure_libvirtd(uri: str | None = None, timeout: float = 30.0) -> str:
         raise TargetError("no libvirt daemon answers on qemu:///system and starting one needs root")
     _start_daemon("virtlogd", VIRTLOGD_SOCKET, timeout, reaped=False)
     _start_daemon("libvirtd", LIBVIRTD_SOCKET, timeout, reaped=True)
-    deadline = time.monotonic() + timeout
-    while not _reachable(SYSTEM_URI):
-        if time.monotonic() > deadline:
-            raise TargetError(f"libvirtd started but {SYSTEM_URI} did not answer within {timeout:.0f}s")
-        time.sleep(0.1)
+    if not wait_until(lambda: _reachable(SYSTEM_URI), timeout=timeout, interval=0.1):
+        raise TargetError(f"libvirtd started but {SYSTEM_URI} did not answer within {timeout:.0f}s")
     return SYSTEM_URI

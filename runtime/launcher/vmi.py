@@ -69,6 +69,8 @@ def load_instance(path: Path | None) -> Instance:
         documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
     except OSError as error:
         raise InputError(f"{path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not YAML/JSON (not UTF-8 text)") from None
     except yaml.YAMLError as error:
         raise InputError(f"{path}: not YAML/JSON: {str(error).splitlines()[0]}") from None
     if len(documents) != 1:

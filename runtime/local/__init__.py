@@ -9,13 +9,13 @@ outlives a detached ``run`` and a Ctrl-C reaches it only as the clean SIGTERM we
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -25,9 +25,28 @@ import yaml
 from core.childenv import child_env
 from core.errors import InputError, MigratorError, NotFoundError, TargetError
 from core.private import open_fd, private_dir
+from core.wait import wait_until
 from runtime.launcher import api
+from runtime.launcher.contract import (
+    API_SOCKET,
+    CONSOLE_LOG,
+    CONSOLE_SOCKET,
+    LAUNCHER_LOG,
+    PID_FILE,
+    RESULT_FILE,
+    RUN_LOCK,
+    SOURCE_FILE,
+    Exit,
+    Phase,
+    exit_status,
+)
 
-EXIT_MEANINGS = {0: "guest shut down", 1: "failed to start", 2: "guest crashed", 3: "killed after the grace period"}
+EXIT_MEANINGS = {int(code): code.meaning for code in Exit}
+
+
+def exit_meaning(code: int) -> str:
+    known = exit_status(code)
+    return known.meaning if known is not None else f"launcher exit status {code}"
 
 
 class GuestStoppedError(TargetError):
@@ -58,11 +77,20 @@ class LocalVM:
         return runtime_dir() / self.name
 
 
-def _vm_documents(path: Path) -> list[dict[str, Any]]:
+def _vm_documents(path: Path, *, strict: bool = False) -> list[dict[str, Any]]:
+    """The YAML documents of ``path`` that are mappings; unreadable or not YAML: none, or InputError if strict."""
     try:
         return [doc for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict)]
-    except (OSError, yaml.YAMLError):
-        return []
+    except UnicodeDecodeError:
+        if strict:
+            raise InputError(f"{path}: not a VirtualMachine YAML (not UTF-8 text)") from None
+    except yaml.YAMLError as error:
+        if strict:
+            raise InputError(f"{path}: not YAML: {str(error).splitlines()[0]}") from None
+    except OSError as error:
+        if strict:
+            raise InputError(f"{path}: {error.strerror}") from None
+    return []
 
 
 def find_vm(target: Path) -> LocalVM:
@@ -84,7 +112,7 @@ def find_vm(target: Path) -> LocalVM:
     else:
         raise NotFoundError(f"{target}: no such directory or file")
     kinds = ("VirtualMachine", "VirtualMachineInstance")
-    documents = [doc for doc in _vm_documents(vm_file) if doc.get("kind") in kinds]
+    documents = [doc for doc in _vm_documents(vm_file, strict=True) if doc.get("kind") in kinds]
     if len(documents) != 1:
         raise InputError(f"{vm_file}: expected one VirtualMachine, found {len(documents)}")
     name = (documents[0].get("metadata") or {}).get("name")
@@ -96,21 +124,47 @@ def find_vm(target: Path) -> LocalVM:
 def launcher_pid(state_dir: Path) -> int | None:
     """The pid of the launcher running in ``state_dir``, if one is alive."""
     try:
-        pid = int((state_dir / "launcher.pid").read_text().strip())
+        pid = int((state_dir / PID_FILE).read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
     return pid if b"runtime.launcher" in cmdline else None
 
 
+def _take_run_lock(vm: LocalVM) -> int:
+    """The VM name's lock in the runtime dir (``<name>/run.lock``), or TargetError when another run holds it.
+
+    Taken before anything in the state dir is touched, and inherited by the launcher, which holds it for as
+    long as it runs: a second ``run`` of the same name, at the same moment or later, gets one line instead of
+    a second launcher that would overwrite the first one's pid and sockets and orphan its guest.
+    """
+    state = vm.state_dir
+    private_dir(state)
+    descriptor = os.open(state / RUN_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise TargetError(f"{vm.name} is already running or starting (migrator runtime stop {vm.name})") from None
+    return descriptor
+
+
 def start(vm: LocalVM, accel: str = "auto") -> subprocess.Popen[bytes]:
     """Start the launcher for ``vm`` in its own session; its log goes to ``launcher.log``."""
     state = vm.state_dir
-    if launcher_pid(state) is not None:
-        raise TargetError(f"{vm.name} is already running (migrator runtime stop {vm.name})")
-    private_dir(state)
-    (state / "result.json").unlink(missing_ok=True)
-    (state / "source").write_text(f"{vm.vm_file}\n")
+    lock = _take_run_lock(vm)
+    try:
+        if launcher_pid(state) is not None:
+            raise TargetError(f"{vm.name} is already running (migrator runtime stop {vm.name})")
+        return _spawn(vm, accel, lock)
+    finally:
+        os.close(lock)  # the launcher holds its own copy from now on
+
+
+def _spawn(vm: LocalVM, accel: str, lock: int) -> subprocess.Popen[bytes]:
+    state = vm.state_dir
+    (state / RESULT_FILE).unlink(missing_ok=True)
+    (state / SOURCE_FILE).write_text(f"{vm.vm_file}\n")
     command = [
         sys.executable,
         "-m",
@@ -126,15 +180,21 @@ def start(vm: LocalVM, accel: str = "auto") -> subprocess.Popen[bytes]:
         # on a workstation the guest's pod-network ports are not published on the host's ports
         "--no-port-forwards",
     ]
-    with os.fdopen(open_fd(state / "launcher.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as log:
+    with os.fdopen(open_fd(state / LAUNCHER_LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as log:
         return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=child_env()
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env=child_env(),
+            pass_fds=(lock,),
         )
 
 
 def _last_log_line(state: Path) -> str:
     try:
-        lines = [line for line in (state / "launcher.log").read_text().splitlines() if line.strip()]
+        lines = [line for line in (state / LAUNCHER_LOG).read_text().splitlines() if line.strip()]
     except OSError:
         return "no launcher log"
     return lines[-1].removeprefix("launcher: ") if lines else "the launcher exited without a word"
@@ -142,17 +202,18 @@ def _last_log_line(state: Path) -> str:
 
 def outcome(state: Path, code: int) -> None:
     """Raise for a launcher exit status other than 0, with the launcher's reason."""
-    if code == 0:
+    if code == Exit.SHUTDOWN:
         return
-    if code == 1:
+    if code == Exit.FAILED_TO_START:
         raise TargetError(_last_log_line(state))
-    reason = result(state).get("reason") or EXIT_MEANINGS.get(code, f"launcher exit status {code}")
-    raise GuestStoppedError(f"{state.name}: {reason}", exit_code=code if code in (2, 3) else 2)
+    reason = result(state).get("reason") or exit_meaning(code)
+    stopped = code if code in (Exit.CRASHED, Exit.KILLED) else Exit.CRASHED
+    raise GuestStoppedError(f"{state.name}: {reason}", exit_code=int(stopped))
 
 
 def result(state: Path) -> dict[str, Any]:
     try:
-        return json.loads((state / "result.json").read_text())
+        return json.loads((state / RESULT_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
 
@@ -162,27 +223,32 @@ def wait_started(vm: LocalVM, process: subprocess.Popen[bytes], timeout: float =
 
     None when the launcher already exited with status 0 (a guest that powered off at once).
     """
-    deadline = time.monotonic() + timeout
-    sock = vm.state_dir / api.API_SOCKET_NAME
-    while time.monotonic() < deadline:
+    sock = vm.state_dir / API_SOCKET
+    exited = {"exited": True}
+
+    def started() -> dict[str, Any] | None:
         code = process.poll()
         if code is not None:
             outcome(vm.state_dir, code)
-            return None
+            return exited
         if sock.exists():
             try:
                 status = api.request(sock, "GET", "/status")
             except MigratorError:
                 status = {}
-            if status.get("phase") not in (None, "Scheduled"):
+            if status.get("phase") not in (None, Phase.SCHEDULED):
                 return status
-        time.sleep(0.05)
-    raise TargetError(f"{vm.name}: the launcher did not start the guest within {timeout:.0f}s")
+        return None
+
+    status = wait_until(started, timeout=timeout, interval=0.05)
+    if status is None:
+        raise TargetError(f"{vm.name}: the launcher did not start the guest within {timeout:.0f}s")
+    return None if status is exited else status
 
 
 def stream_console(state: Path, out: IO[bytes], until_eof: bool = True) -> None:
     """Copy the console socket to ``out`` until the launcher closes it (the guest stopped)."""
-    path = state / api.CONSOLE_SOCKET_NAME
+    path = state / CONSOLE_SOCKET
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         try:
             connection.connect(str(path))
@@ -214,7 +280,7 @@ def run(vm: LocalVM, out: IO[bytes], accel: str = "auto", notify: Any = None) ->
     try:
         status = wait_started(vm, process)
         if status is None:  # already over: the log has everything the guest printed
-            out.write((vm.state_dir / "console.log").read_bytes())
+            out.write((vm.state_dir / CONSOLE_LOG).read_bytes())
             out.flush()
         else:
             if notify is not None:
@@ -224,7 +290,7 @@ def run(vm: LocalVM, out: IO[bytes], accel: str = "auto", notify: Any = None) ->
             except TargetError:
                 if process.poll() is None:
                     raise
-                out.write((vm.state_dir / "console.log").read_bytes())  # it stopped between the two
+                out.write((vm.state_dir / CONSOLE_LOG).read_bytes())  # it stopped between the two
         code = process.wait()
     finally:
         if process.poll() is None:  # an error of ours: never leave the guest behind
@@ -247,9 +313,9 @@ def status(name: str) -> dict[str, Any]:
     state = state_of(name)
     if launcher_pid(state) is not None:
         try:
-            return api.request(state / api.API_SOCKET_NAME, "GET", "/status")
+            return api.request(state / API_SOCKET, "GET", "/status")
         except MigratorError:
-            return {"name": name, "phase": "Scheduled", "reason": "starting"}
+            return {"name": name, "phase": Phase.SCHEDULED, "reason": "starting"}
     last = result(state)
     return {"name": name, "phase": last.get("phase", "Stopped"), "reason": last.get("reason", "not running")}
 
@@ -268,9 +334,6 @@ def stop(name: str, timeout: float | None = None) -> int:
     if pid is None:
         raise TargetError(f"{name} is not running")
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + (timeout if timeout is not None else 600)
-    while launcher_pid(state) == pid:
-        if time.monotonic() > deadline:
-            raise TargetError(f"{name}: the launcher (pid {pid}) did not stop")
-        time.sleep(0.1)
+    if not wait_until(lambda: launcher_pid(state) != pid, timeout=600 if timeout is None else timeout, interval=0.1):
+        raise TargetError(f"{name}: the launcher (pid {pid}) did not stop")
     return int(result(state).get("exit_status", 0))

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.guestimage", description=__doc__)
     parser.add_argument("--output-dir", type=Path, default=None, help="where to write (default: the cache)")
     parser.add_argument("--firmware", choices=["bios", "efi"], default="bios")
-    parser.add_argument("--behaviour", default="wait", help="wait | poweroff | crash | poweroff-after=N")
+    parser.add_argument("--behaviour", default="wait", help="wait | ignore-acpi | poweroff | crash | poweroff-after=N")
     parser.add_argument("--marker", default=DEFAULT_MARKER)
     parser.add_argument("--vmdk", choices=SUBFORMATS, default=None, help="also write a VMDK of this kind")
     args = parser.parse_args(argv)

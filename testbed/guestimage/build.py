@@ -27,7 +27,7 @@ from testbed.guestimage.packages import GuestImageError
 
 DEFAULT_MARKER = "MIGRATOR-GUEST-READY"
 FIRMWARES = ("bios", "efi")
-BEHAVIOUR_PATTERN = re.compile(r"^(wait|poweroff|crash|poweroff-after=[0-9]{1,5})$")
+BEHAVIOUR_PATTERN = re.compile(r"^(wait|ignore-acpi|poweroff|crash|poweroff-after=[0-9]{1,5})$")
 MARKER_PATTERN = re.compile(r"^[A-Za-z0-9._:+-]{1,80}$")
 SYSTEMD_BOOT_PACKAGE = "systemd-boot-efi"
 SYSTEMD_BOOT_EFI = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
@@ -65,7 +65,8 @@ def _validate(behaviour: str, marker: str, firmware: str = "bios") -> None:
         raise GuestImageError(f"unknown firmware {firmware!r}: expected one of {', '.join(FIRMWARES)}")
     if not BEHAVIOUR_PATTERN.match(behaviour):
         raise GuestImageError(
-            f"unknown guest behaviour {behaviour!r}: expected wait, poweroff, crash or poweroff-after=SECONDS"
+            f"unknown guest behaviour {behaviour!r}: "
+            "expected wait, ignore-acpi, poweroff, crash or poweroff-after=SECONDS"
         )
     if not MARKER_PATTERN.match(marker):
         raise GuestImageError(f"bad marker {marker!r}: letters, digits and ._:+- only, at most 80")
@@ -188,7 +189,8 @@ def build_guest(
 
     The guest prints `marker`, `DISK <name> <bytes>` and `NIC <ifname> <mac>` lines and
     `END-OF-DEVICES` on ttyS0, then: `wait` until the ACPI power button (prints
-    MIGRATOR-GUEST-SHUTDOWN, powers off); `poweroff` after ~1 s; `poweroff-after=N` after N
+    MIGRATOR-GUEST-SHUTDOWN, powers off); `ignore-acpi` waits and ignores that button (only a
+    destroy stops it); `poweroff` after ~1 s; `poweroff-after=N` after N
     seconds; `crash` panics (a pvpanic device reports it; without one the guest halts).
     """
     _validate(behaviour, marker, firmware)

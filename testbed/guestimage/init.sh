@@ -35,8 +35,9 @@ sync
 poweroff -f
 HANDLER
 chmod 755 /etc/acpi/PWRF/00000080
-# Started before anything is printed, so a press right after the marker is never lost.
-acpid -c /etc/acpi -l /dev/null -p /run/acpid.pid
+# Started before anything is printed, so a press right after the marker is never lost; not at all
+# for `ignore-acpi`, a guest whose OS ignores the power button (the hypervisor must destroy it).
+[ "$behaviour" = ignore-acpi ] || acpid -c /etc/acpi -l /dev/null -p /run/acpid.pid
 
 # Wait until the set of block devices and interfaces stops changing (disk scans are quick
 # with scsi_mod.scan=sync, but PCI probing can still be finishing).
@@ -74,7 +75,7 @@ power_off() {
 }
 
 case "$behaviour" in
-    wait) ;;
+    wait | ignore-acpi) ;;
     poweroff)
         sleep 1
         power_off MIGRATOR-GUEST-POWEROFF

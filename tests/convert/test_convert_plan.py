@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def planned_vm(tmp: Path, concerns: list[Concern] | None = None) -> tuple[Plan, 
         disks=[
             PlannedDisk(
                 label=d.label,
-                volume_name=f"app-disk-{i}",
+                claim_name=f"app-disk-{i}",
                 storage_class=None,
                 capacity_bytes=d.capacity_bytes,
                 transfer_bytes=d.capacity_bytes,
@@ -112,24 +113,16 @@ def test_interrupted_disk_is_redone(tmp_path: Path) -> None:
     assert images_equal(vmdks[1], out / "app-disk-1.img")
 
 
+def convert_app(plan_file: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`migrator convert` of the plan's VM "app" into ``out``."""
+    return migrator("convert", "--plan", str(plan_file), "--vm", "app", "--output-dir", str(out), *extra)
+
+
 def test_qcow2_format_and_datavolumes(tmp_path: Path) -> None:
     plan, vmdks = planned_vm(tmp_path)
     plan_file = write_plan(tmp_path / "plan.yaml", plan)
     out = tmp_path / "out"
-    result = migrator(
-        "convert",
-        "--plan",
-        str(plan_file),
-        "--vm",
-        "app",
-        "--output-dir",
-        str(out),
-        "--format",
-        "qcow2",
-        "--datavolumes",
-        "--progress",
-        "json",
-    )
+    result = convert_app(plan_file, out, "--format", "qcow2", "--datavolumes", "--progress", "json")
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert {e["disk"] for e in events if e["state"] == "done"} == {"app-disk-0", "app-disk-1"}
@@ -154,23 +147,9 @@ def test_blocked_vm_refused_unless_every_concern_forced(tmp_path: Path) -> None:
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "rdm-disk" in lines[0] and "passthrough-device" in lines[0]
     assert not out.exists()
-    partly = migrator(
-        "convert", "--plan", str(plan_file), "--vm", "app", "--output-dir", str(out), "--force", "rdm-disk"
-    )
+    partly = convert_app(plan_file, out, "--force", "rdm-disk")
     assert partly.returncode == 3 and "passthrough-device" in partly.stderr and "rdm-disk," not in partly.stderr
-    forced = migrator(
-        "convert",
-        "--plan",
-        str(plan_file),
-        "--vm",
-        "app",
-        "--output-dir",
-        str(out),
-        "--force",
-        "rdm-disk",
-        "--force",
-        "passthrough-device",
-    )
+    forced = convert_app(plan_file, out, "--force", "rdm-disk", "--force", "passthrough-device")
     assert forced.returncode == 0, forced.stderr
     assert images_equal(vmdks[0], out / "app-disk-0.img")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
+from core.wait import wait_until
 from tests.convert.helpers import MIGRATOR, PROJECT, images_equal, make_vmdk, migrator, write_vmx
 
 
@@ -28,10 +28,11 @@ def test_second_convert_into_the_same_output_is_refused(tmp_path: Path) -> None:
         [*args, "--format", "qcow2"], env=env, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 60
-        while not list(out.glob(".*.transfer")) and first.poll() is None:  # the engine's record: writing now
-            assert time.monotonic() < deadline, "the first convert never started writing"
-            time.sleep(0.005)
+
+        def writing() -> bool:  # the engine's record exists: it writes now
+            return bool(list(out.glob(".*.transfer"))) or first.poll() is not None
+
+        assert wait_until(writing, timeout=60, interval=0.005), "the first convert never started writing"
         os.kill(first.pid, signal.SIGSTOP)
         try:
             second = migrator(*args[1:], env={"MIGRATOR_STATE_DIR": str(tmp_path / "state")})
@@ -46,6 +47,7 @@ def test_second_convert_into_the_same_output_is_refused(tmp_path: Path) -> None:
         if first.poll() is None:
             first.kill()
     assert images_equal(vmdk, out / "web-disk-0.qcow2")
+    assert (out / "web-disk-0.qcow2").stat().st_mode & 0o077 == 0  # qemu-img made it: narrowed to 0600
     leftovers = [p.name for p in out.iterdir() if p.name.endswith((".part.raw", ".tmp"))]
     assert leftovers == []
     # once the first is done, the VM is free again

@@ -19,7 +19,7 @@ import pytest
 from converters.specs import SpecOptions, vm_manifests
 from core.errors import TargetError
 from migrator.convert import cluster
-from migrator.cutover.ports import Verification
+from migrator.cutover.ports import TargetStop, Verification
 from migrator.cutover.targets import DiskOrigin
 from migrator.cutover.targets.cluster import ClusterTarget
 from tests.convert.test_apply import crd
@@ -34,7 +34,7 @@ CRDS = [
 
 
 def _vmi(target: ClusterTarget, name: str) -> Any:
-    return cluster._resource(target.client, {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance"})
+    return cluster.api_resource(target.client, {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance"})
 
 
 def test_start_wait_verify_stop_and_preflight(tmp_path: Path) -> None:
@@ -83,9 +83,26 @@ def test_start_wait_verify_stop_and_preflight(tmp_path: Path) -> None:
             target.preflight(plan, p)
 
         threading.Timer(1.0, lambda: vmi.delete(name=p.target_name, namespace="default")).start()
-        assert target.stop(p) == f"target {p.target_name} stopped (runStrategy Halted)"
+        assert target.stop(p, grace=30) == TargetStop(True, f"target {p.target_name} stopped (runStrategy Halted)")
         [vm] = api.objects("virtualmachines.kubevirt.io", "default")
         assert vm["spec"]["runStrategy"] == "Halted"
+
+        # an instance that outlives the grace period (a guest ignoring the shutdown) is deleted at once
+        vmi.create(body=body, namespace="default")
+        started = time.monotonic()
+        stopped = target.stop(p, grace=1)
+        assert stopped == TargetStop(
+            True, f"target {p.target_name} stopped: its instance deleted after the 1s grace period"
+        )
+        assert time.monotonic() - started < 15
+
+        # one that cannot be deleted (a finalizer nobody removes) is never reported stopped
+        body["metadata"]["finalizers"] = ["test.example/never"]
+        vmi.create(body=body, namespace="default")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("migrator.cutover.targets.cluster.DESTROY_WAIT", 2.0)
+            stuck = target.stop(p, grace=1)
+        assert not stuck.confirmed and "still exists" in stuck.detail
 
         other = planned()
         other.source_name = "someone-else"

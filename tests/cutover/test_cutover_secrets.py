@@ -54,11 +54,12 @@ def test_cutover_leaves_no_password_in_children_and_no_file_open_to_others(
             *state.glob("migrations.db-*"),
             state / f"{run.vm}.lock",
             vm_state / "launcher.log",
+            *(run.out / ".migrator").glob("*.json"),
             *run.out.glob(".*.transfer*"),  # the disk engine's records
         ]
         for path in private_files:
             assert _mode(path) == 0o600, (path, oct(_mode(path)))
-        for folder in (run.out, state, vm_state):
+        for folder in (run.out, state, vm_state, run.out / ".migrator"):
             assert _mode(folder) == 0o700, (folder, oct(_mode(folder)))
         console = vm_state / "console.log"
         assert _mode(console) & 0o007 == 0, oct(_mode(console))  # written by virtlogd

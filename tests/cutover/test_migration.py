@@ -84,7 +84,9 @@ def test_roll_back_stops_the_target_restores_the_source_and_records_it(store: St
         "target web-01 was not running",
         "source web-01 powered back on (it was poweredOn before the cutover)",
     ]
-    assert announced == [f"rollback: {a}" for a in actions]
+    # the grace period is announced before the target is stopped
+    assert announced[0] == "rollback: stopping target web-01: clean shutdown, destroyed after 30s if still up"
+    assert announced[1:] == [f"rollback: {a}" for a in actions]
     assert store.get(ctx.key).status == "rolled_back"  # type: ignore[union-attr]
 
 

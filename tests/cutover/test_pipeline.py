@@ -9,10 +9,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from core.errors import TargetError
 from migrator.cutover.pipeline import Step, StepFailed, StepResult, run_steps
 from migrator.cutover.state import StateStore
+from tests.faults import kill_after_step_env
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
 
@@ -86,7 +88,7 @@ SCRIPT = textwrap.dedent(
 def test_kill_9_between_steps_resumes_without_redoing(tmp_path: Path, kill_after: str) -> None:
     script = tmp_path / "pipeline.py"
     script.write_text(SCRIPT)
-    env = {"MIGRATOR_FAULT_KILL_AFTER_STEP": kill_after, "PATH": "/usr/bin:/bin"}
+    env = {"PATH": "/usr/bin:/bin", **kill_after_step_env(kill_after)}
     first = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env)
     assert first.returncode == -9
     second = subprocess.run([sys.executable, str(script), str(tmp_path)], env={"PATH": "/usr/bin:/bin"})
@@ -100,6 +102,7 @@ def test_status_command_reports_json_and_table(tmp_path: Path) -> None:
     run_steps("vm1", _steps([]), None, store)
     store.set_fact("vm1", "source_off_at", 100.0)
     store.set_fact("vm1", "target_running_at", 112.5)
+    store.set_fact("vm1", "target_verified_at", 120.0)
     store.set_status("vm1", "completed")
     out = subprocess.run(
         [str(MIGRATOR), "status", "--vm", "vm1", "-o", "json", "--state-dir", str(tmp_path)],
@@ -109,12 +112,48 @@ def test_status_command_reports_json_and_table(tmp_path: Path) -> None:
     )
     report = json.loads(out.stdout)
     assert report["status"] == "completed"
-    assert report["downtime_seconds"] == 12.5
+    # the downtime lasts until the target is verified, not merely Running; both figures are named
+    assert report["downtime_seconds"] == 20.0 and report["downtime_to_verified_seconds"] == 20.0
+    assert report["downtime_to_running_seconds"] == 12.5 and report["downtime_to_source_back_seconds"] is None
     assert [s["step"] for s in report["steps"]] == ["preflight", "poweroff", "transfer", "start"]
     table = subprocess.run(
         [str(MIGRATOR), "status", "--state-dir", str(tmp_path)], capture_output=True, text=True, check=True
     ).stdout
-    assert "vm1" in table and "completed" in table and "12.5s" in table
+    assert "vm1" in table and "completed" in table and "20.0s (until target verified)" in table
+
+
+def test_status_output_formats_and_long_names(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    long_name = "a-virtual-machine-with-a-name-well-over-thirty-two-characters"
+    for name in ("vm1", long_name):
+        store.begin(name, plan="p", source="vmx:x", target="local:/srv/out")
+    store.close()
+
+    def status(*args: str) -> str:
+        return subprocess.run(
+            [str(MIGRATOR), "status", "--state-dir", str(tmp_path), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    table = status().splitlines()
+    assert table[0].split()[:3] == ["VM", "STATUS", "STEP"]
+    assert any(line.startswith(long_name + "  ") for line in table)  # the long name whole, its columns after it
+    assert "TARGET" not in table[0] and "TARGET" in status("-o", "wide").splitlines()[0]
+    assert status("--no-headers").splitlines()[0].startswith("vm1 ")
+    assert status("-o", "name").split() == ["vm1", long_name]
+    assert [r["vm"] for r in yaml.safe_load(status("-o", "yaml"))] == ["vm1", long_name]
+    assert [r["vm"] for r in json.loads(status("-o", "json"))] == ["vm1", long_name]
+
+
+def test_interrupted_cutover_says_where_it_stands(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.begin("vm1", plan="p", source="vmx:x", target="local")
+    store.step_started("vm1", "transfer")
+    store.set_fact("vm1", "source_off_at", 100.0)
+    store.set_status("vm1", "interrupted")
+    migration = store.get("vm1")
+    assert migration is not None
+    assert migration.where == "source is off, interrupted in step transfer: re-run to resume, or roll back"
+    assert migration.downtime_seconds is None and migration.source_off_since == 100.0
 
 
 def test_status_of_an_unknown_vm_is_one_line(tmp_path: Path) -> None:

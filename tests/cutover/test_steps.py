@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core.errors import SourceError
 from core.plan import Plan, PlannedVM
-from migrator.cutover.ports import Verification
+from migrator.cutover.ports import TargetStop, Verification
 from migrator.cutover.state import StateStore
 from migrator.cutover.steps import CutoverContext, CutoverOptions, rollback, source_off
 from tests.specs.builders import plan_of, planned
@@ -39,12 +39,23 @@ class ScriptedSource:
         self.calls.append("power_on")
         self.state = "poweredOn"
 
+    annotation_text = ""
+
+    def annotation(self, name: str) -> str:
+        return self.annotation_text
+
+    def unmark_migrated(self, name: str, note: str, annotation: str) -> bool:
+        self.calls.append("unmark_migrated")
+        changed = note in self.annotation_text
+        self.annotation_text = annotation
+        return changed
+
 
 class NoTarget:
     description = "test"
 
-    def stop(self, planned: PlannedVM) -> str:
-        return f"target {planned.target_name} was not running"
+    def stop(self, planned: PlannedVM, grace: float) -> TargetStop:
+        return TargetStop(True, f"target {planned.target_name} was not running")
 
 
 def _ctx(tmp_path: Path, source: ScriptedSource) -> tuple[CutoverContext, Plan]:

@@ -42,6 +42,10 @@ class FakeApiProcess:
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def __enter__(self) -> FakeApiProcess:
         return self.start()
 

@@ -57,13 +57,16 @@ def test_yaml_and_table_outputs(tmp_path: Path) -> None:
         "--name",
         "vapp",
         cwd=tmp_path,
+        env={"VIRTIO_WIN": "/srv/virtio-win.iso"},  # the vApp's Windows VM is not blocked for want of drivers
     )
     assert result.returncode == 0, result.stderr
     data = yaml.safe_load(result.stdout)
     assert [v["target_name"] for v in data["vms"]] == ["sql2k5-win-2k3-32-ent-sp2-ovf", "centos-5-5-32-esx-qa"]
     assert data["target_namespace"] == "apps" and data["name"] == "vapp"
     assert read_plan(out).target_namespace == "apps"
-    table = run_migrator("plan", "--source", f"ovf:{VAPP}", "--output-file", "-", cwd=tmp_path)
+    table = run_migrator(
+        "plan", "--source", f"ovf:{VAPP}", "--output-file", "-", cwd=tmp_path, env={"VIRTIO_WIN": "/srv/virtio-win.iso"}
+    )
     assert table.returncode == 0
     lines = table.stdout.splitlines()
     assert lines[1].split()[:2] == ["VM", "TARGET"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrator.planning.naming import assign_names, is_valid_name, sanitize, volume_name
+from migrator.planning.naming import assign_names, claim_name, is_valid_name, sanitize
 
 
 def test_sanitize() -> None:
@@ -24,6 +24,6 @@ def test_unique_names_with_suffixes() -> None:
     assert long[0].target_name != long[1].target_name
 
 
-def test_volume_names() -> None:
-    assert volume_name("web-1", 0) == "web-1-disk-0"
-    assert is_valid_name(volume_name("a" * 63, 12)) and len(volume_name("a" * 63, 12)) <= 63
+def test_claim_names() -> None:
+    assert claim_name("web-1", 0) == "web-1-disk-0"
+    assert is_valid_name(claim_name("a" * 63, 12)) and len(claim_name("a" * 63, 12)) <= 63

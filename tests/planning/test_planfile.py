@@ -32,6 +32,17 @@ def test_round_trip(tmp_path: Path) -> None:
     assert again.vms[0].nics[0].multus == "ns/net"
 
 
+def test_a_plan_written_before_claim_name_was_named_so_still_reads(tmp_path: Path) -> None:
+    plan = plan_of(make_vm("web"))
+    old = plan.to_dict()
+    for disk in old["vms"][0]["disks"]:
+        disk["volume_name"] = disk.pop("claim_name")
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(old))
+    again = read_plan(path)
+    assert again == plan and again.vms[0].disks[0].claim_name == "web-disk-0"
+
+
 def test_every_sample_plan_validates(tmp_path: Path) -> None:
     specs = [f"vmx:{p}" for p in sorted(SAMPLES_VMX.glob("*.vmx"))] + [
         f"ovf:{p}" for p in sorted(SAMPLES_OVF.glob("*.ovf"))

@@ -27,6 +27,11 @@ def test_rule_set_is_data() -> None:
     assert all(r.summary for r in RULES)
 
 
+def test_every_rule_says_what_to_do() -> None:
+    """The assessment report shows each concern's remedy: a rule without one leaves its readers stuck."""
+    assert [rule.id for rule in RULES if not rule.remedy.strip() or not rule.summary.strip()] == []
+
+
 def test_clean_vm_has_no_concerns() -> None:
     assert ids(make_vm()) == []
 
@@ -169,6 +174,14 @@ def test_sriov_vtpm_usb() -> None:
     vm.nics[0].model = "sriov"
     found = ids(vm)
     assert {"sriov-nic", "vtpm", "usb-controller"} <= set(found)
+
+
+def test_multus_nic_needs_kubevirt_itself() -> None:
+    multus = concerns_of(make_vm(), build_maps(network_flags=["VM Network=multus:prod/vlan10"]))
+    (concern,) = [c for c in multus if c.id == "multus-needs-kubevirt"]
+    assert concern.severity is Severity.WARNING
+    assert "Network adapter 1 → multus:prod/vlan10" in concern.message and "KubeVirt" in concern.message
+    assert "multus-needs-kubevirt" not in ids(make_vm(), build_maps(network_flags=["VM Network=pod"]))
 
 
 def test_unsupported_guest_os() -> None:

@@ -19,6 +19,8 @@ from typing import Any
 
 import websocket
 
+from core.wait import wait_until
+
 CHROMIUM = shutil.which("chromium")
 FLAGS = [
     "--headless",
@@ -89,11 +91,14 @@ def visit(url: str, expressions: dict[str, str], settle: float = 1.0) -> PageVis
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not port_file.exists() or not port_file.read_text().strip():
-            if time.monotonic() > deadline or process.poll() is not None:
+
+        def port_open() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError("chromium did not open its DevTools port")
-            time.sleep(0.1)
+            return port_file.exists() and bool(port_file.read_text().strip())
+
+        if not wait_until(port_open, timeout=60, interval=0.1):
+            raise RuntimeError("chromium did not open its DevTools port")
         port = int(port_file.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
             pages = [t for t in json.load(answer) if t.get("type") == "page"]

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,15 +18,28 @@ from typing import Any
 
 import kubernetes
 
+from core.wait import wait_until
 from runtime.controller.names import SOCKETS_DIR, state_dir_name
+from runtime.deploy import crd_paths
 from tests.fakekube import FakeApiServer
 from tests.runtime.kubelet import TestKubelet
 
 PROJECT = Path(__file__).resolve().parents[2]
-CRDS = [
-    PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
-    PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
-]
+
+
+def spawn_module(args: list[str], log_path: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m ARGS`` run from the project (an agent: controller, handler), its output appended to log_path."""
+    log = open(log_path, "ab")  # the process keeps it open
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=PROJECT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT), **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+CRDS = crd_paths()
 NODE = "node-1"
 SOCKETS = "s"  # the sockets hostPath, short: unix socket paths are limited to 108 bytes
 
@@ -45,11 +57,7 @@ class Cluster:
         self.volumes.mkdir()
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTHONPATH": str(PROJECT), "MIGRATOR_BACKOFF_BASE": "1"}
-        log = open(self.logs / f"{name}.log", "ab")  # the process keeps it open
-        return subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        return spawn_module(args, self.logs / f"{name}.log", MIGRATOR_BACKOFF_BASE="1")
 
     def start_controller(self) -> None:
         self.controller = self._spawn("controller", ["runtime.controller", "--kubeconfig", str(self.kubeconfig)])
@@ -129,13 +137,15 @@ class Cluster:
         self.custom.patch_namespaced_custom_object("kubevirt.io", "v1", namespace, "virtualmachines", name, body)
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def alive_and_checked() -> Any:
             value = check()
-            if value:
-                return value
-            self.assert_alive()
-            time.sleep(0.2)
+            if not value:
+                self.assert_alive()
+            return value
+
+        value = wait_until(alive_and_checked, timeout=timeout, interval=0.2)
+        if value:
+            return value
         raise AssertionError(f"timed out waiting for {what}\n{self.diagnostics()}")
 
     def assert_alive(self) -> None:

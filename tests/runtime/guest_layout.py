@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from core.wait import wait_until
 
 VMWARE_MAC = "00:50:56:9a:0b:01"
 TIMEOUT = 120.0  # TCG boots on two shared cores
@@ -71,16 +72,18 @@ def write_layout(directory: Path, name: str, image: Path, **manifest: Any) -> Pa
 
 
 def wait_for_text(path: Path, text: str, timeout: float = TIMEOUT) -> str:
-    deadline = time.monotonic() + timeout
     content = ""
-    while time.monotonic() < deadline:
+
+    def holds_text() -> str | None:
+        nonlocal content
         try:
             content = path.read_text(errors="replace")
         except FileNotFoundError:
             content = ""
-        if text in content:
-            return content
-        time.sleep(0.1)
+        return content if text in content else None
+
+    if wait_until(holds_text, timeout=timeout, interval=0.1):
+        return content
     raise AssertionError(f"{text!r} not in {path} within {timeout}s; it holds:\n{content[-2000:]}")
 
 
@@ -97,6 +100,12 @@ def leftovers(name: str) -> list[str]:
     pgrep = subprocess.run(["pgrep", "-af", f"guest={name},"], capture_output=True, text=True, check=False)
     found += [f"process {line}" for line in pgrep.stdout.splitlines() if "qemu-system" in line]
     return found
+
+
+def wait_gone(name: str, timeout: float = 15) -> list[str]:
+    """Wait for the domain and QEMU of ``name`` to go; what is still left afterwards."""
+    wait_until(lambda: not leftovers(name), timeout=timeout, interval=0.2)
+    return leftovers(name)
 
 
 VMX = """\

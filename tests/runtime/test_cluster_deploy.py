@@ -3,7 +3,6 @@ on the fake API server, ``migrator runtime install|uninstall|vm`` through the CL
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +11,20 @@ import kubernetes
 import pytest
 import yaml
 
-from migrator.cli.runtime_cluster import CRD_FILES, DEPLOY_DIR, manifests
+from runtime.deploy import crd_paths, deployment, manifests
 from tests.fakekube import FakeApiServer
 from tests.k8s_schema import validate_kubernetes
+from tests.runtime.cluster_env import spawn_module
 from tests.runtime.guest_layout import vm_manifest
 
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+CRD_FILES = crd_paths()
+
+
 def deploy_docs() -> list[dict]:
-    return [d for p in sorted(DEPLOY_DIR.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    return deployment()
 
 
 def test_every_manifest_validates_against_kubernetes_schemas() -> None:
@@ -92,15 +95,21 @@ def test_install_refuses_where_kubevirt_crds_exist(tmp_path: Path) -> None:
         assert api.objects("daemonsets") == []
 
 
+def deployed(api: FakeApiServer, tmp_path: Path) -> kubernetes.client.ApiClient:
+    """The runtime's deploy manifests (the CRDs are the server's already) created as admin; the admin client."""
+    admin = kubernetes.config.new_client_from_config(str(api.kubeconfig(tmp_path / "admin")))
+    dynamic = kubernetes.dynamic.DynamicClient(admin)
+    for doc in manifests():
+        if doc["kind"] != "CustomResourceDefinition":
+            dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"]).create(
+                body=doc, namespace=doc["metadata"].get("namespace")
+            )
+    return admin
+
+
 def test_handler_and_controller_rbac_is_least_privilege(tmp_path: Path) -> None:
     with FakeApiServer(crds=CRD_FILES) as api:
-        admin = kubernetes.config.new_client_from_config(str(api.kubeconfig(tmp_path / "admin")))
-        dynamic = kubernetes.dynamic.DynamicClient(admin)
-        for doc in manifests():
-            if doc["kind"] != "CustomResourceDefinition":
-                dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"]).create(
-                    body=doc, namespace=doc["metadata"].get("namespace")
-                )
+        admin = deployed(api, tmp_path)
         custom = kubernetes.client.CustomObjectsApi(admin)
         vmi = {
             "apiVersion": "kubevirt.io/v1",
@@ -146,13 +155,7 @@ def test_handler_and_controller_rbac_is_least_privilege(tmp_path: Path) -> None:
 def test_controller_runs_with_its_service_account_rbac(tmp_path: Path) -> None:
     """The controller process, with only its ClusterRole's rights, creates an instance and its pod."""
     with FakeApiServer(crds=CRD_FILES) as api:
-        admin = kubernetes.config.new_client_from_config(str(api.kubeconfig(tmp_path / "admin")))
-        dynamic = kubernetes.dynamic.DynamicClient(admin)
-        for doc in manifests():
-            if doc["kind"] != "CustomResourceDefinition":
-                dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"]).create(
-                    body=doc, namespace=doc["metadata"].get("namespace")
-                )
+        admin = deployed(api, tmp_path)
         custom = kubernetes.client.CustomObjectsApi(admin)
         kubernetes.client.CoreV1Api(admin).create_namespaced_persistent_volume_claim(
             "default",
@@ -166,14 +169,7 @@ def test_controller_runs_with_its_service_account_rbac(tmp_path: Path) -> None:
         )
         token = api.token_for("migrator-runtime", "migrator-controller")
         kubeconfig = api.kubeconfig(tmp_path / "controller", token=token)
-        log = open(tmp_path / "controller.log", "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runtime.controller", "--kubeconfig", str(kubeconfig)],
-            cwd=PROJECT,
-            env={**os.environ, "PYTHONPATH": str(PROJECT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = spawn_module(["runtime.controller", "--kubeconfig", str(kubeconfig)], tmp_path / "controller.log")
         try:
             api.wait_for("pods", lambda pods: len(pods) == 1, namespace="default", timeout=30)
             api.wait_for(

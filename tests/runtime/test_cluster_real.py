@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from core.wait import wait_until
 from tests.runtime.guest_layout import vm_manifest
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -37,12 +37,12 @@ def test_install_accepts_a_vm_and_uninstall() -> None:
     client = kubernetes.config.new_client_from_config()
     custom = kubernetes.client.CustomObjectsApi(client)
     extensions = kubernetes.client.ApiextensionsV1Api(client)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def established() -> bool:
         crd = extensions.read_custom_resource_definition("virtualmachines.kubevirt.io")
-        if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
-            break
-        time.sleep(1)
+        return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+    wait_until(established, timeout=60, interval=1)
     name = f"probe-{uuid.uuid4().hex[:6]}"
     manifest = vm_manifest(name, f"{name}-disk0")
     manifest["spec"]["runStrategy"] = "Halted"

@@ -145,7 +145,15 @@ def pod(phase: str, node: str | None = None, code: int | None = None) -> dict[st
 
 def test_instance_phase_from_pod() -> None:
     assert rules.vmi_status_from_pod(vmi(""), None) == {"phase": "Pending"}
-    assert rules.vmi_status_from_pod(vmi("Pending"), pod("Pending")) == {"phase": "Scheduling"}
+    assert rules.vmi_status_from_pod(vmi("Pending"), pod("Pending")) == {}  # not bound yet, nothing said: Pending
+    unschedulable = pod("Pending")
+    unschedulable["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}
+    ]
+    assert rules.vmi_status_from_pod(vmi("Pending"), unschedulable) == {
+        "phase": "Scheduling",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}],
+    }
     assert rules.vmi_status_from_pod(vmi("Scheduling"), pod("Pending", "n1")) == {
         "phase": "Scheduled",
         "nodeName": "n1",
@@ -198,6 +206,7 @@ def test_launcher_pod() -> None:
     assert container["command"][:3] == ["python3", "-m", "runtime.launcher"]
     assert container["resources"]["limits"] == {"devices.kubevirt.io/kvm": "1"}
     assert container["env"][0]["name"] == "MIGRATOR_VMI_JSON"
+    assert container["env"][1] == {"name": "MIGRATOR_ACCEL_CACHE_DIR", "value": "/var/run/migrator/sockets/.accel"}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["disk-0"] == "/var/run/kubevirt-private/vmi-disks/disk-0"
     claims = {
@@ -213,14 +222,26 @@ def test_handler_status_from_launcher() -> None:
     running = {
         "phase": "Running",
         "interfaces": [{"name": "default", "mac": "00:50:56:00:00:01"}],
-        "accelerator": {"kind": "tcg"},
+        "accelerator": {"kind": "tcg", "reason": "KVM is present but fails a boot loader's real-mode code"},
     }
     changes = status_from_launcher(vmi("Scheduled"), running, None, lost=False)
     assert changes["phase"] == "Running"
     assert changes["interfaces"][0]["mac"] == "00:50:56:00:00:01"
-    assert changes["conditions"] == [{"type": "Ready", "status": "True", "reason": "", "message": ""}]
+    assert changes["conditions"] == [
+        {"type": "Ready", "status": "True", "reason": "", "message": ""},
+        {  # the probe's answer, and why, in the instance's status
+            "type": "HardwareAccelerated",
+            "status": "False",
+            "reason": "TCG",
+            "message": "KVM is present but fails a boot loader's real-mode code",
+        },
+    ]
     paused = status_from_launcher(vmi("Running"), {**running, "phase": "Paused"}, None, lost=False)
-    assert [(c["type"], c["status"]) for c in paused["conditions"]] == [("Ready", "False"), ("Paused", "True")]
+    assert [(c["type"], c["status"]) for c in paused["conditions"]] == [
+        ("Ready", "False"),
+        ("Paused", "True"),
+        ("HardwareAccelerated", "False"),
+    ]
     assert status_from_launcher(vmi("Running"), None, None, lost=True)["phase"] == "Failed"
     assert (
         status_from_launcher(vmi("Running"), None, {"phase": "Succeeded", "reason": "guest shut down"}, lost=True)[
@@ -234,3 +255,23 @@ def test_handler_status_from_launcher() -> None:
     assert pause_action(wants_pause, running) == "/pause"
     assert pause_action(vmi("Running"), {"phase": "Paused"}) == "/unpause"
     assert pause_action(vmi("Running"), running) is None
+
+
+def test_recheck_after_is_when_time_alone_changes_the_decision() -> None:
+    """What the VM's kopf daemon sleeps for: a backoff's end, or a run long enough to forget start failures."""
+    assert rules.recheck_after(vm("Always"), None, NOW) is None  # nothing on record: no daemon
+    waiting = vm("Always", startFailure={"consecutiveFailCount": 2, "retryAfterTimestamp": ts(20)})
+    assert rules.recheck_after(waiting, None, NOW) == pytest.approx(20, abs=1)
+    assert rules.recheck_after(waiting, vmi("Running", created=-60), NOW) == pytest.approx(240, abs=1)
+    assert rules.recheck_after(waiting, vmi("Scheduled", created=-60), NOW) is None
+
+
+def test_the_vm_view_of_an_instance_ignores_what_the_vm_does_not_read() -> None:
+    pending, scheduled = vmi("Pending"), vmi("Scheduled")
+    scheduled["status"]["nodeName"] = "n1"
+    assert rules.vm_view(pending) == rules.vm_view(scheduled)  # both "starting": no VM reconcile
+    assert rules.vm_view(vmi("Running")) != rules.vm_view(scheduled)
+    paused = vmi("Running")
+    paused["status"]["conditions"] = [{"type": "Paused", "status": "True"}]
+    assert rules.vm_view(paused) != rules.vm_view(vmi("Running"))
+    assert rules.vm_view(None) == ()

@@ -12,14 +12,13 @@ import kubernetes
 import pytest
 import yaml
 
+from runtime.deploy import crd_paths
 from tests.fakekube import TOKEN, FakeApiServer
 from tests.k8s_schema import SWAGGER, validate_kubevirt
 
 PROJECT = Path(__file__).resolve().parents[2]
-CRDS = {
-    "VirtualMachine": PROJECT / "crds" / "virtualmachines.kubevirt.io.yaml",
-    "VirtualMachineInstance": PROJECT / "crds" / "virtualmachineinstances.kubevirt.io.yaml",
-}
+VM_CRD, VMI_CRD = crd_paths()  # package data: runtime/deploy/crds/
+CRDS = {"VirtualMachine": VM_CRD, "VirtualMachineInstance": VMI_CRD}
 
 
 def load(kind: str) -> dict[str, Any]:

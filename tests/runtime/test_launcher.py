@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.wait import wait_until
 from runtime.launcher import api
-from tests.runtime.guest_layout import TIMEOUT, VMWARE_MAC, leftovers, wait_for_text, write_layout
+from tests.runtime.guest_layout import TIMEOUT, VMWARE_MAC, leftovers, wait_for_text, wait_gone, write_layout
 
 pytest.importorskip("libvirt")
 pytestmark = pytest.mark.slow
@@ -75,10 +76,7 @@ def launch(tmp_path: Path) -> Iterator:
         if running.process.poll() is None:
             running.process.kill()
             running.process.wait()
-        deadline = time.monotonic() + 15
-        while leftovers(running.name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert leftovers(running.name) == [], "domain or QEMU left behind"
+        assert wait_gone(running.name) == [], "domain or QEMU left behind"
 
 
 def status(state: Path) -> dict:
@@ -86,16 +84,19 @@ def status(state: Path) -> dict:
 
 
 def wait_api(running: Running) -> dict:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
+    def serving() -> dict | None:
         if running.process.poll() is not None:
             raise AssertionError(f"launcher exited {running.process.returncode}: {running.process.stderr.read()}")
         if (running.state / "launcher.sock").exists():
             current = status(running.state)
             if current["phase"] != "Scheduled":  # Scheduled: the launcher serves before the domain exists
                 return current
-        time.sleep(0.1)
-    raise AssertionError("the launcher never served its API")
+        return None
+
+    current = wait_until(serving, timeout=TIMEOUT, interval=0.1)
+    if current is None:
+        raise AssertionError("the launcher never served its API")
+    return current
 
 
 def test_guest_boots_reports_and_shuts_down_cleanly_on_sigterm(tmp_path: Path, launch) -> None:
@@ -216,10 +217,7 @@ def test_no_orphan_when_the_launcher_is_killed(tmp_path: Path, launch) -> None:
     assert leftovers(name)  # running
     running.process.kill()  # SIGKILL: no cleanup code runs; libvirt's auto-destroy does it
     running.process.wait()
-    deadline = time.monotonic() + 15
-    while leftovers(name) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert leftovers(name) == []
+    assert wait_gone(name) == []
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.guest_layout import TIMEOUT, VMWARE_MAC, converted_from_vmware, leftovers, write_layout
+from tests.runtime.guest_layout import TIMEOUT, VMWARE_MAC, converted_from_vmware, leftovers, wait_gone, write_layout
 
 pytest.importorskip("libvirt")
 pytestmark = pytest.mark.slow
@@ -30,10 +30,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     for name in names:
         subprocess.run([MIGRATOR, "runtime", "stop", name], env=environment, capture_output=True, check=False)
     for name in names:
-        deadline = time.monotonic() + 15
-        while leftovers(name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert leftovers(name) == []
+        assert wait_gone(name) == []
 
 
 def unique(prefix: str) -> str:
@@ -153,3 +150,45 @@ def test_bad_directories_fail_with_one_line(tmp_path: Path, env: dict[str, str],
         "no-disk": "no disk image",
     }[layout]
     assert expected in lines[0]
+
+
+def test_two_detached_runs_of_one_vm_at_once_start_one_guest(tmp_path: Path, env: dict[str, str]) -> None:
+    """Issue 12: the second `run --detach` of a name gets one line and a non-zero exit; the first guest stays
+    managed (list says Running, stop stops it, nothing is left)."""
+    name = unique("local-twice")
+    from testbed.guestimage import build_guest
+
+    out = write_layout(tmp_path / "out", name, build_guest(tmp_path / "guest", behaviour="wait").raw)
+    runs = [
+        subprocess.Popen(
+            [MIGRATOR, "runtime", "run", "--detach", str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [(run.wait(TIMEOUT), run.communicate()[1]) for run in runs]
+    codes = sorted(code for code, _ in results)
+    assert codes[0] == 0 and codes[1] != 0, results
+    refused = next(stderr for code, stderr in results if code != 0).strip().splitlines()
+    assert len(refused) == 1 and "already running" in refused[0], refused
+    listed = json.loads(subprocess.run([MIGRATOR, "runtime", "list", "--json"], env=env, capture_output=True).stdout)
+    assert [(entry["name"], entry["phase"]) for entry in listed] == [(name, "Running")]
+    again = subprocess.run([MIGRATOR, "runtime", "run", "--detach", str(out)], env=env, capture_output=True, text=True)
+    assert again.returncode != 0 and "already running" in again.stderr
+    stopped = subprocess.run(
+        [MIGRATOR, "runtime", "stop", name], env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert leftovers(name) == []
+
+
+def test_a_binary_file_is_refused_with_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    """Issue 12: not "internal error: UnicodeDecodeError"."""
+    binary = tmp_path / "vm.yaml"
+    binary.write_bytes(bytes(range(256)) * 8)
+    done = subprocess.run([MIGRATOR, "runtime", "run", str(binary)], env=env, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: {binary}: not a VirtualMachine YAML (not UTF-8 text)"]

@@ -38,6 +38,8 @@ def _clean_env(**extra: str) -> dict[str, str]:
     """The test's environment without proxies or govc settings from the machine, plus ``extra``."""
     drop = {"HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"}
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith(("GOVC_", "MIGRATOR_"))}
+    if "MIGRATOR_SKIP_CONVERSION" in os.environ:  # the suite's disks hold no OS: no guest conversion
+        env["MIGRATOR_SKIP_CONVERSION"] = os.environ["MIGRATOR_SKIP_CONVERSION"]
     env.update(extra)
     return env
 
@@ -259,3 +261,15 @@ def test_pinned_open_source_refuses_a_changed_certificate(vcsim: simulator.Simul
         assert SourceOptions(insecure=True).pinned_to("cd" * 32).thumbprint is None
     finally:
         del os.environ[ENV]
+
+
+def test_govc_url_forms() -> None:
+    from migrator.sources.govc import govc_target
+
+    assert govc_target({}) is None
+    full = govc_target({"GOVC_URL": "https://admin%40corp:p%3Ass@vc.example.com/sdk"})
+    assert full is not None and full.source() == "vsphere://admin@corp@vc.example.com" and full.password == "p:ss"
+    bare = govc_target({"GOVC_URL": "vc.example.com:8443", "GOVC_USERNAME": "root", "GOVC_PASSWORD": "pw"})
+    assert bare is not None and bare.source() == "vsphere://root@vc.example.com:8443" and bare.password == "pw"
+    with pytest.raises(InputError, match="names no user"):
+        govc_target({"GOVC_URL": "vc.example.com"}).source()  # type: ignore[union-attr]

@@ -64,7 +64,7 @@ def planned(vm: VM | None = None, *, nic_targets: list[tuple[NetworkTarget, str 
     disks = [
         PlannedDisk(
             label=d.label,
-            volume_name=f"{vm.name}-disk-{i}",
+            claim_name=f"{vm.name}-disk-{i}",
             storage_class="fast",
             capacity_bytes=d.capacity_bytes,
             transfer_bytes=d.transfer_bytes,

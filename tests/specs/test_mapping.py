@@ -67,7 +67,7 @@ def test_volumes_are_claims_one_per_disk():
     assert [v["kind"] for v in m.volumes] == ["PersistentVolumeClaim"] * 2
     assert m.volumes[0]["spec"]["storageClassName"] == "fast"
     assert m.volumes[0]["metadata"]["annotations"]["migrator.io/source-disk"] == "Hard disk 1"
-    assert m.disk_volume_names == {"Hard disk 1": "web-01-disk-0", "Hard disk 2": "web-01-disk-1"}
+    assert m.disk_claim_names == {"Hard disk 1": "web-01-disk-0", "Hard disk 2": "web-01-disk-1"}
 
 
 def test_pvc_sizes_leave_room_for_the_file_system():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from converters.disks import discard_transfer
 from core.plan import PlannedVM
+from migrator.convert import ConvertRequest
 from migrator.convert import disks as disk_jobs
 from migrator.sources import SourceOptions
 
@@ -23,6 +24,38 @@ class DiskOrigin:
     source: str | None = None
     source_options: SourceOptions = field(default_factory=SourceOptions)
     force: tuple[str, ...] = ()
+    progress: str = "none"  # the transfer's progress, as `convert --progress`: auto, json or none
+
+    def convert_request(
+        self,
+        planned: PlannedVM,
+        *,
+        output_dir: Path | None = None,
+        apply: bool = False,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace: str | None = None,
+        skip_conversion: bool | None = None,
+        defer_conversion: bool = False,
+    ) -> ConvertRequest:
+        """The ``convert`` of ``planned``'s disks from here to the target given; always ``--verify``:
+        at cutover the data matters most, every image is re-read from storage."""
+        return ConvertRequest(
+            vm=planned.source_name,
+            plan_path=self.plan_path,
+            source=self.source,
+            source_options=self.source_options,
+            output_dir=output_dir,
+            apply=apply,
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+            force=self.force,
+            progress=self.progress,
+            skip_conversion=skip_conversion,
+            defer_conversion=defer_conversion,
+            verify=True,
+        )
 
 
 def forget_earlier_copies(planned: PlannedVM, work_dir: Path, disk_format: str = "raw") -> list[str]:

@@ -8,26 +8,40 @@ The serial console needs a websocket client (``virtctl console``): the marker ch
 
 from __future__ import annotations
 
+import logging
 import socket
-import time
 from typing import Any
 
 from core.errors import TargetError
 from core.plan import Plan, PlannedVM
-from migrator.convert import ConvertRequest, convert
+from core.wait import wait_until
 from migrator.convert import cluster as apply
+from migrator.convert import convert, guest
 from migrator.convert import disks as disk_jobs
-from migrator.convert.run import _work_dir
-from migrator.cutover.ports import Verification
+from migrator.convert.run import apply_work_dir
+from migrator.cutover.ports import TargetStop, Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
 
 KUBEVIRT = "kubevirt.io/v1"
 POLL = 2.0
+DESTROY_WAIT = 30.0  # seconds for a force-deleted instance to go
+
+log = logging.getLogger(__name__)
 
 
 class ClusterTarget:
-    def __init__(self, kubeconfig: str | None, namespace: str | None, origin: DiskOrigin) -> None:
+    def __init__(
+        self,
+        kubeconfig: str | None,
+        namespace: str | None,
+        origin: DiskOrigin,
+        *,
+        context: str | None = None,
+        skip_conversion: bool | None = None,
+    ) -> None:
+        self.skip_conversion = skip_conversion
         self.kubeconfig = kubeconfig
+        self.context = context
         self.namespace = namespace
         self.origin = origin
         self.description = f"cluster:{namespace or 'default'}"
@@ -36,7 +50,7 @@ class ClusterTarget:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = apply.dynamic_client(self.kubeconfig)
+            self._client = apply.dynamic_client(self.kubeconfig, self.context)
         return self._client
 
     def _ns(self, plan: Plan | None = None) -> str:
@@ -45,17 +59,18 @@ class ClusterTarget:
     def _get(self, kind: str, name: str, namespace: str, api_version: str = KUBEVIRT) -> dict[str, Any] | None:
         from kubernetes.dynamic.exceptions import NotFoundError
 
-        resource = apply._resource(self.client, {"apiVersion": api_version, "kind": kind})
+        resource = apply.api_resource(self.client, {"apiVersion": api_version, "kind": kind})
         try:
             obj: dict[str, Any] = resource.get(name=name, namespace=namespace).to_dict()
         except NotFoundError:
             return None
         except Exception as error:
-            raise TargetError(f"reading {kind} {namespace}/{name}: {apply._reason(error)}") from None
+            raise TargetError(f"reading {kind} {namespace}/{name}: {apply.api_error_reason(error)}") from None
         return obj
 
     def _patch_run_strategy(self, planned: PlannedVM, strategy: str) -> None:
-        resource = apply._resource(self.client, {"apiVersion": KUBEVIRT, "kind": "VirtualMachine"})
+        resource = apply.api_resource(self.client, {"apiVersion": KUBEVIRT, "kind": "VirtualMachine"})
+        log.info("kubernetes: PATCH VirtualMachine %s/%s runStrategy=%s", self._ns(), planned.target_name, strategy)
         try:
             resource.patch(
                 name=planned.target_name,
@@ -65,7 +80,7 @@ class ClusterTarget:
             )
         except Exception as error:
             raise TargetError(
-                f"setting runStrategy {strategy} on {planned.target_name}: {apply._reason(error)}"
+                f"setting runStrategy {strategy} on {planned.target_name}: {apply.api_error_reason(error)}"
             ) from None
 
     # -- CutoverTarget ----------------------------------------------------------------------
@@ -92,12 +107,12 @@ class ClusterTarget:
                 )
 
     def forget_earlier_copies(self, plan: Plan, planned: PlannedVM) -> list[str]:
-        discarded = forget_earlier_copies(planned, _work_dir(plan, planned))
+        discarded = forget_earlier_copies(planned, apply_work_dir(plan, planned))
         namespace = self._ns(plan)
         for disk in planned.disks:
             for kind, api_version in (("PersistentVolumeClaim", "v1"), ("DataVolume", "cdi.kubevirt.io/v1beta1")):
                 try:
-                    live = self._get(kind, disk.volume_name, namespace, api_version=api_version)
+                    live = self._get(kind, disk.claim_name, namespace, api_version=api_version)
                 except TargetError:
                     continue  # CDI not installed: no DataVolumes
                 if live and apply.FILLED_ANNOTATION in ((live.get("metadata") or {}).get("annotations") or {}):
@@ -105,80 +120,107 @@ class ClusterTarget:
                     body = {
                         "apiVersion": api_version,
                         "kind": kind,
-                        "metadata": {"name": disk.volume_name, "namespace": namespace},
+                        "metadata": {"name": disk.claim_name, "namespace": namespace},
                     }
                     self.client.server_side_apply(
-                        apply._resource(self.client, body),
+                        apply.api_resource(self.client, body),
                         body=body,
-                        name=disk.volume_name,
+                        name=disk.claim_name,
                         namespace=namespace,
                         field_manager=f"{apply.FIELD_MANAGER}-filler",
                         force_conflicts=True,
                     )
-                    discarded.append(f"{kind} {disk.volume_name}")
+                    discarded.append(f"{kind} {disk.claim_name}")
         return discarded
 
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
-        request = ConvertRequest(
-            vm=planned.source_name,
-            plan_path=self.origin.plan_path,
-            source=self.origin.source,
-            source_options=self.origin.source_options,
-            apply=True,
-            kubeconfig=self.kubeconfig,
-            namespace=self._ns(plan),
-            force=self.origin.force,
-            progress="none",
-            verify=True,  # the data matters most here: re-read every image from storage
+        result = convert(
+            self.origin.convert_request(
+                planned,
+                apply=True,
+                kubeconfig=self.kubeconfig,
+                context=self.context,
+                namespace=self._ns(plan),
+                # the staged images are converted before they fill the volumes (convert's guest stage)
+                skip_conversion=self.skip_conversion,
+            )
         )
-        result = convert(request)
-        images = [t.target for t in disk_jobs.planned_transfers(planned, _work_dir(plan, planned), "raw")]
+        images = [t.target for t in disk_jobs.planned_transfers(planned, apply_work_dir(plan, planned), "raw")]
         return allocated_bytes(images) if result.converted else 0
+
+    def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool) -> str:
+        """Converted during transfer, on the staged images before they filled the volumes: report what was found."""
+        if skip:
+            return "skipped (--skip-conversion)"
+        inspection = guest.read_inspection(apply_work_dir(plan, planned), planned.target_name)
+        if inspection is None:
+            raise TargetError(f"no guest inspection recorded for {planned.target_name}: re-run the transfer")
+        return guest.summary_line(inspection)
 
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
         self._patch_run_strategy(planned, "Always" if run else "Halted")  # the controller starts it once
 
     def wait_running(self, planned: PlannedVM, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        phase: str | None = None
+
+        def running() -> bool:
+            nonlocal phase
             vmi = self._get("VirtualMachineInstance", planned.target_name, self._ns()) or {}
             phase = (vmi.get("status") or {}).get("phase")
-            if phase == "Running":
-                return
             if phase in ("Failed", "Succeeded"):
                 raise TargetError(f"VirtualMachineInstance {planned.target_name} is {phase}")
-            if time.monotonic() >= deadline:
-                raise TargetError(f"{planned.target_name} was not Running within {timeout:.0f}s (phase {phase})")
-            time.sleep(POLL)
+            return phase == "Running"
+
+        if not wait_until(running, timeout=timeout, interval=POLL):
+            raise TargetError(f"{planned.target_name} was not Running within {timeout:.0f}s (phase {phase})")
 
     def verify(self, planned: PlannedVM, verification: Verification) -> None:
         if verification.tcp_port is None:
             return
-        deadline = time.monotonic() + verification.timeout
-        while True:
+        port = verification.tcp_port
+        address: str | None = None
+
+        def accepts() -> bool:
+            nonlocal address
             vmi = self._get("VirtualMachineInstance", planned.target_name, self._ns()) or {}
             interfaces = (vmi.get("status") or {}).get("interfaces") or []
             address = next((i.get("ipAddress") for i in interfaces if i.get("ipAddress")), None)
-            if address:
-                try:
-                    with socket.create_connection((address, verification.tcp_port), timeout=5):
-                        return
-                except OSError:
-                    pass
-            if time.monotonic() >= deadline:
-                raise TargetError(
-                    f"{planned.target_name} did not accept connections on port {verification.tcp_port} "
-                    f"({address or 'no IP address yet'}) within {verification.timeout:.0f}s"
-                )
-            time.sleep(POLL)
+            if not address:
+                return False
+            try:
+                with socket.create_connection((address, port), timeout=5):
+                    return True
+            except OSError:
+                return False
 
-    def stop(self, planned: PlannedVM) -> str:
-        if self._get("VirtualMachine", planned.target_name, self._ns()) is None:
-            return f"target {planned.target_name} does not exist"
+        if not wait_until(accepts, timeout=verification.timeout, interval=POLL):
+            raise TargetError(
+                f"{planned.target_name} did not accept connections on port {port} "
+                f"({address or 'no IP address yet'}) within {verification.timeout:.0f}s"
+            )
+
+    def stop(self, planned: PlannedVM, grace: float) -> TargetStop:
+        """runStrategy Halted (a clean shutdown); after ``grace`` seconds the instance is deleted with no grace
+        of its own. Confirmed once the VirtualMachineInstance is gone."""
+        name, namespace = planned.target_name, self._ns()
+        if self._get("VirtualMachine", name, namespace) is None:
+            return TargetStop(True, f"target {name} does not exist")
+
+        def gone() -> bool:
+            return self._get("VirtualMachineInstance", name, namespace) is None
+
         self._patch_run_strategy(planned, "Halted")
-        deadline = time.monotonic() + 300
-        while self._get("VirtualMachineInstance", planned.target_name, self._ns()) is not None:
-            if time.monotonic() >= deadline:
-                return f"target {planned.target_name} set Halted, its instance is still shutting down"
-            time.sleep(POLL)
-        return f"target {planned.target_name} stopped (runStrategy Halted)"
+        if wait_until(gone, timeout=grace, interval=POLL):
+            return TargetStop(True, f"target {name} stopped (runStrategy Halted)")
+        log.info("cluster target %s/%s: instance still there after %.0fs: deleting it now", namespace, name, grace)
+        resource = apply.api_resource(self.client, {"apiVersion": KUBEVIRT, "kind": "VirtualMachineInstance"})
+        try:
+            resource.delete(name=name, namespace=namespace, body={"gracePeriodSeconds": 0})
+        except Exception as error:
+            if not gone():
+                return TargetStop(
+                    False, f"target {name}: deleting its instance failed: {apply.api_error_reason(error)}"
+                )
+        if wait_until(gone, timeout=DESTROY_WAIT, interval=POLL):
+            return TargetStop(True, f"target {name} stopped: its instance deleted after the {grace:.0f}s grace period")
+        return TargetStop(False, f"target {name}: its instance still exists {DESTROY_WAIT:.0f}s after its deletion")

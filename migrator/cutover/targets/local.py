@@ -7,30 +7,41 @@ instance's phase comes from the launcher's status, the console marker from ``con
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import time
+import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from converters.specs import dump
+from converters.specs import dump, vm_manifests
 from core import private
 from core.errors import MigratorError, TargetError
 from core.plan import Plan, PlannedVM
-from migrator.convert import ConvertRequest, convert
+from core.wait import wait_until
+from migrator.convert import convert, guest, output
 from migrator.convert import disks as disk_jobs
-from migrator.cutover.ports import Verification
+from migrator.convert.run import spec_options
+from migrator.cutover.ports import TargetStop, Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
 from runtime import local
+from runtime.launcher import api
+
+log = logging.getLogger(__name__)
 
 POLL = 0.5  # seconds between looks at the launcher's status and the console log
-STOP_TIMEOUT = 180.0
+DESTROY_WAIT = 15.0  # seconds for the launcher to exit once it destroyed the guest (or was killed)
+LIBVIRT_URI = "qemu:///system"  # where the launcher's domains live (runtime.launcher.libvirtd)
 
 
 class LocalTarget:
-    def __init__(self, output_dir: Path, origin: DiskOrigin, *, accel: str = "auto") -> None:
+    def __init__(
+        self, output_dir: Path, origin: DiskOrigin, *, accel: str = "auto", announce: Callable[[str], None] = log.info
+    ) -> None:
+        self.announce = announce
         self.output_dir = output_dir.expanduser().resolve()
         self.origin = origin
         self.accel = accel
@@ -81,20 +92,25 @@ class LocalTarget:
         return forget_earlier_copies(planned, self.output_dir)
 
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
-        request = ConvertRequest(
-            vm=planned.source_name,
-            plan_path=self.origin.plan_path,
-            source=self.origin.source,
-            source_options=self.origin.source_options,
-            output_dir=self.output_dir,
-            namespace=plan.target_namespace if self.origin.plan_path is None else None,
-            force=self.origin.force,
-            progress="none",
-            verify=True,  # the data matters most here: re-read every image from storage
+        namespace = plan.target_namespace if self.origin.plan_path is None else None
+        # the pipeline's convert-guest step converts the guest
+        request = self.origin.convert_request(
+            planned, output_dir=self.output_dir, namespace=namespace, defer_conversion=True
         )
         result = convert(request)
         images = [t.target for t in disk_jobs.planned_transfers(planned, self.output_dir, "raw")]
         return allocated_bytes(images) if result.converted else 0
+
+    def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool) -> str:
+        transfers = disk_jobs.planned_transfers(planned, self.output_dir, "raw")
+        accelerator = self.accel if self.accel != "auto" else None
+        options = guest.GuestOptions(skip=skip, progress="auto", accelerator=accelerator)
+        inspection = guest.convert_vm_guest(planned, transfers, self.output_dir, options, self.announce)
+        if inspection is None:
+            return "skipped (--skip-conversion)"
+        manifests = vm_manifests(planned, plan, spec_options(None, False, inspection))
+        output.write_manifests(self.output_dir, manifests)
+        return guest.summary_line(inspection)
 
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
         vm_file = self.vm_file(planned)
@@ -107,21 +123,23 @@ class LocalTarget:
                 return  # started by an earlier run that died before recording it: never twice
             raise TargetError(f"a VM named {planned.target_name} is already running from {running}")
         vm = local.find_vm(vm_file)
+        log.info("local target %s: starting the launcher (accelerator %s) from %s", vm.name, self.accel, vm_file)
         process = local.start(vm, self.accel)
         local.wait_started(vm, process, timeout=300.0)
 
     def wait_running(self, planned: PlannedVM, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        phase: str | None = None
+
+        def running() -> bool:
+            nonlocal phase
             status = self._status(planned)
             phase = status.get("phase")
-            if phase == "Running":
-                return
-            if phase not in ("Scheduled", None):
+            if phase not in ("Running", "Scheduled", None):
                 raise TargetError(f"{planned.target_name} is {phase}: {status.get('reason') or 'no reason given'}")
-            if time.monotonic() >= deadline:
-                raise TargetError(f"{planned.target_name} was not Running within {timeout:.0f}s (phase {phase})")
-            time.sleep(POLL)
+            return phase == "Running"
+
+        if not wait_until(running, timeout=timeout, interval=POLL):
+            raise TargetError(f"{planned.target_name} was not Running within {timeout:.0f}s (phase {phase})")
 
     def verify(self, planned: PlannedVM, verification: Verification) -> None:
         if verification.tcp_port is not None:
@@ -129,12 +147,54 @@ class LocalTarget:
         if verification.marker:
             self._wait_for_marker(planned, verification.marker, verification.timeout)
 
-    def stop(self, planned: PlannedVM) -> str:
-        state = local.runtime_dir() / planned.target_name
-        if local.launcher_pid(state) is None:
-            return f"target {planned.target_name} was not running"
-        code = local.stop(planned.target_name, STOP_TIMEOUT)
-        return f"target {planned.target_name} stopped ({local.EXIT_MEANINGS.get(code, f'exit status {code}')})"
+    def stop(self, planned: PlannedVM, grace: float) -> TargetStop:
+        """ACPI shutdown; after ``grace`` seconds the launcher destroys the guest; if the launcher does not
+        answer or exit, it is killed (libvirt destroys the domain of a launcher that died). Confirmed only
+        when the launcher is gone and libvirt runs no domain of that name."""
+        name = planned.target_name
+        state = local.runtime_dir() / name
+        pid = local.launcher_pid(state)
+        if pid is None:
+            return self._confirm(name, f"target {name} was not running")
+        socket_path = state / api.API_SOCKET_NAME
+
+        def gone() -> bool:
+            return local.launcher_pid(state) != pid
+
+        log.info("local target %s: ACPI shutdown (launcher pid %d), grace %.0fs", name, pid, grace)
+        self._ask(socket_path, "shutdown")
+        if wait_until(gone, timeout=grace, interval=POLL):
+            return self._confirm(name, f"target {name} shut down ({self._outcome(state)})")
+        log.info("local target %s: still running after %.0fs: destroying it", name, grace)
+        self._ask(socket_path, "destroy")
+        if wait_until(gone, timeout=DESTROY_WAIT, interval=POLL):
+            return self._confirm(name, f"target {name} destroyed after the {grace:.0f}s grace period")
+        log.warning("local target %s: the launcher (pid %d) did not exit: killing it", name, pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if wait_until(gone, timeout=DESTROY_WAIT, interval=POLL):
+            return self._confirm(name, f"target {name} killed after the {grace:.0f}s grace period")
+        return TargetStop(False, f"target {name} still runs: launcher pid {pid} outlived shutdown, destroy and kill")
+
+    @staticmethod
+    def _ask(socket_path: Path, action: str) -> None:
+        try:
+            api.request(socket_path, "POST", f"/{action}")
+        except TargetError as error:  # the guest already stopping, or the launcher not answering: the wait says
+            log.info("launcher %s: %s", action, error.message)
+
+    @staticmethod
+    def _outcome(state: Path) -> str:
+        code = int(local.result(state).get("exit_status", 0))
+        return local.EXIT_MEANINGS.get(code, f"exit status {code}")
+
+    def _confirm(self, name: str, detail: str) -> TargetStop:
+        """``detail`` once libvirt runs no domain ``name`` (it destroys a dead launcher's domain a moment later)."""
+        if wait_until(lambda: not domain_active(name), timeout=DESTROY_WAIT, interval=POLL):
+            return TargetStop(True, detail)
+        return TargetStop(False, f"{detail}, but libvirt still runs a domain named {name}")
 
     def check_verification(self, verification: Verification) -> None:
         """Refuse, before anything is touched, a check this target cannot make."""
@@ -157,12 +217,12 @@ class LocalTarget:
 
     def _wait_for_marker(self, planned: PlannedVM, marker: str, timeout: float) -> None:
         log = self.console_log(planned)
-        deadline = time.monotonic() + timeout
         needle = marker.encode()
-        while True:
+
+        def printed() -> bool:
             try:
                 if needle in log.read_bytes():
-                    return
+                    return True
             except OSError:
                 pass
             status = self._status(planned)
@@ -171,11 +231,10 @@ class LocalTarget:
                     f"{planned.target_name} stopped before printing {marker!r}: "
                     f"{status.get('phase')} ({status.get('reason') or 'no reason given'})"
                 )
-            if time.monotonic() >= deadline:
-                raise TargetError(
-                    f"{planned.target_name} did not print {marker!r} on its console within {timeout:.0f}s"
-                )
-            time.sleep(POLL)
+            return False
+
+        if not wait_until(printed, timeout=timeout, interval=POLL):
+            raise TargetError(f"{planned.target_name} did not print {marker!r} on its console within {timeout:.0f}s")
 
     @staticmethod
     def _set_run_strategy(vm_file: Path, strategy: str) -> None:
@@ -194,3 +253,21 @@ class LocalTarget:
         partial = vm_file.with_name(f".{vm_file.name}.tmp")
         partial.write_text(dump(vm))
         os.replace(partial, vm_file)
+
+
+def domain_active(name: str) -> bool:
+    """Whether libvirt runs a domain ``name``; False when libvirt is not reachable (no daemon: no domain)."""
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    try:
+        conn = libvirt.openReadOnly(LIBVIRT_URI)
+    except libvirt.libvirtError:
+        return False
+    try:
+        try:
+            return bool(conn.lookupByName(name).isActive())
+        except libvirt.libvirtError:
+            return False
+    finally:
+        conn.close()

@@ -15,6 +15,7 @@ from migrator.planning.rules.base import Rule, RuleContext
 RULE_MODULES: tuple[str, ...] = (
     "unmapped_network",
     "multiple_pod_nics",
+    "multus_needs_kubevirt",
     "unmapped_datastore",
     "disk_not_on_datastore",
     "invalid_disk_capacity",
@@ -49,6 +50,7 @@ RULE_MODULES: tuple[str, ...] = (
     "usb_controller",
     "secure_boot",
     "unsupported_guest_os",
+    "windows_virtio_drivers",
 )
 
 

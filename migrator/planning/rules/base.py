@@ -20,6 +20,7 @@ class RuleContext:
     collides_with: list[str] = field(default_factory=list)  # source names sanitising to the same label
     # lower-case MAC → every migrated (not ignored) NIC in the plan with it; one dict shared by all VMs
     mac_owners: dict[str, list[tuple[PlannedVM, PlannedNic]]] = field(default_factory=dict)
+    virtio_win: str | None = None  # VIRTIO_WIN: where virt-v2v finds virtio-win drivers for Windows guests
 
 
 @dataclass(frozen=True)

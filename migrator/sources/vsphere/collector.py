@@ -83,10 +83,6 @@ def ref_id(value: Any) -> str | None:
     return None if value is None else str(value._moId)
 
 
-def ref_type(value: Any) -> str | None:
-    return None if value is None else str(value._wsdlName)
-
-
 def retrieve(
     collector: vmodl.query.PropertyCollector,
     object_specs: Sequence[vmodl.query.PropertyCollector.ObjectSpec],

@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 from pyVim.connect import SmartConnect
 from pyVmomi import vim, vmodl
 
-from core.errors import InputError, SourceError
+from core.errors import InputError, SourceError, SourceUnreachableError
 
 DEFAULT_PORT = 443
 CONNECT_TIMEOUT = 30  # seconds, per HTTP connection
@@ -209,9 +209,9 @@ def connect(location: Location, password: str, context: ssl.SSLContext) -> vim.S
     except ssl.SSLError as error:
         raise SourceError(f"TLS handshake with {where} failed: {_reason(error)}") from None
     except (socket.gaierror, ConnectionError, TimeoutError) as error:
-        raise SourceError(f"cannot reach {where}: {_reason(error)}") from None
+        raise SourceUnreachableError(f"cannot reach {where}: {_reason(error)}") from None
     except OSError as error:
-        raise SourceError(f"cannot reach {where}: {_reason(error)}") from None
+        raise SourceUnreachableError(f"cannot reach {where}: {_reason(error)}") from None
     except vmodl.MethodFault as fault:
         raise SourceError(f"login to {where} failed: {fault_message(fault)}") from None
     except (HTTPException, vim.fault.HostConnectFault) as error:

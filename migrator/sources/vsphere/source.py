@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from http.client import HTTPException
 from typing import Any
@@ -34,6 +35,8 @@ from migrator.sources.vsphere.connection import (
 )
 from migrator.sources.vsphere.fastsoap import FastCollector
 from migrator.sources.vsphere.translate import Estate, host_affinity, translate_estate, translate_vm
+
+log = logging.getLogger(__name__)
 
 
 class VSphereSource:
@@ -80,7 +83,9 @@ class VSphereSource:
     def inventory(self) -> Inventory:
         """Every VM (templates flagged) from one paged retrieval."""
         objects = self._retrieve(ESTATE_PROPERTIES.keys(), ESTATE_PROPERTIES)
+        log.debug("vSphere: %d managed objects retrieved from %s", len(objects), self.url)
         vms = translate_estate(Estate.from_objects(objects), datacenter=self.location.datacenter)
+        log.info("vSphere: %d VM(s) in the inventory of %s", len(vms), self.url)
         return Inventory(source_url=self.url, vms=vms, about=self.about)
 
     def vm_inventory(self, name: str) -> VM:
@@ -92,6 +97,10 @@ class VSphereSource:
         if raw is None:
             raise NotFoundError(f"VM {name!r} not found on {self.url}")
         return translate_vm(raw, estate, host_affinity(estate))
+
+    def inventory_of(self, vm_name: str) -> Inventory:
+        """One VM's inventory (``SingleVMReader``): the VM re-read alone, with the source's facts."""
+        return Inventory(source_url=self.url, vms=[self.vm_inventory(vm_name)], about=self.about)
 
     def find_vm(self, name: str) -> vim.VirtualMachine:
         """The VM called ``name`` (in the location's datacenter, when one is given)."""
@@ -123,6 +132,14 @@ class VSphereSource:
     def mark_migrated(self, name: str, note: str) -> bool:
         """Annotate the VM with ``note`` and set its ``migrator.target`` custom field (returns whether set)."""
         return operations.mark_migrated(self._content, self.find_vm(name), name, note)
+
+    def unmark_migrated(self, name: str, note: str, annotation: str) -> bool:
+        """Undo ``mark_migrated(name, note)``: the annotation as it was (``annotation``), the field cleared."""
+        return operations.unmark_migrated(self._content, self.find_vm(name), name, note, annotation)
+
+    def annotation(self, name: str) -> str:
+        """The VM's note (vSphere's annotation) as it is now."""
+        return str(self.find_vm(name).config.annotation or "")
 
     # -- datastore HTTP access for the disk engine ------------------------------------------
 

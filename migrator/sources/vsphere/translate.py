@@ -13,13 +13,12 @@ from typing import Any
 
 from pyVmomi import vim
 
+from core import inventory
 from core.inventory import (
     VM,
-    CdRom,
     ClusterFacts,
     Controller,
     ControllerKind,
-    Cpu,
     Disk,
     DiskMode,
     Firmware,
@@ -115,9 +114,6 @@ class Estate:
             chain = chain[:-1] if len(chain) > 1 else chain
         return "/" + "/".join(self.names.get(m, m) for m in reversed(chain))
 
-    def datacenters(self) -> list[str]:
-        return sorted(self.names[m] for m, t in self.types.items() if t == "Datacenter" and m in self.names)
-
 
 def translate_estate(estate: Estate, *, datacenter: str | None = None) -> list[VM]:
     """All VMs of the estate (only those in ``datacenter`` when given), sorted by name."""
@@ -150,7 +146,7 @@ def translate_vm(raw: RawObject, estate: Estate, host_affinity: set[str] | None 
 
     disks: list[Disk] = []
     nics: list[Nic] = []
-    cdroms: list[CdRom] = []
+    cdroms: list[inventory.CdRom] = []
     passthrough: list[PassthroughDevice] = []
     usb: list[str] = []
     vtpm = False
@@ -180,7 +176,7 @@ def translate_vm(raw: RawObject, estate: Estate, host_affinity: set[str] | None 
     if cores <= 0 or num_cpu % cores:
         cores = 1
     cpu_affinity = get("config.cpuAffinity")
-    cpu = Cpu(
+    cpu = inventory.Cpu(
         sockets=max(num_cpu // cores, 1),
         cores_per_socket=cores,
         hot_add=bool(get("config.cpuHotAddEnabled")),
@@ -352,6 +348,8 @@ def _nic(device: Any, estate: Estate, guest_ips: dict[int | str, list[str]]) -> 
         network = _s(backing.opaqueNetworkId)
     connectable = device.connectable
     mac = _s(device.macAddress) or None
+    slot_info = getattr(device, "slotInfo", None)
+    slot = getattr(slot_info, "pciSlotNumber", None) if slot_info is not None else None
     return Nic(
         label=_label(device),
         model=model,
@@ -361,6 +359,7 @@ def _nic(device: Any, estate: Estate, guest_ips: dict[int | str, list[str]]) -> 
         start_connected=bool(connectable.startConnected) if connectable is not None else True,
         key=device.key,
         ips=list(guest_ips.get(device.key) or guest_ips.get((mac or "").lower()) or ()),
+        pci_slot=int(slot) if isinstance(slot, int) and slot > 0 else None,
     )
 
 
@@ -376,11 +375,11 @@ def _guest_ips(guest_net: Any) -> dict[int | str, list[str]]:
     return found
 
 
-def _cdrom(device: Any, controllers: dict[int, Controller]) -> CdRom:
+def _cdrom(device: Any, controllers: dict[int, Controller]) -> inventory.CdRom:
     backing = device.backing
     iso = _s(backing.fileName) if isinstance(backing, D.VirtualCdrom.IsoBackingInfo) else None
     connectable = device.connectable
-    return CdRom(
+    return inventory.CdRom(
         label=_label(device),
         controller=controllers.get(device.controllerKey) or _unknown_controller(device.controllerKey),
         unit_number=int(device.unitNumber) if device.unitNumber is not None else -1,
