@@ -15,4 +15,11 @@ def check(vm: VM, context: RuleContext) -> list[Concern]:
     ]
 
 
-RULE = Rule("disk-not-convertible", Severity.CRITICAL, check, "convert would refuse a disk's VMDK")
+RULE = Rule(
+    "disk-not-convertible",
+    Severity.CRITICAL,
+    check,
+    "convert would refuse a disk's VMDK",
+    remedy="Repair the VMDK named in the message (a missing or damaged descriptor or extent file), or consolidate "
+    "the VM's snapshots in vSphere so that it has plain disks, then plan again.",
+)
