@@ -27,9 +27,12 @@ GiB = 1 << 30
 MiB = 1 << 20
 RUNS = 3
 PY = sys.executable
+CPU: dict[str, list[float]] = {}  # command → CPU seconds (user + system) of each run: the load-independent figure
 
 
-def _run(cmd: list[str], *, env: dict[str, str] | None = None, shell_out: Path | None = None) -> tuple[float, int]:
+def _run(
+    cmd: list[str], *, env: dict[str, str] | None = None, shell_out: Path | None = None, label: str = ""
+) -> tuple[float, int]:
     """Run a command; return (seconds, peak RSS in KiB) of that child alone."""
     subprocess.run(["sync"], check=True)
     stdout = open(shell_out, "wb") if shell_out else subprocess.DEVNULL
@@ -45,6 +48,7 @@ def _run(cmd: list[str], *, env: dict[str, str] | None = None, shell_out: Path |
     if proc.returncode != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"bench-disks: {' '.join(cmd[:3])} failed: {err.strip()[-300:]}")
+    CPU.setdefault(label or cmd[0], []).append(usage.ru_utime + usage.ru_stime)
     return seconds, usage.ru_maxrss
 
 
@@ -105,7 +109,8 @@ def bench_local(work: Path) -> tuple[float, float, float, int, float, float]:
         for step in steps[i % 3 :] + steps[: i % 3]:
             _clean(ours_out, peer_out, cat_out)
             if step == "ours":
-                s, r = _run([PY, "-m", "converters.disks", "--progress", "none", str(src), str(ours_out)], env=env)
+                cmd = [PY, "-m", "converters.disks", "--progress", "none", str(src), str(ours_out)]
+                s, r = _run(cmd, env=env, label="ours-local")
                 ours.append(s)
                 rss.append(r)
                 if i == 0:
@@ -117,7 +122,7 @@ def bench_local(work: Path) -> tuple[float, float, float, int, float, float]:
     _clean(peer_out, cat_out)
     # disks-verify: one last copy of ours, then alternate a --verify pass with dd of its data regions.
     _clean(ours_out)
-    _run([PY, "-m", "converters.disks", "--progress", "none", str(src), str(ours_out)], env=env)
+    _run([PY, "-m", "converters.disks", "--progress", "none", str(src), str(ours_out)], env=env, label="ours-setup")
     verify, inner, dd = [], [], []
     summary = work / "verify.json"
     blocks = REGION_BYTES // (16 * MiB)
@@ -129,14 +134,14 @@ def bench_local(work: Path) -> tuple[float, float, float, int, float, float]:
         for step in ["ours", "dd"] if i % 2 == 0 else ["dd", "ours"]:
             if step == "ours":
                 cmd = [PY, "-m", "converters.disks", "--progress", "none", "--verify", str(src), str(ours_out)]
-                s, r = _run(cmd, env=env, shell_out=summary)
+                s, r = _run(cmd, env=env, shell_out=summary, label="ours-verify")
                 result = json.loads(summary.read_text())
                 assert result["skipped"] and result["verified"] and result["verified_bytes"] == 4 * REGION_BYTES
                 verify.append(s)
                 inner.append(result["verify_seconds"])
                 rss.append(r)
             else:
-                dd.append(_run(["sh", "-c", dd_script])[0])
+                dd.append(_run(["sh", "-c", dd_script], label="dd")[0])
     _clean(ours_out)
     src.unlink()
     floor.unlink()
@@ -200,7 +205,7 @@ def bench_http(work: Path) -> tuple[float, float]:
                 if step == "ours":
                     cmd = [PY, "-m", "converters.disks", "--progress", "none", "--insecure"]
                     cmd += ["--header-file", str(headers), descriptor_url, str(ours_out)]
-                    ours.append(_run(cmd, env=env)[0])
+                    ours.append(_run(cmd, env=env, label="ours-http")[0])
                     if i == 0:
                         subprocess.run(
                             [
@@ -257,6 +262,7 @@ def main() -> None:
     )
     print(f"disks-verify: ours/dd={verify / dd:.2f}x (target <= 1.2x; 2 GiB re-read from storage)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("CPU seconds (user+system) per run:", "; ".join(f"{k}={_fmt(v)}" for k, v in CPU.items()))
     print(f"BENCH disks-local ours={ours:.2f} peer={peer:.2f}")
     print(f"BENCH disks-http ours={http[0]:.2f} peer={http[1]:.2f}")
     print(f"BENCH disks-verify ours={verify:.2f} peer={dd:.2f}")
