@@ -312,7 +312,7 @@ def _copy(
             target.remove()
             state.remove()
             message += " (target removed)"
-        elif not message.endswith("resume"):
+        elif "run again" not in message:
             message += " (partial target kept: run again to resume)"
         if interrupted:
             raise TransferInterrupted(message) from None
