@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP := $(VENV)/.installed
 
-.PHONY: deps test test-image fuzz demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-convert-guest image clean
+.PHONY: deps test test-image fuzz demo lint bench bench-inventory bench-disks bench-boot bench-controller bench-convert-guest bench-warm image clean
 
 deps: $(STAMP)
 
@@ -27,7 +27,7 @@ fuzz: deps
 demo: deps
 	$(PY) -m testbed.demo
 
-bench: bench-inventory bench-disks bench-boot bench-controller
+bench: bench-inventory bench-disks bench-boot bench-controller bench-warm
 
 bench-inventory: deps
 	$(PY) -m benchmarks.bench_inventory
@@ -40,6 +40,9 @@ bench-boot: deps
 
 bench-controller: deps
 	$(PY) -m benchmarks.bench_controller
+
+bench-warm: deps
+	$(PY) -m benchmarks.bench_warm
 
 bench-convert-guest: deps
 	$(PY) -m benchmarks.bench_convert_guest

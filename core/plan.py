@@ -92,6 +92,7 @@ class PlannedVM:
     nics: list[PlannedNic] = field(default_factory=list)
     concerns: list[Concern] = field(default_factory=list)
     guest_root: str | None = None  # the guest's root device for virt-v2v --root (e.g. /dev/sda2); None: first found
+    type: str = "cold"  # cold | warm: how `migrator cutover` moves it (warm: precopy with changed-block tracking)
 
     @property
     def blocked(self) -> bool:
@@ -167,4 +168,5 @@ def _planned_vm(data: dict[str, Any]) -> PlannedVM:
             for c in data.get("concerns", [])
         ],
         guest_root=data.get("guest_root"),
+        type=str(data.get("type") or "cold"),
     )

@@ -26,11 +26,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from converters.guest import netnames, virtv2v
 from converters.guest.domain import domain_xml
-from converters.guest.model import ConversionRequest, Inspection
+from converters.guest.model import ConversionRequest, Inspection, NicPin
 from core.errors import MigratorError
 
 # Called with each phase virt-v2v announces (its text); nothing is registered in production. The
@@ -155,8 +155,8 @@ def _pins_wanted(request: ConversionRequest) -> list[tuple[str, str]]:
 
 
 def _pin_names(
-    request: ConversionRequest, overlays: list[Path], log: Any, emit: Callable[[str, float], None]
-) -> tuple[list[Any], list[str], float]:
+    request: ConversionRequest, overlays: list[Path], log: IO[str], emit: Callable[[str, float], None]
+) -> tuple[list[NicPin], list[str], float]:
     """Check each NIC's VMware name against the guest's configuration and pin it to its MAC (one guestfish run)."""
     pins = _pins_wanted(request)
     if not pins:
@@ -176,7 +176,8 @@ def _pin_names(
         run = virtv2v.run_tool(argv, virtv2v.libguestfs_env(request.accelerator), log)
     if run.returncode != 0:
         # No OS, an encrypted root, an unreadable disk: virt-v2v runs next and gives its own verdict.
-        return [], [], run.seconds
+        reason = run.output.reason() or f"guestfish exited with status {run.returncode}"
+        return [], [f"NIC names were not pinned: {reason}"], run.seconds
     pins_found, warnings = netnames.parse_pins("\n".join(run.output.marked))
     return pins_found, warnings, run.seconds
 

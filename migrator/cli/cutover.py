@@ -19,6 +19,7 @@ import click
 from core.errors import InputError
 from core.plan import Plan, PlannedVM
 from migrator import logs
+from migrator.cli.cutover_warm import WarmRequest, warm_context, warm_options
 from migrator.cli.options import cluster_options, source_options, vm_option
 from migrator.convert import plans
 from migrator.cutover import migration
@@ -26,6 +27,7 @@ from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
 from migrator.cutover.steps import CutoverContext, CutoverOptions
 from migrator.cutover.targets import DiskOrigin
+from migrator.cutover.warm import request_cutover
 from migrator.sources import SourceOptions, open_source, split_source
 
 
@@ -155,6 +157,7 @@ Examples:
 @click.option(
     "--skip-conversion", is_flag=True, envvar="MIGRATOR_SKIP_CONVERSION", help="Do not convert the guest OS (virt-v2v)."
 )
+@warm_options
 def cutover(
     vm: str,
     plan_path: Path | None,
@@ -178,8 +181,17 @@ def cutover(
     do_rollback: bool,
     force: tuple[str, ...],
     skip_conversion: bool,
+    warm: WarmRequest,
 ) -> None:
     """Cut one VM over: shut the source down, copy its disks, start and verify it on the target."""
+    if warm.now and not warm.warm:
+        # From another shell: tell the running precopy loop to cut over (recorded in the state store).
+        store = StateStore(state_dir)
+        try:
+            _echo(request_cutover(store, vm))
+        finally:
+            store.close()
+        return
     if do_rollback and plan_path is None and source is None:
         source, output_dir, namespace = _recorded_endpoints(vm, state_dir, output_dir, kubeconfig, namespace)
     if plan_path is None and source is None:
@@ -219,17 +231,18 @@ def cutover(
                 post_hook=cutover_options.post_hook or plan.hooks.get("post"),
             )
             ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=echo)
+            warm_ctx = warm_context(ctx, live, warm, output_dir, kubeconfig, namespace or plan.target_namespace)
             with (
                 migration.exclusive_run(store, ctx.key),
                 logs.log_file(migration.log_path(store, ctx.key)),
                 migration.interruptible(),
             ):
                 if do_rollback:
-                    migration.roll_back(ctx)
+                    migration.roll_back(ctx, warm=warm_ctx)
                     done = store.get(ctx.key)
                     echo(f"cutover of {ctx.key} rolled back" + (f"; {migration.downtime_line(done)}" if done else ""))
                 else:
-                    done = migration.cut_over(ctx, rollback_on_failure=rollback_on_failure)
+                    done = migration.cut_over(ctx, rollback_on_failure=rollback_on_failure, warm=warm_ctx)
                     echo(
                         f"cutover of {ctx.key} completed: {planned.target_name} runs on {target.description}, "
                         f"{migration.downtime_line(done)}"

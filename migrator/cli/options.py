@@ -30,9 +30,8 @@ _CONNECTION_OPTIONS = (
     click.option(
         "--insecure",
         is_flag=True,
-        envvar="GOVC_INSECURE",
-        show_envvar=True,
-        help="Do not verify the vCenter's TLS certificate (explicit choice; never stored in the plan).",
+        help="Do not verify the vCenter's TLS certificate (explicit choice; never stored in the plan). "
+        "Default: $GOVC_INSECURE.",
     ),
     click.option(
         "--thumbprint",
@@ -42,9 +41,7 @@ _CONNECTION_OPTIONS = (
     click.option(
         "--ca-file",
         metavar="PEM",
-        envvar="GOVC_TLS_CA_CERTS",
-        show_envvar=True,
-        help="Trust the CA certificates in this PEM bundle (several: separated by ':').",
+        help="Trust the CA certificates in this PEM bundle (several: separated by ':'). Default: $GOVC_TLS_CA_CERTS.",
     ),
     click.option(
         "--password-file",
@@ -67,6 +64,25 @@ def _from_command_line(name: str) -> bool:
     if context is None:
         return True
     return context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+def _given(name: str) -> bool:
+    """Set on the command line or by a ``MIGRATOR_*`` variable (not left to its default)."""
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source(name) if context is not None else None
+    return source not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _govc_defaults(insecure: bool, ca_file: str | None) -> tuple[bool, str | None]:
+    """govc's GOVC_INSECURE and GOVC_TLS_CA_CERTS, for what neither a flag nor a MIGRATOR_* variable set."""
+    if not _given("insecure") and os.environ.get("GOVC_INSECURE", "").strip().lower() in _TRUE:
+        insecure = True
+    if not _given("ca_file") and os.environ.get("GOVC_TLS_CA_CERTS"):
+        ca_file = os.environ["GOVC_TLS_CA_CERTS"]
+    return insecure, ca_file
+
+
+_TRUE = ("1", "true", "t", "yes", "y", "on")
 
 
 def build_source_options(
@@ -125,6 +141,7 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
         datastore_dirs: tuple[str, ...],
         **kwargs: Any,
     ) -> Any:
+        insecure, ca_file = _govc_defaults(insecure, ca_file)
         options = build_source_options(
             insecure=insecure,
             thumbprint=thumbprint,

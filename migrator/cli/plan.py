@@ -133,6 +133,14 @@ Examples:
 @click.option(
     "--default-storage-class", metavar="CLASS", help="Storage class for disks whose datastore the map does not cover."
 )
+@click.option(
+    "--type",
+    "migration_type",
+    type=click.Choice(["cold", "warm"]),
+    default="cold",
+    show_default=True,
+    help="How cutover moves the VMs (warm: precopy with changed-block tracking).",
+)
 def plan(
     source_spec: str | None,
     source_options: SourceOptions,
@@ -151,6 +159,7 @@ def plan(
     no_headers: bool,
     default_network: str | None,
     default_storage_class: str | None,
+    migration_type: str,
 ) -> None:
     """Plan the migration: source facts, target names, mapped networks and storage, and concerns.
 
@@ -178,6 +187,7 @@ def plan(
             source=source.url,
             namespace=namespace,
             hooks={k: v for k, v in (("pre", pre_hook), ("post", post_hook)) if v},
+            migration_type=migration_type,
         ),
     )
     result.source_thumbprint = source.certificate_thumbprint  # trust on first use: later commands pin it

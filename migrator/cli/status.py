@@ -11,6 +11,7 @@ import click
 
 from core.errors import NotFoundError
 from migrator.cli.output import Column, output_options, render
+from migrator.cli.status_warm import warm_fields, warm_lines
 from migrator.convert import guest
 from migrator.cutover import migration as runs
 from migrator.cutover.state import Migration, StateStore
@@ -87,6 +88,7 @@ def migration_report(migration: Migration, where: str | None = None) -> dict[str
             }
             for s in migration.steps
         ],
+        **warm_fields(migration),
     }
 
 
@@ -172,6 +174,8 @@ def status(vm_name: str | None, output: str, no_headers: bool, state_dir: Path |
         for step in report["steps"]:
             seconds = "-" if step["seconds"] is None else f"{step['seconds']:.2f}s"
             click.echo(f"  {step['step']:<12} {step['status']:<8} {seconds:>9}  {step['detail'] or ''}".rstrip())
+        for line in warm_lines(report):
+            click.echo(line)
         if report["inspection"]:
             for line in _inspection_lines(report["inspection"]):
                 click.echo(line)

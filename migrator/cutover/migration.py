@@ -22,6 +22,9 @@ from core.errors import InputError, Interrupted, MigratorError, NotFoundError, T
 from migrator.cutover.pipeline import StepFailed, run_steps
 from migrator.cutover.state import Migration, StateStore, only_one_run, run_alive
 from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, TargetNotStopped, rollback
+from migrator.cutover.warm import WARM_STEPS, WarmContext
+from migrator.cutover.warm import begin as begin_warm
+from migrator.cutover.warm import cleanup as cleanup_warm
 
 
 class CutoverFailed(MigratorError):
@@ -131,16 +134,23 @@ def begin(ctx: CutoverContext) -> Migration:
     return store.get(key) or migration
 
 
-def cut_over(ctx: CutoverContext, *, rollback_on_failure: bool) -> Migration:
-    """Begin (or resume) and run every cutover step; the completed record, or CutoverFailed (recorded)."""
+def cut_over(ctx: CutoverContext, *, rollback_on_failure: bool, warm: WarmContext | None = None) -> Migration:
+    """Begin (or resume) and run every cutover step (``WARM_STEPS`` with a warm context); the completed
+    record, or CutoverFailed (recorded). A failed warm run removes every snapshot it took."""
     key, store = ctx.key, ctx.store
     begin(ctx)
-    ctx.announce(f"cutover of {key} to {ctx.target.description} as {ctx.planned.target_name}")
+    ctx.announce(f"{'warm ' if warm else ''}cutover of {key} to {ctx.target.description} as {ctx.planned.target_name}")
     try:
-        migration = run_steps(key, CUTOVER_STEPS, ctx, store, announce=ctx.announce)
+        if warm is not None:
+            begin_warm(warm)
+            migration = run_steps(key, WARM_STEPS, warm, store, announce=ctx.announce)
+        else:
+            migration = run_steps(key, CUTOVER_STEPS, ctx, store, announce=ctx.announce)
     except (KeyboardInterrupt, Interrupted):  # Ctrl-C, SIGTERM; or the disk engine's "transfer interrupted"
         raise record_interruption(ctx) from None
     except StepFailed as failed:
+        for line in cleanup_warm(warm) if warm is not None else []:
+            ctx.announce(f"cleanup: {line}")
         if not failed.source_touched:
             raise CutoverFailed(f"cutover of {key} stopped: {failed.message}; the source was not touched") from None
         if not rollback_on_failure:
@@ -165,10 +175,11 @@ def complete(ctx: CutoverContext, migration: Migration) -> Migration:
     return ctx.store.get(ctx.key) or migration
 
 
-def record_rollback(ctx: CutoverContext) -> list[str]:
-    """Roll back (stop the target, restore the source) and record it; what was done, one line each."""
+def record_rollback(ctx: CutoverContext, warm: WarmContext | None = None) -> list[str]:
+    """Roll back (stop the target, restore the source; a warm run's snapshots removed) and record it;
+    what was done, one line each."""
     try:
-        actions = rollback(ctx)
+        actions = rollback(ctx) + (cleanup_warm(warm) if warm is not None else [])
     except (KeyboardInterrupt, Interrupted):
         raise record_interruption(ctx, "rollback") from None
     except TargetNotStopped as error:
@@ -184,11 +195,11 @@ def record_rollback(ctx: CutoverContext) -> list[str]:
     return actions
 
 
-def roll_back(ctx: CutoverContext) -> list[str]:
+def roll_back(ctx: CutoverContext, warm: WarmContext | None = None) -> list[str]:
     """Roll back the recorded cutover of ``ctx``'s VM; refused when none is recorded, or to another target."""
     migration = ctx.store.get(ctx.key)
     if migration is None:
         raise NotFoundError(f"no cutover recorded for VM {ctx.key} in {ctx.store.path}: nothing to roll back")
     if migration.target not in (None, ctx.target.description):
         raise TargetError(f"the cutover of {ctx.key} went to {migration.target}, not {ctx.target.description}")
-    return record_rollback(ctx)
+    return record_rollback(ctx, warm)

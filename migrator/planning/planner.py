@@ -37,6 +37,7 @@ class PlanOptions:
     hooks: dict[str, str] = field(default_factory=dict)
     # where virt-v2v will find virtio-win drivers (an ISO or directory); read from VIRTIO_WIN by default
     virtio_win: str | None = field(default_factory=lambda: os.environ.get("VIRTIO_WIN") or None)
+    migration_type: str = "cold"  # every VM's `type`: cold | warm
 
 
 def _plan_nics(vm: VM, maps: Maps, context: RuleContext) -> list[PlannedNic]:
@@ -109,7 +110,7 @@ def build_plan(vms: Sequence[VM], maps: Maps, options: PlanOptions, rules: Seque
     )
     contexts: list[RuleContext] = []
     for vm, naming in zip(vms, names, strict=True):
-        planned = PlannedVM(source_name=vm.name, target_name=naming.target_name, vm=vm)
+        planned = PlannedVM(source_name=vm.name, target_name=naming.target_name, vm=vm, type=options.migration_type)
         context = RuleContext(
             planned=planned, plan_vms=plan.vms, collides_with=naming.collides_with, virtio_win=options.virtio_win
         )

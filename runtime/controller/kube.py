@@ -14,13 +14,21 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+POOL_SIZE = 32  # HTTP connections kept: as many as the controller's worker threads (kopf's max_workers)
+
+
 def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
-    """In a pod: the service account; else ``kubeconfig`` or $KUBECONFIG / ~/.kube/config."""
+    """In a pod: the service account; else ``kubeconfig`` or $KUBECONFIG / ~/.kube/config.
+
+    The pool holds a connection per worker thread: the default (5 per CPU) makes the others open and drop a
+    connection for each request.
+    """
+    configuration = kubernetes.client.Configuration()
+    configuration.connection_pool_maxsize = POOL_SIZE
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        configuration = kubernetes.client.Configuration()
         kubernetes.config.load_incluster_config(client_configuration=configuration)
         return kubernetes.client.ApiClient(configuration)
-    return kubernetes.config.new_client_from_config(config_file=kubeconfig)
+    return kubernetes.config.new_client_from_config(config_file=kubeconfig, client_configuration=configuration)
 
 
 def get_or_none(fn: Callable[[], T]) -> T | None:

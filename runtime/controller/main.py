@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from core.quantity import parse_quantity
 from runtime.controller import status as rules
-from runtime.controller.kube import api_client, connection_info
+from runtime.controller.kube import POOL_SIZE, api_client, connection_info
 from runtime.controller.lookups import IndexLookups, Lookups, newest
 from runtime.controller.names import GROUP, LABEL_APP, LABEL_DOMAIN, VERSION, VMIS, VMS
 from runtime.controller.pods import KVM_RESOURCE, claims
@@ -34,7 +34,7 @@ from runtime.controller.vmi import VmiReconciler
 
 log = logging.getLogger("runtime.controller")
 RETRY_DELAY = 5.0  # seconds before a failed reconcile runs again
-IDLE_RECHECK = 300.0  # a VM's daemon looks again at least this often
+CLOCK_TICK = 1.0  # how often a VM's daemon looks at the time (pure); only VMs with a start failure have one
 CANCELLATION_TIMEOUT = 5.0
 
 
@@ -123,7 +123,7 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.level = logging.WARNING
-        settings.execution.max_workers = 32  # handlers mostly wait on the API server: more in flight
+        settings.execution.max_workers = POOL_SIZE  # handlers mostly wait on the API server: more in flight
         settings.watching.server_timeout = 300
         settings.persistence.finalizer = "migrator.io/kopf-finalizer"
         settings.persistence.diffbase_storage = NoDiffBase()
@@ -214,27 +214,28 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
 
     @kopf.daemon(GROUP, VERSION, VMS, when=_needs_daemon, cancellation_timeout=CANCELLATION_TIMEOUT, registry=registry)
     async def vm_clock(namespace: str, name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
-        """Sleep until time changes this VM's decision (or a failed reconcile is due again), then reconcile."""
+        """Wait until time changes this VM's decision (or a failed reconcile is due again), then reconcile.
+
+        What is due is recomputed from the indexes every CLOCK_TICK (pure, no API call): the instance may go
+        or come meanwhile (a failed one is deleted, then the backoff runs from there) without telling it.
+        """
         loop = asyncio.get_running_loop()
         while not stopped:
             lookups = _lookups(kwargs)
             vm = lookups.vm(namespace, name)
             if vm is None:
                 return
-            delay = RETRY_DELAY if memo.get("retry") else None
-            if delay is None:
-                delay = rules.recheck_after(vm, lookups.vmi(namespace, name), rules.now_utc())
-            await stopped.wait(min(IDLE_RECHECK, delay + 0.05) if delay is not None else IDLE_RECHECK)
-            if stopped:
-                return
-            lookups = _lookups(kwargs)
+            delay = 0.0 if memo.get("retry") else rules.recheck_after(vm, lookups.vmi(namespace, name), rules.now_utc())
+            if delay is None or delay > 0:
+                await stopped.wait(CLOCK_TICK if delay is None else min(delay, CLOCK_TICK))
+                continue
             try:
-                await loop.run_in_executor(None, reconcile_vm, lookups.vm(namespace, name), lookups, memo)
-                vmi = lookups.vmi(namespace, name)
-                await loop.run_in_executor(None, controller.vmi, vmi, lookups)
+                await loop.run_in_executor(None, reconcile_vm, vm, lookups, memo)
+                await loop.run_in_executor(None, controller.vmi, lookups.vmi(namespace, name), lookups)
             except ApiException as error:
                 message = f"reconcile failed: {error.status} {error.reason}"
                 raise kopf.TemporaryError(message, delay=RETRY_DELAY) from None
+            await stopped.wait(CLOCK_TICK)  # what it wrote reaches the indexes before the next look
 
     return registry
 

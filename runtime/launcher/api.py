@@ -19,6 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TargetError
+from runtime.launcher.contract import API_SOCKET, CONSOLE_SOCKET
+
+# The socket names, for the API's clients (the cutover's local target); defined in the launcher's contract.
+API_SOCKET_NAME = API_SOCKET
+CONSOLE_SOCKET_NAME = CONSOLE_SOCKET
 
 
 class PrivateUnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -161,7 +161,10 @@ def _root_tar(work: Path) -> Path:
 
 
 def _disk(tarball: Path, raw: Path) -> None:
-    """MBR, one ext4 partition with a fixed UUID, the tree, fstab by UUID, GRUB in the MBR."""
+    """MBR, one ext4 partition with a fixed UUID, the tree, fstab by UUID, GRUB in the MBR.
+
+    GRUB is installed on the disk that holds /boot/grub as the appliance's kernel names it: libguestfs
+    calls the disk /dev/sda, but the kernel may list the appliance's own disk first."""
     script = f"""
 sparse {raw} {DISK_SIZE}
 run
@@ -173,7 +176,7 @@ set-uuid /dev/sda1 {ROOT_UUID}
 mount /dev/sda1 /
 tar-in {tarball} / xattrs:true acls:true
 write /etc/fstab "UUID={ROOT_UUID} / ext4 errors=remount-ro 0 1\\n"
-command "grub-install --target=i386-pc /dev/sda"
+sh "grub-install --target=i386-pc $(grub-probe --target=disk /boot/grub)"
 command "update-grub"
 umount-all
 """

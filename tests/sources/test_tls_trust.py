@@ -70,7 +70,8 @@ def test_plan_records_the_certificate_and_later_commands_pin_it(
 ) -> None:
     sparse = make_vmdk(tmp_path / "sparse.vmdk", "8M", 0x5A)
     seed.attach_disk_image(fresh_vcsim, "DC0_H0_VM0", [sparse], power_off=True)
-    env = _clean_env(**{ENV: fresh_vcsim.password})
+    # the disk holds no OS: only the bytes are converted here (this test is about trust, not the guest)
+    env = _clean_env(**{ENV: fresh_vcsim.password, "MIGRATOR_SKIP_CONVERSION": "1"})
     plan_file = tmp_path / "plan.yaml"
     made = _run(
         "plan", "--source", fresh_vcsim.source_url(), "--insecure", "--vm", "DC0_H0_VM0",
@@ -122,6 +123,10 @@ def test_govc_environment(vcsim: simulator.Simulator, tmp_path: Path) -> None:
     # GOVC_INSECURE is a default: a --thumbprint on the command line wins (a wrong one is refused)
     pinned = _run("plan", "--thumbprint", "AB" * 32, "--output-file", "-", env=env)
     assert "certificate thumbprint mismatch" in _one_line(pinned)
+    # the MIGRATOR_* defaults of every option still work beside govc's
+    ours = _clean_env(GOVC_URL=url, MIGRATOR_PLAN_INSECURE="1")
+    assert _run("plan", "--vm", "DC0_H0_VM0", "--output-file", "-", env=ours).returncode in (0, 3)
+    assert "certificate verify failed" in _one_line(_run("plan", "--output-file", "-", env=_clean_env(GOVC_URL=url)))
 
 
 def test_password_file_open_to_others_gets_a_warning(

@@ -34,6 +34,7 @@ RULE_MODULES: tuple[str, ...] = (
     "cbt_disabled",
     "cbt_disabled_disk",
     "snapshots",
+    "warm_snapshot_chain",
     "consolidation_needed",
     "cpu_affinity",
     "numa_affinity",

@@ -1,4 +1,8 @@
-"""Without changed-block tracking, only a cold migration (full copy while powered off) is possible."""
+"""Without changed-block tracking, only a cold migration (full copy while powered off) is possible.
+
+A Warning for a VM planned cold; Critical for one planned warm (``type: warm``), which cannot start
+without it (``migrator cutover --warm --enable-cbt`` turns it on).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,17 @@ from migrator.planning.rules.base import Rule, RuleContext
 def check(vm: VM, context: RuleContext) -> list[Concern]:
     if vm.cbt_enabled is not False:
         return []
-    return [
-        RULE.concern("Changed Block Tracking is off for the VM: a warm migration needs it (set ctkEnabled = TRUE).")
-    ]
+    message = "Changed Block Tracking is off for the VM: a warm migration needs it (set ctkEnabled = TRUE)."
+    if context.planned.type == "warm":
+        return [Concern(RULE.id, Severity.CRITICAL, message[:-1] + ", or cut over with --enable-cbt.")]
+    return [RULE.concern(message)]
 
 
 RULE = Rule(
     "cbt-disabled",
     Severity.WARNING,
     check,
-    "changed block tracking is off for the VM",
+    "changed block tracking is off for the VM (Critical when warm)",
     remedy=(
         "Enable changed-block tracking (ctkEnabled = TRUE, or `migrator cutover --warm --enable-cbt`) to migrate warm;"
         " cold migration works without it."

@@ -1,6 +1,7 @@
 // vcsim: govmomi's vCenter simulator as a standalone process, for tests and `make demo`.
 //
 // Built from Debian's golang-github-vmware-govmomi-dev source (package simulator has no main).
+// Extended with changed-block tracking (cbt.go), which vcsim lacks.
 // Prints one line "VCSIM_URL=<url>" and "VCSIM_READY" on stdout once serving, then waits for SIGTERM/SIGINT.
 package main
 
@@ -29,6 +30,7 @@ func main() {
 	datastores := flag.Int("ds", 1, "datastores")
 	portgroups := flag.Int("pg", 1, "distributed port groups per datacenter")
 	autostart := flag.Bool("autostart", true, "power on the model's VMs")
+	flag.Int64Var(&cbtPageBytes, "cbt-page-bytes", cbtPageBytes, "disk bytes one QueryChangedDiskAreas answer covers")
 	flag.Parse()
 
 	model := simulator.VPX()
@@ -44,6 +46,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer model.Remove()
+	wrapVMs() // changed-block tracking (cbt.go)
 
 	u := &url.URL{Host: *listen}
 	if *username != "" {
