@@ -33,7 +33,7 @@ from converters.disks.sources import HttpFile, HttpSource, LocalSource, TarMembe
 from converters.disks.sparse import ZERO, FlatExtent
 from converters.disks.state import Plan, TransferState
 from converters.disks.writer import Target, aligned_buffer
-from core.errors import DiskError, MigratorError
+from core.errors import DiskError, Interrupted, MigratorError
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,10 @@ Source = LocalSource | HttpSource | TarMemberSource
 Notify = Callable[[str], None]
 
 
-class TransferInterrupted(DiskError):
-    """The transfer was cancelled (Ctrl-C, SIGTERM); its state is recorded: a re-run resumes."""
+class TransferInterrupted(Interrupted, DiskError):
+    """The transfer was cancelled (Ctrl-C, SIGTERM); its state is recorded: a re-run resumes.
 
-    exit_code = 130
+    An ``Interrupted``: a cutover records it as interrupted and never rolls back because of it."""
 
 
 @dataclass(frozen=True)
