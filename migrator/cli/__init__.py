@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+import signal
 import sys
 
 import click
@@ -76,8 +77,13 @@ def cli(ctx: click.Context, verbose: int) -> None:
         click.echo(ctx.get_help())
 
 
+def _terminate(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: transfers record their state and exit
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every user-caused failure is one line on stderr and a non-zero exit."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, standalone_mode=False, auto_envvar_prefix=ENV_PREFIX)
     except MigratorError as error:

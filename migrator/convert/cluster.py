@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -264,6 +264,35 @@ def filler_pod(pvc: dict[str, Any]) -> dict[str, Any]:
 
 
 def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> None:
+    def command(target: str, size: int) -> str:
+        # `head -c SIZE` ends by itself after the last byte: no need to half-close stdin, which the
+        # v4 exec protocol the client speaks cannot do.
+        if target.startswith("/dev/"):
+            return f"head -c {size} > {target}"
+        # KubeVirt runs QEMU as uid 107 (qemu): the image must be its own, as CDI leaves it.
+        return (
+            f"head -c {size} > {target}.partial && mv {target}.partial {target}"
+            f" && chmod 0660 {target} && (chown 107:107 {target} 2>/dev/null || true)"
+        )
+
+    def chunks() -> Iterator[bytes]:
+        with image.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                yield chunk
+
+    echo(f"volume {pvc['metadata']['name']}: waiting for the filler pod")
+    size = image.stat().st_size
+    exec_in_filler_pod(client, pvc, lambda target: command(target, size), chunks(), what="filling", before="upload")
+
+
+def exec_in_filler_pod(
+    client: Any, pvc: dict[str, Any], command: Callable[[str], str], stdin: Iterable[bytes], *, what: str, before: str
+) -> None:
+    """Start the volume's filler pod, run ``command(target)`` there with ``stdin``, then delete the pod.
+
+    ``target`` is the volume's disk in the pod: its block device, or ``disk.img`` on its filesystem.
+    Failures are one TargetError line: "<what> <target> in <pod> failed: ...".
+    """
     from kubernetes import client as k8s
     from kubernetes.stream import stream
 
@@ -271,51 +300,38 @@ def fill_with_pod(client: Any, pvc: dict[str, Any], image: Path, echo: Echo) -> 
     pod_name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
     pods = api_resource(client, pod)
     server_side_apply(client, pod)
-    echo(f"volume {pvc['metadata']['name']}: waiting for the filler pod")
 
     def running() -> bool:
         phase = (pods.get(name=pod_name, namespace=namespace).to_dict().get("status") or {}).get("phase")
         if phase in ("Failed", "Succeeded"):
-            raise TargetError(f"filler pod {pod_name} ended ({phase}) before the upload")
+            raise TargetError(f"filler pod {pod_name} ended ({phase}) before the {before}")
         return phase == "Running"
 
-    _wait(f"pod {pod_name}", running)
     target = "/dev/migrator-disk" if pvc["spec"].get("volumeMode") == "Block" else "/data/disk.img"
-    size = image.stat().st_size
-    # `head -c SIZE` ends by itself after the last byte: no need to half-close stdin, which the
-    # v4 exec protocol the client speaks cannot do.
-    if target.startswith("/dev/"):
-        command = f"head -c {size} > {target}"
-    else:
-        # KubeVirt runs QEMU as uid 107 (qemu): the image must be its own, as CDI leaves it.
-        command = (
-            f"head -c {size} > {target}.partial && mv {target}.partial {target}"
-            f" && chmod 0660 {target} && (chown 107:107 {target} 2>/dev/null || true)"
-        )
-    core = k8s.CoreV1Api(client.client)
     try:
+        _wait(f"pod {pod_name}", running)
         session = stream(
-            core.connect_get_namespaced_pod_exec,
+            k8s.CoreV1Api(client.client).connect_get_namespaced_pod_exec,
             pod_name,
             namespace,
-            command=["sh", "-c", command],
+            command=["sh", "-c", command(target)],
             stdin=True,
             stdout=True,
             stderr=True,
             tty=False,
             _preload_content=False,
         )
-        with image.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                session.write_stdin(chunk)
-                session.update(timeout=0)
+        for chunk in stdin:
+            session.write_stdin(chunk)
+            session.update(timeout=0)
         session.run_forever(timeout=WAIT_SECONDS)
         if session.returncode not in (0, None):
-            raise TargetError(f"filling {target} in {pod_name} failed: {session.read_stderr()[:200]}")
+            detail = session.read_stderr()[:200].strip() or f"exit {session.returncode}"
+            raise TargetError(f"{what} {target} in {pod_name} failed: {detail}")
     except MigratorError:
         raise
     except Exception as error:  # websocket/API failures while streaming: one line
-        raise TargetError(f"filling {target} in {pod_name} failed: {api_error_reason(error)}") from None
+        raise TargetError(f"{what} {target} in {pod_name} failed: {api_error_reason(error)}") from None
     finally:
         try:
             pods.delete(name=pod_name, namespace=namespace)

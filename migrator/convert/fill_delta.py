@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from core.errors import MigratorError, TargetError
-from core.wait import wait_until
+from core.errors import TargetError
 from migrator.convert import cluster
 
 FILLED_BY = "migrator.io/filled-by"  # the key of the last copy (full or delta) the volume holds
@@ -91,48 +90,6 @@ def publish(client: Any, pvc: dict[str, Any], image: Path, extents: list[tuple[i
 
 
 def _fill_extents(client: Any, pvc: dict[str, Any], image: Path, extents: list[tuple[int, int]]) -> None:
-    from kubernetes import client as k8s
-    from kubernetes.stream import stream
-
-    pod = cluster.filler_pod(pvc)
-    pod_name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
-    pods = cluster.api_resource(client, pod)
-    cluster.server_side_apply(client, pod)
-
-    def running() -> bool:
-        phase = (pods.get(name=pod_name, namespace=namespace).to_dict().get("status") or {}).get("phase")
-        if phase in ("Failed", "Succeeded"):
-            raise TargetError(f"filler pod {pod_name} ended ({phase}) before the delta")
-        return phase == "Running"
-
-    if not wait_until(running, timeout=cluster.WAIT_SECONDS, interval=2.0):
-        raise TargetError(f"timed out waiting for pod {pod_name}")
-    target = "/dev/migrator-disk" if pvc["spec"].get("volumeMode") == "Block" else "/data/disk.img"
-    core = k8s.CoreV1Api(client.client)
-    try:
-        session = stream(
-            core.connect_get_namespaced_pod_exec,
-            pod_name,
-            namespace,
-            command=["sh", "-c", apply_script(target)],
-            stdin=True,
-            stdout=True,
-            stderr=True,
-            tty=False,
-            _preload_content=False,
-        )
-        for chunk in delta_stream(image, extents):
-            session.write_stdin(chunk)
-            session.update(timeout=0)
-        session.run_forever(timeout=cluster.WAIT_SECONDS)
-        if session.returncode not in (0, None):
-            raise TargetError(f"applying the delta to {target} in {pod_name} failed (exit {session.returncode})")
-    except MigratorError:
-        raise
-    except Exception as error:  # websocket/API failures while streaming: one line
-        raise TargetError(f"applying the delta in {pod_name} failed: {cluster.api_error_reason(error)}") from None
-    finally:
-        try:
-            pods.delete(name=pod_name, namespace=namespace)
-        except Exception:  # already gone: nothing to clean
-            pass
+    cluster.exec_in_filler_pod(
+        client, pvc, apply_script, delta_stream(image, extents), what="applying the delta to", before="delta"
+    )

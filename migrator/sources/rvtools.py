@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -444,8 +443,6 @@ class RvtoolsSource:
             vm.extra_config["virtualHW.version"] = str(row["hw_version"]).strip()
         controllers: dict[str, Controller] = {}
         vm.disks = [_disk(d, i + 1, controllers) for i, d in enumerate(disk_rows)]
-        if not disk_rows and (as_mib(row.get("provisioned_mib")) or 0) > 0:
-            pass  # no vDisk sheet: disks unknown; the plan shows the VM without disks
         _split_allocation(vm.disks, as_mib(row.get("in_use_mib")))
         vm.nics = [_nic(n, i + 1) for i, n in enumerate(nic_rows)]
         vm.cdroms = [_cdrom(c, i + 1, controllers) for i, c in enumerate(cd_rows)]
@@ -460,10 +457,6 @@ class RvtoolsSource:
 
     def close(self) -> None:
         pass
-
-
-def rows_of(sheet: Sheet) -> Iterator[dict[str, Any]]:
-    yield from sheet.rows
 
 
 def open_rvtools(location: str, options: object = None) -> RvtoolsSource:

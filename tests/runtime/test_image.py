@@ -25,6 +25,7 @@ IMAGE = "localhost/migrator-runtime:test"
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(3600),  # the build alone (with virt-v2v, libguestfs and a kernel) takes 10-20 min here
     pytest.mark.skipif(os.environ.get("MIGRATOR_TEST_IMAGE") != "1", reason="make test-image builds the image"),
 ]
 

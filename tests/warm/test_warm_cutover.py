@@ -16,16 +16,19 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pyVmomi import vim
 
+from core.wait import wait_until
 from migrator import simulator
 from migrator.simulator import seed
 from migrator.sources.vsphere.operations import wait_for_task
 from testbed.demo import seed_guest_vm
 from testbed.guestimage import build_guest
+from tests.cutover.test_cutover_e2e import Run
 from tests.warm.cbt_env import datastore_path, enable_cbt, flat_vmdk, guest_writes, rename, snapshot_names
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
@@ -33,7 +36,7 @@ MiB = 1 << 20
 KERNEL_RUNS = re.compile(r"^\[\s*\d+\.\d+\] |MIGRATOR-GUEST-READY", re.MULTILINE)
 MACS = {"warm-accept": "00:50:56:3a:7c:01", "warm-kill": "00:50:56:3a:7c:02", "warm-fail": "00:50:56:3a:7c:03"}
 MACS |= {"warm-rollback": "00:50:56:3a:7c:04", "warm-reset": "00:50:56:3a:7c:05", "warm-cbt": "00:50:56:3a:7c:06"}
-MACS |= {"warm-chain": "00:50:56:3a:7c:07"}
+MACS |= {"warm-chain": "00:50:56:3a:7c:07", "warm-at": "00:50:56:3a:7c:08"}
 NAMES = {  # a VM name (and so a libvirt domain name) per test
     "test_acceptance_warm_cutover_with_now_from_another_shell": "warm-accept",
     "test_kill_9_mid_delta_resumes_without_copying_again": "warm-kill",
@@ -42,6 +45,7 @@ NAMES = {  # a VM name (and so a libvirt domain name) per test
     "test_rejected_change_id_falls_back_to_a_full_copy": "warm-reset",
     "test_cbt_off_is_critical_and_enable_cbt_turns_it_on": "warm-cbt",
     "test_a_snapshot_chain_of_the_users_is_refused": "warm-chain",
+    "test_cutover_at_a_time_without_now": "warm-at",
 }
 NO_CBT = {"warm-cbt"}
 DISK = 96 * MiB
@@ -49,34 +53,14 @@ WRITABLE = (70 * MiB, 94 * MiB)  # beyond the 64 MiB guest image: writes there n
 
 
 @dataclass
-class Warm:
-    sim: simulator.Simulator
-    base: Path
-    vm: str
+class Warm(Run):
+    """A cold cutover's run (its VM, output, environment), warm, with the flat disk the source writes to."""
+
     flat: Path
-
-    @property
-    def target(self) -> str:
-        return self.vm.lower().replace("_", "-")
-
-    @property
-    def out(self) -> Path:
-        return self.base / "out"
 
     @property
     def image(self) -> Path:
         return self.out / f"{self.target}-disk-0.img"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MIGRATOR_")}
-        env.update(
-            MIGRATOR_VSPHERE_PASSWORD=self.sim.password,
-            MIGRATOR_STATE_DIR=str(self.base / "state"),
-            MIGRATOR_RUNTIME_DIR=str(self.base / "runtime"),
-            MIGRATOR_SKIP_CONVERSION="1",  # the tiny guest is virtio-ready and has no OS for virt-v2v
-        )
-        env.update(extra)
-        return env
 
     def args(self, *extra: str) -> list[str]:
         return [str(MIGRATOR), "cutover", "--source", self.sim.source_url(), "--insecure", "--vm", self.vm, *extra]
@@ -99,18 +83,20 @@ class Warm:
         return json.loads(result.stdout)
 
     def wait_rounds(self, n: int, loop: subprocess.Popen[str], timeout: float = 180) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def rounds_done() -> dict | None:
             if loop.poll() is not None:
                 raise AssertionError(f"the warm cutover exited {loop.returncode}: {loop.communicate()[0]}")
             result = self.migrator("status", "--vm", self.vm, "-o", "json")
-            if result.returncode == 0:
-                report = json.loads(result.stdout)
-                done = [r for r in report.get("rounds", []) if r["kind"] == "precopy" and r["finished_at"]]
-                if len(done) >= n:
-                    return report
-            time.sleep(0.5)
-        raise AssertionError(f"fewer than {n} precopy rounds within {timeout}s")
+            if result.returncode != 0:
+                return None
+            report: dict = json.loads(result.stdout)
+            done = [r for r in report.get("rounds", []) if r["kind"] == "precopy" and r["finished_at"]]
+            return report if len(done) >= n else None
+
+        report = wait_until(rounds_done, timeout=timeout, interval=0.5)
+        if report is None:
+            raise AssertionError(f"fewer than {n} precopy rounds within {timeout}s")
+        return report
 
     def console(self) -> str:
         path = self.base / "runtime" / self.target / "console.log"
@@ -184,9 +170,10 @@ def test_acceptance_warm_cutover_with_now_from_another_shell(warm: Warm) -> None
     assert len(precopies) >= 2
     assert precopies[0]["disks"][f"{warm.target}-disk-0"]["mode"] == "full"
     assert all(d["mode"] == "delta" for r in precopies[1:] for d in r["disks"].values())
-    assert precopies[1]["bytes"] >= 20 * 64 << 10  # the blocks written before round 2
+    # every block written after round 1 (20, then 10) went in a later round: a delta, never a full copy
+    assert sum(r["bytes"] for r in report["rounds"] if r["round"] > 1) >= 30 * 64 << 10
     final = [r for r in report["rounds"] if r["kind"] == "final"]
-    assert len(final) == 1 and final[0]["bytes"] >= 10 * 64 << 10
+    assert len(final) == 1 and all(d["mode"] == "delta" for d in final[0]["disks"].values())
     assert report["downtime_seconds"] > 0
     compare = warm.same_as_source()
     assert compare.returncode == 0, compare.stdout + compare.stderr
@@ -320,3 +307,20 @@ def test_a_snapshot_chain_of_the_users_is_refused(warm: Warm) -> None:
     assert refused.returncode == 4, refused.stdout + refused.stderr
     assert "Critical concern warm-snapshot-chain" in refused.stderr and "before-upgrade" in refused.stderr
     assert snapshot_names(warm.sim, warm.vm) == ["before-upgrade"]  # theirs, untouched
+
+
+def test_cutover_at_a_time_without_now(warm: Warm) -> None:
+    at = (datetime.now(UTC) + timedelta(seconds=12)).isoformat(timespec="seconds")
+    loop = warm.start("--cutover-at", at)
+    try:
+        output, _ = loop.communicate(timeout=600)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    assert loop.returncode == 0, output
+    assert "cutover --cutover-at reached" in warm.status()["steps"][3]["detail"]
+    report = warm.status()
+    assert report["cutover_at"] is not None and report["cutover_requested_at"] is None
+    assert len([r for r in report["rounds"] if r["kind"] == "precopy"]) >= 2  # 12 s at a 5 s interval
+    assert warm.same_as_source().returncode == 0
+    assert snapshot_names(warm.sim, warm.vm) == []
