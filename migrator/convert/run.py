@@ -135,9 +135,10 @@ def guest_options(request: ConvertRequest) -> guest.GuestOptions:
     )
 
 
-def _make_source(
+def disk_sources(
     scheme: str, location: str, source: Source | None, options: SourceOptions
 ) -> Callable[[PlannedDisk], DiskSource]:
+    """How the disk engine reads a planned disk of this source: over its datastores' HTTP, or a local file."""
     if scheme in NEEDS_OPEN_SOURCE:
         if not isinstance(source, DatastoreReader):
             raise InputError(f"the {scheme} source cannot read its disks from a datastore")
@@ -223,7 +224,7 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
             options = request.source_options.pinned_to(plan.source_thumbprint)
             source = stack.enter_context(_opened(spec, options))
         _transfer_disks(
-            request, result, transfers, _make_source(scheme, location, source, request.source_options), echo
+            request, result, transfers, disk_sources(scheme, location, source, request.source_options), echo
         )
         if not request.defer_conversion:
             result.inspection = guest.convert_vm_guest(
