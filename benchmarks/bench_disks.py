@@ -1,15 +1,19 @@
-"""`make bench-disks`: the disk engine against its peers (issue 3).
+"""`make bench-disks`: the disk engine against its peers (issues 3 and 18).
 
 1. disks-local: a monolithicSparse VMDK, 16 GiB virtual with 2 GiB of random data → raw.
    Peer: plain `qemu-img convert -O raw`; floor: `cat` of the same 2 GiB.
 2. disks-http: a 4 GiB flat VMDK (descriptor + -flat extent) holding 1 GiB of data, served by
    the vSphere simulator's `/folder` datastore endpoint (HTTPS) → raw. Peer: `curl` of the extent.
+3. disks-verify: `--verify` on the completed disks-local target (fsync, then every chunk re-read
+   with O_DIRECT and checked against its recorded XXH3 digest). Peer: `dd iflag=direct bs=16M` of
+   the same 2 GiB of the target (its four data regions), i.e. reading them from storage.
 
 Each command runs 3 times, interleaved, after `sync`, with warm source caches; medians printed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -23,9 +27,12 @@ GiB = 1 << 30
 MiB = 1 << 20
 RUNS = 3
 PY = sys.executable
+CPU: dict[str, list[float]] = {}  # command → CPU seconds (user + system) of each run: the load-independent figure
 
 
-def _run(cmd: list[str], *, env: dict[str, str] | None = None, shell_out: Path | None = None) -> tuple[float, int]:
+def _run(
+    cmd: list[str], *, env: dict[str, str] | None = None, shell_out: Path | None = None, label: str = ""
+) -> tuple[float, int]:
     """Run a command; return (seconds, peak RSS in KiB) of that child alone."""
     subprocess.run(["sync"], check=True)
     stdout = open(shell_out, "wb") if shell_out else subprocess.DEVNULL
@@ -41,6 +48,7 @@ def _run(cmd: list[str], *, env: dict[str, str] | None = None, shell_out: Path |
     if proc.returncode != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"bench-disks: {' '.join(cmd[:3])} failed: {err.strip()[-300:]}")
+    CPU.setdefault(label or cmd[0], []).append(usage.ru_utime + usage.ru_stime)
     return seconds, usage.ru_maxrss
 
 
@@ -79,43 +87,77 @@ def _clean(*paths: Path) -> None:
             extra.unlink()
 
 
-def bench_local(work: Path) -> tuple[float, float, float, int]:
+REGIONS = [1 * GiB, 5 * GiB, 9 * GiB, 13 * GiB]
+REGION_BYTES = 512 * MiB
+
+
+def bench_local(work: Path) -> tuple[float, float, float, int, float, float]:
+    """disks-local, then disks-verify on the last target of ours."""
     src = work / "src.vmdk"
     raw = work / "src.raw"
     floor = work / "floor.bin"
-    _random_regions(raw, floor, 16 * GiB, [1 * GiB, 5 * GiB, 9 * GiB, 13 * GiB], 512 * MiB)
+    _random_regions(raw, floor, 16 * GiB, REGIONS, REGION_BYTES)
     subprocess.run(["qemu-img", "convert", "-O", "vmdk", "-o", "subformat=monolithicSparse", raw, src], check=True)
     raw.unlink()
     _warm(src)
     _warm(floor)
     ours_out, peer_out, cat_out = work / "ours.img", work / "peer.img", work / "cat.bin"
-    ours, peer, cat, rss, unverified = [], [], [], [], []
+    ours, peer, cat, rss = [], [], [], []
     env = _ours_env()
     for i in range(RUNS):
-        steps = ["ours", "peer", "cat", "unverified"]
-        for step in steps[i % 4 :] + steps[: i % 4]:
+        steps = ["ours", "peer", "cat"]
+        for step in steps[i % 3 :] + steps[: i % 3]:
             _clean(ours_out, peer_out, cat_out)
             if step == "ours":
-                s, r = _run([PY, "-m", "converters.disks", "--progress", "none", str(src), str(ours_out)], env=env)
+                cmd = [PY, "-m", "converters.disks", "--progress", "none", str(src), str(ours_out)]
+                s, r = _run(cmd, env=env, label="ours-local")
                 ours.append(s)
                 rss.append(r)
                 if i == 0:
                     subprocess.run(["qemu-img", "compare", "-q", str(src), "-F", "raw", str(ours_out)], check=True)
-            elif step == "unverified":
-                cmd = [PY, "-m", "converters.disks", "--progress", "none", "--no-verify", str(src), str(ours_out)]
-                unverified.append(_run(cmd, env=env)[0])
             elif step == "peer":
                 peer.append(_run(["qemu-img", "convert", "-O", "raw", str(src), str(peer_out)])[0])
             else:
                 cat.append(_run(["cat", str(floor)], shell_out=cat_out)[0])
-    _clean(ours_out, peer_out, cat_out)
+    _clean(peer_out, cat_out)
+    # disks-verify: one last copy of ours, then alternate a --verify pass with dd of its data regions.
+    _clean(ours_out)
+    _run([PY, "-m", "converters.disks", "--progress", "none", str(src), str(ours_out)], env=env, label="ours-setup")
+    verify, inner, dd = [], [], []
+    summary = work / "verify.json"
+    blocks = REGION_BYTES // (16 * MiB)
+    dd_script = "; ".join(
+        f"dd if={ours_out} of=/dev/null iflag=direct bs=16M skip={base // (16 * MiB)} count={blocks} status=none"
+        for base in REGIONS
+    )
+    for i in range(RUNS):
+        for step in ["ours", "dd"] if i % 2 == 0 else ["dd", "ours"]:
+            if step == "ours":
+                cmd = [PY, "-m", "converters.disks", "--progress", "none", "--verify", str(src), str(ours_out)]
+                s, r = _run(cmd, env=env, shell_out=summary, label="ours-verify")
+                result = json.loads(summary.read_text())
+                assert result["skipped"] and result["verified"] and result["verified_bytes"] == 4 * REGION_BYTES
+                verify.append(s)
+                inner.append(result["verify_seconds"])
+                rss.append(r)
+            else:
+                dd.append(_run(["sh", "-c", dd_script], label="dd")[0])
+    _clean(ours_out)
     src.unlink()
     floor.unlink()
     print(
         f"disks-local runs: ours={_fmt(ours)} qemu-img={_fmt(peer)} cat-2GiB={_fmt(cat)}",
-        f"ours-without-read-back-verification={_fmt(unverified)} ours-peak-rss={max(rss) // 1024} MiB",
+        f"ours-peak-rss={max(rss) // 1024} MiB",
     )
-    return statistics.median(ours), statistics.median(peer), statistics.median(cat), max(rss)
+    print(f"disks-verify runs: ours={_fmt(verify)} (verification itself {_fmt(inner)}) dd-iflag=direct={_fmt(dd)}")
+    return (
+        statistics.median(ours),
+        statistics.median(peer),
+        statistics.median(cat),
+        max(rss),
+        statistics.median(verify),
+        statistics.median(dd),
+    )
 
 
 def bench_http(work: Path) -> tuple[float, float]:
@@ -163,7 +205,7 @@ def bench_http(work: Path) -> tuple[float, float]:
                 if step == "ours":
                     cmd = [PY, "-m", "converters.disks", "--progress", "none", "--insecure"]
                     cmd += ["--header-file", str(headers), descriptor_url, str(ours_out)]
-                    ours.append(_run(cmd, env=env)[0])
+                    ours.append(_run(cmd, env=env, label="ours-http")[0])
                     if i == 0:
                         subprocess.run(
                             [
@@ -208,12 +250,22 @@ def main() -> None:
         http = bench_http(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    ours, peer, cat, rss, verify, dd = local
+    print(f"cat floor (2 GiB of the same data): {cat:.2f}s")
+    print(
+        f"disks-local: ours/cat={ours / cat:.2f}x (target <= 1.5x) ours/qemu-img={ours / peer:.2f}x (target <= 0.6x) "
+        f"peak-rss={rss // 1024}MiB (target <= 256)"
+    )
+    print(
+        f"disks-http: ours-throughput/curl-throughput={http[1] / http[0]:.2f}x (target >= 1.5x; "
+        "1 GiB of 4 GiB written by ours)"
+    )
+    print(f"disks-verify: ours/dd={verify / dd:.2f}x (target <= 1.2x; 2 GiB re-read from storage)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    ours, peer, cat, rss = local
-    print(f"disks-local: ours/qemu-img={ours / peer:.2f}x cat-floor={cat:.2f}s peak-rss={rss // 1024}MiB")
-    print(f"disks-http: curl-throughput/ours-throughput={http[0] / http[1]:.2f}x (1 GiB of 4 GiB written by ours)")
+    print("CPU seconds (user+system) per run:", "; ".join(f"{k}={_fmt(v)}" for k, v in CPU.items()))
     print(f"BENCH disks-local ours={ours:.2f} peer={peer:.2f}")
     print(f"BENCH disks-http ours={http[0]:.2f} peer={http[1]:.2f}")
+    print(f"BENCH disks-verify ours={verify:.2f} peer={dd:.2f}")
 
 
 if __name__ == "__main__":

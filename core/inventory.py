@@ -84,6 +84,7 @@ class Disk:
     encrypted: bool = False
     key: int | None = None
     format_hint: str | None = None  # OVF disk format URI, or "vmdk" for a .vmx source
+    descriptor_problem: str | None = None  # why the disk engine would refuse this disk (read at plan time)
 
     @property
     def allocation_known(self) -> bool:

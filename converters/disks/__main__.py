@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import ssl
 import sys
 from pathlib import Path
@@ -32,12 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--header", action="append", default=[], metavar="'Name: value'", help="HTTP header")
     parser.add_argument("--header-file", type=Path, help="file of HTTP headers, one 'Name: value' a line")
     parser.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")
-    parser.add_argument("--no-verify", action="store_true", help="skip read-back verification")
+    parser.add_argument(
+        "--verify", action="store_true", help="after an fsync, re-read the target from storage and check every chunk"
+    )
     parser.add_argument("--compare", action="store_true", help="also run qemu-img compare (local sources)")
     parser.add_argument("--fsync", action="store_true", help="flush the target to stable storage before finishing")
     parser.add_argument("--max-rate", type=float, help="bytes per second to read from the source")
     parser.add_argument("--chunk-size", type=int, help="bytes per chunk of the state record (multiple of 64 KiB)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the transfer as Ctrl-C does
     try:
         from converters.disks import DiskJob, HttpSource, LocalSource, transfer_disks
         from converters.disks.engine import CHUNK
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             [job],
             concurrency=1,
             progress=args.progress,
-            verify=not args.no_verify,
+            verify=args.verify,
             compare=args.compare,
             fsync=args.fsync,
             max_rate=args.max_rate,
@@ -95,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         "virtual_size": result.virtual_size,
         "bytes_transferred": result.bytes_transferred,
         "verified": result.verified,
+        "verified_bytes": result.verified_bytes,
+        "verify_seconds": round(result.verify_seconds, 3),
+        "repaired_chunks_at": list(result.repaired),
         "skipped": result.skipped,
         "seconds": round(result.seconds, 3),
     }
@@ -103,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(json.dumps(summary))
     return 0
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

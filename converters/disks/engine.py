@@ -1,49 +1,65 @@
-"""transfer_disks: copy many disks at once, chunk by chunk, sparse, verified and resumable.
+"""transfer_disks: copy many disks at once, chunk by chunk, sparse, digested and resumable.
 
 Per disk a reader thread fetches the data a chunk holds (its allocation map says where;
-holes are never fetched) while the writer writes the non-zero blocks, re-reads them from
-the target, compares checksums and commits the chunk to the state record.
+holes are never fetched) while two writer threads write its non-zero blocks (see chunks.py)
+and commit the chunk, with the XXH3 digest of its source bytes, to the transfer record.
+Local files are copied by the kernel. A resumed transfer trusts a recorded chunk only if the
+target still holds its digest; ``verify`` re-reads the whole target from storage after an
+fsync and compares every chunk with its digest.
+
+Cancel (SIGINT, or SIGTERM turned into KeyboardInterrupt by the CLI): every worker stops at its
+next chunk; what was committed stays committed, so a re-run resumes. ``transfer_disks`` returns
+(raising ``TransferInterrupted``) within ``CANCEL_GRACE`` seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import struct
 import subprocess
+import sys
 import threading
 import time
-import zlib
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from converters.disks import chunks
+from converters.disks.chunks import BLOCK
 from converters.disks.image import VirtualDisk
 from converters.disks.progress import DiskProgress, Progress
 from converters.disks.ratelimit import RateLimiter
-from converters.disks.sources import HttpSource, LocalSource
+from converters.disks.sources import HttpFile, HttpSource, LocalSource, TarMemberSource
 from converters.disks.sparse import ZERO, FlatExtent
 from converters.disks.state import Plan, TransferState
-from converters.disks.writer import Target
-from core.errors import DiskError, MigratorError
+from converters.disks.writer import Target, aligned_buffer
+from core.errors import DiskError, Interrupted, MigratorError
 
 log = logging.getLogger(__name__)
 
 CHUNK = 16 << 20  # unit of the state record and of one read
-BLOCK = 64 << 10  # zero-detection granularity (one VMDK grain)
 READ_BUFFERS = 4
 WRITERS = 2  # writes overlap: one writer alone waits on the page cache
-EMPTY = "empty"
-_ZB = bytes(BLOCK)
-_RUN = struct.Struct("<QQ")
+VERIFY_READERS = 3  # chunks re-read from storage at once by a verification
+REMOTE_READERS = 2  # a disk over HTTP is read on two connections: one waits for its first byte, one streams
+CANCEL_GRACE = 1.5  # seconds the workers get to reach their next chunk after a cancel
+MAX_NOTICES = 5  # per disk: repaired chunks named one per line, then a count
+
+Source = LocalSource | HttpSource | TarMemberSource
+Notify = Callable[[str], None]
+
+
+class TransferInterrupted(Interrupted, DiskError):
+    """The transfer was cancelled (Ctrl-C, SIGTERM); its state is recorded: a re-run resumes.
+
+    An ``Interrupted``: a cutover records it as interrupted and never rolls back because of it."""
 
 
 @dataclass(frozen=True)
 class DiskJob:
     name: str
-    source: LocalSource | HttpSource
+    source: Source
     target: Path
     target_format: str = "raw"
 
@@ -54,9 +70,16 @@ class TransferResult:
     target: Path
     virtual_size: int
     bytes_transferred: int
-    verified: bool
-    skipped: bool
+    verified: bool  # every chunk was re-read from storage and matched its digest
+    skipped: bool  # complete from an earlier run, target unchanged: nothing copied
     seconds: float
+    verified_bytes: int = 0  # bytes re-read from storage by the verification
+    verify_seconds: float = 0.0
+    repaired: tuple[int, ...] = ()  # offsets of chunks found damaged on the target and copied again
+
+
+def _stderr_notice(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 def transfer_disks(
@@ -64,21 +87,27 @@ def transfer_disks(
     *,
     concurrency: int = 2,
     progress: str = "auto",
-    verify: bool = True,
+    verify: bool = False,
     compare: bool = False,
     fsync: bool = False,
     max_rate: float | None = None,
     chunk_size: int = CHUNK,
     progress_stream: TextIO | None = None,
     rate_limiter: RateLimiter | None = None,
+    notify: Notify = _stderr_notice,
+    cancel: threading.Event | None = None,
     progress_labels: dict[str, str] | None = None,
 ) -> list[TransferResult]:
     """Transfer each job's disk into its target; raise DiskError (one line) if any failed.
 
+    ``verify``: fsync, then re-read every target from storage (O_DIRECT) and compare each
+    chunk with the digest recorded from the source; a completed target is verified too.
     ``compare``: also run ``qemu-img compare`` source vs target for local sources.
     ``fsync``: flush the target to stable storage before recording it complete.
     ``max_rate``: bytes per second read from each source (bandwidth limit).
     ``rate_limiter``: asked once per chunk before its bytes are read (one bucket shared by many runs).
+    ``notify``: gets one line per repaired chunk (default: a warning on stderr).
+    ``cancel``: set it to stop every transfer at its next chunk (as Ctrl-C does).
     ``progress_labels``: added to every JSON progress event (e.g. the VM's name).
     """
     if concurrency < 1:
@@ -91,27 +120,54 @@ def transfer_disks(
     targets = [Target(job.target, job.target_format).path for job in jobs]
     if len(set(targets)) != len(targets):
         raise DiskError("two disk jobs write the same target")
+    cancel = cancel or threading.Event()
     prog = Progress(progress, stream=progress_stream, labels=progress_labels)
     prog.start(0)
-    options = _Options(verify, compare, fsync, max_rate, chunk_size, rate_limiter)
+    options = _Options(verify, compare, fsync, max_rate, chunk_size, cancel, notify, rate_limiter)
     results: list[TransferResult | None] = [None] * len(jobs)
-    errors: list[tuple[int, MigratorError]] = []
+    errors: dict[int, MigratorError] = {}
+    slots = threading.BoundedSemaphore(concurrency)
+
+    def run(i: int) -> None:
+        with slots:
+            if cancel.is_set():
+                errors[i] = TransferInterrupted(f"disk {jobs[i].name}: interrupted before it started")
+                return
+            try:
+                results[i] = _transfer_one(jobs[i], prog, options)
+            except MigratorError as exc:
+                errors[i] = exc
+            except Exception as exc:  # a bug or an unexpected OS error: still one line
+                errors[i] = DiskError(f"disk {jobs[i].name}: {type(exc).__name__}: {exc}")
+
+    # Daemon threads, not an executor: an interrupted run must exit without waiting for a
+    # worker stuck in a read (the interpreter joins executor threads at exit).
+    workers = [threading.Thread(target=run, args=(i,), name=f"disk-{i}", daemon=True) for i in range(len(jobs))]
     try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="disk") as pool:
-            log.info("transferring %d disk(s), %d at a time", len(jobs), concurrency)
-            futures = [pool.submit(_transfer_one, job, prog, options) for job in jobs]
-            for i, future in enumerate(futures):
-                try:
-                    results[i] = future.result()
-                except MigratorError as exc:
-                    errors.append((i, exc))
-                except Exception as exc:  # a bug or an unexpected OS error: still one line
-                    errors.append((i, DiskError(f"disk {jobs[i].name}: {type(exc).__name__}: {exc}")))
+        log.info("transferring %d disk(s), %d at a time", len(jobs), concurrency)
+        for w in workers:
+            w.start()
+        try:
+            for w in workers:
+                while w.is_alive():
+                    w.join(0.2)
+        except KeyboardInterrupt:
+            cancel.set()
+            deadline = time.monotonic() + CANCEL_GRACE
+            for w in workers:
+                w.join(max(0.0, deadline - time.monotonic()))
+            raise TransferInterrupted(
+                "interrupted: the chunks copied so far are recorded: run again to resume"
+            ) from None
     finally:
         prog.close()
     if errors:
-        first = errors[0][1]
-        more = f" (and {len(errors) - 1} more disk(s) failed)" if len(errors) > 1 else ""
+        ordered = [errors[i] for i in sorted(errors)]
+        interrupted = [e for e in ordered if isinstance(e, TransferInterrupted)]
+        if interrupted and cancel.is_set():
+            raise TransferInterrupted("interrupted: the chunks copied so far are recorded: run again to resume")
+        first = ordered[0]
+        more = f" (and {len(ordered) - 1} more disk(s) failed)" if len(ordered) > 1 else ""
         raise DiskError(f"{first.message}{more}")
     return [r for r in results if r is not None]
 
@@ -123,6 +179,8 @@ class _Options:
     fsync: bool
     max_rate: float | None
     chunk: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    notify: Notify = _stderr_notice
     rate_limiter: RateLimiter | None = None
 
 
@@ -140,14 +198,27 @@ def _transfer_one(job: DiskJob, prog: Progress, opts: _Options) -> TransferResul
             known is not None
             and known.source == identity
             and known.target_format == job.target_format
-            and known.chunk_size == opts.chunk
             and finished is not None
             and target.identity() == finished
         ):
             log.info("disk %s: %s already complete in %s, skipped", job.name, job.source.describe(), target.path)
             dp = prog.disk(job.name, known.virtual_size)
+            checked, seconds, verified = 0, 0.0, False
+            if opts.verify and job.target_format == "raw" and target.reopen(known.virtual_size):
+                checked, seconds = _verify(job, target, state, known.virtual_size, known.chunk_size, opts.cancel)
+                verified = True
             dp.finish("skipped")
-            return TransferResult(job.name, target.path, known.virtual_size, 0, True, True, time.monotonic() - started)
+            return TransferResult(
+                job.name,
+                target.path,
+                known.virtual_size,
+                0,
+                verified,
+                True,
+                time.monotonic() - started,
+                checked,
+                seconds,
+            )
         try:
             disk = job.source.open()
         except MigratorError as exc:
@@ -184,18 +255,33 @@ def _copy(
     size = disk.size
     nchunks = (size + opts.chunk - 1) // opts.chunk
     done: dict[int, tuple[str, int]] = {}
-    resumed = known == plan and state.completed_target() is None and target.reopen(size)
-    verify_buf = bytearray(opts.chunk)
+    repaired: list[int] = []
+    # A complete record whose target changed since (a raw image edited in place) is resumed like an
+    # interrupted one: only the chunks that no longer hold their digest are copied again.
+    resumed = known == plan and target.reopen(size)
     if resumed:
         done = state.done()
-        # Trust only chunks that still read back as recorded (a crash may have lost page cache).
-        stale = [
-            i for i, (digest, _n) in done.items() if _target_digest(target, i, opts.chunk, size, verify_buf) != digest
-        ]
+        if any(not d.startswith(chunks.DIGEST_PREFIX) for d, _n in done.values()):
+            resumed, done = False, {}  # a record from an older engine: start over
+    checked, verify_seconds, verified = 0, 0.0, False
+    if resumed:
+        had_finished = state.completed_target() is not None
+        state.reopen()
+        if had_finished and opts.verify:
+            # A verification never repairs in silence: a damaged chunk fails it (and is forgotten,
+            # so that the next run copies it again).
+            checked, verify_seconds = _verify(job, target, state, size, opts.chunk, opts.cancel)
+            verified = True
+            stale = []
+        else:
+            stale = _stale_chunks(target, done, opts.chunk, size)
         if stale:
             state.forget(stale)
             for i in stale:
                 del done[i]
+            if had_finished:
+                repaired = [i * opts.chunk for i in stale]
+                _notify_repairs(job.name, repaired, opts)
     pending = [i for i in range(nchunks) if i not in done]
     _check_space(job, disk, target, pending, opts.chunk)
     if not resumed:
@@ -208,18 +294,21 @@ def _copy(
     dp.resume_at(sum(min(opts.chunk, size - i * opts.chunk) for i in done))
     fresh = not done
     try:
-        transferred = _pipeline(disk, target, state, pending, dp, opts)
+        transferred = _pipeline(disk, target, state, pending, dp, opts, reused=resumed)
         if opts.compare and isinstance(job.source, LocalSource):
             _qemu_compare(job, disk, target)
-        if opts.fsync and target.fd >= 0:
+        if opts.fsync or opts.verify:
             target.sync()
+        if opts.verify and (pending or not verified):
+            checked, verify_seconds = _verify(job, target, state, size, opts.chunk, opts.cancel)
         target.finalize(opts.verify)
         ident = target.identity()
         if ident is None:
             raise DiskError(f"disk {job.name}: target {target.path} vanished")
         state.complete(ident[0], ident[1], transferred)
     except BaseException as exc:
-        dp.finish("failed")
+        interrupted = isinstance(exc, TransferInterrupted)
+        dp.finish("interrupted" if interrupted else "failed")
         message = exc.message if isinstance(exc, MigratorError) else f"{type(exc).__name__}: {exc}"
         if not message.startswith(f"disk {job.name}:"):
             message = f"disk {job.name}: {message}"
@@ -227,13 +316,137 @@ def _copy(
             target.remove()
             state.remove()
             message += " (target removed)"
-        else:
+        elif "run again" not in message:
             message += " (partial target kept: run again to resume)"
+        if interrupted:
+            raise TransferInterrupted(message) from None
         if isinstance(exc, MigratorError | OSError):
             raise DiskError(message) from None
         raise
     dp.finish("done")
-    return TransferResult(job.name, target.path, size, transferred, opts.verify, False, time.monotonic() - started)
+    return TransferResult(
+        job.name,
+        target.path,
+        size,
+        transferred,
+        opts.verify,
+        False,
+        time.monotonic() - started,
+        checked,
+        verify_seconds,
+        tuple(repaired),
+    )
+
+
+def _notify_repairs(name: str, offsets: list[int], opts: _Options) -> None:
+    for offset in offsets[:MAX_NOTICES]:
+        opts.notify(
+            f"disk {name}: chunk at byte {offset} no longer holds what was copied (digest mismatch): copying it again"
+        )
+    if len(offsets) > MAX_NOTICES:
+        opts.notify(f"disk {name}: and {len(offsets) - MAX_NOTICES} more damaged chunk(s): copying them again")
+
+
+def _stale_chunks(target: Target, done: dict[int, tuple[str, int]], chunk: int, size: int) -> list[int]:
+    """Recorded chunks whose bytes on the target no longer match their digest (a crash may have
+    lost page cache; a byte may have been changed since): read through the page cache."""
+    buf = bytearray(chunk + 2)
+    view = memoryview(buf)
+
+    def read(offset: int, out: memoryview) -> int:
+        target.read_into(offset, out)
+        return len(out)
+
+    stale = []
+    try:
+        for i, (recorded, _n) in sorted(done.items()):
+            start = i * chunk
+            n = min(chunk, size - start)
+            try:
+                found, _ = chunks.stored_digest(read, target.data_ranges(start, start + n), start, n, view)
+            except (OSError, DiskError):
+                found = ""
+            if found != recorded:
+                stale.append(i)
+    finally:
+        view.release()
+    return stale
+
+
+def _verify(
+    job: DiskJob, target: Target, state: TransferState, size: int, chunk: int, cancel: threading.Event
+) -> tuple[int, float]:
+    """Re-read the target from storage (after fsync) and compare every chunk with its recorded digest.
+
+    Returns (bytes read, seconds). A mismatch forgets the chunk (a re-run copies it again) and
+    raises one line naming the chunk's offset."""
+    t0 = time.monotonic()
+    target.sync()
+    reader = target.storage_reader()
+    align = chunks.DIRECT_ALIGN if reader.direct else 1
+    done = state.done()
+    nchunks = (size + chunk - 1) // chunk
+    with_data = [i for i in range(nchunks) if target.data_ranges(i * chunk, (i + 1) * chunk)]
+    holes = set(range(nchunks)).difference(with_data)
+    # A chunk the target holds no data for must have been recorded as zeros.
+    bad = [i for i in sorted(holes) if done.get(i, ("",))[0] != chunks.zero_digest(min(chunk, size - i * chunk))]
+    todo = iter(with_data)
+    lock = threading.Lock()
+    totals = [0]
+    failures: list[BaseException] = []
+
+    def check() -> None:
+        buf = aligned_buffer(chunk + 2 * chunks.DIRECT_ALIGN)
+        view = memoryview(buf)
+        try:
+            while not failures:
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                if cancel.is_set():
+                    raise TransferInterrupted(f"disk {job.name}: interrupted while verifying: run again to resume")
+                start = i * chunk
+                n = min(chunk, size - start)
+                try:
+                    ranges = target.data_ranges(start, start + n)
+                    found, nread = chunks.stored_digest(reader.read_into, ranges, start, n, view, align)
+                except OSError as exc:
+                    raise DiskError(f"disk {job.name}: verification failed: chunk at byte {start}: {exc}") from None
+                recorded = done.get(i)
+                with lock:
+                    totals[0] += nread
+                    if recorded is None or recorded[0] != found:
+                        bad.append(i)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            view.release()
+            buf.close()
+
+    # Several reads in flight (as many as the storage takes at once): the verification keeps
+    # up with a plain sequential read (dd iflag=direct) although it also digests every byte.
+    threads = [threading.Thread(target=check, name=f"verify-{job.name}", daemon=True) for _ in range(VERIFY_READERS)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        reader.close()
+    if failures:
+        raise failures[0]
+    total = totals[0]
+    bad.sort()
+    if bad:
+        state.reopen()
+        state.forget(bad)
+        more = f" (and {len(bad) - 1} more chunk(s))" if len(bad) > 1 else ""
+        raise DiskError(
+            f"disk {job.name}: verification failed: chunk at byte {bad[0] * chunk} of {target.path} "
+            f"differs from the source's digest{more}: run again to copy it again"
+        )
+    return total, time.monotonic() - t0
 
 
 def _check_space(job: DiskJob, disk: VirtualDisk, target: Target, pending: list[int], chunk: int) -> None:
@@ -270,194 +483,150 @@ def _human(n: int) -> str:
 
 
 def _pipeline(
-    disk: VirtualDisk, target: Target, state: TransferState, pending: list[int], dp: DiskProgress, opts: _Options
+    disk: VirtualDisk,
+    target: Target,
+    state: TransferState,
+    pending: list[int],
+    dp: DiskProgress,
+    opts: _Options,
+    *,
+    reused: bool,
 ) -> int:
-    """One reader fetches chunks in order; WRITERS threads write, read back and record them."""
+    """One reader plans (and, unless the kernel copies them, fetches) chunks in order; WRITERS
+    threads write and record them. ``reused``: the target holds an earlier run's bytes, each
+    pending chunk is cleared before it is written."""
     chunk, size = opts.chunk, disk.size
     free: queue.Queue[bytearray] = queue.Queue()
-    for _ in range(READ_BUFFERS):
-        free.put(bytearray(chunk))
-    ready: queue.Queue[tuple[int, bytearray | None, int] | None] = queue.Queue()
+    allocated = [0]  # read buffers are made when first needed: chunks the kernel copies need none
+    # (chunk index, buffer or None, bytes fetched, segments for the kernel or None)
+    ready: queue.Queue[tuple[int, bytearray | None, int, list | None] | None] = queue.Queue()
     stop = threading.Event()
     failures: list[BaseException] = []
     lock = threading.Lock()
     totals = {"transferred": 0}
     t0 = time.monotonic()
 
-    def produce() -> None:
+    def halted() -> bool:
+        return stop.is_set() or opts.cancel.is_set()
+
+    def take_buffer() -> bytearray:
         try:
-            for idx in pending:
-                if stop.is_set():
+            return free.get_nowait()
+        except queue.Empty:
+            with lock:
+                if allocated[0] < READ_BUFFERS:
+                    allocated[0] += 1
+                    return bytearray(chunk)
+            return free.get()
+
+    nreaders = REMOTE_READERS if _remote(disk) else 1
+    finished_readers = [0]
+
+    def produce(share: list[int]) -> None:
+        try:
+            for idx in share:
+                if halted():
                     break
                 start = idx * chunk
                 end = min(start + chunk, size)
                 segments = disk.segments(start, end)
                 fetched = sum(n for _s, n, k, *_ in segments if k != ZERO)
                 if not fetched:
-                    ready.put((idx, None, 0))
+                    ready.put((idx, None, 0, None))
                     continue
                 if opts.rate_limiter is not None:
                     opts.rate_limiter.acquire(fetched)
-                buf = free.get()
-                if stop.is_set():
+                if chunks.kernel_copyable(target, segments):
+                    ready.put((idx, None, fetched, segments))
+                    continue
+                buf = take_buffer()
+                if halted():
                     break
                 view = memoryview(buf)[: end - start]
                 disk.read(segments, view, start)
                 view.release()
-                ready.put((idx, buf, fetched))
+                ready.put((idx, buf, fetched, None))
         except BaseException as exc:  # handed over: the caller raises it
             failures.append(exc)
             stop.set()
         finally:
-            for _ in range(WRITERS):
-                ready.put(None)
+            with lock:
+                finished_readers[0] += 1
+                last = finished_readers[0] == nreaders
+            if last:
+                for _ in range(WRITERS):
+                    ready.put(None)
 
     def consume() -> None:
-        verify_buf = bytearray(chunk)
         try:
-            while not stop.is_set():
+            while not halted():
                 item = ready.get()
-                if item is None:
+                if item is None or halted():
                     return
-                idx, buf, fetched = item
+                idx, buf, fetched, segments = item
                 start = idx * chunk
                 n = min(chunk, size - start)
-                written = 0
-                runs: list[tuple[int, int]] = []
-                digest = EMPTY
-                if buf is None:
-                    target.zero(start, n)
-                else:
-                    # Zero scan and checksum here, in the writers, so they run in parallel.
-                    view = memoryview(buf)[:n]
-                    runs = _nonzero_runs(buf, n)
-                    digest = _digest(view, runs)
-                    pos = 0
-                    for a, b in runs:
-                        if a > pos:
-                            target.zero(start + pos, a - pos)
-                        target.write(start + a, view[a:b])
-                        written += b - a
-                        pos = b
-                    if pos < n:
-                        target.zero(start + pos, n - pos)
-                    view.release()
-                if opts.verify and not _reads_back(target, start, n, buf, runs, verify_buf):
-                    raise DiskError(
-                        f"verification failed: chunk at byte {start} reads back differently from the target"
-                    )
+                if reused:
+                    target.clear(start, n)
                 if buf is not None:
+                    digest, written = chunks.write_buffer(target, start, buf, n)
                     free.put(buf)
+                elif segments is not None:
+                    digest, written = chunks.copy_segments(target, segments, start, n)
+                else:
+                    target.zero(start, n)
+                    digest, written = chunks.zero_digest(n), 0
                 with lock:
                     state.record(idx, digest, written)
                     totals["transferred"] += fetched
                     dp.advance(n, fetched)
                     transferred = totals["transferred"]
-                if opts.max_rate:
-                    ahead = transferred / opts.max_rate - (time.monotonic() - t0)
-                    if ahead > 0:
-                        time.sleep(ahead)
+                _throttle(opts.max_rate, transferred, t0)
         except BaseException as exc:
             failures.append(exc)
             stop.set()
         finally:
             free.put(bytearray(0))  # wake the reader if it waits for a buffer
 
-    reader = threading.Thread(target=produce, name=f"read-{dp.name}", daemon=True)
+    readers = [
+        threading.Thread(target=produce, args=(pending[k::nreaders],), name=f"read-{dp.name}", daemon=True)
+        for k in range(nreaders)
+    ]
     writers = [threading.Thread(target=consume, name=f"write-{dp.name}", daemon=True) for _ in range(WRITERS)]
-    reader.start()
-    for w in writers:
-        w.start()
+    for t in readers + writers:
+        t.start()
     for w in writers:
         w.join()
     stop.set()
-    free.put(bytearray(0))
-    reader.join(timeout=120)
+    for _ in readers:
+        free.put(bytearray(0))
+    for r in readers:
+        r.join(timeout=0 if opts.cancel.is_set() else 120)
     if failures:
         raise failures[0]
+    if opts.cancel.is_set():
+        raise TransferInterrupted(
+            f"disk {dp.name}: interrupted: the chunks copied so far are recorded: run again to resume"
+        )
     return totals["transferred"]
 
 
-def _nonzero_runs(buf: bytearray, n: int) -> list[tuple[int, int]]:
-    """Maximal runs of BLOCK-aligned blocks holding a non-zero byte, as (start, end) in buf."""
-    runs: list[tuple[int, int]] = []
-    run_start = -1
-    for i in range(0, n, BLOCK):
-        j = min(i + BLOCK, n)
-        zero = buf.startswith(_ZB if j - i == BLOCK else _ZB[: j - i], i, j)
-        if zero:
-            if run_start >= 0:
-                runs.append((run_start, i))
-                run_start = -1
-        elif run_start < 0:
-            run_start = i
-    if run_start >= 0:
-        runs.append((run_start, n))
-    return runs
+def _remote(disk: VirtualDisk) -> bool:
+    """Whether any layer of the disk is read over HTTP."""
+    layer: VirtualDisk | None = disk
+    while layer is not None:
+        if any(isinstance(r, HttpFile) for r in layer.readers):
+            return True
+        layer = layer.parent
+    return False
 
 
-def _digest(view: memoryview, runs: list[tuple[int, int]]) -> str:
-    """The chunk's checksum for the state record: CRC-32 over its non-zero runs and their places."""
-    if not runs:
-        return EMPTY
-    crc = 0
-    for a, b in runs:
-        crc = zlib.crc32(_RUN.pack(a, b), crc)
-        crc = zlib.crc32(view[a:b], crc)
-    return f"crc32:{crc:08x}"
-
-
-def _reads_back(
-    target: Target, start: int, n: int, buf: bytearray | None, runs: list[tuple[int, int]], verify_buf: bytearray
-) -> bool:
-    """Re-read the chunk from the target: the runs equal the source bytes, everything else reads as zeros."""
-    view = memoryview(verify_buf)
-    try:
-        for a, b in runs:
-            target.read_into(start + a, view[a:b])
-            assert buf is not None
-            if not buf.startswith(view[a:b], a):
-                return False
-        # Anything the target holds outside the runs must be zeros.
-        extra: list[tuple[int, int]] = []
-        for a, b in target.data_ranges(start, start + n):
-            a, b = a - start, b - start
-            pos = a
-            for ra, rb in runs:
-                if rb <= pos or ra >= b:
-                    continue
-                if ra > pos:
-                    extra.append((pos, ra))
-                pos = max(pos, rb)
-            if pos < b:
-                extra.append((pos, b))
-        for a, b in extra:
-            target.read_into(start + a, view[a:b])
-            for i in range(a, b, BLOCK):
-                j = min(i + BLOCK, b)
-                if not verify_buf.startswith(_ZB[: j - i], i, j):
-                    return False
-        return True
-    finally:
-        view.release()
-
-
-def _target_digest(target: Target, idx: int, chunk: int, size: int, buf: bytearray) -> str:
-    """The checksum of what the target holds for chunk ``idx`` (same definition as the source side)."""
-    start = idx * chunk
-    n = min(chunk, size - start)
-    ranges = target.data_ranges(start, start + n)
-    if not ranges:
-        return EMPTY
-    view = memoryview(buf)
-    try:
-        if ranges != [(start, start + n)]:
-            view[:n] = bytes(n)
-        for a, b in ranges:
-            target.read_into(a, view[a - start : b - start])
-        return _digest(view[:n], _nonzero_runs(buf, n))
-    finally:
-        view.release()
+def _throttle(max_rate: float | None, transferred: int, t0: float) -> None:
+    """Hold the writer back so that a disk's source reads stay under ``max_rate`` bytes per second."""
+    if max_rate:
+        ahead = transferred / max_rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
 
 
 def _qemu_compare(job: DiskJob, disk: VirtualDisk, target: Target) -> None:

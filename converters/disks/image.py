@@ -8,12 +8,14 @@ descriptor, hosted sparse ``KDMV``, qcow2, raw) and return a ``VirtualDisk`` who
 from __future__ import annotations
 
 import json
+import posixpath
 import subprocess
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from converters.disks.sources import HttpFile, LocalFile
+from converters.disks.sources import HttpFile, LocalFile, SliceFile
 from converters.disks.sparse import GRAIN, HOLE, RAW, ZERO, FlatExtent, Segment, SparseExtent, ZeroExtent, merge
 from converters.disks.vmdk import (
     COWD_MAGIC,
@@ -22,14 +24,19 @@ from converters.disks.vmdk import (
     SPARSE_MAGIC,
     SPARSE_TYPES,
     ZERO_TYPES,
+    ConfinementError,
     Descriptor,
+    SparseHeader,
+    check_extent_path,
     looks_like_descriptor,
     parse_descriptor,
     parse_sparse_header,
 )
+from core.confine import is_inside
 from core.errors import DiskError
 
 MAX_CHAIN = 32
+MAX_DESCRIPTOR = 1 << 20
 QCOW2_MAGIC = b"QFI\xfb"
 OTHER_MAGICS = {
     b"conectix": "VHD",
@@ -146,6 +153,9 @@ def _check_magic(head: bytes, name: str) -> None:
 
 def _build(name: str, descriptor: Descriptor, open_file, self_reader=None) -> tuple[list[Extent], list]:
     extents: list[Extent] = []
+    # An embedded descriptor (monolithicSparse, streamOptimized) with one extent describes the
+    # file it sits in, whatever name it gives: read it as qemu-img does (renamed files, OVA members).
+    alone = self_reader is not None and len(descriptor.extents) == 1
     readers: list = []
     for ext in descriptor.extents:
         if ext.access == "NOACCESS":
@@ -159,7 +169,7 @@ def _build(name: str, descriptor: Descriptor, open_file, self_reader=None) -> tu
             readers.append(reader)
             extents.append(FlatExtent(reader, ext.offset * SECTOR, ext.size, name=name))
         elif ext.type in SPARSE_TYPES:
-            if self_reader is not None and ext.filename == self_reader.name:
+            if self_reader is not None and (alone or ext.filename == self_reader.name):
                 reader = self_reader
             else:
                 reader = open_file(ext.filename)
@@ -179,16 +189,46 @@ def _build(name: str, descriptor: Descriptor, open_file, self_reader=None) -> tu
     return extents, readers
 
 
-def _embedded_descriptor(reader, head: bytes, name: str) -> tuple[Descriptor | None, object]:
+def local_descriptor(path: Path) -> tuple[Descriptor | None, SparseHeader | None]:
+    """The VMDK descriptor of a local file (text, or embedded in a sparse extent) and the sparse
+    header, parsed as convert parses them; (None, None) for a raw or qcow2 image."""
+    top = LocalFile(Path(path))
+    try:
+        head = top.head(65536)
+        _check_magic(head, str(path))
+        if head[:4] == SPARSE_MAGIC:
+            return _embedded_descriptor(top, head, str(path))
+        if looks_like_descriptor(head):
+            if top.size > MAX_DESCRIPTOR:
+                raise DiskError(f"{path}: corrupt VMDK descriptor (too large)")
+            return parse_descriptor(head, name=str(path)), None
+        return None, None
+    finally:
+        top.close()
+
+
+def _embedded_descriptor(reader, head: bytes, name: str) -> tuple[Descriptor | None, SparseHeader]:
     header = parse_sparse_header(head, name=name)
     if header.descriptor_offset and header.descriptor_size:
         at, n = header.descriptor_offset * SECTOR, header.descriptor_size * SECTOR
+        if n > MAX_DESCRIPTOR:  # an embedded descriptor is one or a few KiB: never read a huge one
+            raise DiskError(f"{name}: corrupt VMDK sparse header (embedded descriptor of {n} bytes)")
         if at + n > reader.size:
             raise DiskError(f"{name}: truncated VMDK (descriptor beyond end of file)")
         buf = bytearray(n)
         reader.read_into(at, memoryview(buf))
         return parse_descriptor(bytes(buf), name=name), header
     return None, header
+
+
+def confined(folder: Path, name: str, *, label: str, what: str = "extent") -> Path:
+    """``folder / name``, refused (one line naming it) unless it stays in ``folder`` with symlinks resolved."""
+    check_extent_path(name, name=label)
+    path = folder / name
+    if not is_inside(path, folder):
+        where = f"resolves to {path.resolve()}, outside the disk's folder {folder.resolve()}"
+        raise ConfinementError(f"{label}: {what} {name} {where}: refused")
+    return path
 
 
 def open_local(path: Path, depth: int = 0) -> VirtualDisk:
@@ -202,7 +242,7 @@ def open_local(path: Path, depth: int = 0) -> VirtualDisk:
     folder = path.parent
 
     def open_file(filename: str) -> LocalFile:
-        extent_path = folder / filename
+        extent_path = confined(folder, filename, label=name)
         if not extent_path.exists():
             raise DiskError(f"{name}: missing extent {filename}")
         return LocalFile(extent_path)
@@ -241,7 +281,7 @@ def _open_disk(
         if head[:4] == QCOW2_MAGIC:
             return open_qcow2()
         if looks_like_descriptor(head):
-            if top.size > 1 << 20:
+            if top.size > MAX_DESCRIPTOR:
                 raise DiskError(f"{name}: corrupt VMDK descriptor (too large)")
             descriptor = parse_descriptor(head, name=name)
             extents, readers = _build(name, descriptor, open_file)
@@ -260,10 +300,50 @@ def _open_disk(
 def _local_parent(descriptor: Descriptor, folder: Path, name: str, depth: int) -> VirtualDisk | None:
     if not descriptor.parent_hint:
         return None
-    parent_path = folder / descriptor.parent_hint
+    parent_path = confined(folder, descriptor.parent_hint, label=name, what="parent disk")
     if not parent_path.exists():
         raise DiskError(f"{name}: missing parent disk {descriptor.parent_hint}")
     return open_local(parent_path, depth + 1)
+
+
+def open_tar_member(archive: Path, member: str) -> VirtualDisk:
+    """A disk that is a member of an uncompressed tar (an OVA), read in place. Extents and parents
+    a descriptor member names are members beside it; only regular, non-sparse members are read."""
+    archive = Path(archive)
+    name = f"{archive}:{member}"
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            members = {info.name.removeprefix("./"): info for info in tar.getmembers()}
+    except FileNotFoundError:
+        raise DiskError(f"{archive}: no such file") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise DiskError(f"{archive}: not an uncompressed tar archive: {exc}") from None
+
+    def reader(member_name: str, label: str) -> SliceFile:
+        info = members.get(member_name.removeprefix("./"))
+        if info is None:
+            raise DiskError(f"{label}: no member {member_name!r} in {archive}")
+        if not info.isreg() or info.sparse is not None:
+            raise DiskError(f"{label}: member {member_name!r} is not a plain file: refused")
+        return SliceFile(archive, info.offset_data, info.size, name=posixpath.basename(member_name))
+
+    folder = posixpath.dirname(member.removeprefix("./"))
+
+    def open_file(filename: str) -> SliceFile:
+        check_extent_path(filename, name=name)
+        return reader(posixpath.join(folder, filename), f"{name}: missing extent {filename}")
+
+    def open_parent(descriptor: Descriptor) -> VirtualDisk | None:
+        if descriptor.parent_hint:
+            raise DiskError(f"{name}: a snapshot chain inside an archive is not supported")
+        return None
+
+    top = reader(member, name)
+
+    def no_qcow2() -> VirtualDisk:
+        raise DiskError(f"{name}: qcow2 inside an archive is not supported")
+
+    return _open_disk(top, name, lambda: top.head(65536), open_file, open_parent=open_parent, open_qcow2=no_qcow2)
 
 
 def _open_qcow2(top: LocalFile, path: Path) -> VirtualDisk:
@@ -357,4 +437,4 @@ def _http_parent(descriptor: Descriptor, top: HttpFile, name: str, depth: int) -
     return open_http(top.sibling(descriptor.parent_hint), depth + 1)
 
 
-__all__ = ["GRAIN", "HOLE", "RAW", "ZERO", "VirtualDisk", "open_http", "open_local"]
+__all__ = ["GRAIN", "HOLE", "RAW", "ZERO", "VirtualDisk", "open_http", "open_local", "open_tar_member"]

@@ -13,9 +13,10 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 JSON_INTERVAL = 0.5
 
@@ -29,9 +30,9 @@ class Progress:
         if mode == "auto":
             mode = "tqdm" if sys.stderr.isatty() else "none"
         self.mode = mode
-        self.labels = dict(labels or {})  # added to every JSON event, e.g. {"vm": "web01"}
         self.stream = stream or sys.stdout
         self.lock = threading.Lock()
+        self.labels = dict(labels or {})  # added to every JSON event, e.g. {"vm": "web01"}
         self.overall: tqdm | None = None
         self.total = 0
         self.position = 1
@@ -39,6 +40,8 @@ class Progress:
     def start(self, total: int) -> None:
         self.total = total
         if self.mode == "tqdm":
+            from tqdm import tqdm  # only on a terminal: a transfer without bars starts faster
+
             self.overall = tqdm(
                 total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="all disks", position=0, leave=True
             )
@@ -66,6 +69,8 @@ class DiskProgress:
         self.last_emit = 0.0
         self.bar: tqdm | None = None
         if parent.mode == "tqdm":
+            from tqdm import tqdm
+
             self.bar = tqdm(
                 total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, position=position, leave=True
             )

@@ -1,12 +1,18 @@
-"""Where disk bytes come from: local files and HTTP(S) URLs (a vSphere datastore's ``/folder``).
+"""Where disk bytes come from: local files, members of a tar archive (OVA), and HTTP(S) URLs
+(a vSphere datastore's ``/folder``).
 
 A *byte reader* reads ranges of one file (``read_into``). A *source* (``LocalSource``,
-``HttpSource``) names a disk and opens it as a ``VirtualDisk`` (see image.py) built from
-readers for its descriptor, extents and parents.
+``TarMemberSource``, ``HttpSource``) names a disk and opens it as a ``VirtualDisk`` (see
+image.py) built from readers for its descriptor, extents and parents.
+
+HTTP honours ``HTTPS_PROXY``/``HTTP_PROXY`` and ``NO_PROXY`` as curl does: HTTPS through a
+CONNECT tunnel (TLS still verified end to end, against the datastore's name), plain HTTP by
+asking the proxy for the absolute URL.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import logging
 import os
@@ -14,19 +20,20 @@ import ssl
 import stat
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from core.errors import DiskError
+
+log = logging.getLogger(__name__)
 
 HTTP_ATTEMPTS = 5
 HTTP_BACKOFF = 0.5  # seconds, doubled per attempt
 HTTP_TIMEOUT = 60.0
 _IO_BLOCK = 8 << 20
-
-log = logging.getLogger(__name__)
 
 
 class ByteReader(Protocol):
@@ -74,7 +81,7 @@ class LocalFile:
             self.size = os.lseek(self.fd, 0, os.SEEK_END)
         else:
             self.size = st.st_size
-        self._sparse_probe = stat.S_ISREG(st.st_mode)
+        self.is_regular = stat.S_ISREG(st.st_mode)
 
     def read_into(self, offset: int, out: memoryview) -> None:
         done = 0
@@ -86,7 +93,7 @@ class LocalFile:
             done += n
 
     def data_ranges(self, start: int, end: int) -> list[tuple[int, int]] | None:
-        if not self._sparse_probe:
+        if not self.is_regular:
             return None
         return seek_data_ranges(self.fd, start, min(end, self.size))
 
@@ -99,13 +106,79 @@ class LocalFile:
             self.fd = -1
 
 
+class SliceFile:
+    """A byte range of a local file standing for a file of its own: a member of an uncompressed tar."""
+
+    def __init__(self, path: Path, base: int, size: int, *, name: str) -> None:
+        self.path = path
+        self.base = base
+        self.size = size
+        self.name = name
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise DiskError(f"{path}: cannot open: {exc.strerror}") from None
+
+    def read_into(self, offset: int, out: memoryview) -> None:
+        if offset + len(out) > self.size:
+            raise DiskError(f"{self.path}: member {self.name} truncated: expected data at byte {self.size}")
+        done = 0
+        while done < len(out):
+            n = os.preadv(self.fd, [out[done : done + _IO_BLOCK * 4]], self.base + offset + done)
+            if n == 0:
+                raise DiskError(f"{self.path}: truncated archive: member {self.name} ends early")
+            done += n
+
+    def data_ranges(self, start: int, end: int) -> list[tuple[int, int]] | None:
+        return None
+
+    def head(self, n: int) -> bytes:
+        return os.pread(self.fd, min(n, self.size), self.base)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class HttpError(DiskError):
     pass
 
 
+@dataclass(frozen=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: str | None  # "Basic ..." from the proxy URL's user:password, never printed
+
+
+def proxy_for(url: str) -> Proxy | None:
+    """The proxy the environment names for ``url`` (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, NO_PROXY)."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    spec = proxies.get(parts.scheme) or proxies.get("all")
+    if not spec or not parts.hostname:
+        return None
+    if urllib.request.proxy_bypass_environment(parts.hostname, proxies):
+        return None
+    if "://" not in spec:
+        spec = f"http://{spec}"
+    proxy = urlsplit(spec)
+    if proxy.scheme != "http" or not proxy.hostname:
+        raise DiskError(f"proxy {_safe(spec)}: only http:// proxies are supported")
+    auth = None
+    if proxy.username is not None:
+        pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+        auth = "Basic " + base64.b64encode(pair).decode()
+    return Proxy(proxy.hostname, proxy.port or 80, auth)
+
+
 @dataclass
 class HttpFile:
-    """Ranged GETs over one persistent connection (reopened on errors), retried with backoff."""
+    """Ranged GETs over persistent connections (reopened on errors), retried with backoff.
+
+    One connection per concurrent caller (the engine reads a remote disk with two, which hides
+    the datastore's time to first byte: see BENCHMARKS.md), kept open between requests."""
 
     url: str
     headers: dict[str, str]
@@ -114,7 +187,7 @@ class HttpFile:
     backoff: float = HTTP_BACKOFF
     size: int = -1
     name: str = ""
-    _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+    _idle: list[http.client.HTTPConnection] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -126,29 +199,39 @@ class HttpFile:
         self._host = parts.hostname
         self._port = parts.port
         self._target = parts.path + (f"?{parts.query}" if parts.query else "")
+        self._proxy = proxy_for(self.url)
+        self._extra: dict[str, str] = {}
+        if self._proxy is not None and self._scheme == "http":  # plain HTTP: the proxy gets the absolute URL
+            self._target = _safe(self.url)
+            if self._proxy.authorization:
+                self._extra["Proxy-Authorization"] = self._proxy.authorization
 
-    def _connect(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            if self._scheme == "https":
-                self._conn = http.client.HTTPSConnection(
-                    self._host,
-                    self._port,
-                    timeout=HTTP_TIMEOUT,
-                    context=self.ssl_context or ssl.create_default_context(),
-                )
-            else:
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=HTTP_TIMEOUT)
-        return self._conn
+    def _take(self) -> http.client.HTTPConnection:
+        """An idle connection, or a new one."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        proxy = self._proxy
+        host, port = (proxy.host, proxy.port) if proxy else (self._host, self._port)
+        if self._scheme != "https":
+            return http.client.HTTPConnection(host, port, timeout=HTTP_TIMEOUT)
+        conn = http.client.HTTPSConnection(
+            host, port, timeout=HTTP_TIMEOUT, context=self.ssl_context or ssl.create_default_context()
+        )
+        if proxy is not None:  # CONNECT tunnel; TLS (and its checks) then runs to the datastore itself
+            tunnel = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+            conn.set_tunnel(self._host, self._port, headers=tunnel)
+        return conn
 
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    def _give(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.append(conn)
 
-    def _request(self, offset: int, out: memoryview | None, length: int) -> tuple[int, int]:
-        """One ranged GET filling ``out``; returns (file size, bytes read)."""
-        conn = self._connect()
-        headers = dict(self.headers)
+    def _request(
+        self, conn: http.client.HTTPConnection, offset: int, out: memoryview | None, length: int
+    ) -> tuple[int, int, bool]:
+        """One ranged GET filling ``out``; returns (file size, bytes read, whether ``conn`` can be reused)."""
+        headers = {**self.headers, **self._extra}
         headers["Range"] = f"bytes={offset}-{offset + length - 1}"
         log.debug("GET %s Range: %s", _safe(self.url), headers["Range"])
         conn.request("GET", self._target, headers=headers)
@@ -183,35 +266,41 @@ class HttpFile:
                 done += n
             if done < want:
                 raise ConnectionError(f"connection dropped after {done} of {want} bytes")
-        if resp.length:  # unread rest (a server ignoring Range): don't reuse this connection
-            self._drop()
-        return total, done
+        # an unread rest (a server ignoring Range) or a server closing: don't reuse this connection
+        return total, done, not resp.length and not resp.will_close
 
     def fetch(self, offset: int, out: memoryview | None, length: int | None = None) -> tuple[int, int]:
         length = len(out) if out is not None else (length or 1)
         delay = self.backoff
         last: str = ""
-        with self._lock:
-            for attempt in range(self.attempts):
-                try:
-                    return self._request(offset, out, length)
-                except HttpError as exc:
-                    self._drop()
-                    status = getattr(exc, "status", 0)
-                    if not status or (status < 500 and status != 429):
-                        raise
-                    last = exc.message
-                except (OSError, http.client.HTTPException) as exc:
-                    self._drop()
-                    if isinstance(exc, ssl.SSLCertVerificationError):
-                        raise DiskError(
-                            f"{_safe(self.url)}: TLS certificate not trusted: {exc.verify_message}"
-                        ) from None
-                    last = f"{_safe(self.url)}: {type(exc).__name__}: {exc}".rstrip(": ")
-                if attempt + 1 < self.attempts:
-                    log.info("%s; retry %d of %d in %.1fs", last, attempt + 1, self.attempts - 1, delay)
-                    time.sleep(delay)
-                    delay *= 2
+        for attempt in range(self.attempts):
+            conn = self._take()
+            try:
+                total, done, reusable = self._request(conn, offset, out, length)
+            except HttpError as exc:
+                conn.close()
+                status = getattr(exc, "status", 0)
+                if not status or (status < 500 and status != 429):
+                    raise
+                last = exc.message
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if isinstance(exc, ssl.SSLCertVerificationError):
+                    raise DiskError(f"{_safe(self.url)}: TLS certificate not trusted: {exc.verify_message}") from None
+                last = f"{_safe(self.url)}: {type(exc).__name__}: {exc}".rstrip(": ")
+            except BaseException:
+                conn.close()
+                raise
+            else:
+                if reusable:
+                    self._give(conn)
+                else:
+                    conn.close()
+                return total, done
+            if attempt + 1 < self.attempts:
+                log.info("%s; retry %d of %d in %.1fs", last, attempt + 1, self.attempts - 1, delay)
+                time.sleep(delay)
+                delay *= 2
         raise DiskError(f"{last} (gave up after {self.attempts} attempts)")
 
     def probe(self, n: int = 65536) -> bytes:
@@ -237,7 +326,10 @@ class HttpFile:
         return HttpFile(urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")), self.headers, self.ssl_context)
 
     def close(self) -> None:
-        self._drop()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
 def _safe(url: str) -> str:
@@ -258,12 +350,40 @@ class LocalSource:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
 
-    def identity(self) -> str:
+    def identity(self, depth: int = 0) -> str:
+        """Names the bytes: the file's path, size and mtime, and those of every file a text
+        descriptor names (extents, parent chain), so a changed extent is never taken for done."""
         try:
             st = self.path.stat()
         except OSError:
             raise DiskError(f"{self.path}: no such file") from None
-        return f"local:{self.path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        ident = f"local:{self.path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        if st.st_size > 1 << 20 or depth > 32:
+            return ident
+        from converters.disks.vmdk import looks_like_descriptor, parse_descriptor
+
+        head = self.path.read_bytes()
+        if not looks_like_descriptor(head):
+            return ident
+        try:
+            descriptor = parse_descriptor(head, name=str(self.path))
+        except DiskError:
+            return ident  # open() reports it
+        parts = [ident]
+        for extent in descriptor.extents:
+            if extent.filename:
+                try:
+                    est = (self.path.parent / extent.filename).stat()
+                    parts.append(f"{extent.filename}:{est.st_size}:{est.st_mtime_ns}")
+                except OSError:
+                    parts.append(f"{extent.filename}:missing")
+        if descriptor.parent_hint:
+            parent = LocalSource(self.path.parent / descriptor.parent_hint)
+            try:
+                parts.append(parent.identity(depth + 1))
+            except DiskError:
+                parts.append(f"{descriptor.parent_hint}:missing")
+        return "|".join(parts)
 
     def describe(self) -> str:
         return str(self.path)
@@ -272,6 +392,32 @@ class LocalSource:
         from converters.disks.image import open_local
 
         return open_local(self.path)
+
+
+@dataclass(frozen=True)
+class TarMemberSource:
+    """A disk stored in a tar archive (an OVA's VMDK), read in place: nothing is extracted."""
+
+    archive: Path
+    member: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "archive", Path(self.archive))
+
+    def identity(self) -> str:
+        try:
+            st = self.archive.stat()
+        except OSError:
+            raise DiskError(f"{self.archive}: no such file") from None
+        return f"tar:{self.archive.resolve()}:{st.st_size}:{st.st_mtime_ns}:{self.member}"
+
+    def describe(self) -> str:
+        return f"{self.archive}:{self.member}"
+
+    def open(self):  # -> VirtualDisk
+        from converters.disks.image import open_tar_member
+
+        return open_tar_member(self.archive, self.member)
 
 
 @dataclass(frozen=True)

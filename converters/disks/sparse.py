@@ -117,7 +117,11 @@ class SparseExtent:
         self.markers = bool(header.flags & (1 << 17))
         self.table = self._load_tables()
 
-    def _load_tables(self) -> array:
+    def _load_tables(self) -> dict[int, array]:
+        """Grain directory index → its grain table, for the directory entries that have one.
+
+        Memory follows the file, not the capacity it claims: a table read once is shared by every
+        directory entry that names it, and entries without a table cost nothing."""
         h = self.header
         gd_bytes = grain_directory_bytes(h)
         gd_at = h.gd_offset * SECTOR
@@ -128,12 +132,13 @@ class SparseExtent:
         gd = array("I")
         gd.frombytes(bytes(gd_raw))
         gt_bytes = grain_table_bytes(h)
-        table = array("I", bytes(4 * h.gtes_per_gt * len(gd)))
         users: dict[int, list[int]] = {}
         for idx, off in enumerate(gd):
             if off:
                 users.setdefault(off, []).append(idx)
         wanted = sorted(users)
+        limit = (self.reader.size + SECTOR - 1) // SECTOR
+        tables: dict[int, array] = {}
         # Grain tables usually sit back to back: fetch them in a few large reads.
         i = 0
         while i < len(wanted):
@@ -152,23 +157,31 @@ class SparseExtent:
                 at = off * SECTOR - span_start
                 gt = array("I")
                 gt.frombytes(bytes(buf[at : at + gt_bytes]))
+                if any(entry > 1 and entry >= limit for entry in gt):
+                    raise DiskError(f"{self.name}: truncated or corrupt VMDK (grain beyond end of file)")
                 for idx in users[off]:
-                    table[idx * h.gtes_per_gt : (idx + 1) * h.gtes_per_gt] = gt
+                    tables[idx] = gt
             i = j + 1
-        limit = (self.reader.size + SECTOR - 1) // SECTOR
-        grains = (self.size + self.grain - 1) // self.grain
-        del table[grains:]
-        for entry in table:
-            if entry > 1 and entry >= limit:
-                raise DiskError(f"{self.name}: truncated or corrupt VMDK (grain beyond end of file)")
-        return table
+        return tables
+
+    def _entries(self, first: int, last: int) -> list[int]:
+        """Grain table entries for grains first..last (0 where the directory has no table)."""
+        per = self.header.gtes_per_gt
+        out: list[int] = []
+        g = first
+        while g <= last:
+            idx, at = divmod(g, per)
+            n = min(per - at, last - g + 1)
+            gt = self.table.get(idx)
+            out.extend(gt[at : at + n] if gt is not None else [0] * n)
+            g += n
+        return out
 
     def segments(self, start: int, end: int) -> list[Segment]:
         g = self.grain
-        table = self.table
         first = start // g
         last = (end - 1) // g
-        entries = table[first : last + 1]
+        entries = self._entries(first, last)
         if not any(entries):
             return [(start, end - start, HOLE, None, 0, 0)]
         out: list[Segment] = []

@@ -1,17 +1,24 @@
-"""The durable record of one transfer, beside its target: which chunks are written and verified.
+"""The durable record of one transfer, beside its target: which chunks are written, and their digests.
 
-SQLite in WAL mode: every chunk is committed after its bytes are written and re-read from
-the target, so a process killed at any moment (kill -9 included) leaves a record that
-names only chunks really on the target. On resume the recorded chunks are re-checked
-against their checksums (cheap, target-only) before being trusted.
+SQLite in WAL mode: every chunk is committed after its bytes are written, with the XXH3
+digest of the source bytes, so a process killed at any moment (kill -9 included) leaves a
+record that names only chunks handed to the target. On resume the recorded chunks are
+checked against their digests (target-only reads) before being trusted; ``--verify`` checks
+them all again from storage.
+
+The engine owns this record. Others use ``transfer_status`` and ``discard_transfer``, never
+its files.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from converters.disks.writer import Target
+from core import private
 from core.errors import DiskError
 
 SCHEMA = """
@@ -34,11 +41,13 @@ class TransferState:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
+            if not path.exists():  # 0600 like the image it describes; SQLite gives -wal/-shm the same mode
+                os.close(private.open_fd(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC))
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise DiskError(f"{path}: cannot open the transfer record: {exc}") from None
 
     def _meta(self) -> dict[str, str]:
@@ -94,10 +103,79 @@ class TransferState:
                 [("complete_size", str(size)), ("complete_mtime", str(mtime_ns)), ("transferred", str(transferred))],
             )
 
+    def reopen(self) -> None:
+        """A completed transfer is being resumed (its target changed): no longer complete."""
+        self.db.execute("DELETE FROM meta WHERE key IN ('complete_size', 'complete_mtime', 'transferred')")
+
     def close(self) -> None:
         self.db.close()
 
     def remove(self) -> None:
         self.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        _remove_record(self.path)
+
+
+def _remove_record(path: Path) -> bool:
+    found = False
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(f"{path}{suffix}")
+        if part.exists():
+            found = True
+            part.unlink(missing_ok=True)
+    return found
+
+
+@dataclass(frozen=True)
+class TransferStatus:
+    """What the engine knows of one target's transfer (see ``transfer_status``)."""
+
+    target: Path  # the image (a directory target resolved to its disk.img)
+    source: str  # the source's identity, as recorded
+    virtual_size: int
+    target_format: str
+    chunks_done: int
+    chunks_total: int
+    bytes_transferred: int  # read from the source when the transfer completed, else 0
+    complete: bool  # finished, and the image has not changed since
+
+
+def transfer_status(target: Path, target_format: str = "raw") -> TransferStatus | None:
+    """The recorded state of the transfer into ``target``, or None when there is none."""
+    try:
+        tgt = Target(target, target_format)
+    except DiskError:
+        return None
+    if not tgt.state_path.exists():
+        return None
+    state = TransferState(tgt.state_path)
+    try:
+        plan = state.plan()
+        if plan is None:
+            return None
+        finished = state.completed_target()
+        total = (plan.virtual_size + plan.chunk_size - 1) // plan.chunk_size
+        complete = finished is not None and tgt.identity() == finished
+        done = total if finished is not None else len(state.done())
+        return TransferStatus(
+            tgt.path,
+            plan.source,
+            plan.virtual_size,
+            plan.target_format,
+            done,
+            total,
+            state.stat("transferred"),
+            complete,
+        )
+    finally:
+        state.close()
+
+
+def discard_transfer(target: Path, target_format: str = "raw") -> bool:
+    """Forget the transfer into ``target`` (the image stays): the next transfer is a full copy.
+
+    True when there was a record to discard."""
+    try:
+        tgt = Target(target, target_format)
+    except DiskError:
+        return False
+    return _remove_record(tgt.state_path)

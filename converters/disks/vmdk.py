@@ -49,6 +49,10 @@ _EXTENT_RE = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"]*)"(?
 _KV_RE = re.compile(r'^([A-Za-z0-9_.]+)\s*=\s*"?([^"]*)"?\s*$')
 
 
+class ConfinementError(DiskError):
+    """A descriptor names a file outside its own folder (absolute, ``..``, or a symlink out): refused."""
+
+
 @dataclass(frozen=True)
 class Extent:
     access: str  # RW | RDONLY | NOACCESS
@@ -70,6 +74,7 @@ class Descriptor:
     parent_cid: str | None = None
     parent_hint: str | None = None
     ddb: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)  # every other key (changeTrackPath, ...)
 
     @property
     def virtual_size(self) -> int:
@@ -128,18 +133,20 @@ def parse_descriptor(data: bytes, *, name: str) -> Descriptor:
         hint = None
     if hint is not None:
         check_extent_path(hint, name=name)
-    return Descriptor(create_type, extents, values.get("CID"), parent_cid, hint, ddb)
+    return Descriptor(create_type, extents, values.get("CID"), parent_cid, hint, ddb, values)
 
 
 def check_extent_path(path: str, *, name: str) -> None:
     """Extents (and parents) must live in the descriptor's own folder: no absolute paths, no ``..``."""
     if not path or "\\" in path or "\0" in path:
-        raise DiskError(f"{name}: invalid extent path {path!r}")
+        raise ConfinementError(f"{name}: invalid extent path {path!r}")
     pure = PurePosixPath(path)
     if pure.is_absolute() or re.match(r"^[A-Za-z]:", path) or path.startswith("["):
-        raise DiskError(f"{name}: extent path {path!r} is absolute: refused (extents must stay in the disk's folder)")
+        raise ConfinementError(
+            f"{name}: extent path {path!r} is absolute: refused (extents must stay in the disk's folder)"
+        )
     if any(part == ".." for part in pure.parts):
-        raise DiskError(f"{name}: extent path {path!r} escapes the disk's folder: refused")
+        raise ConfinementError(f"{name}: extent path {path!r} escapes the disk's folder: refused")
 
 
 @dataclass(frozen=True)

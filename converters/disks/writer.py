@@ -4,8 +4,11 @@ block device; qcow2 targets are written raw beside the target and converted by q
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import hashlib
+import mmap
 import os
 import stat
 import struct
@@ -19,11 +22,20 @@ from core.errors import DiskError
 PVC_IMAGE = "disk.img"  # the file KubeVirt/CDI expect in a filesystem-mode volume
 BLKZEROOUT = 0x127F
 WRITE_PIECE = 256 << 10
+FALLOC_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+DIRECT_ALIGN = 4096  # O_DIRECT: offsets, lengths and buffers aligned to the logical block (≤ 4 KiB)
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
 
 
 def state_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "migrator" / "disks"
+
+
+def aligned_buffer(size: int) -> mmap.mmap:
+    """A page-aligned buffer (anonymous mapping), as O_DIRECT reads need."""
+    return mmap.mmap(-1, max(size, DIRECT_ALIGN))
 
 
 class Target:
@@ -105,10 +117,44 @@ class Target:
                 raise DiskError(f"{self.data_path}: no space left on the target's filesystem") from None
             raise DiskError(f"{self.data_path}: write failed: {exc.strerror}") from None
 
+    @property
+    def is_file(self) -> bool:
+        """A regular file the kernel can copy into (copy_file_range) and punch holes in."""
+        return not self.is_block
+
     def zero(self, offset: int, length: int) -> None:
-        """Make a range read as zeros. Fresh files already do; devices get BLKZEROOUT."""
+        """Make a range read as zeros on a device (BLKZEROOUT). Fresh files already do: see ``clear``."""
         if self.is_block and length:
             fcntl.ioctl(self.fd, BLKZEROOUT, struct.pack("QQ", offset, length))
+
+    def clear(self, offset: int, length: int) -> None:
+        """Make a range of a reused target read as zeros before its chunk is written again.
+
+        Files get a punched hole (they stay sparse); devices are zeroed per gap as they are written."""
+        if self.is_block or not length:
+            return
+        if _libc.fallocate(self.fd, FALLOC_PUNCH_HOLE, offset, length) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EOPNOTSUPP, errno.ENOSYS):
+            raise DiskError(f"{self.data_path}: cannot clear a range: {os.strerror(code)}")
+        zeros = bytes(min(length, 1 << 20))  # a filesystem without holes: write the zeros
+        for pos in range(offset, offset + length, len(zeros)):
+            self.write(pos, memoryview(zeros)[: min(len(zeros), offset + length - pos)])
+
+    def copy_from(self, src_fd: int, src_offset: int, offset: int, length: int) -> None:
+        """Let the kernel move ``length`` bytes from another file (copy_file_range: no copy through us)."""
+        done = 0
+        try:
+            while done < length:
+                n = os.copy_file_range(src_fd, self.fd, length - done, src_offset + done, offset + done)
+                if n == 0:
+                    raise DiskError(f"{self.data_path}: source ended while copying at byte {src_offset + done}")
+                done += n
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskError(f"{self.data_path}: no space left on the target's filesystem") from None
+            raise DiskError(f"{self.data_path}: copy failed: {exc.strerror}") from None
 
     def read_into(self, offset: int, out: memoryview) -> None:
         done = 0
@@ -125,6 +171,10 @@ class Target:
 
     def sync(self) -> None:
         os.fsync(self.fd)
+
+    def storage_reader(self) -> StorageReader:
+        """A reader that bypasses the page cache (see StorageReader); call after ``sync``."""
+        return StorageReader(self)
 
     def free_bytes(self) -> int | None:
         if self.is_block:
@@ -154,6 +204,36 @@ class Target:
         if self.is_block:
             return (0, 0)
         return st.st_size, st.st_mtime_ns
+
+
+class StorageReader:
+    """Reads a target from its storage, not from the page cache: O_DIRECT where the filesystem
+    takes it, else the cached pages are dropped first (posix_fadvise DONTNEED, after fsync)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.direct = True
+        try:
+            self.fd = os.open(target.data_path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise DiskError(f"{target.data_path}: cannot open the target to verify: {exc.strerror}") from None
+            self.direct = False  # tmpfs and a few others refuse O_DIRECT
+            self.fd = os.open(target.data_path, os.O_RDONLY | os.O_CLOEXEC)
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def read_into(self, offset: int, out: memoryview) -> int:
+        """Fill ``out`` from ``offset`` (both aligned to DIRECT_ALIGN); returns bytes read (short at the end)."""
+        done = 0
+        while done < len(out):
+            n = os.preadv(self.fd, [out[done:]], offset + done)
+            if n == 0:
+                break
+            done += n
+        return done
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def _qemu_img(args: list[str], target: Path) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
+import signal
 import sys
 
 import click
@@ -77,12 +79,17 @@ def cli(ctx: click.Context, verbose: int) -> None:
         click.echo(ctx.get_help())
 
 
+def _terminate(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: transfers record their state and exit
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every user-caused failure is one line on stderr and a non-zero exit."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, standalone_mode=False, auto_envvar_prefix=ENV_PREFIX)
     except MigratorError as error:
-        click.echo(f"error: {error.message}", err=True)
+        click.echo(f"error: {_one_line(error.message)}", err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("error: aborted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as error:
-        click.echo(f"error: {error.format_message()}", err=True)
+        click.echo(f"error: {_one_line(error.format_message())}", err=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
@@ -102,9 +109,17 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(unreachable.exit_code)
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
-        click.echo(f"error: internal error: {type(error).__name__}: {error} (run with -vv for details)", err=True)
+        click.echo(
+            f"error: internal error: {type(error).__name__}: {_one_line(str(error))} (run with -vv for details)",
+            err=True,
+        )
         sys.exit(EXIT_INTERNAL)
     sys.exit(0)
+
+
+def _one_line(message: str) -> str:
+    """Click words some errors over several lines (a choice's \"Choose from:\" list): one line, as every error is."""
+    return re.sub(r"\s*\n\s*", " ", message.strip())
 
 
 def _unreachable(error: Exception) -> MigratorError | None:

@@ -51,6 +51,12 @@ Examples:
 )
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Disks copied at once.")
 @click.option(
+    "--verify/--no-verify",
+    default=False,
+    show_default=True,
+    help="After an fsync, re-read every image from storage and check each chunk against the source's digest.",
+)
+@click.option(
     "--skip-conversion",
     is_flag=True,
     envvar="MIGRATOR_SKIP_CONVERSION",
@@ -73,6 +79,7 @@ def convert(
     dry_run: bool,
     progress: str,
     concurrency: int,
+    verify: bool,
     skip_conversion: bool,
 ) -> None:
     """Convert one VM: its disks to images, its configuration to a KubeVirt VirtualMachine."""
@@ -93,6 +100,7 @@ def convert(
         dry_run=dry_run,
         progress=progress,
         concurrency=concurrency,
+        verify=verify,
         skip_conversion=skip_conversion,
     )
     run_convert(request, echo=lambda line: click.echo(line, err=True), out=lambda text: click.echo(text, nl=False))

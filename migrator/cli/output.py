@@ -68,15 +68,33 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, wide: bo
     from rich.table import Table
 
     shown = [c for c in columns if wide or not c.wide_only]
+    cells = [[_cell(row.get(c.key)) for c in shown] for row in rows]
     grid = Table(box=None, show_header=not no_headers, header_style="", pad_edge=False, padding=(0, 2, 0, 0))
     for column in shown:
         grid.add_column(column.header, no_wrap=column.no_wrap, overflow="fold")
-    for row in rows:
-        grid.add_row(*(_cell(row.get(c.key)) for c in shown))
+    for line in cells:
+        grid.add_row(*line)
+    # Narrower than its names and words, rich would drop whole columns (STATUS among them) and cut names:
+    # such a table is printed as if piped, a row a line, and the terminal wraps the lines.
+    width = _width()
+    if _narrowest(shown, cells) > width:
+        width = UNLIMITED_WIDTH
     buffer = StringIO()
-    console = Console(file=buffer, width=_width(), color_system=None, highlight=False, markup=False, emoji=False)
+    console = Console(file=buffer, width=width, color_system=None, highlight=False, markup=False, emoji=False)
     console.print(grid, soft_wrap=False)
     return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines())
+
+
+def _narrowest(columns: Sequence[Column], cells: Sequence[Sequence[str]]) -> int:
+    """The narrowest width that shows every column: names whole, other cells wrapped between words."""
+    total = 0
+    for i, column in enumerate(columns):
+        texts = [column.header, *(line[i] for line in cells)]
+        if column.no_wrap:
+            total += max(len(text) for text in texts)
+        else:
+            total += max(len(word) for text in texts for word in text.split() or [""])
+    return total + 2 * max(len(columns) - 1, 0)
 
 
 def render(

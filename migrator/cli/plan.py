@@ -10,6 +10,7 @@ import click
 
 from core.errors import InputError
 from core.plan import Plan
+from core.units import human_rate
 from migrator.cli.options import DEFAULT_PLAN_FILE, source_options
 from migrator.cli.output import FORMATS, Column, table
 from migrator.planning import table as plan_table
@@ -19,8 +20,9 @@ from migrator.planning.planfile import dump_yaml, plan_document, write_plan
 from migrator.planning.planner import PlanOptions, build_plan
 from migrator.planning.selection import select_vms
 from migrator.planning.summary import totals
+from migrator.planning.throughput import measure
 from migrator.planning.waves import build_waves, parse_wave_flag, parse_window_flag
-from migrator.sources import SourceOptions, open_source, split_source
+from migrator.sources import SourceOptions, open_source, require_disks, split_source
 
 EXIT_BLOCKED = 3
 VM_COLUMNS = (
@@ -156,6 +158,18 @@ Examples:
     show_default=True,
     help="How cutover moves the VMs (warm: precopy with changed-block tracking).",
 )
+@click.option(
+    "--measure-throughput",
+    is_flag=True,
+    help="Read a few seconds of one disk per datastore through the disk engine; record the rates for `report`.",
+)
+@click.option(
+    "--measure-seconds",
+    type=click.FloatRange(0.5, 60),
+    default=3.0,
+    show_default=True,
+    help="With --measure-throughput: how long to read each datastore's disk.",
+)
 def plan(
     source_spec: str | None,
     source_options: SourceOptions,
@@ -177,6 +191,8 @@ def plan(
     default_network: str | None,
     default_storage_class: str | None,
     migration_type: str,
+    measure_throughput: bool,
+    measure_seconds: float,
 ) -> None:
     """Plan the migration: source facts, target names, mapped networks and storage, and concerns.
 
@@ -199,22 +215,31 @@ def plan(
     source = open_source(source_spec, source_options)
     try:
         inventory = source.inventory()
+        vms = select_vms(inventory.vms, vm_patterns, folder, cluster)
+        result = build_plan(
+            vms,
+            maps,
+            PlanOptions(
+                name=plan_name or default_plan_name(source.url),
+                source=source.url,
+                namespace=namespace,
+                hooks={k: v for k, v in (("pre", pre_hook), ("post", post_hook)) if v},
+                migration_type=migration_type,
+            ),
+        )
+        result.waves = build_waves(result.vms, wave_flags, wave_windows)
+        result.source_thumbprint = source.certificate_thumbprint  # trust on first use: later commands pin it
+        if measure_throughput:
+            from migrator.convert.run import disk_sources  # the disk engine: only when measuring
+
+            require_disks(source_spec, "--measure-throughput")
+            scheme, location = split_source(source_spec)
+            open_disk = disk_sources(scheme, location, source, source_options)
+            result.throughput = measure(result, open_disk, seconds=measure_seconds, echo=_warn)
+            for m in result.throughput:
+                click.echo(f"throughput {m.datastore}: {human_rate(m.bytes_per_second)} ({m.disk})", err=True)
     finally:
         source.close()
-    vms = select_vms(inventory.vms, vm_patterns, folder, cluster)
-    result = build_plan(
-        vms,
-        maps,
-        PlanOptions(
-            name=plan_name or default_plan_name(source.url),
-            source=source.url,
-            namespace=namespace,
-            hooks={k: v for k, v in (("pre", pre_hook), ("post", post_hook)) if v},
-            migration_type=migration_type,
-        ),
-    )
-    result.waves = build_waves(result.vms, wave_flags, wave_windows)
-    result.source_thumbprint = source.certificate_thumbprint  # trust on first use: later commands pin it
     document = plan_document(result)
     document["summary"] = totals(result).to_dict()
     if output_file != "-":
@@ -234,3 +259,7 @@ def plan(
         click.echo(render_plan(result, output_format, no_headers))
     if result.blocked:
         sys.exit(EXIT_BLOCKED)
+
+
+def _warn(line: str) -> None:
+    click.echo(line, err=True)

@@ -93,7 +93,7 @@ Examples:
 @click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
 def stop(name: str, timeout: float | None) -> None:
     """ACPI shutdown of NAME, its grace period, then destroy."""
-    code = local.stop(name, timeout)
+    code = local.stop(name, timeout, announce=lambda line: click.echo(line, err=True))
     click.echo(f"{name}: {local.exit_meaning(code)}")
 
 

@@ -171,9 +171,11 @@ def status(vm_name: str | None, output: str, no_headers: bool, state_dir: Path |
         report = reports[0]
         if report["log_file"]:
             click.echo(f"log: {report['log_file']}")
+        step_width = max((len(step["step"]) for step in report["steps"]), default=0)  # convert-guest: 13
         for step in report["steps"]:
             seconds = "-" if step["seconds"] is None else f"{step['seconds']:.2f}s"
-            click.echo(f"  {step['step']:<12} {step['status']:<8} {seconds:>9}  {step['detail'] or ''}".rstrip())
+            line = f"  {step['step']:<{step_width}} {step['status']:<8} {seconds:>9}  {step['detail'] or ''}"
+            click.echo(line.rstrip())
         for line in warm_lines(report):
             click.echo(line)
         if report["inspection"]:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from converters.disks import HttpSource, LocalSource
+from converters.disks import HttpSource, LocalSource, TarMemberSource
 from converters.disks.ratelimit import RateLimiter
 from converters.guest import Inspection
 from converters.specs import Manifests, SpecOptions, dump, vm_manifests
@@ -26,10 +26,11 @@ from migrator.sources import (
     require_disks,
     split_source,
 )
+from migrator.sources.ovf import check_member_name
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
-DiskSource = LocalSource | HttpSource  # what the disk engine reads one disk from
+DiskSource = LocalSource | HttpSource | TarMemberSource  # what the disk engine reads one disk from
 # Sources whose disks are read through the adapter; VMX/OVF/OVA disks are files (or tar members) on local disk.
 NEEDS_OPEN_SOURCE = ("vsphere",)
 
@@ -54,6 +55,7 @@ class ConvertRequest:
     progress: str = "auto"
     concurrency: int = 2
     rate_limiter: RateLimiter | None = None  # shared by every transfer of a `migrate` run
+    verify: bool = False  # re-read every image from storage and check it against the source's digests
     # guest conversion (converters.guest): skipped for guests known to be virtio-ready; "defer" leaves it
     # to the caller (cutover runs it as its own convert-guest step)
     skip_conversion: bool | None = None  # None: $MIGRATOR_SKIP_CONVERSION
@@ -136,9 +138,10 @@ def guest_options(request: ConvertRequest) -> guest.GuestOptions:
     )
 
 
-def _make_source(
-    scheme: str, location: str, source: Source | None, work_dir: Path, options: SourceOptions
+def disk_sources(
+    scheme: str, location: str, source: Source | None, options: SourceOptions
 ) -> Callable[[PlannedDisk], DiskSource]:
+    """How the disk engine reads a planned disk of this source: over its datastores' HTTP, or a local file."""
     if scheme in NEEDS_OPEN_SOURCE:
         if not isinstance(source, DatastoreReader):
             raise InputError(f"the {scheme} source cannot read its disks from a datastore")
@@ -154,8 +157,9 @@ def _make_source(
     descriptor = Path(location).expanduser().resolve()
 
     def local_disk(disk: PlannedDisk) -> DiskSource:
-        if scheme == "ova":  # the OVF names tar members
-            return LocalSource(disk_jobs.extract_ova_member(descriptor, disk.source_file, work_dir))
+        if scheme == "ova":  # the OVF names tar members: read in place
+            check_member_name(descriptor, disk.source_file)
+            return TarMemberSource(descriptor, disk.source_file)
         return LocalSource(disk_jobs.resolve_local(descriptor.parent, disk.source_file, options.datastores()))
 
     return local_disk
@@ -223,14 +227,8 @@ def convert(request: ConvertRequest, echo: Echo = lambda _line: None, out: Echo 
             options = request.source_options.pinned_to(plan.source_thumbprint)
             source = stack.enter_context(_opened(spec, options))
         _transfer_disks(
-            request,
-            result,
-            transfers,
-            work_dir,
-            _make_source(scheme, location, source, work_dir, request.source_options),
-            echo,
+            request, result, transfers, disk_sources(scheme, location, source, request.source_options), echo
         )
-        disk_jobs.remove_extracted(work_dir)
         if not request.defer_conversion:
             result.inspection = guest.convert_vm_guest(
                 planned, transfers, work_dir, guest_options(request), echo, copied_again=bool(result.converted)
@@ -259,35 +257,30 @@ def _transfer_disks(
     request: ConvertRequest,
     result: ConvertResult,
     transfers: list[disk_jobs.PlannedTransfer],
-    work_dir: Path,
     make_source: Callable[[PlannedDisk], DiskSource],
     echo: Echo,
 ) -> None:
-    """Copy the disks not finished by an earlier run; record each as finished once it is complete."""
-    state = disk_jobs.ConvertState(work_dir, result.manifests.name)
-    pending = [t for t in transfers if not state.finished(t)]
-    result.skipped = [t.claim for t in transfers if t not in pending]
-    for claim in result.skipped:
-        echo(f"disk {claim}: already converted, skipped")
-    if not pending:
-        return
-    for t in pending:
-        state.forget(t)
-    log.info(
-        "convert %s: %d disk(s) to copy, %d already done", result.planned.source_name, len(pending), len(result.skipped)
-    )
-    disk_jobs.run_transfers(
-        pending,
+    """Copy the disks; the engine skips those an earlier run finished and resumes those cut short."""
+    log.info("convert %s: %d disk(s)", result.planned.source_name, len(transfers))
+    results = disk_jobs.run_transfers(
+        transfers,
         make_source,
         concurrency=request.concurrency,
         progress=request.progress,
         rate_limiter=request.rate_limiter,
         vm=result.planned.source_name,
+        verify=request.verify,
     )
-    for t in pending:
-        state.mark_finished(t)
-        echo(f"disk {t.claim}: converted to {t.target}")
-    result.converted = [t.claim for t in pending]
+    for t, done in zip(transfers, results, strict=True):
+        if done.skipped:
+            result.skipped.append(t.claim)
+            echo(f"disk {t.claim}: already converted, skipped")
+        else:
+            result.converted.append(t.claim)
+            echo(f"disk {t.claim}: converted to {t.target}")
+        if done.verified and done.verified_bytes:
+            rate = done.verified_bytes / max(done.verify_seconds, 1e-6) / 2**20
+            echo(f"disk {t.claim}: verified {done.verified_bytes / 2**20:.0f} MiB from storage ({rate:.0f} MiB/s)")
 
 
 def apply_work_dir(plan: Plan, planned: PlannedVM) -> Path:

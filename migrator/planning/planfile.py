@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import reprlib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ def validate(data: Any, origin: str = "plan") -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top)"
-        raise InputError(f"{origin} is not a valid plan: at {where}: {error.message}")
+        # jsonschema's message quotes the whole offending value: a file that is no plan would be echoed in full
+        message = error.message.replace(repr(error.instance), reprlib.repr(error.instance))
+        raise InputError(f"{origin} is not a valid plan: at {where}: {message}")
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from core.plan import Plan, PlannedVM
 from core.units import human_rate
+from migrator.planning.throughput import LOCAL
 
 # Assumptions, stated on the report next to every figure that uses them.
 DEFAULT_THROUGHPUT = 100 * 2**20  # bytes/s: what Forklift's users commonly see from one datastore
@@ -52,7 +53,7 @@ class VmEstimate:
 
 
 def vm_estimate(planned: PlannedVM, basis: ThroughputBasis) -> VmEstimate:
-    seconds = sum(disk.transfer_bytes / basis.rate_for(disk.datastore) for disk in planned.disks)
+    seconds = sum(disk.transfer_bytes / basis.rate_for(disk.datastore or LOCAL) for disk in planned.disks)
     warm: float | None = seconds * WARM_CHANGE_FRACTION + BOOT_SECONDS
     note = "final delta + boot"
     if planned.vm.cbt_enabled is False:

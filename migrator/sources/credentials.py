@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from core.errors import InputError, SourceError
+from core.errors import InputError, Interrupted, SourceError
 from migrator.logs import redact
 from migrator.sources import SourceOptions
 from migrator.sources.govc import password_for
@@ -62,7 +62,9 @@ def read_password(options: SourceOptions, account: str) -> str:
     if options.prompt and sys.stdin.isatty():
         try:
             entered: str = click.prompt(f"Password for {account}", hide_input=True, err=True)
-        except click.Abort:
+        except click.Abort as abort:  # Ctrl-D gave no password; Ctrl-C interrupts, as it does everywhere
+            if isinstance(abort.__context__, KeyboardInterrupt):
+                raise Interrupted("interrupted at the password prompt") from None
             raise SourceError(f"no password given for {account}") from None
         if entered:
             return redact(entered)

@@ -333,12 +333,17 @@ class RvtoolsSource:
 
     def _sheets(self) -> dict[str, Sheet | None]:
         import openpyxl  # imported here: only this source needs it
+        from openpyxl.utils.exceptions import InvalidFileException
 
         if self.path.stat().st_size > MAX_WORKBOOK_BYTES:
             raise InputError(f"{self.path} is larger than {MAX_WORKBOOK_BYTES // MIB} MiB: not an RVTools export")
+        # Read from an open file, not a path: openpyxl refuses a path by its suffix alone, and an export that
+        # was renamed (export.xlsx.bak, a mail client's attachment name) is still a workbook.
+        handle = self.path.open("rb")
         try:
-            workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
-        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
+            workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+        except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as error:
+            handle.close()
             raise InputError(f"{self.path} is not an Excel workbook (.xlsx): {error}") from None
         try:
             titles = {title.lower(): title for title in workbook.sheetnames}
@@ -361,6 +366,7 @@ class RvtoolsSource:
             }
         finally:
             workbook.close()
+            handle.close()
 
     def inventory(self) -> Inventory:
         sheets = self._sheets()

@@ -9,15 +9,14 @@ Nothing here writes to the source files.
 from __future__ import annotations
 
 import codecs
-import os
 import re
-import struct
 from collections.abc import Mapping
 from pathlib import Path
 
+from converters.disks import inspect_local
 from core import inventory
 from core.confine import confined, vmfs_datastore
-from core.errors import InputError, NotFoundError
+from core.errors import DiskError, InputError, NotFoundError
 from core.inventory import (
     VM,
     CdRom,
@@ -37,8 +36,6 @@ from core.untrusted import DESCRIPTOR_MAX_BYTES, read_capped
 from migrator.sources import SourceOptions
 from migrator.sources.values import flag, integer, nic_model, optional_flag, scsi_model
 
-SECTOR = 512
-MAX_EMBEDDED_DESCRIPTOR = 1 << 20  # a sparse VMDK's embedded descriptor is one or a few KiB
 _LINE = re.compile(r'^\s*([^=\s"]+)\s*=\s*(?:"(.*)"|([^\s"]*))\s*$')
 _ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
 _DEVICE = re.compile(r"^(scsi|sata|ide|nvme)(\d+):(\d+)\.present$")
@@ -109,7 +106,8 @@ def vmx_uuid(value: str | None) -> str | None:
 
 
 class VmdkInfo:
-    """What a .vmdk descriptor says: capacity, bytes stored, RDM kind, CBT, UUID."""
+    """What a .vmdk descriptor says: capacity, bytes stored, RDM kind, CBT, UUID; and, when the disk
+    engine would refuse it, why (``problem``, the very line convert would print)."""
 
     def __init__(self) -> None:
         self.capacity_bytes = 0
@@ -119,66 +117,29 @@ class VmdkInfo:
         self.uuid: str | None = None
         self.cbt: bool | None = None
         self.parent: str | None = None
-
-
-_EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\S+)(?:\s+"([^"]*)")?', re.IGNORECASE)
+        self.problem: str | None = None
 
 
 def read_vmdk(path: Path) -> VmdkInfo:
-    """Read a VMDK's descriptor: a text descriptor file, or one embedded in a sparse (KDMV) file.
+    """Read a VMDK with the disk engine's own parser (text descriptor, or embedded in a sparse file).
 
-    Extent files must lie in the descriptor's folder (symlinks resolved): InputError otherwise."""
+    Extent and parent files must lie in the descriptor's folder (symlinks resolved): InputError
+    otherwise; any other reason convert would refuse the disk is kept in ``problem``."""
+    try:
+        facts = inspect_local(path)
+    except DiskError as error:
+        raise InputError(error.message) from None
     info = VmdkInfo()
-    with path.open("rb") as handle:
-        head = handle.read(512)
-        if head[:4] == b"KDMV":
-            if len(head) < 44:
-                raise InputError(f"{path}: truncated sparse VMDK header")
-            capacity, _grain, desc_offset, desc_size = struct.unpack_from("<QQQQ", head, 12)
-            info.capacity_bytes = capacity * SECTOR
-            text = ""
-            file_size = os.fstat(handle.fileno()).st_size
-            if desc_offset and desc_size:
-                if desc_size * SECTOR > MAX_EMBEDDED_DESCRIPTOR or desc_offset * SECTOR >= file_size:
-                    raise InputError(f"{path}: corrupt sparse VMDK header (embedded descriptor out of bounds)")
-                handle.seek(desc_offset * SECTOR)
-                text = handle.read(desc_size * SECTOR).split(b"\x00", 1)[0].decode("utf-8", "replace")
-            embedded = True
-        else:
-            handle.seek(0)
-            raw = handle.read(64 * 1024)
-            if b"\x00" in raw:
-                raise InputError(f"{path} is neither a VMDK descriptor nor a sparse VMDK")
-            text = raw.decode("utf-8", "replace")
-            embedded = False
-    sectors = 0
-    extent_names: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        extent = _EXTENT.match(line)
-        if extent:
-            sectors += int(extent.group(2))
-            info.extents.append((extent.group(1).upper(), int(extent.group(2)), extent.group(4) or ""))
-            if extent.group(4):
-                extent_names.append(extent.group(4))
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        key, value = key.strip(), value.strip().strip('"')
-        if key == "createType":
-            info.create_type = value
-        elif key == "ddb.uuid":
-            info.uuid = value
-        elif key == "changeTrackPath":
-            info.cbt = True
-        elif key == "parentFileNameHint":
-            info.parent = value
-    if sectors and not (embedded and info.capacity_bytes):
-        info.capacity_bytes = sectors * SECTOR
+    info.capacity_bytes = facts.virtual_size
+    info.create_type = facts.create_type or ""
+    info.extents = [(e.access, e.sectors, e.filename or "") for e in facts.extents]
+    info.uuid = facts.values.get("ddb.uuid")
+    info.cbt = True if "changeTrackPath" in facts.values else None
+    info.parent = facts.parent
+    info.problem = facts.problem
     # allocated: the blocks the data files really hold on disk
-    files = [path] if embedded else [confined(path.parent, name, f"{path}: extent", None) for name in extent_names]
-    if files and all(f.exists() for f in files):
+    files = facts.data_files
+    if files and all(f.is_file() for f in files):
         info.allocated_bytes = sum(min(f.stat().st_blocks * 512, f.stat().st_size) for f in files)
     return info
 
@@ -369,6 +330,8 @@ def _disk(
             disk.rdm = True
             disk.rdm_compatibility = "physicalMode" if "passthrough" in create_type else "virtualMode"
         disk.thin = None if not create_type else create_type not in ("vmfs", "monolithicflat", "twogbmaxextentflat")
+        if not disk.rdm:  # a mapped LUN is never copied: the rdm-disk rule speaks for it
+            disk.descriptor_problem = info.problem
     return disk
 
 

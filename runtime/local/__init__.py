@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +41,7 @@ from runtime.launcher.contract import (
     Phase,
     exit_status,
 )
+from runtime.launcher.vmi import instance_from_document
 
 EXIT_MEANINGS = {int(code): code.meaning for code in Exit}
 
@@ -327,13 +329,29 @@ def list_vms() -> list[dict[str, Any]]:
     return [status(path.name) for path in sorted(root.iterdir()) if path.is_dir()]
 
 
-def stop(name: str, timeout: float | None = None) -> int:
-    """ACPI shutdown, the grace period, then destroy: SIGTERM to the launcher, which does all that."""
+def grace_seconds(name: str) -> int | None:
+    """The grace period the launcher of ``name`` gives an ACPI shutdown (its spec's), if its VM file still reads."""
+    try:
+        vm_file = Path((state_of(name) / SOURCE_FILE).read_text().strip())
+        documents = [d for d in _vm_documents(vm_file) if d.get("kind") in ("VirtualMachine", "VirtualMachineInstance")]
+        return instance_from_document(documents[0], str(vm_file)).grace_seconds if documents else None
+    except (OSError, MigratorError, ValueError, TypeError):
+        return None
+
+
+def stop(name: str, timeout: float | None = None, announce: Callable[[str], None] | None = None) -> int:
+    """ACPI shutdown, the grace period, then destroy: SIGTERM to the launcher, which does all that.
+
+    ``announce`` hears, before the wait, what the wait is: a guest that ignores ACPI takes its whole grace."""
     state = state_of(name)
     pid = launcher_pid(state)
     if pid is None:
         raise TargetError(f"{name} is not running")
     os.kill(pid, signal.SIGTERM)
+    if announce is not None:
+        grace = grace_seconds(name)
+        period = f"its {grace}s grace period" if grace is not None else "its grace period"
+        announce(f"{name}: ACPI shutdown sent; the guest is destroyed after {period} if it has not stopped")
     if not wait_until(lambda: launcher_pid(state) != pid, timeout=600 if timeout is None else timeout, interval=0.1):
         raise TargetError(f"{name}: the launcher (pid {pid}) did not stop")
     return int(result(state).get("exit_status", 0))

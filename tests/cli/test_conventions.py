@@ -61,6 +61,9 @@ def test_completion_bash_zsh_fish_print_scripts() -> None:
     assert "complete --no-files --command migrator" in migrator("completion", "fish").stdout
     bad = migrator("completion", "tcsh")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    missing = migrator("completion")  # click words this one over several lines ("Choose from:\n\tbash,\n...")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
+    assert missing.stderr.startswith("error: Missing argument") and "bash, zsh, fish" in missing.stderr
 
 
 def test_vm_names_complete_from_the_plan(tmp_path: Path) -> None:

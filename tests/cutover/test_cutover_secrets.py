@@ -55,6 +55,7 @@ def test_cutover_leaves_no_password_in_children_and_no_file_open_to_others(
             state / f"{run.vm}.lock",
             vm_state / "launcher.log",
             *(run.out / ".migrator").glob("*.json"),
+            *run.out.glob(".*.transfer*"),  # the disk engine's records
         ]
         for path in private_files:
             assert _mode(path) == 0o600, (path, oct(_mode(path)))

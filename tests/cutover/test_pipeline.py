@@ -162,3 +162,20 @@ def test_status_of_an_unknown_vm_is_one_line(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     assert out.stderr.count("\n") == 1 and "nope" in out.stderr
+
+
+def test_status_steps_line_up_whatever_the_step_names(tmp_path: Path) -> None:
+    """`status --vm`: a step name longer than 12 characters (convert-guest) pushed its row out of the column."""
+    store = StateStore(tmp_path)
+    store.begin("vm1", plan="p", source="vmx:x", target="local")
+    steps = [Step(name=n, run=lambda _ctx: StepResult(), summary=n) for n in ("preflight", "convert-guest", "start")]
+    run_steps("vm1", steps, None, store)
+    out = subprocess.run(
+        [str(MIGRATOR), "status", "--vm", "vm1", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = [line for line in out.splitlines() if line.startswith("  ")]
+    assert [row.split()[0] for row in rows] == ["preflight", "convert-guest", "start"], out
+    assert len({row.index("done") for row in rows}) == 1, out

@@ -176,3 +176,14 @@ def test_a_transfer_the_disk_engine_reports_interrupted_is_not_rolled_back(store
     assert target.graces == []  # no rollback
     recorded = store.get(ctx.key)
     assert recorded is not None and recorded.status == "interrupted" and recorded.step("transfer").status == "started"
+
+
+def test_the_engines_interruption_is_an_interruption_not_a_failure() -> None:
+    """Ctrl-C during a cutover's transfer surfaces as the engine's TransferInterrupted: the cutover must
+    take it for an interruption (recorded, resumable), never for a failed step to roll back."""
+    from converters.disks import TransferInterrupted
+    from core.errors import DiskError, Interrupted
+
+    interrupted = TransferInterrupted("transfer interrupted at 2 %")
+    assert isinstance(interrupted, Interrupted) and isinstance(interrupted, DiskError)
+    assert interrupted.exit_code == 130

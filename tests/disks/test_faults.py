@@ -141,3 +141,34 @@ def test_kill_9_resumes_without_recopying(src_dir: Path, out_dir: Path) -> None:
     from tests.disks.conftest import same_image
 
     assert same_image(src, target)
+
+
+def test_a_hostile_grain_directory_costs_what_the_file_holds(src_dir: Path) -> None:
+    """A 1 MiB file claiming petabytes, every directory entry naming the same grain table: opening it
+    reads one table, shares it, and stays small and quick (memory follows the file, not its claims)."""
+    import resource
+    import struct
+    import time
+
+    from converters.disks.image import open_local
+
+    entries = 200_000  # directory entries, all naming the table at sector 2048
+    gtes, grain = 512, 128
+    header = struct.pack(
+        "<4sIIQQQQIQQQB4sH", b"KDMV", 1, 3, entries * gtes * grain, grain, 0, 0, gtes, 0, 1, 2560, 0, b"\n \r\n", 0
+    )
+    path = src_dir / "bomb.vmdk"
+    with open(path, "wb") as f:
+        f.write(header.ljust(512, b"\0"))
+        f.write(struct.pack(f"<{entries}I", *([2048] * entries)))
+        f.truncate(2048 * 512 + gtes * 4)  # the one grain table: all zeros (holes)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    disk = open_local(path)
+    try:
+        assert disk.size == entries * gtes * grain * 512
+        assert [k for _s, _n, k, *_ in disk.segments(0, 64 << 20)] == [0]  # all zeros, no table copies
+    finally:
+        disk.close()
+    assert time.monotonic() - started < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB: under 64 MiB more

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
 
-from converters.disks import DiskJob, HttpSource, transfer_disks
+from converters.disks import DiskJob, HttpSource, discard_transfer, transfer_disks
 from core.errors import DiskError
+from tests.connect_proxy import connect_proxy
 from tests.disks.conftest import (
     MiB,
     allocated,
@@ -215,3 +216,27 @@ def test_persistent_faults_give_up_with_one_line(faulty: Faulty, src_dir: Path, 
 def test_bad_url() -> None:
     with pytest.raises(DiskError, match="not an http"):
         transfer_disks([DiskJob("x", HttpSource("ftp://x/y", {}, None), Path("/tmp/x.img"))], progress="none")
+
+
+def test_https_proxy_from_the_environment(
+    datastore: Datastore, src_dir: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY is honoured (a CONNECT tunnel; TLS still runs to the datastore), NO_PROXY bypasses it."""
+    src = make_vmdk(src_dir, "px", "monolithicSparse")
+    datastore.put(src, "px/px.vmdk")
+    with connect_proxy() as (port, targets):
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+        result = run_cli(datastore.url("px/px.vmdk"), str(out_dir / "px.img"), "--insecure")
+        assert result.returncode == 0, result.stderr
+        assert set(targets) == {datastore.base.split("://", 1)[1]}  # CONNECT host:port of the datastore
+        assert same_image(src, out_dir / "px.img")
+        # TLS runs through the tunnel to the datastore itself: its self-signed certificate is still refused.
+        assert_one_line_error(run_cli(datastore.url("px/px.vmdk"), str(out_dir / "other.img")), "certificate")
+        targets.clear()
+        monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+        (out_dir / "px.img").unlink()
+        discard_transfer(out_dir / "px.img")
+        transfer_disks([DiskJob("px", datastore.source("px/px.vmdk"), out_dir / "px.img")], progress="none")
+        assert targets == [] and same_image(src, out_dir / "px.img")

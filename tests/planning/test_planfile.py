@@ -15,6 +15,7 @@ from migrator.planning.mapping import build_maps
 from migrator.planning.planfile import plan_document, read_plan, schema, validate, write_plan
 from migrator.sources import open_source
 from tests.conftest import SAMPLES_OVF, SAMPLES_VMX
+from tests.planning.cli import assert_one_line_error, run_migrator
 from tests.planning.factory import make_vm, plan_of
 
 
@@ -81,3 +82,14 @@ def test_json_plan_file(tmp_path: Path) -> None:
     assert path.read_text().startswith("{")
     assert read_plan(path) == plan
     assert yaml.safe_load(path.read_text()) == plan.to_dict()  # JSON is YAML: one reader for both
+
+
+def test_a_file_that_is_no_plan_is_not_echoed_back(tmp_path: Path) -> None:
+    """`--plan` given the wrong file (a passwd-like text, a large mapping): the error names what is wrong in a
+    short line, and does not print the file's content."""
+    secretish = tmp_path / "accounts"
+    secretish.write_text("".join(f"user{i}:x:{i}:{i}:secret-hash-{i}:/home/u{i}:/bin/sh " for i in range(200)))
+    result = run_migrator("report", "--plan", str(secretish), "--output", str(tmp_path / "r.html"), cwd=tmp_path)
+    assert_one_line_error(result, "is not a valid plan", "is not of type 'object'")
+    assert result.returncode == 2
+    assert "secret-hash-100" not in result.stderr and len(result.stderr) < 300, result.stderr

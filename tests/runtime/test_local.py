@@ -107,6 +107,11 @@ def test_detach_console_status_list_and_stop(tmp_path: Path, env: dict[str, str]
     )
     assert stopped.returncode == 0, stopped.stderr
     assert "guest shut down" in stopped.stdout
+    # said before the wait, which a guest that ignores ACPI makes as long as its whole grace period
+    assert (
+        stopped.stderr
+        == f"{name}: ACPI shutdown sent; the guest is destroyed after its 60s grace period if it has not stopped\n"
+    )
     rest, _ = console.communicate(timeout=30)  # the console ends when the guest stops
     assert console.returncode == 0
     assert b"MIGRATOR-GUEST-SHUTDOWN" in seen + rest

@@ -268,3 +268,16 @@ def test_messy_values() -> None:
     ]  # fmt: skip
     assert as_mib("4,096") == 4096 and as_mib("4 096 MiB") == 4096 and as_mib("2 GiB") == 2048
     assert as_mib(1536.0) == 1536 and as_mib("") is None and as_mib("n/a") is None and as_mib(None) is None
+
+
+def test_a_workbook_is_read_by_its_content_not_its_name(tmp_path: Path) -> None:
+    """A renamed export still plans; a file that is no workbook, whatever its suffix, is one line and exit 2."""
+    export = workbook(tmp_path / "export.xlsx", {"vInfo": [["VM", "CPUs", "Memory"], ["solo", 1, 1024]]})
+    renamed = export.rename(tmp_path / "export.xlsx.bak")
+    planned = run_migrator("plan", "--source", f"rvtools:{renamed}", "-o", "name", "--output-file", "-", cwd=tmp_path)
+    assert planned.returncode == 0 and planned.stdout.split() == ["solo"], planned.stderr
+    not_a_workbook = tmp_path / "plan.yaml"
+    not_a_workbook.write_text("apiVersion: migrator/v1\nkind: Plan\n")
+    result = run_migrator("plan", "--source", f"rvtools:{not_a_workbook}", "--output-file", "-", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_error(result, "is not an Excel workbook")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import select
 import socket
 import ssl
 import subprocess
@@ -29,6 +28,7 @@ from migrator.simulator import seed
 from migrator.sources import SourceOptions, open_source
 from migrator.sources.credentials import read_password
 from migrator.sources.vsphere.connection import Location, fetch_certificate, format_thumbprint, tls_context
+from tests.connect_proxy import connect_proxy as run_connect_proxy
 from tests.convert.helpers import MIGRATOR, PROJECT, images_equal, make_vmdk
 
 ENV = "MIGRATOR_VSPHERE_PASSWORD"
@@ -233,59 +233,8 @@ def test_ca_file_trusts_exactly_that_bundle(
 @pytest.fixture
 def connect_proxy() -> Iterator[tuple[int, list[str]]]:
     """A real HTTP CONNECT proxy on loopback; yields (port, the targets it tunnelled to)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    tunnels: list[str] = []
-    stop = threading.Event()
-
-    def pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while not stop.is_set():
-                ready, _, _ = select.select([a, b], [], [], 0.2)
-                for side in ready:
-                    data = side.recv(65536)
-                    if not data:
-                        return
-                    (b if side is a else a).sendall(data)
-        except OSError:
-            pass
-        finally:
-            a.close()
-            b.close()
-
-    def handle(client: socket.socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = client.recv(4096)
-            if not chunk:
-                client.close()
-                return
-            head += chunk
-        method, target = head.split(b"\r\n", 1)[0].split()[:2]
-        if method != b"CONNECT":
-            client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
-            client.close()
-            return
-        host, port = target.decode().rsplit(":", 1)
-        tunnels.append(target.decode())
-        upstream = socket.create_connection((host, int(port)))
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        pipe(client, upstream)
-
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=handle, args=(client,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1], tunnels
-    stop.set()
-    thread.join()
-    listener.close()
+    with run_connect_proxy() as proxy:
+        yield proxy
 
 
 def test_soap_connection_honours_https_proxy_and_no_proxy(

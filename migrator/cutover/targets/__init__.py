@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from converters.disks import discard_transfer
 from converters.disks.ratelimit import RateLimiter
 from core.plan import PlannedVM
 from migrator.convert import ConvertRequest
@@ -40,7 +41,8 @@ class DiskOrigin:
         skip_conversion: bool | None = None,
         defer_conversion: bool = False,
     ) -> ConvertRequest:
-        """The ``convert`` of ``planned``'s disks from here to the target given."""
+        """The ``convert`` of ``planned``'s disks from here to the target given; always ``--verify``:
+        at cutover the data matters most, every image is re-read from storage."""
         return ConvertRequest(
             vm=planned.source_name,
             plan_path=self.plan_path,
@@ -57,30 +59,23 @@ class DiskOrigin:
             defer_conversion=defer_conversion,
             rate_limiter=self.rate_limiter,
             volumes_dir=self.volumes_dir if apply else None,
+            verify=True,
         )
 
 
 def forget_earlier_copies(planned: PlannedVM, work_dir: Path, disk_format: str = "raw") -> list[str]:
-    """Make the next transfer a full copy: drop convert's "finished" records and the engine's chunk records.
+    """Make the next transfer a full copy: the disk engine discards its record of each earlier transfer.
 
     An earlier ``convert`` copied the disks while the source ran, and vSphere's simulator (like
     any source without changed-block tracking) cannot say what changed since: the only honest
     final transfer of a cold cutover is a full copy. The images themselves stay in place and
     are rewritten. Returns the claims whose earlier copy was discarded.
     """
-    state = disk_jobs.ConvertState(work_dir, planned.target_name)
-    discarded = []
-    for transfer in disk_jobs.planned_transfers(planned, work_dir, disk_format):
-        had = transfer.claim in state.data.get("disks", {})
-        state.forget(transfer)
-        record = transfer.target.parent / f".{transfer.target.name}.transfer"
-        for path in (record, record.with_name(record.name + "-wal"), record.with_name(record.name + "-shm")):
-            if path.exists():
-                had = True
-                path.unlink()
-        if had:
-            discarded.append(transfer.claim)
-    return discarded
+    return [
+        transfer.claim
+        for transfer in disk_jobs.planned_transfers(planned, work_dir, disk_format)
+        if discard_transfer(transfer.target, transfer.target_format)
+    ]
 
 
 def allocated_bytes(paths: list[Path]) -> int:

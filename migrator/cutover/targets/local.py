@@ -28,7 +28,7 @@ from migrator.convert.run import spec_options
 from migrator.cutover.ports import TargetStop, Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
 from runtime import local
-from runtime.launcher import api
+from runtime.launcher import api, contract
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class LocalTarget:
         pid = local.launcher_pid(state)
         if pid is None:
             return self._confirm(name, f"target {name} was not running")
-        socket_path = state / api.API_SOCKET_NAME
+        socket_path = state / contract.API_SOCKET
 
         def gone() -> bool:
             return local.launcher_pid(state) != pid

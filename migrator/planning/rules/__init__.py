@@ -19,6 +19,7 @@ RULE_MODULES: tuple[str, ...] = (
     "unmapped_datastore",
     "disk_not_on_datastore",
     "invalid_disk_capacity",
+    "disk_not_convertible",
     "disk_exceeds_storage_class",
     "invalid_memory",
     "independent_disk",

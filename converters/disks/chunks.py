@@ -1,0 +1,179 @@
+"""One chunk of a disk: its digest, and the one place where its bytes are written to the target.
+
+A chunk's digest is XXH3-64 over its whole content (holes as zeros), computed from the source
+bytes while copying and recorded in the transfer record. The same definition is computed from
+the target on resume (through the page cache) and by ``--verify`` (from storage, bypassing the
+cache), so any byte that differs is found and named by its chunk's offset.
+
+Writes: only the BLOCK-aligned blocks holding a non-zero byte reach the target (it stays
+sparse). Bytes already in our memory (HTTP, compressed grains, qcow2) are written with
+``pwritev``; bytes in local files (flat extents, raw images, uncompressed sparse grains) are
+moved by the kernel (``copy_file_range``), read only through a mapping to digest and scan them.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import xxhash
+
+from converters.disks.sources import LocalFile
+from converters.disks.sparse import RAW, ZERO, Segment
+from converters.disks.writer import DIRECT_ALIGN, Target
+
+BLOCK = 64 << 10  # zero-detection granularity (one VMDK grain)
+DIGEST_PREFIX = "xxh3:"
+_ZB = bytes(BLOCK)
+_ZERO_FEED = memoryview(bytes(4 << 20))
+_PROBE = 32  # bytes looked at before a block is compared in full: data blocks differ at once
+
+Reader = Callable[[int, memoryview], int]  # fill the view from an offset; bytes read
+
+
+def _feed_zeros(h: xxhash.xxh3_64, n: int) -> None:
+    while n > 0:
+        step = min(n, len(_ZERO_FEED))
+        h.update(_ZERO_FEED[:step])
+        n -= step
+
+
+@lru_cache(maxsize=8)
+def zero_digest(n: int) -> str:
+    """The digest of ``n`` zero bytes (a chunk that is all hole)."""
+    h = xxhash.xxh3_64()
+    _feed_zeros(h, n)
+    return DIGEST_PREFIX + h.hexdigest()
+
+
+def digest(view: memoryview) -> str:
+    return DIGEST_PREFIX + xxhash.xxh3_64_hexdigest(view)
+
+
+def nonzero_runs(buf: bytearray | memoryview, n: int, base: int = 0) -> list[tuple[int, int]]:
+    """Maximal runs of BLOCK-aligned blocks (aligned at ``base``) holding a non-zero byte, as (start, end)."""
+    runs: list[tuple[int, int]] = []
+    run_start = -1
+    whole = buf if isinstance(buf, bytearray) else None
+    view = memoryview(buf)
+    i = 0
+    while i < n:
+        j = min((base + i) // BLOCK * BLOCK + BLOCK - base, n)
+        if whole is not None:  # compared in place (memcmp)
+            zero = whole.startswith(_ZB if j - i == BLOCK else _ZB[: j - i], i, j)
+        else:  # a mapping: a data block differs in its first bytes; only zero blocks are compared whole
+            block = view[i:j]
+            zero = block[:_PROBE] == _ZB[: min(_PROBE, j - i)] and block.tobytes() == _ZB[: j - i]
+        if zero:
+            if run_start >= 0:
+                runs.append((run_start, i))
+                run_start = -1
+        elif run_start < 0:
+            run_start = i
+        i = j
+    if run_start >= 0:
+        runs.append((run_start, n))
+    view.release()
+    return runs
+
+
+def write_buffer(target: Target, start: int, buf: bytearray, n: int) -> tuple[str, int]:
+    """Write a chunk held in memory (``buf[:n]``) at ``start``; returns (digest, bytes written)."""
+    runs = nonzero_runs(buf, n)
+    if not runs:
+        target.zero(start, n)
+        return zero_digest(n), 0
+    view = memoryview(buf)[:n]
+    written = 0
+    pos = 0
+    for a, b in runs:
+        if a > pos:
+            target.zero(start + pos, a - pos)
+        target.write(start + a, view[a:b])
+        written += b - a
+        pos = b
+    if pos < n:
+        target.zero(start + pos, n - pos)
+    result = digest(view), written
+    view.release()
+    return result
+
+
+def kernel_copyable(target: Target, segments: Sequence[Segment]) -> bool:
+    """Every byte with data is in a local regular file, and the target is a file: the kernel can copy."""
+    if not target.is_file:
+        return False
+    for _s, _n, kind, reader, _h, _sk in segments:
+        if kind == ZERO:
+            continue
+        if kind != RAW or not isinstance(reader, LocalFile) or not reader.is_regular:
+            return False
+    return True
+
+
+def copy_segments(target: Target, segments: Sequence[Segment], start: int, n: int) -> tuple[str, int]:
+    """Copy a chunk from local files (``kernel_copyable`` segments): digest and zero scan through a
+    read-only mapping, non-zero blocks moved by ``copy_file_range``. Returns (digest, bytes written)."""
+    h = xxhash.xxh3_64()
+    pos = start
+    written = 0
+    for s, length, kind, reader, host, _sk in segments:
+        if s > pos:
+            _feed_zeros(h, s - pos)
+        pos = s + length
+        if kind == ZERO:
+            _feed_zeros(h, length)
+            continue
+        assert isinstance(reader, LocalFile)
+        at = host - host % mmap.ALLOCATIONGRANULARITY
+        mapping = mmap.mmap(reader.fd, host + length - at, prot=mmap.PROT_READ, offset=at)
+        view = memoryview(mapping)[host - at :]
+        try:
+            h.update(view)
+            for a, b in nonzero_runs(view, length, base=s):
+                target.copy_from(reader.fd, host + a, s + a, b - a)
+                written += b - a
+        finally:
+            view.release()
+            mapping.close()
+    if pos < start + n:
+        _feed_zeros(h, start + n - pos)
+    return DIGEST_PREFIX + h.hexdigest(), written
+
+
+def stored_digest(
+    read: Reader, ranges: Sequence[tuple[int, int]], start: int, n: int, buf: memoryview, align: int = 1
+) -> tuple[str, int]:
+    """The digest of what a target holds for the chunk [start, start+n), reading only its data
+    ``ranges`` (holes are zeros) with ``read`` into ``buf``; offsets and lengths are rounded to
+    ``align`` (O_DIRECT). Returns (digest, bytes read)."""
+    if not ranges:
+        return zero_digest(n), 0
+    h = xxhash.xxh3_64()
+    pos = start
+    total = 0
+    piece = (len(buf) - 2 * align) // align * align
+    for a, b in ranges:
+        if a > pos:
+            _feed_zeros(h, a - pos)
+        at = a
+        while at < b:
+            lo = at - at % align
+            want = min(b, lo + piece)
+            hi = -(-want // align) * align
+            got = read(lo, buf[: hi - lo])
+            if got < want - lo:
+                raise OSError(f"target ends at byte {lo + got}, expected data up to {want}")
+            h.update(buf[at - lo : want - lo])
+            total += want - at
+            at = want
+        pos = b
+    if pos < start + n:
+        _feed_zeros(h, start + n - pos)
+    return DIGEST_PREFIX + h.hexdigest(), total
+
+
+def storage_buffer(chunk: int) -> mmap.mmap:
+    """A page-aligned buffer for ``stored_digest`` reads of one chunk."""
+    return mmap.mmap(-1, chunk + 2 * DIRECT_ALIGN)
