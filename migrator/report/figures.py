@@ -127,8 +127,23 @@ def concern_groups(plan: Plan) -> dict[Severity, list[ConcernGroup]]:
 
 
 def waves(plan: Plan) -> list[tuple[str, list[PlannedVM]]]:
-    """The plan's waves in order, each with its VMs; one group of every VM when the plan names none."""
-    return [("all VMs (the plan names no waves)", list(plan.vms))]
+    """The plan's waves in order, each with its VMs (then those in no wave, which `migrate` moves last);
+    one group of every VM when the plan names no waves."""
+    if not plan.waves:
+        return [("all VMs (the plan names no waves)", list(plan.vms))]
+    by_name = {planned.source_name: planned for planned in plan.vms}
+    groups: list[tuple[str, list[PlannedVM]]] = []
+    placed: set[str] = set()
+    for wave in plan.waves:
+        members = [by_name[name] for name in wave.vms if name in by_name and name not in placed]
+        placed.update(p.source_name for p in members)
+        window = wave.window
+        when = f" (window {window.start or '…'} – {window.end or '…'})" if window else ""
+        groups.append((f"{wave.name}{when}", members))
+    rest = [planned for planned in plan.vms if planned.source_name not in placed]
+    if rest:
+        groups.append(("in no wave (moved after the last)", rest))
+    return groups
 
 
 @dataclass

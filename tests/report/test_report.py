@@ -14,7 +14,7 @@ from migrator.planning.planfile import read_plan
 from migrator.planning.summary import totals
 from migrator.report.estimates import BOOT_SECONDS, DEFAULT_THROUGHPUT, throughput_basis
 from migrator.report.figures import os_family, report_data
-from migrator.report.render import duration
+from migrator.report.render import duration, render_html
 from tests.planning.cli import assert_one_line_error, run_migrator
 from tests.report import chromium
 
@@ -174,3 +174,25 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     nowhere = run_migrator("report", "--plan", "plan.yaml", "--output", str(tmp_path / "file" / "r.html"), cwd=tmp_path)
     assert_one_line_error(nowhere, "cannot write")
+
+
+def test_waves_in_order_with_their_estimates(tmp_path: Path) -> None:
+    from core.plan import CutoverWindow, Wave
+
+    plan = _plan(tmp_path)
+    first, second = plan.vms
+    for disk in first.disks:
+        disk.transfer_bytes = 100 * MIB
+    plan.waves = [
+        Wave(name="pilot", vms=[second.source_name], window=CutoverWindow(start="2026-12-05T20:00:00+00:00")),
+        Wave(name="main", vms=[first.source_name, second.source_name]),  # a VM is in its first wave only
+    ]
+    data = report_data(plan, throughput_basis(100 * MIB, {}))
+    assert [(w.name, [r.name for r in rows]) for w, rows in data.waves] == [
+        ("pilot (window 2026-12-05T20:00:00+00:00 – …)", [second.source_name]),
+        ("main", [first.source_name]),
+    ]
+    main_wave = data.waves[1][0]
+    assert main_wave.transfer_seconds == pytest.approx(len(first.disks) * 1.0)
+    html = render_html(data)
+    assert "pilot (window 2026-12-05T20:00:00+00:00" in html and "all VMs (the plan names no waves)" not in html
