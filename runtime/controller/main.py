@@ -15,7 +15,6 @@ the objects it concerns, level-triggered, from the event's copy and kopf's index
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 from typing import Any
@@ -31,6 +30,7 @@ from runtime.controller.names import GROUP, LABEL_APP, LABEL_DOMAIN, VERSION, VM
 from runtime.controller.pods import KVM_RESOURCE, claims
 from runtime.controller.vm import VmReconciler
 from runtime.controller.vmi import VmiReconciler
+from runtime.operator import agent_parser, run_operator
 
 log = logging.getLogger("runtime.controller")
 RETRY_DELAY = 5.0  # seconds before a failed reconcile runs again
@@ -240,34 +240,14 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
     return registry
 
 
-def run(
-    kubeconfig: str | None = None, namespace: str | None = None, *, stop_flag: Any = None, ready_flag: Any = None
-) -> None:
-    controller = Controller(kubeconfig)
-    registry = register(controller)
-    namespaces = [namespace] if namespace else None
-    asyncio.run(
-        kopf.operator(
-            registry=registry,
-            clusterwide=namespaces is None,
-            namespaces=namespaces or [],
-            standalone=True,
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-        )
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m runtime.controller", description="The runtime's controller.")
-    parser.add_argument("--kubeconfig", help="default: in-cluster service account, else $KUBECONFIG")
-    parser.add_argument("--namespace", help="watch one namespace (default: all)")
+    parser = agent_parser("python -m runtime.controller", "The runtime's controller.")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
-    run(args.kubeconfig, args.namespace)
+    run_operator(register(Controller(args.kubeconfig)), args.namespace)
 
 
 if __name__ == "__main__":

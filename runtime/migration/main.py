@@ -9,8 +9,6 @@ stop, do it, and write the status. A controller killed at any point converges wh
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import logging
 import threading
@@ -25,6 +23,7 @@ from core import rate
 from runtime.controller.kube import api_client, connection_info
 from runtime.migration import decisions, jobs
 from runtime.migration.plan import PlanError, PlanVM, select, vms_of
+from runtime.operator import agent_parser, run_operator
 
 log = logging.getLogger("runtime.migration")
 RESYNC_SECONDS = 2.0
@@ -283,27 +282,8 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
     return registry
 
 
-def run(
-    kubeconfig: str | None = None, namespace: str | None = None, *, stop_flag: Any = None, ready_flag: Any = None
-) -> None:
-    controller = Controller(kubeconfig)
-    registry = register(controller)
-    asyncio.run(
-        kopf.operator(
-            registry=registry,
-            clusterwide=namespace is None,
-            namespaces=[namespace] if namespace else [],
-            standalone=True,
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-        )
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m runtime.migration", description="The Migration controller.")
-    parser.add_argument("--kubeconfig", help="default: in-cluster service account, else $KUBECONFIG")
-    parser.add_argument("--namespace", help="watch one namespace (default: all)")
+    parser = agent_parser("python -m runtime.migration", "The Migration controller.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    run(args.kubeconfig, args.namespace)
+    run_operator(register(Controller(args.kubeconfig)), args.namespace)
