@@ -32,7 +32,7 @@ from converters.disks.progress import DiskProgress, Progress
 from converters.disks.ratelimit import RateLimiter
 from converters.disks.sources import HttpFile, HttpSource, LocalSource, TarMemberSource
 from converters.disks.sparse import ZERO, FlatExtent
-from converters.disks.state import Plan, TransferState
+from converters.disks.state import TransferIdentity, TransferState
 from converters.disks.writer import Target, aligned_buffer
 from core.errors import DiskError, Interrupted, MigratorError
 
@@ -246,12 +246,12 @@ def _copy(
     target: Target,
     state: TransferState,
     identity: str,
-    known: Plan | None,
+    known: TransferIdentity | None,
     prog: Progress,
     opts: _Options,
     started: float,
 ) -> TransferResult:
-    plan = Plan(identity, disk.size, opts.chunk, job.target_format)
+    plan = TransferIdentity(identity, disk.size, opts.chunk, job.target_format)
     size = disk.size
     nchunks = (size + opts.chunk - 1) // opts.chunk
     done: dict[int, tuple[str, int]] = {}

@@ -28,8 +28,8 @@ CREATE TABLE IF NOT EXISTS chunks (idx INTEGER PRIMARY KEY, checksum TEXT NOT NU
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What a record is about; a record for a different plan is discarded."""
+class TransferIdentity:
+    """What a transfer record is about (source, size, chunking, format); a record about another is discarded."""
 
     source: str
     virtual_size: int
@@ -53,10 +53,12 @@ class TransferState:
     def _meta(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
 
-    def plan(self) -> Plan | None:
+    def plan(self) -> TransferIdentity | None:
         meta = self._meta()
         try:
-            return Plan(meta["source"], int(meta["virtual_size"]), int(meta["chunk_size"]), meta["target_format"])
+            return TransferIdentity(
+                meta["source"], int(meta["virtual_size"]), int(meta["chunk_size"]), meta["target_format"]
+            )
         except (KeyError, ValueError):
             return None
 
@@ -71,7 +73,7 @@ class TransferState:
         value = self._meta().get(key)
         return int(value) if value is not None else default
 
-    def reset(self, plan: Plan) -> None:
+    def reset(self, plan: TransferIdentity) -> None:
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM meta")
