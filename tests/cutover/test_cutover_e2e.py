@@ -161,14 +161,15 @@ def no_qemu_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def shared_sim(no_qemu_left: None) -> Iterator[simulator.Simulator]:
     """One simulator with 8 VMs for the fault tests: each test takes a VM of its own."""
-    sim = simulator.start(vms_per_pool=4)
+    sim = simulator.start(vms_per_pool=5)
     try:
         yield sim
     finally:
         sim.stop()
 
 
-FAULT_VMS = [f"DC0_H0_VM{i}" for i in range(4)] + [f"DC0_C0_RP0_VM{i}" for i in range(4)]
+# one VM per kill test (a step boundary each), and one more of its own for the boot-failure test
+FAULT_VMS = [f"DC0_H0_VM{i}" for i in range(5)] + [f"DC0_C0_RP0_VM{i}" for i in range(5)]
 
 
 def _run(sim: simulator.Simulator, base: Path, vm: str, vmdk: list[Path], mac: str) -> Iterator[Run]:
@@ -267,12 +268,13 @@ def test_kill_9_between_steps_then_rerun(
 def test_target_boot_failure_rolls_back(
     shared_sim: simulator.Simulator, tmp_path: Path, failing_vmdk: list[Path]
 ) -> None:
-    vm = FAULT_VMS[7]
+    vm = FAULT_VMS[-1]
+    assert len(STEPS) - 1 < len(FAULT_VMS) - 1, "the kill tests would share this test's VM"
     for run in _run(shared_sim, tmp_path, vm, failing_vmdk, "00:50:56:2a:7c:77"):
         failed = run.cutover("--verify-marker", MARKER, "--verify-timeout", "120", "--rollback-on-failure")
         assert failed.returncode != 0
         lines = failed.stdout.splitlines()
-        assert any(line.startswith("rollback: target dc0-c0-rp0-vm3 ") for line in lines), failed.stdout
+        assert any(line.startswith("rollback: target dc0-c0-rp0-vm4 ") for line in lines), failed.stdout
         assert f"rollback: source {vm} powered back on (it was poweredOn before the cutover)" in lines
         assert failed.stderr.count("\n") == 1 and "rolled back" in failed.stderr and "verify" in failed.stderr
         assert run.source_state()[0] == "poweredOn"
