@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import math
 
-from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
-
 
 def parse_quantity(value: object) -> int:
     """A quantity in its base unit (bytes for memory and storage); ``ValueError`` when it is not one."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    # imported here: the kubernetes package loads its whole API client (a third of a second), which the commands
+    # that never read a quantity (status, plan, most of the CLI) should not pay for
+    from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
+
     return int(kubernetes_quantity(str(value).strip()))
 
 
