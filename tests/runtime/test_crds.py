@@ -3,6 +3,7 @@ and they accept what ``converters.specs`` writes."""
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.request
 from pathlib import Path
@@ -37,8 +38,15 @@ def paths(schema: dict[str, Any], prefix: str = "") -> list[str]:
     return found
 
 
+@functools.cache
+def swagger_definitions() -> dict[str, Any]:
+    """KubeVirt's swagger, read once (each of the 300+ paths below used to parse the whole file again)."""
+    definitions: dict[str, Any] = json.loads(SWAGGER.read_text())["definitions"]
+    return definitions
+
+
 def swagger_has(path: str, definition: str) -> bool:
-    definitions = json.loads(SWAGGER.read_text())["definitions"]
+    definitions = swagger_definitions()
     schema: dict[str, Any] = {"$ref": f"#/definitions/{definition}"}
     for part in path.replace("[]", ".[]").strip(".").split("."):
         while "$ref" in schema:
