@@ -3,7 +3,6 @@ and they accept what ``converters.specs`` writes."""
 
 from __future__ import annotations
 
-import functools
 import json
 import urllib.request
 from pathlib import Path
@@ -15,7 +14,7 @@ import yaml
 
 from runtime.deploy import crd_paths
 from tests.fakekube import TOKEN, FakeApiServer
-from tests.k8s_schema import SWAGGER, validate_kubevirt
+from tests.k8s_schema import SWAGGER, swagger_definitions, validate_kubevirt
 
 PROJECT = Path(__file__).resolve().parents[2]
 VM_CRD, VMI_CRD, _MIGRATION_CRD = crd_paths()  # package data: runtime/deploy/crds/ (the Migration CRD: tests/migrate)
@@ -38,15 +37,8 @@ def paths(schema: dict[str, Any], prefix: str = "") -> list[str]:
     return found
 
 
-@functools.cache
-def swagger_definitions() -> dict[str, Any]:
-    """KubeVirt's swagger, read once (each of the 300+ paths below used to parse the whole file again)."""
-    definitions: dict[str, Any] = json.loads(SWAGGER.read_text())["definitions"]
-    return definitions
-
-
 def swagger_has(path: str, definition: str) -> bool:
-    definitions = swagger_definitions()
+    definitions = swagger_definitions()  # parsed once: there are 300+ paths to look up
     schema: dict[str, Any] = {"$ref": f"#/definitions/{definition}"}
     for part in path.replace("[]", ".[]").strip(".").split("."):
         while "$ref" in schema:
