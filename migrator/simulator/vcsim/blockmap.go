@@ -19,6 +19,7 @@ import (
 	"sort"
 	"sync"
 	"syscall"
+	"time"
 )
 
 const seekData = 3 // SEEK_DATA
@@ -218,3 +219,171 @@ func blockHash(block []byte) uint64 {
 
 // zeroBlockHash tells a whole block of zeros without a second pass over it (a collision: 2^-64 again).
 var zeroBlockHash = blockHash(make([]byte, cbtBlock))
+
+// ---- fresh maps: hashed once per state of the files, ahead of the snapshot when the files are quiet ----------
+//
+// A disk's map is kept per state of its files, a state being each file's identity, size, mtime and ctime
+// (ctime cannot be set back from user space). A watcher per disk looks at that state every pollEvery and,
+// once the files have been quiet for `quiet`, hashes them in the background; a snapshot whose files are
+// still in the state a kept map was read in takes that map at once, else waits for the hashing under way
+// of that state, else hashes itself. A map is kept only when the files' state is the same after the read as
+// before it, and the read began more than `quiet` after their last change: a write from the read's start
+// on then gets a later ctime (the kernel's file timestamps lag the clock by at most a tick), so it changes
+// the state, and the kept map is not taken for the new content.
+
+const pollEvery = 50 * time.Millisecond
+const quiet = 50 * time.Millisecond
+
+type fileStamp struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime syscall.Timespec
+}
+
+type freshMap struct {
+	path     string
+	capacity int64
+
+	mu           sync.Mutex
+	stamp        []fileStamp // the state m was read in
+	m            *blockMap
+	running      chan struct{} // closed when the hashing under way (of runningStamp) ends
+	runningStamp []fileStamp
+}
+
+var freshMaps = struct {
+	sync.Mutex
+	byDisk map[string]*freshMap
+}{byDisk: map[string]*freshMap{}}
+
+// diskState reads the disk's layout and the state of its files; newest is their latest change.
+func diskState(path string, capacity int64) ([]flatExtent, []fileStamp, time.Time, error) {
+	extents, err := diskLayout(path, capacity)
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	var stamps []fileStamp
+	var newest time.Time
+	files := []string{path}
+	for _, e := range extents {
+		if e.path != "" && e.path != path {
+			files = append(files, e.path)
+		}
+	}
+	for _, name := range files {
+		var st syscall.Stat_t
+		if err := syscall.Stat(name, &st); err != nil {
+			return nil, nil, time.Time{}, &os.PathError{Op: "stat", Path: name, Err: err}
+		}
+		s := fileStamp{uint64(st.Dev), st.Ino, st.Size, st.Mtim, st.Ctim}
+		stamps = append(stamps, s)
+		for _, t := range []syscall.Timespec{st.Mtim, st.Ctim} {
+			if at := time.Unix(t.Sec, t.Nsec); at.After(newest) {
+				newest = at
+			}
+		}
+	}
+	return extents, stamps, newest, nil
+}
+
+func sameState(a, b []fileStamp) bool {
+	if len(a) != len(b) || a == nil {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// currentMap is the block map of the disk at `path` as its files are now.
+func currentMap(path string, capacity int64) (*blockMap, error) {
+	f := watched(path, capacity)
+	for waited := false; ; waited = true {
+		extents, stamp, newest, err := diskState(path, capacity)
+		if err != nil {
+			return nil, err
+		}
+		f.mu.Lock()
+		if sameState(f.stamp, stamp) {
+			m := f.m
+			f.mu.Unlock()
+			return m, nil
+		}
+		if running := f.running; running != nil && sameState(f.runningStamp, stamp) && !waited {
+			f.mu.Unlock()
+			<-running
+			continue
+		}
+		f.mu.Unlock()
+		return f.hash(extents, stamp, newest)
+	}
+}
+
+// watched returns the disk's entry, its watcher started with it.
+func watched(path string, capacity int64) *freshMap {
+	key := fmt.Sprintf("%s\x00%d", path, capacity)
+	freshMaps.Lock()
+	defer freshMaps.Unlock()
+	f := freshMaps.byDisk[key]
+	if f == nil {
+		f = &freshMap{path: path, capacity: capacity}
+		freshMaps.byDisk[key] = f
+		go f.watch(key)
+	}
+	return f
+}
+
+// hash reads the map in state `stamp` (announced as under way, so the watcher does not read it twice) and
+// keeps it when that state held throughout and was quiet before the read began.
+func (f *freshMap) hash(extents []flatExtent, stamp []fileStamp, newest time.Time) (*blockMap, error) {
+	done := make(chan struct{})
+	f.mu.Lock()
+	f.running, f.runningStamp = done, stamp
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		if f.running == done {
+			f.running, f.runningStamp = nil, nil
+		}
+		f.mu.Unlock()
+		close(done)
+	}()
+	began := time.Now()
+	m, err := readMap(extents, f.capacity)
+	if err != nil {
+		return nil, err
+	}
+	if _, after, _, err := diskState(f.path, f.capacity); err == nil && sameState(after, stamp) && newest.Before(began.Add(-quiet)) {
+		f.mu.Lock()
+		f.stamp, f.m = stamp, m
+		f.mu.Unlock()
+	}
+	return m, nil
+}
+
+// watch hashes the disk's files in the background whenever they changed and have been quiet since; it ends
+// when they are gone.
+func (f *freshMap) watch(key string) {
+	for {
+		time.Sleep(pollEvery)
+		extents, stamp, newest, err := diskState(f.path, f.capacity)
+		if errors.Is(err, os.ErrNotExist) {
+			freshMaps.Lock()
+			delete(freshMaps.byDisk, key)
+			freshMaps.Unlock()
+			return
+		}
+		if err != nil || time.Since(newest) < quiet {
+			continue // unreadable for now, or still being written
+		}
+		f.mu.Lock()
+		known := sameState(f.stamp, stamp) || f.running != nil && sameState(f.runningStamp, stamp)
+		f.mu.Unlock()
+		if !known {
+			_, _ = f.hash(extents, stamp, newest)
+		}
+	}
+}

@@ -402,11 +402,7 @@ func (vm *cbtVM) track(snapshot types.ManagedObjectReference) types.BaseMethodFa
 		if err != nil {
 			return &types.FileFault{File: file}
 		}
-		extents, err := diskLayout(path, capacityOf(disk))
-		if err != nil {
-			return &types.FileFault{File: file}
-		}
-		m, err := readMap(extents, capacityOf(disk))
+		m, err := currentMap(path, capacityOf(disk))
 		if err != nil {
 			return &types.FileFault{File: file}
 		}
@@ -611,12 +607,8 @@ func (vm *cbtVM) QueryChangedDiskAreas(req *types.QueryChangedDiskAreas) soap.Ha
 			return body
 		}
 		path, err := datastoreFile(file)
-		var extents []flatExtent
 		if err == nil {
-			extents, err = diskLayout(path, capacity)
-		}
-		if err == nil {
-			current, err = readMap(extents, capacity)
+			current, err = currentMap(path, capacity)
 		}
 		if err != nil {
 			body.Fault_ = fileFault(file, "Error caused by file %s: %v", file, err)
