@@ -1167,7 +1167,8 @@ def test_pod_exec_streams_over_the_websocket_protocol(api: FakeApiServer, core: 
     core.create_namespaced_pod("default", pod("p", nodeName="node-1"))
     with pytest.raises(ApiException) as unreachable:  # no kubelet serves the node: refused, not hung
         stream(core.connect_get_namespaced_pod_exec, "p", "default", command=["true"], stdout=True)
-    assert "Handshake status 500" in str(unreachable.value.reason) and "error dialing backend" in unreachable.value.reason
+    reason = str(unreachable.value.reason)
+    assert "Handshake status 500" in reason and "error dialing backend" in reason
     api.serve_exec("node-1", kubelet)
 
     script = ["sh", "-c", "echo hi; echo oops >&2"]
