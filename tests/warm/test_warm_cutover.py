@@ -175,6 +175,9 @@ def test_acceptance_warm_cutover_with_now_from_another_shell(warm: Warm) -> None
     final = [r for r in report["rounds"] if r["kind"] == "final"]
     assert len(final) == 1 and all(d["mode"] == "delta" for d in final[0]["disks"].values())
     assert report["downtime_seconds"] > 0
+    # No guest conversion follows the final delta: the target was launched paused before it, and `start` resumed it
+    prestart = next(s for s in report["steps"] if s["step"] == "prestart")
+    assert "launched paused" in prestart["detail"], report["steps"]
     compare = warm.same_as_source()
     assert compare.returncode == 0, compare.stdout + compare.stderr
     assert snapshot_names(warm.sim, warm.vm) == []
