@@ -103,15 +103,23 @@ class Warm(Run):
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop_target(self) -> None:
-        # A short grace, then the launcher is killed (its transient domain goes with its libvirt connection):
-        # the ACPI power button does nothing before the guest is up, and these tests need no clean shutdown.
+        # The launcher is killed at once (its transient domain goes with its libvirt connection): these tests
+        # need no clean shutdown, and an ACPI request would wait out its grace before the guest is up.
         pid_file = self.base / "runtime" / self.target / "launcher.pid"
-        if pid_file.exists():
-            self.migrator("runtime", "stop", self.target, "--timeout", "10")
         try:
-            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGKILL)
         except (OSError, ValueError):
-            pass  # gone already
+            return  # not started, or gone already
+
+        def gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_until(gone, timeout=15, interval=0.1)
 
     def same_as_source(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
