@@ -88,7 +88,6 @@ def test_rounds_reach_the_volume_through_the_filler_pods_exec(tmp_path: Path, mo
             target.publish(plan, p, disk, [(0, 8 * MiB)], full=True, key="web-01:round-1:full:a/1")
             volume = volumes / disk.claim_name / "disk.img"
             assert volume.read_bytes() == image.read_bytes()
-            api.wait_for("pods", lambda pods: not pods, namespace="default", timeout=30)  # the filler is deleted
 
             changed = [(64 << 10, 4096), (5 * MiB, 128 << 10)]
             fd = os.open(image, os.O_WRONLY)
