@@ -1,0 +1,115 @@
+"""The cluster target converts the guest in a Job: the fake API server's Job controller makes its pod, the test
+kubelet runs the pod's command (``python3 -m converters.guest`` on the claims it mounts) as a local process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from converters.guest import GuestConversionError
+from converters.guest.job import message, nic_arg
+from converters.guest.model import Inspection
+from converters.specs import SpecOptions, vm_manifests
+from core.plan import NetworkTarget, Plan, PlannedVM
+from migrator.convert import cluster
+from migrator.cutover.targets import DiskOrigin, conversion_job
+from migrator.cutover.targets.cluster import ClusterTarget
+from tests.cutover.test_cluster_target import CRDS
+from tests.fakekube import FakeApiServer
+from tests.runtime.kubelet import TestKubelet
+from tests.specs.builders import plan_of, planned, source_vm
+
+NODE = "guest-node"
+
+
+def one_disk_vm(name: str, *, pci_slot: int | None = None) -> PlannedVM:
+    vm = source_vm(name=name, memory_mib=1024)
+    vm.disks = vm.disks[:1]
+    vm.nics = vm.nics[:1]
+    vm.nics[0].pci_slot = pci_slot
+    vm.guest_id = "debian12_64Guest"
+    return planned(vm, nic_targets=[(NetworkTarget.POD, None)])
+
+
+@dataclass
+class JobCluster:
+    api: FakeApiServer
+    target: ClusterTarget
+    volumes: Path
+    kubelet: TestKubelet
+
+    def apply_vm(self, plan: Plan, p: PlannedVM) -> None:
+        """What the transfer leaves: the VirtualMachine as copied (source buses), Halted."""
+        cluster.server_side_apply(self.target.client, vm_manifests(p, plan, SpecOptions()).virtual_machine)
+
+
+@pytest.fixture
+def job_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[JobCluster]:
+    monkeypatch.delenv("MIGRATOR_SKIP_CONVERSION", raising=False)
+    monkeypatch.setenv("MIGRATOR_ACCEL", "tcg")  # what this node's pods get: its KVM does not boot the appliance
+    root = Path(tempfile.mkdtemp(prefix="gjob", dir="/tmp"))
+    try:
+        with FakeApiServer(crds=CRDS, jobs=True) as api:
+            kubeconfig = api.kubeconfig(root / "kubeconfig")
+            volumes = root / "volumes"
+            selector = "migrator.io/purpose=convert-guest"
+            kubelet = TestKubelet(kubeconfig, NODE, host_root=root, volumes_dir=volumes, label_selector=selector)
+            with kubelet:
+                target = ClusterTarget(str(kubeconfig), "default", DiskOrigin(), conversion_timeout=900)
+                yield JobCluster(api, target, volumes, kubelet)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_conversion_job_mounts_the_claims_and_carries_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIGRATOR_VSPHERE_PASSWORD", "hunter2")
+    p = one_disk_vm("gjob-spec", pci_slot=192)
+    job = conversion_job.conversion_job(p, "ns", conversion_job.Placement(node="n1"), fresh=True)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert "hunter2" not in json.dumps(job) and "env" not in container and "envFrom" not in container
+    assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
+    assert container["volumeMounts"] == [{"name": "disk-0", "mountPath": "/var/run/migrator/volumes/gjob-spec-disk-0"}]
+    assert pod["volumes"] == [{"name": "disk-0", "persistentVolumeClaim": {"claimName": "gjob-spec-disk-0"}}]
+    args = container["args"]
+    assert args[:4] == ["-m", "converters.guest", "--vm", "gjob-spec"] and "--fresh" in args
+    assert args[args.index("--disk") + 1] == "/var/run/migrator/volumes/gjob-spec-disk-0/disk.img"
+    assert nic_arg(args[args.index("--nic") + 1]).old_name == "ens192"
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3]
+    # the inspection fits the termination message Kubernetes keeps
+    big = Inspection(vm="x", warnings=[f"warning {i} " + "x" * 200 for i in range(100)])
+    assert len(message(big).encode()) <= 4096 and Inspection.from_dict(json.loads(message(big))).vm == "x"
+
+
+def test_a_disk_without_an_os_fails_the_job_with_virt_v2vs_reason(job_cluster: JobCluster) -> None:
+    """No OS on the claim: the pod's termination message carries virt-v2v's reason, the Job fails at once (no
+    retries), the user gets one line, the Job is deleted and the VirtualMachine stays Halted with its old buses."""
+    p = one_disk_vm("gjob-blank")  # no PCI slot: no NIC name to pin, straight to virt-v2v
+    plan = plan_of(p)
+    plan.target_namespace = "default"
+    claim = job_cluster.volumes / p.disks[0].claim_name
+    claim.mkdir(parents=True)
+    with (claim / "disk.img").open("wb") as image:
+        image.truncate(100 << 20)
+    job_cluster.apply_vm(plan, p)
+    [before] = job_cluster.api.objects("virtualmachines.kubevirt.io", "default")
+    with pytest.raises(GuestConversionError) as failed:
+        job_cluster.target.convert_guest(plan, p, skip=False)
+    line = failed.value.message
+    print(line)
+    assert "\n" not in line and "inspection could not detect the source guest" in line, line
+    assert "gjob-blank-convert-guest" in line
+    assert job_cluster.api.objects("jobs.batch", "default") == []  # cleaned up, its pods with it
+    assert len(job_cluster.kubelet.pods) == 1  # the podFailurePolicy failed the Job: not retried
+    [vm] = job_cluster.api.objects("virtualmachines.kubevirt.io", "default")
+    assert vm["spec"]["runStrategy"] == "Halted"
+    assert vm == before  # not applied again (no inspection to apply), not started
+    assert not list((claim / conversion_job.STATE_SUBDIR / "guest").glob("*.qcow2"))  # the image untouched
