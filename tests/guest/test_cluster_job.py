@@ -4,8 +4,11 @@ kubelet runs the pod's command (``python3 -m converters.guest`` on the claims it
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +19,16 @@ from converters.guest import GuestConversionError
 from converters.guest.job import message, nic_arg
 from converters.guest.model import Inspection
 from converters.specs import SpecOptions, vm_manifests
+from core.inventory import Nic
 from core.plan import NetworkTarget, Plan, PlannedVM
+from core.wait import wait_until
 from migrator.convert import cluster
 from migrator.cutover.targets import DiskOrigin, conversion_job
 from migrator.cutover.targets.cluster import ClusterTarget
+from testbed.debian_guest import DebianGuest
 from tests.cutover.test_cluster_target import CRDS
 from tests.fakekube import FakeApiServer
-from tests.runtime.kubelet import TestKubelet
+from tests.runtime.kubelet import LocalPod, TestKubelet
 from tests.specs.builders import plan_of, planned, source_vm
 
 NODE = "guest-node"
@@ -113,3 +119,63 @@ def test_a_disk_without_an_os_fails_the_job_with_virt_v2vs_reason(job_cluster: J
     assert vm["spec"]["runStrategy"] == "Halted"
     assert vm == before  # not applied again (no inspection to apply), not started
     assert not list((claim / conversion_job.STATE_SUBDIR / "guest").glob("*.qcow2"))  # the image untouched
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("MIGRATOR_TEST_GUEST_JOB") != "1",
+    reason="a second full conversion of the Debian guest (~2 min under TCG): MIGRATOR_TEST_GUEST_JOB=1 runs it",
+)
+def test_the_debian_guest_is_converted_in_a_job_that_survives_a_kill_9(
+    job_cluster: JobCluster, debian_guest: DebianGuest
+) -> None:
+    """The VMware-shaped guest in a claim: the Job's first pod is killed -9 once virt-v2v runs; the Job's next
+    pod starts over from the untouched image (its state is on the claim) and converts it; the VirtualMachine is
+    applied again with virtio and the OS labels; the Job is gone."""
+    vm = source_vm(name="gjob-debian", memory_mib=1024)
+    vm.disks = vm.disks[:1]
+    vm.nics = [Nic(label="Network adapter 1", model="vmxnet3", mac=debian_guest.mac, network="VM Network")]
+    vm.nics[0].pci_slot = debian_guest.pci_slot
+    vm.guest_id = "debian12_64Guest"
+    p = planned(vm, nic_targets=[(NetworkTarget.POD, None)])
+    plan = plan_of(p)
+    plan.target_namespace = "default"
+    claim = job_cluster.volumes / p.disks[0].claim_name
+    claim.mkdir(parents=True)
+    subprocess.run(["cp", "--sparse=always", str(debian_guest.raw), str(claim / "disk.img")], check=True)
+    job_cluster.apply_vm(plan, p)
+    result: dict[str, object] = {}
+
+    def convert() -> None:
+        try:
+            result["detail"] = job_cluster.target.convert_guest(plan, p, skip=False)
+        except Exception as error:  # the test thread reports it
+            result["error"] = error
+
+    worker = threading.Thread(target=convert)
+    worker.start()
+    stamp = (claim / "disk.img").stat().st_mtime_ns
+
+    def virt_v2v_running() -> LocalPod | None:
+        for pod in list(job_cluster.kubelet.pods.values()):
+            log = pod.root / "container.log" if pod.root else None
+            if log and log.exists() and "Opening the source" in log.read_text(errors="replace"):
+                return pod
+        return None
+
+    first = wait_until(virt_v2v_running, timeout=600, interval=0.5)
+    assert first is not None and first.process is not None
+    first.process.kill()  # kill -9 in the middle of virt-v2v
+    worker.join(1200)
+    assert "error" not in result, result.get("error")
+    assert len(job_cluster.kubelet.pods) == 2  # the Job made another pod (the kill matched no FailJob rule)
+    assert (claim / "disk.img").stat().st_mtime_ns != stamp  # converted (committed) by the second pod only
+    assert "Debian 12" in str(result["detail"]) and "ens192" in str(result["detail"])
+    assert job_cluster.api.objects("jobs.batch", "default") == []
+    [applied] = job_cluster.api.objects("virtualmachines.kubevirt.io", "default")
+    assert applied["metadata"]["labels"]["os.template.kubevirt.io/debian12"] == "true"
+    disks = applied["spec"]["template"]["spec"]["domain"]["devices"]["disks"]
+    assert [d["disk"]["bus"] for d in disks if "disk" in d] == ["virtio"]
+    assert not list((claim / conversion_job.STATE_SUBDIR / "guest").glob("*.qcow2"))
+    state = json.loads((claim / conversion_job.STATE_SUBDIR / "guest-gjob-debian.json").read_text())
+    assert state["phase"] == "done" and state["inspection"]["nic_pins"][0]["name"] == "ens192"
