@@ -59,7 +59,10 @@ def root_from_tables(tables: list[dict[str, Any] | None]) -> str | None:
 
 
 def _table(disk: GuestDisk) -> dict[str, Any] | None:
-    done = subprocess.run(["sfdisk", "--json", str(disk.path)], capture_output=True, text=True)
+    try:  # sfdisk: Debian's fdisk, which libguestfs depends on
+        done = subprocess.run(["sfdisk", "--json", str(disk.path)], capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
     if done.returncode != 0:
         return None
     try:
