@@ -19,6 +19,7 @@ from converters.guest import GuestConversionError
 from converters.guest.job import message, nic_arg
 from converters.guest.model import Inspection
 from converters.specs import SpecOptions, vm_manifests
+from core.errors import TargetError
 from core.inventory import Nic
 from core.plan import NetworkTarget, Plan, PlannedVM
 from core.wait import wait_until
@@ -107,13 +108,23 @@ def test_a_disk_without_an_os_fails_the_job_with_virt_v2vs_reason(job_cluster: J
         image.truncate(100 << 20)
     job_cluster.apply_vm(plan, p)
     [before] = job_cluster.api.objects("virtualmachines.kubevirt.io", "default")
+    # a Job of that name that is not this VM's conversion is left alone
+    other = one_disk_vm("gjob-other")
+    foreign = conversion_job.conversion_job(other, "default", conversion_job.Placement(), fresh=False)
+    foreign["metadata"]["annotations"] = {conversion_job.SOURCE_ANNOTATION: "someone-else"}
+    foreign["spec"]["template"]["metadata"]["labels"] = {"app": "not-for-the-test-kubelet"}
+    foreign["spec"]["template"]["spec"]["containers"][0]["args"] = ["-c", "pass"]
+    conversion_job.JobApi(job_cluster.target.client.client).create_job("default", foreign)
+    with pytest.raises(TargetError, match="exists and is not this VM's conversion"):
+        job_cluster.target.convert_guest(plan_of(other), other, skip=False)
     with pytest.raises(GuestConversionError) as failed:
         job_cluster.target.convert_guest(plan, p, skip=False)
     line = failed.value.message
     print(line)
     assert "\n" not in line and "inspection could not detect the source guest" in line, line
     assert "gjob-blank-convert-guest" in line
-    assert job_cluster.api.objects("jobs.batch", "default") == []  # cleaned up, its pods with it
+    jobs = [j["metadata"]["name"] for j in job_cluster.api.objects("jobs.batch", "default")]
+    assert jobs == ["gjob-other-convert-guest"]  # ours cleaned up, its pods with it; the foreign one untouched
     assert len(job_cluster.kubelet.pods) == 1  # the podFailurePolicy failed the Job: not retried
     [vm] = job_cluster.api.objects("virtualmachines.kubevirt.io", "default")
     assert vm["spec"]["runStrategy"] == "Halted"

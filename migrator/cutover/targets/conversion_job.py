@@ -198,11 +198,13 @@ class JobApi:
         pods: list[dict[str, Any]] = json.loads(raw.data)["items"]
         return pods
 
-    def delete_job(self, namespace: str, name: str) -> None:
+    def delete_job(self, namespace: str, name: str, *, wait_for_pods: bool = False) -> None:
+        """Delete the Job and its pods; ``wait_for_pods``: the Job stays until its pods are gone (Foreground)."""
         from kubernetes.client.exceptions import ApiException
 
+        policy = "Foreground" if wait_for_pods else "Background"
         try:
-            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background", _preload_content=False)
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy=policy, _preload_content=False)
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -245,7 +247,8 @@ def run_conversion_job(
         ):
             raise TargetError(f"Job {namespace}/{name} exists and is not this VM's conversion")
         if existing is not None and (fresh or _state(existing) == "failed"):
-            api.delete_job(namespace, name)  # an earlier attempt's: this one starts over (the state is on the claim)
+            # an earlier attempt's: gone with its pods before this one starts over (the state is on the claim)
+            api.delete_job(namespace, name, wait_for_pods=True)
             _wait_gone(api, namespace, name)
             existing = None
         if existing is None:
@@ -293,7 +296,7 @@ def run_conversion_job(
             log.warning("conversion Job %s/%s not deleted: %s", namespace, name, _reason(error))
 
 
-def _wait_gone(api: JobApi, namespace: str, name: str, timeout: float = 60.0) -> None:
+def _wait_gone(api: JobApi, namespace: str, name: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while api.read_job(namespace, name) is not None:
         if time.monotonic() > deadline:
