@@ -190,3 +190,25 @@ def test_the_debian_guest_is_converted_in_a_job_that_survives_a_kill_9(
     assert not list((claim / conversion_job.STATE_SUBDIR / "guest").glob("*.qcow2"))
     state = json.loads((claim / conversion_job.STATE_SUBDIR / "guest-gjob-debian.json").read_text())
     assert state["phase"] == "done" and state["inspection"]["nic_pins"][0]["name"] == "ens192"
+
+
+def test_from_a_migration_pod_the_job_goes_to_that_pods_node_and_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a Migration's pod (the downward API's POD_NAME/POD_NAMESPACE), the claims it filled are mounted on its
+    node (ReadWriteOnce): the conversion Job is pinned there, from the pod's own image."""
+    with FakeApiServer() as api:
+        client = ClusterTarget(str(api.kubeconfig(tmp_path / "kubeconfig")), "default", DiskOrigin()).client.client
+        jobs = conversion_job.JobApi(client)
+        pod = {
+            "metadata": {"name": "estate-web-1-abcde", "namespace": "default"},
+            "spec": {"nodeName": "node-7", "containers": [{"name": "migrate", "image": "registry.example/migrator:1"}]},
+        }
+        jobs.core.create_namespaced_pod("default", pod, _preload_content=False)
+        monkeypatch.delenv(conversion_job.IMAGE_ENV, raising=False)
+        assert conversion_job.own_placement(jobs) == conversion_job.Placement(image=conversion_job.DEFAULT_IMAGE)
+        monkeypatch.setenv("POD_NAME", "estate-web-1-abcde")
+        monkeypatch.setenv("POD_NAMESPACE", "default")
+        assert conversion_job.own_placement(jobs) == conversion_job.Placement("registry.example/migrator:1", "node-7")
+        monkeypatch.setenv(conversion_job.IMAGE_ENV, "registry.example/migrator:2")
+        assert conversion_job.own_placement(jobs).image == "registry.example/migrator:2"
