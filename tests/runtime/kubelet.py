@@ -6,7 +6,7 @@ the container's command as a local process — ``python3`` is this interpreter, 
 a local path (a PVC ``<claim>`` → ``<volumes_dir>/<claim>/``, which holds ``disk.img``; a hostPath
 ``P`` → ``host_paths[P]`` or ``<host_root>/P``), absolute paths in the arguments are mapped the same
 way; reports the pod's status (Running with the process, then Succeeded/Failed with the exit code in
-``containerStatuses``);
+``containerStatuses``, and the termination message the container wrote at its ``terminationMessagePath``);
 on deletion sends SIGTERM, then SIGKILL after the grace period, and removes the pod (grace 0).
 ``exec_target`` runs ``pods/exec`` commands the same way, in a running pod's environment
 (``api.serve_exec(kubelet.node, kubelet.exec_target)``); a Block volume's device is a file, ``<claim>/disk.img``.
@@ -52,6 +52,9 @@ class LocalPod:
     reported: str = ""
     exit_code: int | None = None
     log: list[str] = field(default_factory=list)
+    container: str = "compute"
+    termination_log: Path | None = None  # the container's terminationMessagePath, here
+    fallback_to_logs: bool = False  # terminationMessagePolicy FallbackToLogsOnError
     mounts: dict[str, Path] = field(default_factory=dict)  # a path in the container → its local path
     env: dict[str, str] = field(default_factory=dict)
 
@@ -192,24 +195,39 @@ class TestKubelet:
             return
         if local.process is None:
             local.process = self._start(pod, local)
-            self._report(meta, "Running", {"running": {"startedAt": _now()}})
+            self._report(meta, "Running", {"running": {"startedAt": _now()}}, local.container)
             local.reported = "Running"
             return
         code = local.process.poll()
         if code is not None and local.reported == "Running":
             local.exit_code = code
             terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "finishedAt": _now()}
-            self._report(meta, "Succeeded" if code == 0 else "Failed", {"terminated": terminated})
+            message = self._termination_message(local, code)
+            if message:
+                terminated["message"] = message
+            self._report(meta, "Succeeded" if code == 0 else "Failed", {"terminated": terminated}, local.container)
             local.reported = "done"
 
-    def _report(self, meta: dict[str, Any], phase: str, state: dict[str, Any]) -> None:
+    @staticmethod
+    def _termination_message(local: LocalPod, code: int) -> str:
+        """As the kubelet: the file at terminationMessagePath (4096 bytes at most); with FallbackToLogsOnError, a
+        failed container that wrote none gets the tail of its log (80 lines, 2048 bytes)."""
+        text = ""
+        if local.termination_log is not None and local.termination_log.is_file():
+            text = local.termination_log.read_bytes()[:4096].decode(errors="replace")
+        if not text and code != 0 and local.fallback_to_logs and local.root is not None:
+            log = (local.root / "container.log").read_bytes().decode(errors="replace")
+            text = "\n".join(log.splitlines()[-80:])[-2048:]
+        return text
+
+    def _report(self, meta: dict[str, Any], phase: str, state: dict[str, Any], container: str = "compute") -> None:
         status = {
             "phase": phase,
             "hostIP": "127.0.0.1",
             "podIP": "127.0.0.1",
             "containerStatuses": [
                 {
-                    "name": "compute",
+                    "name": container,
                     "image": "localhost/migrator-runtime:latest",
                     "imageID": "",
                     "ready": phase == "Running",
@@ -279,6 +297,10 @@ class TestKubelet:
         def local_path(arg: str) -> str:
             return _local_path(arg, mounts, root)
 
+        local.container = container.get("name") or "compute"
+        local.termination_log = Path(local_path(container.get("terminationMessagePath") or "/dev/termination-log"))
+        local.termination_log.parent.mkdir(parents=True, exist_ok=True)
+        local.fallback_to_logs = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
         command = _local_command([*(container.get("command") or []), *(container.get("args") or [])], mounts, root)
         env = dict(os.environ)
         env["PYTHONPATH"] = str(PROJECT)
