@@ -146,6 +146,8 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
         settings.watching.server_timeout = 300
         settings.persistence.finalizer = "migrator.io/kopf-finalizer"
         settings.persistence.diffbase_storage = NoDiffBase()
+        # only the launcher pods, selected by the API server: not every pod of the cluster, each an event
+        settings.watching.label_selectors["", "v1", "pods"] = f"{LABEL_APP}=virt-launcher"
         # kopf logs every handler's success at INFO: a line per event and index, thousands a second
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
