@@ -16,6 +16,7 @@ the objects it concerns, level-triggered, from the event's copy and kopf's index
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,7 @@ log = logging.getLogger("runtime.controller")
 RETRY_DELAY = 5.0  # seconds before a failed reconcile runs again
 CLOCK_TICK = 1.0  # how often a VM's daemon looks at the time (pure); only VMs with a start failure have one
 CANCELLATION_TIMEOUT = 5.0
+GC_THRESHOLDS = (50_000, 20, 100)
 T = TypeVar("T")
 
 
@@ -267,6 +269,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
+    # The indexes keep every watched object alive, and kopf allocates a few hundred objects per event: at
+    # Python's default thresholds (700, 10, 10) the cyclic collector runs every few events and keeps
+    # re-traversing the survivors (a fifth of the controller's CPU at 1,000 VMs). Most of what it frees goes by
+    # reference counting; collecting the young generation every 50,000 allocations still bounds the cyclic rest
+    # (the 5,000-VM memory test holds the RSS flat).
+    gc.set_threshold(*GC_THRESHOLDS)
     run_operator(register(Controller(args.kubeconfig)), args.namespace)
 
 
