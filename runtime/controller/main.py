@@ -39,7 +39,7 @@ log = logging.getLogger("runtime.controller")
 RETRY_DELAY = 5.0  # seconds before a failed reconcile runs again
 CLOCK_TICK = 1.0  # how often a VM's daemon looks at the time (pure); only VMs with a start failure have one
 CANCELLATION_TIMEOUT = 5.0
-GC_THRESHOLDS = (50_000, 20, 100)
+GC_THRESHOLDS = (10_000, 10, 10)
 T = TypeVar("T")
 
 
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     # The indexes keep every watched object alive, and kopf allocates a few hundred objects per event: at
     # Python's default thresholds (700, 10, 10) the cyclic collector runs every few events and keeps
     # re-traversing the survivors (a fifth of the controller's CPU at 1,000 VMs). Most of what it frees goes by
-    # reference counting; collecting the young generation every 50,000 allocations still bounds the cyclic rest
+    # reference counting; collecting the young generation every 10,000 allocations still bounds the cyclic rest
     # (the 5,000-VM memory test holds the RSS flat).
     gc.set_threshold(*GC_THRESHOLDS)
     run_operator(register(Controller(args.kubeconfig)), args.namespace)
