@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-POOL_SIZE = 32  # HTTP connections kept: as many as the controller's worker threads (kopf's max_workers)
+POOL_SIZE = 32  # HTTP connections kept: as many as the controller's write threads
 
 
 def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:

@@ -3,6 +3,8 @@
 Every watched event (VirtualMachine, VirtualMachineInstance, launcher Pod, PersistentVolumeClaim) reconciles
 the objects it concerns, level-triggered, from the event's copy and kopf's indexes of the others (no reads):
 
+- the handlers (and indexes) are coroutines: each decides in the event loop, without I/O (the reconcilers'
+  ``plan``), and takes one of the controller's write threads only for the API writes that decision needs;
 - kopf serializes the events of one object, and drops its index entries, memo and daemon when it goes, so the
   controller keeps no table of its own;
 - an instance's change reconciles its VM too, from another worker: their writes carry resourceVersion or uid
@@ -144,7 +146,6 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.level = logging.WARNING
-        settings.execution.max_workers = POOL_SIZE  # handlers mostly wait on the API server: more in flight
         settings.watching.server_timeout = 300
         settings.persistence.finalizer = "migrator.io/kopf-finalizer"
         settings.persistence.diffbase_storage = NoDiffBase()
