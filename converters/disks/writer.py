@@ -4,10 +4,9 @@ block device; qcow2 targets are written raw beside the target and converted by q
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
-import hashlib
+import functools
 import mmap
 import os
 import stat
@@ -24,8 +23,15 @@ BLKZEROOUT = 0x127F
 WRITE_PIECE = 256 << 10
 FALLOC_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 DIRECT_ALIGN = 4096  # O_DIRECT: offsets, lengths and buffers aligned to the logical block (≤ 4 KiB)
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+
+
+@functools.cache
+def _fallocate():  # ctypes (10 ms to import) only once a reused target needs a hole punched
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    return libc.fallocate, ctypes.get_errno
 
 
 def state_dir() -> Path:
@@ -53,6 +59,8 @@ class Target:
         if not self.is_block and not target.parent.is_dir():
             raise DiskError(f"{target}: the target's folder does not exist")
         if self.is_block:
+            import hashlib
+
             key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
             self.state_path = state_dir() / f"{target.name}-{key}.transfer"
             self.data_path = target
@@ -133,9 +141,10 @@ class Target:
         Files get a punched hole (they stay sparse); devices are zeroed per gap as they are written."""
         if self.is_block or not length:
             return
-        if _libc.fallocate(self.fd, FALLOC_PUNCH_HOLE, offset, length) == 0:
+        fallocate, get_errno = _fallocate()
+        if fallocate(self.fd, FALLOC_PUNCH_HOLE, offset, length) == 0:
             return
-        code = ctypes.get_errno()
+        code = get_errno()
         if code not in (errno.EOPNOTSUPP, errno.ENOSYS):
             raise DiskError(f"{self.data_path}: cannot clear a range: {os.strerror(code)}")
         zeros = bytes(min(length, 1 << 20))  # a filesystem without holes: write the zeros
