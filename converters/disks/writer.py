@@ -4,6 +4,7 @@ block device; qcow2 targets are written raw beside the target and converted by q
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import functools
@@ -69,10 +70,13 @@ class Target:
             self.state_path = target.parent / f".{target.name}.transfer"
             self.data_path = target if target_format == "raw" else target.parent / f".{target.name}.part.raw"
         self.fd = -1
-        # One write at a time into the file: the filesystem takes them one at a time anyway (ext4's
+        # One write at a time into a file: the filesystem takes them one at a time anyway (ext4's
         # inode lock), and a second writer waiting for that lock spins in the kernel, burning the
         # core that the first writer's digest of its next piece needs (20% of a local copy's CPU).
-        self._writing = threading.Lock()
+        # A block device takes concurrent writes.
+        self._writing: threading.Lock | contextlib.nullcontext[None] = (
+            contextlib.nullcontext() if self.is_block else threading.Lock()
+        )
 
     # -- lifecycle -----------------------------------------------------------------
     def create(self, size: int) -> None:
