@@ -88,6 +88,15 @@ def _read_until(process: subprocess.Popen[str], seen: list[dict[str, Any]], done
     raise AssertionError(f"migrate ended first: {seen[-5:]} {process.stderr.read() if process.stderr else ''}")
 
 
+def _ended(process: subprocess.Popen[str], timeout: float = 180) -> tuple[str, str]:
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"migrate did not end within {timeout}s: {out[-3000:]}{err[-2000:]}") from None
+
+
 def _rounds_done(seen: list[dict[str, Any]], vm: str) -> list[int]:
     return [e["round"] for e in seen if e["event"] == "round" and e["vm"] == vm and e["status"] == "done"]
 
@@ -120,7 +129,7 @@ def test_two_warm_vms_one_slot_precopy_and_cut_over_on_now_and_at_a_time(estate:
         estate.writes(first, 3)
         now = estate.migrator("cutover", "--vm", first, "--now")  # another shell
         assert now.returncode == 0 and "requested" in now.stdout, now.stdout + now.stderr
-        out, err = run.communicate(timeout=300)
+        out, err = _ended(run)
     finally:
         if run.poll() is None:
             run.kill()
@@ -171,7 +180,7 @@ def test_cancel_of_one_warm_vm_mid_precopy_rolls_it_back_the_other_goes_on(estat
         estate.writes(other, 4)
         now = estate.migrator("cutover", "--vm", other, "--now")
         assert now.returncode == 0, now.stdout + now.stderr
-        out, err = run.communicate(timeout=300)
+        out, err = _ended(run)
     finally:
         if run.poll() is None:
             run.kill()
