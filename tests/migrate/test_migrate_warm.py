@@ -230,7 +230,7 @@ def test_kill_9_mid_precopy_then_rerun_resumes_each_vm_from_its_round(estate: Wa
         for vm in estate.vms:
             asked = estate.migrator("cutover", "--vm", vm, "--now")
             assert asked.returncode == 0, asked.stdout + asked.stderr
-        out, err = rerun.communicate(timeout=300)
+        out, err = _ended(rerun)
     finally:
         if rerun.poll() is None:
             rerun.kill()
