@@ -89,6 +89,10 @@ def _clock(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
+def _local_clock(epoch: float | None) -> str:
+    return "?" if epoch is None else datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
+
+
 def _round_line(
     number: int | None, status: str, bytes_copied: int, seconds: float | None, next_at: float | None
 ) -> str:
@@ -293,7 +297,7 @@ class LiveView:
         if task is not None:
             shown = "precopy: cutover" if number is None else f"precopy round {number}"
             if status == "done":
-                shown += f" done, next {_clock(next_at)}" if next_at is not None else " done"
+                shown += f" done, next {_local_clock(next_at)}" if next_at is not None else " done"
             self.progress.update(task, step=shown)
 
     def tick(self, in_flight: Sequence[VmProgress]) -> None:
@@ -304,7 +308,7 @@ class LiveView:
                 if task is not None:
                     self.progress.update(task, completed=p.bytes_done, total=max(p.bytes_total, p.bytes_done, 1))
                     if p.next_round_at is not None and p.step == "precopy":
-                        clock = _clock(p.next_round_at)
+                        clock = _local_clock(p.next_round_at)
                         self.progress.update(task, step=f"precopy: {p.rounds} round(s), next {clock}")
                 done += p.bytes_done
         self.progress.update(self.overall, completed=done)

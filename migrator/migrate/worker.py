@@ -274,7 +274,8 @@ def _failed(
     if reason == INTERRUPTED_ERROR:
         # A warm VM keeps its last round's snapshot: the next run resumes from it.
         where = migration.record_interruption(ctx, failed.step).message
-        return _outcome(store, vm, INTERRUPTED, started, f"{where}: re-run to resume")
+        hint = "" if "re-run to resume" in where else ": re-run to resume"
+        return _outcome(store, vm, INTERRUPTED, started, f"{where}{hint}")
     if warm is not None:
         for line in cleanup_warm(warm):  # a failed warm migration leaves no snapshot behind
             ctx.announce(f"cleanup: {line}")
