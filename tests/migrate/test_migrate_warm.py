@@ -202,9 +202,15 @@ def test_cancel_of_one_warm_vm_mid_precopy_rolls_it_back_the_other_goes_on(estat
     assert row[1] == "migrated" and row[2].endswith("s") and row[2] != "-", row
 
 
-def test_kill_9_mid_precopy_then_rerun_resumes_each_vm_from_its_round(estate: WarmEstate) -> None:
+def _at(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(event["time"])
+
+
+def test_kill_9_mid_precopy_then_rerun_resumes_and_cuts_over_at_the_wave_window(estate: WarmEstate) -> None:
     first, second = estate.vms
-    estate.plan("--vm", first, "--vm", second)
+    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
+    window = f"w={opens.isoformat().replace('+00:00', 'Z')}/"
+    estate.plan("--vm", first, "--vm", second, "--wave", f"w={PREFIX}*", "--wave-window", window)
     args = ("--warm", "--max-in-flight", "2", "--precopy-interval", "2", "--progress", "json")
     run = estate.popen(*estate.migrate_args(*args))
     seen: list[dict[str, Any]] = []
@@ -215,33 +221,29 @@ def test_kill_9_mid_precopy_then_rerun_resumes_each_vm_from_its_round(estate: Wa
     finally:
         if run.poll() is None:
             run.kill()
+    # warm VMs precopy before their wave's window opens (cold ones would wait for it)
+    assert all(_at(e) < opens for e in seen if e["event"] == "round")
     before = {r["vm"]: r for r in estate.status()}
     assert all(before[vm]["status"] == "running" and before[vm]["current_step"] == "precopy" for vm in estate.vms)
-    recorded = {vm: max(r["round"] for r in before[vm]["rounds"]) for vm in estate.vms}
+    assert all(snapshot_names(estate.sim, vm) for vm in estate.vms)  # the last round's, kept for the re-run
     estate.writes(first, 5)
-    # the re-run: no --warm (the recorded warm migrations are resumed warm), their recorded interval kept
+    # the re-run: no --warm (recorded warm migrations resume warm, their recorded interval kept), no --now:
+    # each VM cuts over when the wave's window opens
     rerun = estate.popen(*estate.migrate_args("--progress", "json"))
-    seen = []
-    try:
-        # each VM resumes after its recorded rounds: the next round it copies is one it had not finished
-        _read_until(rerun, seen, lambda: all(_rounds_done(seen, vm) for vm in estate.vms))
-        for vm in estate.vms:
-            assert min(_rounds_done(seen, vm)) >= recorded[vm], (vm, recorded, _rounds_done(seen, vm))
-        for vm in estate.vms:
-            asked = estate.migrator("cutover", "--vm", vm, "--now")
-            assert asked.returncode == 0, asked.stdout + asked.stderr
-        out, err = _ended(rerun)
-    finally:
-        if rerun.poll() is None:
-            rerun.kill()
+    out, err = _ended(rerun)
     assert rerun.returncode == 0, out + err
-    seen += events(out)
+    seen = events(out)
     started = {(e["vm"], e["step"]) for e in seen if e["event"] == "step" and e["status"] == "started"}
     assert not any(step in ("warm-preflight", "preflight") for _vm, step in started)  # resumed, not redone
+    source_off = [e for e in seen if e["event"] == "step" and e["step"] == "source-off" and e["status"] == "started"]
+    assert len(source_off) == 2 and all(_at(e) >= opens for e in source_off), source_off
+    after = {r["vm"]: r for r in estate.status()}
     for vm in estate.vms:
+        kept = [r for r in before[vm]["rounds"] if r["finished_at"]]
+        assert after[vm]["rounds"][: len(kept)] == kept, vm  # the rounds done before the kill are not redone
+        assert after[vm]["status"] == "completed" and after[vm]["cutover_requested_at"] is None
         assert estate.same_as_source(vm), vm
         assert snapshot_names(estate.sim, vm) == []
-    assert all(r["status"] == "completed" for r in estate.status())
 
 
 def test_rounds_wait_for_their_time_not_for_a_slot() -> None:
