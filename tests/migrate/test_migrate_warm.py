@@ -119,6 +119,7 @@ def test_two_warm_vms_one_slot_precopy_and_cut_over_on_now_and_at_a_time(estate:
     estate.plan("--vm", first, "--vm", second)
     at = (datetime.now(UTC) + timedelta(seconds=25)).isoformat(timespec="seconds")
     args = ("--warm", "--max-in-flight", "1", "--precopy-interval", "2", "--cutover-at", at, "--progress", "json")
+    args += ("--max-rate", "32MiB/s")
     run = estate.popen(*estate.migrate_args(*args))
     seen: list[dict[str, Any]] = []
     try:
@@ -146,6 +147,9 @@ def test_two_warm_vms_one_slot_precopy_and_cut_over_on_now_and_at_a_time(estate:
     assert any(vm == second and end < first_end for vm, _start, end in spans), spans
     progress = [e for e in seen if e["event"] == "progress" and e.get("next_round_at")]
     assert progress and all("precopy_rounds" in e for e in progress)
+    # the rounds drew on the run's bandwidth bucket (through each VM's meter, which counts what it let through)
+    for vm in (first, second):
+        assert max(e["bytes_done"] for e in seen if e["event"] == "progress" and e["vm"] == vm) >= 3 * MiB
     reports = {r["vm"]: r for r in estate.status()}
     for vm in (first, second):
         report = reports[vm]
