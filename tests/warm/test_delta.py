@@ -127,7 +127,7 @@ def test_the_filler_applies_a_delta_stream(tmp_path: Path, shell: list[str]) -> 
 
 
 def test_the_run_s_bandwidth_bucket_is_asked_for_every_byte_a_round_reads(tmp_path: Path) -> None:
-    """`migrate --max-rate` covers the precopy rounds: the bucket is asked before each piece is read, and may stop it."""
+    """`migrate --max-rate` covers the precopy rounds: the bucket is asked before each piece is read, may stop it."""
     raw = tmp_path / "src.raw"
     with raw.open("wb") as f:
         f.truncate(32 * MiB)
