@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -256,6 +256,12 @@ class Coordinator:
         end = wave.window.end if wave.window else None
         return end is not None and datetime.now(UTC) >= parse_time(end, "window end")
 
+    def _closed_reason(self, wave: WaveRun) -> Callable[[], str | None]:
+        def reason() -> str | None:
+            return f"the cutover window of wave {wave.name} closed" if self._window_closed(wave) else None
+
+        return reason
+
     def _warm(self, planned: PlannedVM) -> bool:
         return is_warm(planned, self.store.get(planned.source_name), self.request.warm)
 
@@ -287,7 +293,7 @@ class Coordinator:
                 pending = []
             # Warm VMs start their precopy at once; cold ones when the window opens.
             ready = [v for v in pending if v.source_name in warm or opens is None or time.time() >= opens]
-            self._start(pool, pending, ready, running, warm, opens)
+            self._start(pool, wave, pending, ready, running, warm, opens)
             try:
                 if running:
                     done, _ = wait([r.future for r in running.values()], timeout=POLL, return_when=FIRST_COMPLETED)
@@ -310,6 +316,7 @@ class Coordinator:
     def _start(
         self,
         pool: ThreadPoolExecutor,
+        wave: WaveRun,
         pending: list[PlannedVM],
         ready: list[PlannedVM],
         running: dict[str, _Running],
@@ -338,7 +345,8 @@ class Coordinator:
             if name in warm:
                 need = Waiting(name, planned.vm.host, len(planned.disks))
                 cutover_at = self.request.warm.cutover_at or opens
-                warm_run = WarmRun(SlotPacing(need, self.slots, meter.check, self.tracker), cutover_at)
+                pacing = SlotPacing(need, self.slots, meter.check, self.tracker, closed=self._closed_reason(wave))
+                warm_run = WarmRun(pacing, cutover_at)
             self.slots.take(name)
             self.tracker.started(name, total)
             future = pool.submit(migrate_vm, planned, self.env, self.tracker, meter, stop, warm_run)

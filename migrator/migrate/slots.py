@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from core.errors import MigratorError
 from migrator.cutover.precopy import Round
 from migrator.migrate.progress import View
 from migrator.migrate.scheduler import Waiting
@@ -79,12 +80,33 @@ class Slots:
             raise
 
 
-class SlotPacing:
-    """A warm VM of a `migrate` run: a round copies under a slot of the run; between rounds it holds none."""
+class WindowClosed(MigratorError):
+    """The wave's cutover window ended before the warm VM's cutover began: it is not begun outside it."""
 
-    def __init__(self, need: Waiting, slots: Slots, check: Callable[[], None], view: View) -> None:
-        self.need, self.slots, self.check, self.view = need, slots, check, view
+
+class SlotPacing:
+    """A warm VM of a `migrate` run: a round copies under a slot of the run; between rounds it holds none.
+
+    ``closed`` says why the VM may no longer begin its cutover (its wave's window has ended), if so: checked
+    while it precopies and waits, never once its cutover has its slot (a cutover under way is finished)."""
+
+    def __init__(
+        self,
+        need: Waiting,
+        slots: Slots,
+        check: Callable[[], None],
+        view: View,
+        closed: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.need, self.slots, self.view, self.closed = need, slots, view, closed
+        self.stop_check = check
         self._idle_after: int | None = None  # the round after which the slot was given back
+
+    def check(self) -> None:
+        self.stop_check()
+        reason = self.closed()
+        if reason is not None:
+            raise WindowClosed(f"{reason} before the cutover of {self.need.vm} began: run it again in a window")
 
     def copy(self, number: int | None) -> None:
         self.check()

@@ -250,6 +250,16 @@ def test_kill_9_mid_precopy_then_rerun_resumes_and_cuts_over_at_the_wave_window(
         assert snapshot_names(estate.sim, vm) == []
 
 
+class _Rounds:
+    """A view that keeps the round events."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int | None, str]] = []
+
+    def round(self, vm: str, number: int | None, status: str, **_: Any) -> None:
+        self.seen.append((vm, number, status))
+
+
 def test_rounds_wait_for_their_time_not_for_a_slot() -> None:
     """Between rounds a warm VM holds no slot: with one slot, a second VM starts while the first waits."""
     import threading
@@ -258,14 +268,7 @@ def test_rounds_wait_for_their_time_not_for_a_slot() -> None:
     from migrator.migrate.scheduler import Waiting
     from migrator.migrate.slots import SlotPacing, Slots
 
-    class Rounds:
-        def __init__(self) -> None:
-            self.seen: list[tuple[str, int | None, str]] = []
-
-        def round(self, vm: str, number: int | None, status: str, **_: Any) -> None:
-            self.seen.append((vm, number, status))
-
-    slots, view = Slots(), Rounds()
+    slots, view = Slots(), _Rounds()
     slots.take("a")
     pacing = SlotPacing(Waiting("a", "h", 1), slots, lambda: None, view)  # type: ignore[arg-type]
     pacing.copy(1)
@@ -298,3 +301,23 @@ def test_rounds_wait_for_their_time_not_for_a_slot() -> None:
     with pytest.raises(RuntimeError):
         stopped.copy(3)
     assert slots.asking() == []
+
+
+def test_a_warm_cutover_is_not_begun_after_its_wave_s_window_closed() -> None:
+    from migrator.cutover.precopy import Round
+    from migrator.migrate.scheduler import Waiting
+    from migrator.migrate.slots import SlotPacing, Slots, WindowClosed
+
+    closed: list[str | None] = [None]
+    slots = Slots()
+    slots.take("a")
+    pacing = SlotPacing(Waiting("a", "h", 1), slots, lambda: None, _Rounds(), closed=lambda: closed[0])
+    pacing.copy(1)
+    done = Round(1, "precopy", "migrator-precopy-1", "s1", started_at=time.time() - 1, finished_at=time.time())
+    pacing.idle(done, time.time() + 60)
+    closed[0] = "the cutover window of wave w closed"
+    with pytest.raises(WindowClosed, match="window of wave w closed before the cutover of a began"):
+        pacing.idle(done, time.time() + 60)  # while it waits for its next round
+    with pytest.raises(WindowClosed):
+        pacing.copy(None)  # its cutover, due, not begun
+    assert slots.holders() == [] and slots.asking() == []
