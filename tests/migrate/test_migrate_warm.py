@@ -117,7 +117,7 @@ def _copying_spans(seen: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
 def test_two_warm_vms_one_slot_precopy_and_cut_over_on_now_and_at_a_time(estate: WarmEstate) -> None:
     first, second = estate.vms
     estate.plan("--vm", first, "--vm", second)
-    at = (datetime.now(UTC) + timedelta(seconds=25)).isoformat(timespec="seconds")
+    at = (datetime.now(UTC) + timedelta(seconds=20)).isoformat(timespec="seconds")
     args = ("--warm", "--max-in-flight", "1", "--precopy-interval", "2", "--cutover-at", at, "--progress", "json")
     args += ("--max-rate", "32MiB/s")
     run = estate.popen(*estate.migrate_args(*args))
@@ -212,7 +212,7 @@ def _at(event: dict[str, Any]) -> datetime:
 
 def test_kill_9_mid_precopy_then_rerun_resumes_and_cuts_over_at_the_wave_window(estate: WarmEstate) -> None:
     first, second = estate.vms
-    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
+    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
     window = f"w={opens.isoformat().replace('+00:00', 'Z')}/"
     estate.plan("--vm", first, "--vm", second, "--wave", f"w={PREFIX}*", "--wave-window", window)
     args = ("--warm", "--max-in-flight", "2", "--precopy-interval", "2", "--progress", "json")
