@@ -2,7 +2,8 @@
 
 ``WARM_STEPS`` (data, run by ``pipeline.run_steps`` as the cold pipeline is) = warm-preflight,
 preflight, pre-hook, precopy (rounds every ``interval`` until the cutover is due), source-off,
-final-delta, convert-guest, start, verify, remove-snapshots, mark-source, post-hook. The cold steps are reused
+prestart (the target launched paused, when no guest conversion follows), final-delta, convert-guest,
+start (resumes a prestarted target), verify, remove-snapshots, mark-source, post-hook. The cold steps are reused
 as they are; the rounds are in ``precopy``. The cutover is due when ``--cutover-at`` passes or
 when ``request_cutover`` (``migrator cutover --vm X --now``, from any shell) records a request
 in the state store, which the precopy loop polls.
@@ -24,6 +25,7 @@ from core.errors import InputError, MigratorError, NotFoundError
 from migrator.convert.guest import skip_by_default
 from migrator.cutover import steps
 from migrator.cutover.pipeline import Step, StepResult
+from migrator.cutover.ports import PausedStart
 from migrator.cutover.precopy import (
     CBT_SNAPSHOT,
     CUTOVER_AT,
@@ -175,6 +177,22 @@ def precopy(w: WarmContext) -> StepResult:
     return StepResult(bytes_moved=moved, detail=f"{len(done)} precopy round(s); cutover {why}")
 
 
+def prestart(w: WarmContext) -> StepResult:
+    """Launch the target paused now, so that its start (the runtime, QEMU) overlaps the final delta: `start`
+    then only resumes it. Only where nothing changes the disks or the VM after the delta but the delta
+    itself: no guest conversion (virt-v2v rewrites both), and a target that can start paused."""
+    c = w.cutover
+    skip = skip_by_default() if c.options.skip_conversion is None else c.options.skip_conversion
+    if not steps.should_run(c):
+        return StepResult(detail="not started: the source was not running")
+    if not skip:
+        return StepResult(detail="started after the guest conversion")
+    if not isinstance(c.target, PausedStart):
+        return StepResult(detail=f"started after the final delta ({c.target.description} starts no VM paused)")
+    c.target.start_paused(c.plan, c.planned)
+    return StepResult(detail="launched paused: its start overlaps the final delta, `start` resumes it")
+
+
 def final_delta(w: WarmContext) -> StepResult:
     recorded = rounds(w.store, w.key)
     final = next((r for r in recorded if r.kind == "final"), None)
@@ -210,6 +228,7 @@ WARM_STEPS: tuple[Step[WarmContext], ...] = (
     Step("pre-hook", _cold(steps.pre_hook), "run the pre-cutover hook"),
     Step("precopy", precopy, "copy while the source runs, every precopy interval, until the cutover"),
     Step("source-off", _cold(steps.source_off), "record the power state, shut the source down", touches_source=True),
+    Step("prestart", prestart, "launch the target paused, while the final delta is copied", touches_source=True),
     Step("final-delta", final_delta, "final snapshot, copy what changed since the last round", touches_source=True),
     Step("convert-guest", convert_guest, "make the guest OS run on virtio (virt-v2v)", touches_source=True),
     Step("start", _cold(steps.start_target), "create the VirtualMachine and start it", touches_source=True),
