@@ -5,16 +5,45 @@ Each caller turns the ``ValueError`` into its own one-line error (a plan's map f
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from collections.abc import Callable
+from decimal import Decimal
+from functools import cache
+from types import ModuleType
 
-from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
+
+@cache
+def _kubernetes_parser() -> Callable[[str], Decimal]:
+    """The kubernetes client's ``kubernetes.utils.quantity.parse_quantity``, loaded from its own file.
+
+    ``import kubernetes.utils.quantity`` runs the package's ``__init__``, which imports the whole API
+    client (about 0.3 s of CPU): every VM start (the launcher builds its domain from quantities) would
+    pay it. The module itself needs only ``decimal``, so it is loaded alone; should a release move it,
+    the ordinary import is the fallback.
+    """
+    package = importlib.util.find_spec("kubernetes")  # finds the package without importing it
+    locations = list(package.submodule_search_locations or []) if package else []
+    for location in locations:
+        spec = importlib.util.spec_from_file_location("core._kubernetes_quantity", f"{location}/utils/quantity.py")
+        if spec is None or spec.loader is None:
+            continue
+        module: ModuleType = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except (OSError, ImportError):
+            continue
+        return module.parse_quantity  # type: ignore[no-any-return]
+    from kubernetes.utils.quantity import parse_quantity as kubernetes_quantity
+
+    return kubernetes_quantity  # type: ignore[no-any-return]
 
 
 def parse_quantity(value: object) -> int:
     """A quantity in its base unit (bytes for memory and storage); ``ValueError`` when it is not one."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    return int(kubernetes_quantity(str(value).strip()))
+    return int(_kubernetes_parser()(str(value).strip()))
 
 
 MIB = 1024 * 1024

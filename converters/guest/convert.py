@@ -10,7 +10,8 @@ committed into them. The state record (``<state_dir>/guest-<vm>.json``) says whe
   rewrites the same clusters, so it is idempotent) and finishes;
 - ``done``: a re-run returns the recorded inspection without touching the images.
 
-Order: pin NIC names (guestfish, inside the guest) → ``virt-v2v-in-place`` (its initramfs
+Order: pin NIC names (guestfish, inside the guest, its root mounted from the partition table when that
+names it: ``rootfs``) → ``virt-v2v-in-place`` (its initramfs
 rebuild then carries the pins) → commit. A pinning step that cannot open the guest leaves the
 verdict to virt-v2v, so failures carry virt-v2v's own reason.
 """
@@ -28,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from converters.guest import netnames, virtv2v
+from converters.guest import netnames, rootfs, virtv2v
 from converters.guest.domain import domain_xml
 from converters.guest.model import ConversionRequest, Inspection, NicPin
 from core.errors import MigratorError
@@ -162,6 +163,9 @@ def _pin_names(
     if not pins:
         return [], [], 0.0
     emit("Pinning NIC names to their MAC addresses", 0.0)
+    # The root mounted straight away when the partition tables name it; else libguestfs's inspection (-i).
+    mount = rootfs.cheap_root(request.disks, request.root)
+    seconds = 0.0
     with tempfile.TemporaryDirectory(prefix="migrator-pin-") as tmp:
         script = Path(tmp) / "pin.sh"
         script.write_text(netnames.pin_script(pins))
@@ -169,17 +173,23 @@ def _pin_names(
         commands.write_text(
             f"upload {script} /tmp/migrator-pin.sh\nsh '/bin/sh /tmp/migrator-pin.sh'\nrm /tmp/migrator-pin.sh\n"
         )
-        argv = [virtv2v.GUESTFISH, "--no-progress-bars", "--keys-from-stdin"]
-        for overlay in overlays:
-            argv += ["--format=qcow2", "-a", str(overlay)]
-        argv += ["-i", "-f", str(commands)]
-        run = virtv2v.run_tool(argv, virtv2v.libguestfs_env(request.accelerator), log)
+        for how in ([["-m", mount]] if mount else []) + [["-i"]]:
+            argv = [virtv2v.GUESTFISH, "--no-progress-bars", "--keys-from-stdin"]
+            for overlay in overlays:
+                argv += ["--format=qcow2", "-a", str(overlay)]
+            argv += [*how, "-f", str(commands)]
+            run = virtv2v.run_tool(argv, virtv2v.libguestfs_env(request.accelerator), log)
+            seconds += run.seconds
+            if run.returncode == 0 and netnames.NOT_ROOT not in run.output.marked:
+                break
+            if how != ["-i"]:
+                log.write(f"# {mount} is not the guest's root (or does not mount): inspecting the guest (-i)\n")
     if run.returncode != 0:
         # No OS, an encrypted root, an unreadable disk: virt-v2v runs next and gives its own verdict.
         reason = run.output.reason() or f"guestfish exited with status {run.returncode}"
-        return [], [f"NIC names were not pinned: {reason}"], run.seconds
+        return [], [f"NIC names were not pinned: {reason}"], seconds
     pins_found, warnings = netnames.parse_pins("\n".join(run.output.marked))
-    return pins_found, warnings, run.seconds
+    return pins_found, warnings, seconds
 
 
 def convert_guest(request: ConversionRequest, on_event: Callable[[GuestEvent], None] = lambda _e: None) -> Inspection:

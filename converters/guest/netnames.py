@@ -19,6 +19,7 @@ from converters.guest.model import NicPin
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 PIN_LINE = "MIGRATOR-PIN"
+NOT_ROOT = f"{PIN_LINE}-NOT-ROOT"  # the filesystem the script ran in has no /etc/os-release nor /etc/fstab
 LINK_FILE = "/etc/systemd/network/10-migrator-{name}.link"
 UDEV_FILE = "/etc/udev/rules.d/70-migrator-net.rules"
 # Where guests keep per-interface network configuration.
@@ -54,6 +55,10 @@ def pin_script(pins: list[tuple[str, str]], root: str = "") -> str:
 # written by migrator: keep each NIC's VMware name, matched by MAC
 set -u
 root='{root}'
+if [ ! -e "$root/etc/os-release" ] && [ ! -e "$root/usr/lib/os-release" ] && [ ! -e "$root/etc/fstab" ]; then
+  echo "{NOT_ROOT}"
+  exit 0
+fi
 if [ -d "$root/lib/systemd/network" ] || [ -d "$root/usr/lib/systemd/network" ]; then method=systemd-link
 else method=udev-rule; fi
 for pair in {pairs}; do

@@ -31,6 +31,7 @@ FILLER_IMAGE = "docker.io/library/busybox:1.36"
 UPLOAD_PROXY_ENV = "MIGRATOR_CDI_UPLOADPROXY_URL"
 UPLOAD_INSECURE_ENV = "MIGRATOR_CDI_UPLOADPROXY_INSECURE"
 WAIT_SECONDS = 600.0
+FILLER_POLL = 0.25  # seconds between looks at a filler pod: a warm cutover's final delta waits for it
 _CHUNK = 4 << 20
 
 Echo = Callable[[str], None]
@@ -177,8 +178,8 @@ def apply(
 # ---- CDI upload (DataVolume with source.upload) -------------------------------------------------------------
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
-    if not wait_until(check, timeout=timeout, interval=2):
+def _wait(what: str, check: Callable[[], bool], timeout: float = WAIT_SECONDS, interval: float = 2.0) -> None:
+    if not wait_until(check, timeout=timeout, interval=interval):
         raise TargetError(f"timed out waiting for {what}")
 
 
@@ -314,11 +315,23 @@ def exec_in_filler_pod(
     Failures are one TargetError line: "<what> <target> in <pod> failed: ...".
     """
     from kubernetes import client as k8s
+    from kubernetes.dynamic.exceptions import NotFoundError
     from kubernetes.stream import stream
 
     pod = filler_pod(pvc)
     pod_name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
     pods = api_resource(client, pod)
+
+    def previous_gone() -> bool:
+        """The pod of the previous fill is deleted but may still be terminating: its container then dies at the
+        end of its grace period, possibly in the middle of this fill (a warm cutover's rounds follow closely)."""
+        try:
+            live = pods.get(name=pod_name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return True
+        return not (live.get("metadata") or {}).get("deletionTimestamp")
+
+    _wait(f"the previous pod {pod_name} to terminate", previous_gone, interval=FILLER_POLL)
     server_side_apply(client, pod)
 
     def running() -> bool:
@@ -329,7 +342,7 @@ def exec_in_filler_pod(
 
     target = "/dev/migrator-disk" if pvc["spec"].get("volumeMode") == "Block" else "/data/disk.img"
     try:
-        _wait(f"pod {pod_name}", running)
+        _wait(f"pod {pod_name}", running, interval=FILLER_POLL)
         session = stream(
             k8s.CoreV1Api(client.client).connect_get_namespaced_pod_exec,
             pod_name,

@@ -76,15 +76,18 @@ def _accelerator(options: GuestOptions) -> Accelerator:
     return probe_accelerator().kind
 
 
-def conversion_request(
-    planned: PlannedVM, transfers: list[PlannedTransfer], out_dir: Path, options: GuestOptions
-) -> ConversionRequest:
+def source_buses(planned: PlannedVM) -> list[str]:
+    """The bus each planned disk hung on at the source (scsi, sata, ide, nvme), in the plan's disk order."""
     by_label = {d.label: d for d in planned.vm.disks}
-    disks = []
-    for transfer in transfers:
-        source = by_label.get(transfer.disk.label)
-        bus = source.controller.kind.value if source is not None else "scsi"
-        disks.append(GuestDisk(path=transfer.target, format=transfer.target_format, source_bus=bus))
+    buses = []
+    for disk in planned.disks:
+        source = by_label.get(disk.label)
+        buses.append(source.controller.kind.value if source is not None else "scsi")
+    return buses
+
+
+def guest_nics(planned: PlannedVM) -> list[GuestNic]:
+    """The NICs the target keeps, with the name the guest gave each on VMware (from its PCI slot)."""
     source_nics = {n.label: n for n in planned.vm.nics}
     nics = []
     for planned_nic in planned.nics:
@@ -99,11 +102,21 @@ def conversion_request(
                 network=nic.network,
             )
         )
+    return nics
+
+
+def conversion_request(
+    planned: PlannedVM, transfers: list[PlannedTransfer], out_dir: Path, options: GuestOptions
+) -> ConversionRequest:
+    buses = dict(zip((d.label for d in planned.disks), source_buses(planned), strict=True))
+    disks = [
+        GuestDisk(path=t.target, format=t.target_format, source_bus=buses.get(t.disk.label, "scsi")) for t in transfers
+    ]
     virtio_win = options.virtio_win if options.virtio_win is not None else os.environ.get(VIRTIO_WIN_ENV) or None
     return ConversionRequest(
         name=planned.target_name,
         disks=tuple(disks),
-        nics=tuple(nics),
+        nics=tuple(guest_nics(planned)),
         memory_mib=planned.vm.memory_mib,
         vcpus=planned.vm.cpu.vcpus,
         firmware=planned.vm.firmware.value,
@@ -149,18 +162,28 @@ def convert_vm_guest(
     if copied_again:
         forget_conversion(request)  # the images were rewritten from the source: convert them again
     inspection = convert_guest(request, _reporter(options.progress, echo))
-    path = inspection_path(out_dir, planned.target_name)
+    path = write_inspection(out_dir, inspection)
+    report_inspection(planned.target_name, inspection, echo)
+    echo(f"wrote {path}")
+    return inspection
+
+
+def write_inspection(out_dir: Path, inspection: Inspection) -> Path:
+    """``DIR/.migrator/inspection-<vm>.json``, written whole or not at all."""
+    path = inspection_path(out_dir, inspection.vm)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.tmp")
     partial.write_text(json.dumps(inspection.to_dict(), indent=2, sort_keys=True) + "\n")
     os.replace(partial, path)
-    echo(f"convert-guest {planned.target_name}: {inspection.summary()}")
+    return path
+
+
+def report_inspection(vm: str, inspection: Inspection, echo: Echo) -> None:
+    echo(f"convert-guest {vm}: {inspection.summary()}")
     for pin in inspection.nic_pins:
-        echo(f"convert-guest {planned.target_name}: NIC {pin.mac} keeps its name {pin.name} ({pin.method})")
+        echo(f"convert-guest {vm}: NIC {pin.mac} keeps its name {pin.name} ({pin.method})")
     for warning in inspection.warnings:
-        echo(f"convert-guest {planned.target_name}: warning: {warning}")
-    echo(f"wrote {path}")
-    return inspection
+        echo(f"convert-guest {vm}: warning: {warning}")
 
 
 def summary_line(inspection: Inspection) -> str:

@@ -7,7 +7,7 @@ The vSphere adapter satisfies ``CutoverSource``; ``migrator.cutover.targets`` ho
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.inventory import VM, Inventory
 from core.plan import Plan, PlannedVM
@@ -88,3 +88,12 @@ class CutoverTarget(Protocol):
 
     def remove(self, plan: Plan, planned: PlannedVM) -> str:
         """Delete what the cutover created on the target (a cancelled migration). Idempotent; one line."""
+
+
+@runtime_checkable
+class PausedStart(Protocol):
+    """A target that can create the VM paused while its disks are still being written, and run it at ``start``."""
+
+    def start_paused(self, plan: Plan, planned: PlannedVM) -> None:
+        """Create and launch the VM paused (none of the guest runs, its disks are not read); ``start`` resumes it.
+        Returns without waiting for the instance: its start overlaps what the caller does next."""

@@ -158,20 +158,21 @@ def convert_guest(ctx: CutoverContext) -> StepResult:
     return StepResult(detail=detail)
 
 
-def _should_run(ctx: CutoverContext) -> bool:
+def should_run(ctx: CutoverContext) -> bool:
+    """Whether the target is started: always, or when the source was running before the cutover."""
     if ctx.options.start_policy == "always":
         return True
     return ctx.store.fact(ctx.key, "source_power_state") == POWERED_ON
 
 
 def start_target(ctx: CutoverContext) -> StepResult:
-    run = _should_run(ctx)
+    run = should_run(ctx)
     ctx.target.start(ctx.plan, ctx.planned, run=run)
     return StepResult(detail="started" if run else "created Halted: the source was not running")
 
 
 def verify(ctx: CutoverContext) -> StepResult:
-    if not _should_run(ctx):
+    if not should_run(ctx):
         return StepResult(detail="not started, nothing to verify")
     # One deadline for Running and the guest checks together: --verify-timeout bounds the whole step.
     timeout = ctx.options.verification.timeout

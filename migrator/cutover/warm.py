@@ -2,22 +2,30 @@
 
 ``WARM_STEPS`` (data, run by ``pipeline.run_steps`` as the cold pipeline is) = warm-preflight,
 preflight, pre-hook, precopy (rounds every ``interval`` until the cutover is due), source-off,
-final-delta, convert-guest, start, verify, remove-snapshots, mark-source, post-hook. The cold steps are reused
+prestart (the target launched paused, when no guest conversion follows), final-delta, convert-guest,
+start (resumes a prestarted target), verify, remove-snapshots, mark-source, post-hook. The cold steps are reused
 as they are; the rounds are in ``precopy``. The cutover is due when ``--cutover-at`` passes or
 when ``request_cutover`` (``migrator cutover --vm X --now``, from any shell) records a request
 in the state store, which the precopy loop polls.
+
+A ``Pacing`` tells the loop when it may copy: alone (`migrator cutover --warm`) every round copies
+when it is due; in a `migrator migrate` run, a round (and the cutover) waits for an in-flight slot
+of the run, which the VM gives back while it waits for its next round (``migrator.migrate.slots``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
+from converters.disks.ratelimit import RateLimiter
 from core.errors import InputError, MigratorError, NotFoundError
 from migrator.convert.guest import skip_by_default
 from migrator.cutover import steps
 from migrator.cutover.pipeline import Step, StepResult
+from migrator.cutover.ports import PausedStart
 from migrator.cutover.precopy import (
     CBT_SNAPSHOT,
     CUTOVER_AT,
@@ -28,6 +36,7 @@ from migrator.cutover.precopy import (
     WARM,
     ChangeTracking,
     DiskReader,
+    Round,
     RoundContext,
     WarmTarget,
     remove_migrator_snapshots,
@@ -50,6 +59,27 @@ class WarmOptions:
     poll: float = 0.5  # seconds between looks at the state store for a cutover request
 
 
+class Pacing(Protocol):
+    """When the precopy loop may copy; what it does between rounds. Its methods may raise to stop the VM."""
+
+    def copy(self, number: int | None) -> None:
+        """Round ``number`` (None: the cutover, held to the end) is about to copy: return when it may."""
+
+    def idle(self, done: Round, next_at: float) -> None:
+        """Round ``done`` is finished and the next is due at ``next_at``: the VM copies nothing until then.
+        Called at every look at the clock while it waits (idempotent)."""
+
+
+class Unpaced:
+    """A warm cutover alone: every round copies as soon as it is due."""
+
+    def copy(self, number: int | None) -> None:
+        return None
+
+    def idle(self, done: Round, next_at: float) -> None:
+        return None
+
+
 @dataclass
 class WarmContext:
     cutover: CutoverContext
@@ -57,6 +87,8 @@ class WarmContext:
     reader: DiskReader
     target: WarmTarget
     options: WarmOptions
+    pacing: Pacing = field(default_factory=Unpaced)
+    rate_limiter: RateLimiter | None = None
 
     @property
     def key(self) -> str:
@@ -72,7 +104,9 @@ class WarmContext:
 
     def rounds(self) -> RoundContext:
         c = self.cutover
-        return RoundContext(c.key, c.plan, c.planned, self.changes, self.reader, self.target, c.store, c.announce)
+        return RoundContext(
+            c.key, c.plan, c.planned, self.changes, self.reader, self.target, c.store, c.announce, self.rate_limiter
+        )
 
 
 # -- steps -------------------------------------------------------------------------------------------
@@ -123,6 +157,7 @@ def precopy(w: WarmContext) -> StepResult:
     precopies = [r for r in rounds(w.store, w.key) if r.kind == "precopy"]
     if not precopies or precopies[-1].finished_at is None:
         number = precopies[-1].number if precopies else 1
+        w.pacing.copy(number)
         run_round(ctx, number, "precopy")  # the first (full) copy, or the round a crash interrupted
     while (why := cutover_due(w)) is None:
         last = [r for r in rounds(w.store, w.key) if r.kind == "precopy"][-1]
@@ -130,13 +165,32 @@ def precopy(w: WarmContext) -> StepResult:
         if w.store.fact(w.key, NEXT_PRECOPY) != next_at:
             w.store.set_fact(w.key, NEXT_PRECOPY, next_at)
         if time.time() >= next_at:
+            w.pacing.copy(last.number + 1)
             run_round(ctx, last.number + 1, "precopy")
             continue
+        w.pacing.idle(last, next_at)
         time.sleep(max(0.0, min(w.options.poll, next_at - time.time())))
+    w.pacing.copy(None)  # the cutover: source off, final delta, start, verify, all under one slot
     w.store.set_fact(w.key, NEXT_PRECOPY, None)
     done = [r for r in rounds(w.store, w.key) if r.kind == "precopy"]
     moved = sum(r.bytes for r in done)
     return StepResult(bytes_moved=moved, detail=f"{len(done)} precopy round(s); cutover {why}")
+
+
+def prestart(w: WarmContext) -> StepResult:
+    """Launch the target paused now, so that its start (the runtime, QEMU) overlaps the final delta: `start`
+    then only resumes it. Only where nothing changes the disks or the VM after the delta but the delta
+    itself: no guest conversion (virt-v2v rewrites both), and a target that can start paused."""
+    c = w.cutover
+    skip = skip_by_default() if c.options.skip_conversion is None else c.options.skip_conversion
+    if not steps.should_run(c):
+        return StepResult(detail="not started: the source was not running")
+    if not skip:
+        return StepResult(detail="started after the guest conversion")
+    if not isinstance(c.target, PausedStart):
+        return StepResult(detail=f"started after the final delta ({c.target.description} starts no VM paused)")
+    c.target.start_paused(c.plan, c.planned)
+    return StepResult(detail="launched paused: its start overlaps the final delta, `start` resumes it")
 
 
 def final_delta(w: WarmContext) -> StepResult:
@@ -174,6 +228,7 @@ WARM_STEPS: tuple[Step[WarmContext], ...] = (
     Step("pre-hook", _cold(steps.pre_hook), "run the pre-cutover hook"),
     Step("precopy", precopy, "copy while the source runs, every precopy interval, until the cutover"),
     Step("source-off", _cold(steps.source_off), "record the power state, shut the source down", touches_source=True),
+    Step("prestart", prestart, "launch the target paused, while the final delta is copied", touches_source=True),
     Step("final-delta", final_delta, "final snapshot, copy what changed since the last round", touches_source=True),
     Step("convert-guest", convert_guest, "make the guest OS run on virtio (virt-v2v)", touches_source=True),
     Step("start", _cold(steps.start_target), "create the VirtualMachine and start it", touches_source=True),

@@ -170,7 +170,8 @@ class JobController:
     """kube-controller-manager's Job controller, for ``restartPolicy: Never`` Jobs with ``completions: 1``: one pod
     from the template (labels ``job-name``/``batch.kubernetes.io/job-name``, ``controller-uid``; owned by the Job),
     another after each failure while ``status.failed <= backoffLimit``; ``status.active/succeeded/failed``,
-    ``startTime``, ``completionTime`` and the ``Complete`` / ``Failed`` (BackoffLimitExceeded) conditions. A
+    ``startTime``, ``completionTime`` and the ``Complete`` / ``Failed`` (BackoffLimitExceeded; PodFailurePolicy
+    when a failed pod's exit code matches a FailJob rule of ``spec.podFailurePolicy``) conditions. A
     deleted Job's pods go with it (the garbage collector follows the owner reference)."""
 
     def __init__(self, store: Store) -> None:
@@ -206,6 +207,11 @@ class JobController:
             status = deep(job.get("status") or {})
             conditions = [c for c in status.get("conditions") or [] if c.get("type") in ("Complete", "Failed")]
             finished = any(c.get("status") == "True" for c in conditions)
+            policy = _pod_failure_policy(job, mine)
+            if not finished and policy is not None:
+                status.update(active=active, succeeded=succeeded, failed=failed)
+                status["conditions"] = [_condition("Failed", "PodFailurePolicy", policy)]
+                finished = True
             if not finished and not active and not succeeded and failed <= limit:
                 active = 1 if self._create_pod(store, pods_rt, job, len(mine)) else 0
             status.update(active=active, succeeded=succeeded, failed=failed)
@@ -262,6 +268,30 @@ class JobController:
         except StatusError:  # e.g. its service account is missing: retried on the next event, as FailedCreate is
             return False
         return True
+
+
+def _pod_failure_policy(job: Obj, pods: list[Obj]) -> str | None:
+    """The message of a ``podFailurePolicy`` rule with action FailJob that a failed pod's exit code matches
+    (``onExitCodes``, operator In/NotIn, optional containerName), as the Job controller words it; else None."""
+    rules = ((job.get("spec") or {}).get("podFailurePolicy") or {}).get("rules") or []
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Failed":
+            continue
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            code = ((container.get("state") or {}).get("terminated") or {}).get("exitCode")
+            if code is None or code == 0:
+                continue
+            for index, rule in enumerate(rules):
+                match = rule.get("onExitCodes") or {}
+                if match.get("containerName") not in (None, container.get("name")):
+                    continue
+                within = code in (match.get("values") or [])
+                if within == (match.get("operator") == "In") and rule.get("action") == "FailJob":
+                    return (
+                        f"Container {container.get('name')} for pod {pod['metadata']['namespace']}/"
+                        f"{pod['metadata']['name']} failed with exit code {code} matching FailJob rule at index {index}"
+                    )
+    return None
 
 
 def _condition(kind: str, reason: str, message: str) -> dict[str, Any]:

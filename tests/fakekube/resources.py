@@ -67,6 +67,8 @@ class ResourceType:
             kind, verbs = self.kind, SUBRESOURCE_VERBS
             if sub == "binding":
                 kind, verbs = "Binding", ["create"]
+            elif sub == "exec":
+                kind, verbs = "PodExecOptions", ["create", "get"]
             elif sub == "finalize":
                 verbs = ["update"]
             entries.append(
@@ -88,6 +90,7 @@ def _b(
     return ResourceType(group, version, plural, kind, namespaced, short or [], versions=[version], **kw)
 
 
+POD_SUBRESOURCES = ["status", "binding", "exec"]
 POD_FIELDS = (
     "spec.nodeName",
     "spec.restartPolicy",
@@ -116,7 +119,7 @@ EVENT_FIELDS = (
 def builtin_resources() -> list[ResourceType]:
     return [
         _b("", "namespaces", "Namespace", False, ["ns"], subresources=["status", "finalize"], fields=("status.phase",)),
-        _b("", "pods", "Pod", True, ["po"], subresources=["status", "binding"], categories=["all"], fields=POD_FIELDS),
+        _b("", "pods", "Pod", True, ["po"], subresources=POD_SUBRESOURCES, categories=["all"], fields=POD_FIELDS),
         _b("", "persistentvolumeclaims", "PersistentVolumeClaim", True, ["pvc"], subresources=["status"]),
         _b("", "persistentvolumes", "PersistentVolume", False, ["pv"], subresources=["status"]),
         _b("", "events", "Event", True, ["ev"], fields=EVENT_FIELDS),

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
-from . import controllers, patches, tables, typeschema
+from . import controllers, patches, podexec, tables, typeschema
 from .auth import ADMIN_TOKEN, Attributes, Authenticator, User, authorize, authorize_path
 from .errors import StatusError, bad_request, gone, method_not_allowed
 from .resources import Registry, ResourceType
@@ -81,6 +81,7 @@ class FakeApiServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._watchers: set[Watcher] = set()
+        self._exec: dict[str, podexec.ExecResolver] = {}  # node → how its kubelet runs a command in a pod
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
@@ -181,6 +182,14 @@ class FakeApiServer:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(30)
+
+    def serve_exec(self, node: str, resolver: podexec.ExecResolver | None) -> None:
+        """Serve ``pods/exec`` for the pods bound to ``node``: ``resolver(pod, container, command)`` says how its
+        kubelet runs the command (an ``ExecTarget``); None stops serving it (an unreachable kubelet)."""
+        if resolver is None:
+            self._exec.pop(node, None)
+        else:
+            self._exec[node] = resolver
 
     def token_for(self, namespace: str, service_account: str) -> str:
         """A bearer token for a service account (system:serviceaccount:<ns>:<name>), authorized by RBAC; valid while
@@ -418,6 +427,10 @@ class FakeApiServer:
             store.field_validation = q.get("fieldValidation", "Warn")
             store.warnings = request[WARNINGS] = []
 
+        if sub == "exec" and method in ("GET", "POST"):  # a websocket upgrade, authorized as a create (as 1.30+)
+            count("create")
+            pod = store.get(rt, namespace, name)
+            return await podexec.serve(request, pod, self._exec.get((pod.get("spec") or {}).get("nodeName", "")), q)
         if method == "GET":
             wants_watch = watch_path or q.get("watch", "").lower() in ("true", "1")
             if name is None:

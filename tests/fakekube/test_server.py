@@ -1155,3 +1155,52 @@ def test_server_in_a_child_process(tmp_path: Path) -> None:
             ):
                 pass
         assert exc.value.status == 410
+
+
+def test_pod_exec_streams_over_the_websocket_protocol(api: FakeApiServer, core: client.CoreV1Api) -> None:
+    """The kubernetes client's stream() against pods/exec: stdin, stdout, stderr and the exit status (channel 3)."""
+    from kubernetes.stream import stream
+
+    from tests.fakekube.podexec import ExecTarget
+
+    ran: list[tuple[str, list[str]]] = []
+
+    def kubelet(pod_: dict[str, Any], container: str, command: list[str]) -> ExecTarget:
+        ran.append((container, command))
+        return ExecTarget(command)
+
+    core.create_namespaced_pod("default", pod("p", nodeName="node-1"))
+    with pytest.raises(ApiException) as unreachable:  # no kubelet serves the node: refused, not hung
+        stream(core.connect_get_namespaced_pod_exec, "p", "default", command=["true"], stdout=True)
+    reason = str(unreachable.value.reason)
+    assert "Handshake status 500" in reason and "error dialing backend" in reason
+    api.serve_exec("node-1", kubelet)
+
+    script = ["sh", "-c", "echo hi; echo oops >&2"]
+    out = stream(core.connect_get_namespaced_pod_exec, "p", "default", command=script, stdout=True, stderr=True)
+    assert out == "hi\noops\n" and ran == [("main", ["sh", "-c", "echo hi; echo oops >&2"])]
+
+    session = stream(
+        core.connect_get_namespaced_pod_exec,
+        "p",
+        "default",
+        command=["sh", "-c", "head -c 6 | tr a-z A-Z; exit 3"],
+        stdin=True,
+        stdout=True,
+        stderr=True,
+        tty=False,
+        _preload_content=False,
+    )
+    session.write_stdin(b"abc")  # two messages: the command reads one stream
+    session.write_stdin(b"def")
+    session.run_forever(timeout=30)
+    assert session.read_stdout() == "ABCDEF" and session.returncode == 3
+    assert api.request_count("create", "pods/exec") == 3  # authorized as a create on pods/exec
+
+    with pytest.raises(ApiException) as bad:  # the client reports a refused upgrade as status 0, with the answer
+        stream(core.connect_get_namespaced_pod_exec, "p", "default", command=["true"], container="nope", stdout=True)
+    assert "Handshake status 400" in bad.value.reason and "container nope is not valid for pod p" in bad.value.reason
+    core.create_namespaced_pod("default", pod("unbound"))
+    with pytest.raises(ApiException) as unbound:
+        stream(core.connect_get_namespaced_pod_exec, "unbound", "default", command=["true"], stdout=True)
+    assert "does not have a host assigned" in unbound.value.reason

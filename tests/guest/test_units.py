@@ -81,6 +81,7 @@ def test_pin_script_pins_only_configured_names(tmp_path: Path) -> None:
     script = pin_script([("00:50:56:01:02:03", "ens192"), ("00:50:56:01:02:04", "ens224")], root=str(root))
     (root / "etc/network").mkdir(parents=True)
     (root / "usr/lib/systemd/network").mkdir(parents=True)
+    (root / "etc/fstab").write_text("UUID=5f0c6a8e-2b1d-4c3e-9a7f-0d1e2f3a4b5c / ext4 defaults 0 1\n")
     (root / "etc/network/interfaces").write_text("auto ens192\niface ens192 inet static\n    address 192.0.2.10/24\n")
     output = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
     pins, warnings = parse_pins(output)
@@ -170,3 +171,31 @@ def test_the_images_copied_again_are_converted_again(tmp_path: Path) -> None:
     request = ConversionRequest(name="web", disks=(GuestDisk(image),), state_dir=tmp_path / "state")
     _write_state(request, {"phase": "done", "inspection": Inspection(vm="web").to_dict(), "images": [[1, 2]]})
     assert recorded(request) is None  # the stamp no longer matches the image
+
+
+def test_the_pinning_finds_a_lone_linux_partition_as_the_appliance_names_it() -> None:
+    from converters.guest.rootfs import root_from_tables
+
+    def table(device: str, *parts: tuple[int, str]) -> dict[str, object]:
+        partitions = [{"node": f"{device}{n}", "type": kind} for n, kind in parts]
+        return {"partitiontable": {"device": device, "partitions": partitions}}
+
+    assert root_from_tables([table("/i/a.raw", (1, "83"))]) == "/dev/sda1"
+    # a swap partition beside it, a data disk without Linux partitions: still the one root
+    gpt_root = "4F68BCE3-E8CD-4C2D-AA1F-A1AB5CDB8B6A"
+    assert root_from_tables([table("/i/a.raw", (1, "82"), (2, gpt_root)), table("/i/b.raw", (1, "7"))]) == "/dev/sda2"
+    assert root_from_tables([table("/i/a.raw", (1, "7")), table("/i/b.raw", (3, "83"))]) == "/dev/sdb3"
+    # anything that needs libguestfs's inspection: a separate /boot, LVM, no partition table
+    assert root_from_tables([table("/i/a.raw", (1, "83"), (2, "83"))]) is None
+    assert root_from_tables([table("/i/a.raw", (1, "83"), (2, "8e"))]) is None
+    assert root_from_tables([table("/i/a.raw", (1, "83")), None]) is None
+
+
+def test_the_pin_script_refuses_a_filesystem_that_is_not_a_root(tmp_path: Path) -> None:
+    from converters.guest.netnames import NOT_ROOT
+
+    script = tmp_path / "pin.sh"
+    script.write_text(pin_script([("00:50:56:8a:3c:19", "ens192")], root=str(tmp_path / "boot")))
+    (tmp_path / "boot").mkdir()
+    done = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == NOT_ROOT

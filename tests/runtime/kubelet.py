@@ -6,8 +6,10 @@ the container's command as a local process — ``python3`` is this interpreter, 
 a local path (a PVC ``<claim>`` → ``<volumes_dir>/<claim>/``, which holds ``disk.img``; a hostPath
 ``P`` → ``host_paths[P]`` or ``<host_root>/P``), absolute paths in the arguments are mapped the same
 way; reports the pod's status (Running with the process, then Succeeded/Failed with the exit code in
-``containerStatuses``);
+``containerStatuses``, and the termination message the container wrote at its ``terminationMessagePath``);
 on deletion sends SIGTERM, then SIGKILL after the grace period, and removes the pod (grace 0).
+``exec_target`` runs ``pods/exec`` commands the same way, in a running pod's environment
+(``api.serve_exec(kubelet.node, kubelet.exec_target)``); a Block volume's device is a file, ``<claim>/disk.img``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -27,6 +31,8 @@ from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
+
+from tests.fakekube.podexec import ExecTarget
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -46,6 +52,11 @@ class LocalPod:
     reported: str = ""
     exit_code: int | None = None
     log: list[str] = field(default_factory=list)
+    container: str = "compute"
+    termination_log: Path | None = None  # the container's terminationMessagePath, here
+    fallback_to_logs: bool = False  # terminationMessagePolicy FallbackToLogsOnError
+    mounts: dict[str, Path] = field(default_factory=dict)  # a path in the container → its local path
+    env: dict[str, str] = field(default_factory=dict)
 
 
 class TestKubelet:
@@ -184,24 +195,39 @@ class TestKubelet:
             return
         if local.process is None:
             local.process = self._start(pod, local)
-            self._report(meta, "Running", {"running": {"startedAt": _now()}})
+            self._report(meta, "Running", {"running": {"startedAt": _now()}}, local.container)
             local.reported = "Running"
             return
         code = local.process.poll()
         if code is not None and local.reported == "Running":
             local.exit_code = code
             terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "finishedAt": _now()}
-            self._report(meta, "Succeeded" if code == 0 else "Failed", {"terminated": terminated})
+            message = self._termination_message(local, code)
+            if message:
+                terminated["message"] = message
+            self._report(meta, "Succeeded" if code == 0 else "Failed", {"terminated": terminated}, local.container)
             local.reported = "done"
 
-    def _report(self, meta: dict[str, Any], phase: str, state: dict[str, Any]) -> None:
+    @staticmethod
+    def _termination_message(local: LocalPod, code: int) -> str:
+        """As the kubelet: the file at terminationMessagePath (4096 bytes at most); with FallbackToLogsOnError, a
+        failed container that wrote none gets the tail of its log (80 lines, 2048 bytes)."""
+        text = ""
+        if local.termination_log is not None and local.termination_log.is_file():
+            text = local.termination_log.read_bytes()[:4096].decode(errors="replace")
+        if not text and code != 0 and local.fallback_to_logs and local.root is not None:
+            log = (local.root / "container.log").read_bytes().decode(errors="replace")
+            text = "\n".join(log.splitlines()[-80:])[-2048:]
+        return text
+
+    def _report(self, meta: dict[str, Any], phase: str, state: dict[str, Any], container: str = "compute") -> None:
         status = {
             "phase": phase,
             "hostIP": "127.0.0.1",
             "podIP": "127.0.0.1",
             "containerStatuses": [
                 {
-                    "name": "compute",
+                    "name": container,
                     "image": "localhost/migrator-runtime:latest",
                     "imageID": "",
                     "ready": phase == "Running",
@@ -262,19 +288,20 @@ class TestKubelet:
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
                 link.symlink_to(host)
+        for device in container.get("volumeDevices") or []:  # a Block volume: a file stands for the device
+            claim = volumes[device["name"]]["persistentVolumeClaim"]["claimName"]
+            (self.volumes_dir / claim).mkdir(parents=True, exist_ok=True)
+            mounts[device["devicePath"]] = self.volumes_dir / claim / "disk.img"
+        local.mounts = mounts
 
         def local_path(arg: str) -> str:
-            if not arg.startswith("/"):
-                return arg
-            for path in sorted(mounts, key=len, reverse=True):
-                if arg == path or arg.startswith(path + "/"):
-                    return str(mounts[path]) + arg[len(path) :]
-            return str(root / arg.lstrip("/"))
+            return _local_path(arg, mounts, root)
 
-        command = [*(container.get("command") or []), *(container.get("args") or [])]
-        if command and command[0] in ("python3", "python"):
-            command[0] = sys.executable
-        command = [command[0], *(local_path(a) for a in command[1:])]
+        local.container = container.get("name") or "compute"
+        local.termination_log = Path(local_path(container.get("terminationMessagePath") or "/dev/termination-log"))
+        local.termination_log.parent.mkdir(parents=True, exist_ok=True)
+        local.fallback_to_logs = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        command = _local_command([*(container.get("command") or []), *(container.get("args") or [])], mounts, root)
         env = dict(os.environ)
         env["PYTHONPATH"] = str(PROJECT)
         if self.pod_kubeconfig is not None:
@@ -282,7 +309,48 @@ class TestKubelet:
         for item in container.get("env") or []:
             value = self._env_value(pod, item)
             env[item["name"]] = local_path(value) if value.startswith("/") else value
+        local.env = env
         log = open(root / "container.log", "ab")  # the process keeps it open
         return subprocess.Popen(
             command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+    def exec_target(self, pod: dict[str, Any], container: str, command: list[str]) -> ExecTarget:
+        """How this kubelet runs ``command`` in ``pod`` (``FakeApiServer.serve_exec``): in the pod's local
+        environment, its paths mapped as the container's command (its volumes → their local directories)."""
+        local = self.pods.get(pod["metadata"]["uid"])
+        if local is None or local.root is None or local.process is None or local.process.poll() is not None:
+            raise ValueError(f"container {container} of pod {pod['metadata']['name']} is not running on {self.node}")
+        return ExecTarget(_local_command(command, local.mounts, local.root), cwd=str(PROJECT), env=dict(local.env))
+
+
+def _local_path(arg: str, mounts: dict[str, Path], root: Path) -> str:
+    """A container's absolute path on this machine: under a mount, in its local directory; else under the pod's root."""
+    if not arg.startswith("/"):
+        return arg
+    for path in sorted(mounts, key=len, reverse=True):
+        if arg == path or arg.startswith(path + "/"):
+            return str(mounts[path]) + arg[len(path) :]
+    return str(root / arg.lstrip("/"))
+
+
+_SHELL_WORD_PATH = re.compile(r"(?<![\w./-])/[\w./-]+")
+
+
+def _local_command(command: list[str], mounts: dict[str, Path], root: Path) -> list[str]:
+    """The command with its container paths mapped; in a ``sh -c SCRIPT``, the mounted paths inside SCRIPT too
+    (the system's own paths, /dev/null or /bin, stay as they are there)."""
+    if not command:
+        return command
+    program = sys.executable if command[0] in ("python3", "python") else command[0]
+    if program in ("sh", "bash", "/bin/sh", "/bin/bash") and len(command) >= 3 and command[1] == "-c":
+
+        def mounted(match: re.Match[str]) -> str:
+            path = match.group(0)
+            if any(path == m or path.startswith(m + "/") for m in mounts):
+                return shlex.quote(_local_path(path, mounts, root))
+            return path
+
+        rest = [_local_path(a, mounts, root) for a in command[3:]]
+        return [program, "-c", _SHELL_WORD_PATH.sub(mounted, command[2]), *rest]
+    return [program, *(_local_path(a, mounts, root) for a in command[1:])]

@@ -104,3 +104,37 @@ def test_changed_areas_are_what_was_written(sim: simulator.Simulator, tmp_path: 
             vm.QueryChangedDiskAreas(snapshot=third, deviceKey=key, startOffset=0, changeId=second_id)
         wait_for_task(vm.RemoveAllSnapshots_Task(), "remove all")
         assert source.vm_inventory(VM).snapshots == []  # (vcsim's Fetch of an unset property panics: not vm.snapshot)
+
+
+def test_block_maps_follow_the_descriptor_extents(sim: simulator.Simulator, tmp_path: Path) -> None:
+    """Blocks across an extent boundary (FLAT then ZERO) and past a short extent file's end read as the disk does."""
+    vm_name, size = "DC0_C0_RP0_VM0", 4 * MiB
+    first = tmp_path / "mx-flat.vmdk"  # disk [0, 1 MiB + 32 KiB): block 16 is half in it, half in the ZERO extent
+    sparse_raw(first, MiB + 32 * 1024, [(MiB, b"\x05" * (32 * 1024))])
+    second = tmp_path / "mx-s002.vmdk"  # disk [2 MiB, 4 MiB), its file ends 16 KiB into disk block 48
+    sparse_raw(second, MiB + 16 * 1024, [(0, b"\x06" * 4096), (MiB, b"\x07" * (16 * 1024))])
+    descriptor = tmp_path / "mx.vmdk"
+    descriptor.write_text(
+        '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="twoGbMaxExtentFlat"\n\n'
+        f'RW {(MiB + 32 * 1024) // 512} FLAT "mx-flat.vmdk" 0\nRW {(MiB - 32 * 1024) // 512} ZERO\n'
+        f'RW {2 * MiB // 512} FLAT "mx-s002.vmdk" 0\n\n#DDB\nddb.adapterType = "lsilogic"\n'
+    )
+    backing = seed.attach_disk_image(sim, vm_name, [descriptor, first, second], capacity_bytes=size)
+    enable_cbt(sim, vm_name)
+    with seed.session(sim) as source:
+        vm = source.find_vm(vm_name)
+        key = _disk(vm.config).key
+        snap = _snapshot(vm, "extents")
+        change_id = _disk(snap.config).backing.changeId
+        assert _areas(vm, snap, key, "*", size) == [(MiB, BLOCK), (2 * MiB, BLOCK), (3 * MiB, BLOCK)]
+
+        folder = datastore_path(sim, backing).parent
+        with (folder / "mx-flat.vmdk").open("r+b") as f:  # the last 4 KiB of the first extent
+            f.seek(MiB + 28 * 1024)
+            f.write(b"\x08" * 4096)
+        with (folder / "mx-s002.vmdk").open("r+b") as f:  # grows the file: block 48's rest still reads as zeros
+            f.seek(MiB + BLOCK)
+            f.write(b"\x09" * 512)
+        later = _snapshot(vm, "later")
+        assert _areas(vm, later, key, change_id, size) == [(MiB, BLOCK), (3 * MiB + BLOCK, BLOCK)]
+        wait_for_task(vm.RemoveAllSnapshots_Task(), "remove all")

@@ -1,8 +1,10 @@
 """The cluster target (``cutover --kubeconfig F --namespace NS``): the same pipeline, KubeVirt's final steps.
 
 Transfer is ``migrator convert --apply`` (images under convert's work dir, volumes filled in the
-cluster, the VirtualMachine applied ``Halted``); start patches ``spec.runStrategy``; the instance's
-phase is the VirtualMachineInstance's ``status.phase``; the TCP check dials the VMI's first IP.
+cluster, the VirtualMachine applied ``Halted``); convert-guest runs virt-v2v in a Job that mounts the
+claims (``conversion_job``) and applies the VirtualMachine again with virtio; start patches
+``spec.runStrategy``; the instance's phase is the VirtualMachineInstance's ``status.phase``; the TCP
+check dials the VMI's first IP.
 The serial console needs a websocket client (``virtctl console``): the marker check is local-only.
 """
 
@@ -10,17 +12,19 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
+from converters.specs import vm_manifests
 from core.errors import TargetError
 from core.plan import Plan, PlannedVM
 from core.wait import wait_until
 from migrator.convert import cluster as apply
 from migrator.convert import convert, guest
 from migrator.convert import disks as disk_jobs
-from migrator.convert.run import apply_work_dir
+from migrator.convert.run import apply_work_dir, spec_options
 from migrator.cutover.ports import TargetStop, Verification
-from migrator.cutover.targets import DiskOrigin, allocated_bytes, forget_earlier_copies
+from migrator.cutover.targets import DiskOrigin, allocated_bytes, conversion_job, forget_earlier_copies
 
 KUBEVIRT = "kubevirt.io/v1"
 POLL = 2.0
@@ -38,8 +42,13 @@ class ClusterTarget:
         *,
         context: str | None = None,
         skip_conversion: bool | None = None,
+        announce: Callable[[str], None] = log.info,
+        conversion_timeout: float = conversion_job.TIMEOUT,
     ) -> None:
         self.skip_conversion = skip_conversion
+        self.announce = announce
+        self.conversion_timeout = conversion_timeout
+        self._copied_again = False
         self.kubeconfig = kubeconfig
         self.context = context
         self.namespace = namespace
@@ -134,6 +143,7 @@ class ClusterTarget:
         return discarded
 
     def transfer(self, plan: Plan, planned: PlannedVM) -> int:
+        # the volumes are filled with the images as copied; the convert-guest step converts them in the cluster
         result = convert(
             self.origin.convert_request(
                 planned,
@@ -141,20 +151,33 @@ class ClusterTarget:
                 kubeconfig=self.kubeconfig,
                 context=self.context,
                 namespace=self._ns(plan),
-                # the staged images are converted before they fill the volumes (convert's guest stage)
                 skip_conversion=self.skip_conversion,
+                defer_conversion=True,
             )
         )
+        if result.converted:
+            self._copied_again = True  # the claims hold a fresh copy: no earlier conversion of them applies
         images = [t.target for t in disk_jobs.planned_transfers(planned, apply_work_dir(plan, planned), "raw")]
         return allocated_bytes(images) if result.converted else 0
 
     def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool) -> str:
-        """Converted during transfer, on the staged images before they filled the volumes: report what was found."""
+        """virt-v2v in a Job that mounts the VM's claims (conversion_job); then the VirtualMachine gets virtio."""
         if skip:
             return "skipped (--skip-conversion)"
-        inspection = guest.read_inspection(apply_work_dir(plan, planned), planned.target_name)
-        if inspection is None:
-            raise TargetError(f"no guest inspection recorded for {planned.target_name}: re-run the transfer")
+        namespace = self._ns(plan)
+        inspection = conversion_job.run_conversion_job(
+            conversion_job.JobApi(self.client.client),
+            planned,
+            namespace,
+            fresh=self._copied_again,
+            announce=self.announce,
+            timeout=self.conversion_timeout,
+        )
+        self._copied_again = False
+        guest.write_inspection(apply_work_dir(plan, planned), inspection)  # for `migrator status`
+        guest.report_inspection(planned.target_name, inspection, self.announce)
+        manifests = vm_manifests(planned, plan, spec_options(None, False, inspection))
+        apply.server_side_apply(self.client, manifests.virtual_machine)  # virtio disks and NICs, the OS labels
         return guest.summary_line(inspection)
 
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:

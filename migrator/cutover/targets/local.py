@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class LocalTarget:
         self.origin = origin
         self.accel = accel
         self.description = f"local:{self.output_dir}"
+        self._prestarted: dict[str, subprocess.Popen[bytes]] = {}  # target name → the launcher start_paused started
 
     # -- paths ----------------------------------------------------------------------------
     def vm_file(self, planned: PlannedVM) -> Path:
@@ -117,15 +119,50 @@ class LocalTarget:
         self._set_run_strategy(vm_file, "Always" if run else "Halted")
         if not run:
             return
+        prestarted = self._prestarted.pop(planned.target_name, None)
+        if prestarted is not None:
+            local.wait_started(local.find_vm(vm_file), prestarted, timeout=300.0)
         running = self._running_from(planned)
         if running is not None:
             if running == str(vm_file):
-                return  # started by an earlier run that died before recording it: never twice
+                # started paused (start_paused), or by an earlier run that died before recording it: never twice
+                self._resume(planned, vm_file)
+                return
             raise TargetError(f"a VM named {planned.target_name} is already running from {running}")
         vm = local.find_vm(vm_file)
         log.info("local target %s: starting the launcher (accelerator %s) from %s", vm.name, self.accel, vm_file)
         process = local.start(vm, self.accel)
         local.wait_started(vm, process, timeout=300.0)
+
+    def start_paused(self, plan: Plan, planned: PlannedVM) -> None:
+        """The launcher started on the VM file with ``startStrategy: Paused``: QEMU is up, its vCPUs never ran,
+        nothing read the disks (raw images, the host's page cache: what is written into them until ``start``
+        is what the guest reads). ``start`` resumes it and takes the strategy out of the file again."""
+        vm_file = self.vm_file(planned)
+        running = self._running_from(planned)
+        if running is not None:
+            if running == str(vm_file):
+                return  # an earlier run's, paused or resumed: `start` deals with it
+            raise TargetError(f"a VM named {planned.target_name} is already running from {running}")
+        self._set_run_strategy(vm_file, "Always", start_paused=True)
+        vm = local.find_vm(vm_file)
+        log.info("local target %s: starting the launcher paused (accelerator %s) from %s", vm.name, self.accel, vm_file)
+        self._prestarted[planned.target_name] = local.start(vm, self.accel)
+
+    def _resume(self, planned: PlannedVM, vm_file: Path) -> None:
+        """Run the guest of a launcher started paused; a running one is left as it is."""
+        self._set_run_strategy(vm_file, "Always")  # a later start of this VM file runs it at once
+
+        def started() -> dict[str, Any] | None:
+            status = self._status(planned)
+            return status if status.get("phase") not in ("Scheduled", None) else None
+
+        status = wait_until(started, timeout=300.0, interval=0.05)
+        if status is None:
+            raise TargetError(f"{planned.target_name}: the launcher did not start the guest within 300s")
+        if status.get("phase") == "Paused":
+            state = local.runtime_dir() / planned.target_name
+            api.request(state / contract.API_SOCKET, "POST", "/unpause")
 
     def wait_running(self, planned: PlannedVM, timeout: float) -> None:
         phase: str | None = None
@@ -153,6 +190,12 @@ class LocalTarget:
         when the launcher is gone and libvirt runs no domain of that name."""
         name = planned.target_name
         state = local.runtime_dir() / name
+        prestarted = self._prestarted.pop(name, None)
+        if prestarted is not None:  # launched a moment ago (start_paused): its pid file may not be written yet
+            try:
+                local.wait_started(local.find_vm(self.vm_file(planned)), prestarted, timeout=300.0)
+            except MigratorError as error:
+                log.info("local target %s: the paused launch ended: %s", name, error.message)
         pid = local.launcher_pid(state)
         if pid is None:
             return self._confirm(name, f"target {name} was not running")
@@ -161,10 +204,18 @@ class LocalTarget:
         def gone() -> bool:
             return local.launcher_pid(state) != pid
 
-        log.info("local target %s: ACPI shutdown (launcher pid %d), grace %.0fs", name, pid, grace)
-        self._ask(socket_path, "shutdown")
-        if wait_until(gone, timeout=grace, interval=POLL):
-            return self._confirm(name, f"target {name} shut down ({self._outcome(state)})")
+        if self._status(planned).get("phase") == "Paused":
+            # An ACPI shutdown resumes a paused guest first: one started paused on disks still being written (a
+            # warm cutover's) must never run, and a paused one has nothing a clean shutdown would save.
+            log.info("local target %s: paused (launcher pid %d): destroying it", name, pid)
+            self._ask(socket_path, "destroy")
+            if wait_until(gone, timeout=DESTROY_WAIT, interval=POLL):
+                return self._confirm(name, f"target {name} destroyed (it was paused)")
+        else:
+            log.info("local target %s: ACPI shutdown (launcher pid %d), grace %.0fs", name, pid, grace)
+            self._ask(socket_path, "shutdown")
+            if wait_until(gone, timeout=grace, interval=POLL):
+                return self._confirm(name, f"target {name} shut down ({self._outcome(state)})")
         log.info("local target %s: still running after %.0fs: destroying it", name, grace)
         self._ask(socket_path, "destroy")
         if wait_until(gone, timeout=DESTROY_WAIT, interval=POLL):
@@ -256,7 +307,7 @@ class LocalTarget:
             raise TargetError(f"{planned.target_name} did not print {marker!r} on its console within {timeout:.0f}s")
 
     @staticmethod
-    def _set_run_strategy(vm_file: Path, strategy: str) -> None:
+    def _set_run_strategy(vm_file: Path, strategy: str, *, start_paused: bool = False) -> None:
         try:
             documents = list(yaml.safe_load_all(vm_file.read_text()))
         except (OSError, yaml.YAMLError) as error:
@@ -265,10 +316,16 @@ class LocalTarget:
         if vm is None:
             raise TargetError(f"{vm_file}: no VirtualMachine")
         spec = vm.setdefault("spec", {})
-        if spec.get("runStrategy") == strategy and "running" not in spec:
+        instance = spec.setdefault("template", {}).setdefault("spec", {})
+        paused = instance.get("startStrategy") == "Paused"
+        if spec.get("runStrategy") == strategy and "running" not in spec and paused == start_paused:
             return
         spec.pop("running", None)  # KubeVirt refuses both fields at once
         spec["runStrategy"] = strategy
+        if start_paused:
+            instance["startStrategy"] = "Paused"  # KubeVirt's: the instance starts with its vCPUs paused
+        else:
+            instance.pop("startStrategy", None)
         partial = vm_file.with_name(f".{vm_file.name}.tmp")
         partial.write_text(dump(vm))
         os.replace(partial, vm_file)

@@ -5,8 +5,8 @@
 // Built with govmomi's extension pattern (simulator/example_extend_test.go): cbtVM embeds
 // simulator.VirtualMachine and replaces it in the Map, so the SOAP dispatcher finds the methods
 // defined here by name. The answers are computed from the disk files on the datastore: every
-// snapshot records a block map (a hash per 64 KiB block, holes told apart through SEEK_DATA) of each
-// tracked disk, and a changeId names one such map. QueryChangedDiskAreas answers with the blocks
+// snapshot records a block map (blockmap.go: a hash per 64 KiB block, holes skipped through SEEK_DATA)
+// of each tracked disk, and a changeId names one such map. QueryChangedDiskAreas answers with the blocks
 // whose content differs between the snapshot's map and the map the changeId names; for "*", the
 // allocated blocks. An unknown changeId (never issued, or issued before tracking was reset) is a
 // FileFault, as vCenter answers.
@@ -21,7 +21,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"os"
 	"path/filepath"
@@ -30,7 +29,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
@@ -43,16 +41,6 @@ const cbtBlock = 64 << 10 // the tracking granularity: extents are whole blocks
 
 // cbtPageBytes bounds the disk range one QueryChangedDiskAreas answer covers; clients page with startOffset.
 var cbtPageBytes int64 = 1 << 30
-
-const seekData = 3 // SEEK_DATA
-const seekHole = 4 // SEEK_HOLE
-
-// blockMap is a disk's content at one moment: per block, its hash, or 0 when it reads as zeros (a hole
-// in the file, or zeros written).
-type blockMap struct {
-	size   int64
-	hashes []uint64
-}
 
 // diskTracking is one disk's tracking epoch: the maps its changeIds name. A reset starts a new epoch.
 type diskTracking struct {
@@ -180,94 +168,6 @@ func diskLayout(path string, capacity int64) ([]flatExtent, error) {
 		at += size
 	}
 	return extents, nil
-}
-
-// readMap hashes every block of the disk; blocks reading as zeros (holes, SEEK_DATA; or zeros) are 0.
-func readMap(extents []flatExtent, capacity int64) (*blockMap, error) {
-	blocks := (capacity + cbtBlock - 1) / cbtBlock
-	m := &blockMap{size: capacity, hashes: make([]uint64, blocks)}
-	buf := make([]byte, 4<<20)
-	for _, e := range extents {
-		if e.path == "" {
-			continue
-		}
-		f, err := os.Open(e.path)
-		if err != nil {
-			return nil, err
-		}
-		err = hashExtent(f, e, capacity, m, buf)
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	return m, nil
-}
-
-func hashExtent(f *os.File, e flatExtent, capacity int64, m *blockMap, buf []byte) error {
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	fileEnd := e.fileOffset + e.size
-	if st.Size() < fileEnd {
-		fileEnd = st.Size() // beyond the file's end the disk reads as zeros
-	}
-	fd := int(f.Fd())
-	pos := e.fileOffset
-	for pos < fileEnd {
-		data, err := syscall.Seek(fd, pos, seekData)
-		if err != nil || data >= fileEnd {
-			break // ENXIO: no data after pos
-		}
-		hole, err := syscall.Seek(fd, data, seekHole)
-		if err != nil || hole > fileEnd {
-			hole = fileEnd
-		}
-		// Whole blocks covering [data, hole), in disk offsets.
-		first := (e.diskOffset + data - e.fileOffset) / cbtBlock * cbtBlock
-		for start := first; start < e.diskOffset+hole-e.fileOffset && start < capacity; {
-			length := int64(len(buf))
-			if start+length > capacity {
-				length = capacity - start
-			}
-			chunk := buf[:length]
-			for i := range chunk {
-				chunk[i] = 0
-			}
-			// Bytes of this chunk that lie in this extent's file.
-			lo, hi := start, start+length
-			if lo < e.diskOffset {
-				lo = e.diskOffset
-			}
-			if hi > e.diskOffset+e.size {
-				hi = e.diskOffset + e.size
-			}
-			if hi > lo {
-				if _, err := f.ReadAt(chunk[lo-start:hi-start], lo-e.diskOffset+e.fileOffset); err != nil && err != io.EOF {
-					return err
-				}
-			}
-			for b := int64(0); b < length; b += cbtBlock {
-				end := b + cbtBlock
-				if end > length {
-					end = length
-				}
-				h := blockHash(chunk[b:end])
-				whole := end-b == cbtBlock
-				if whole && h == zeroBlockHash || !whole && bytes.Equal(chunk[b:end], zeros[:end-b]) {
-					continue // reads as zeros: left out of "*", as a thin disk that never wrote it
-				}
-				if h == 0 {
-					h = 1 // 0 stands for "reads as zeros"
-				}
-				m.hashes[(start+b)/cbtBlock] = h
-			}
-			start += length
-		}
-		pos = hole
-	}
-	return nil
 }
 
 // ---- configuration: which disks are tracked -----------------------------------------------------------
@@ -502,11 +402,7 @@ func (vm *cbtVM) track(snapshot types.ManagedObjectReference) types.BaseMethodFa
 		if err != nil {
 			return &types.FileFault{File: file}
 		}
-		extents, err := diskLayout(path, capacityOf(disk))
-		if err != nil {
-			return &types.FileFault{File: file}
-		}
-		m, err := readMap(extents, capacityOf(disk))
+		m, err := currentMap(path, capacityOf(disk))
 		if err != nil {
 			return &types.FileFault{File: file}
 		}
@@ -711,12 +607,8 @@ func (vm *cbtVM) QueryChangedDiskAreas(req *types.QueryChangedDiskAreas) soap.Ha
 			return body
 		}
 		path, err := datastoreFile(file)
-		var extents []flatExtent
 		if err == nil {
-			extents, err = diskLayout(path, capacity)
-		}
-		if err == nil {
-			current, err = readMap(extents, capacity)
+			current, err = currentMap(path, capacity)
 		}
 		if err != nil {
 			body.Fault_ = fileFault(file, "Error caused by file %s: %v", file, err)
@@ -761,17 +653,3 @@ func (vm *cbtVM) QueryChangedDiskAreas(req *types.QueryChangedDiskAreas) soap.Ha
 	body.Res = &types.QueryChangedDiskAreasResponse{Returnval: info}
 	return body
 }
-
-var zeros = make([]byte, cbtBlock)
-
-// hashSeed is per process: block maps are only ever compared within this simulator's lifetime.
-var hashSeed = maphash.MakeSeed()
-
-// blockHash is a seeded 64-bit maphash (AES-based, several GB/s, one pass over the block): two contents
-// of one block colliding is a 2^-64 chance, and hashing a disk at each snapshot stays cheap.
-func blockHash(block []byte) uint64 {
-	return maphash.Bytes(hashSeed, block)
-}
-
-// zeroBlockHash tells a whole block of zeros without a second pass over it (a collision: 2^-64 again).
-var zeroBlockHash = blockHash(make([]byte, cbtBlock))
