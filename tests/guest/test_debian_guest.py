@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,26 +150,36 @@ def test_skip_conversion_does_not_boot(guest_vmx: Path, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def sim_with_guest(fresh_vcsim: simulator.Simulator, debian_guest: DebianGuest) -> Iterator[simulator.Simulator]:
-    """The simulator's DC0_H0_VM0 with the Debian guest's VMDK uploaded, its NIC in PCI slot 192 with the MAC."""
-    seed_guest_vm(fresh_vcsim, "DC0_H0_VM0", [debian_guest.vmdk], mac=debian_guest.mac, memory_mib=1024)
+def sim_with_guest(
+    fresh_vcsim: simulator.Simulator, debian_guest: DebianGuest
+) -> Iterator[tuple[simulator.Simulator, str]]:
+    """vcsim's DC0_H0_VM0, renamed ``g<run>-debian`` with a BIOS UUID of its own (the system libvirtd is shared
+    with the rest of the suite, which `make test` runs beside tests/guest, and with other checkouts' runs), the
+    Debian guest's VMDK uploaded, its NIC in PCI slot 192 with the guest's MAC."""
+    name = f"g{uuid.uuid4().hex[:4]}-debian"
     with seed.session(fresh_vcsim) as source:
         vm = source.find_vm("DC0_H0_VM0")
+        wait_for_task(vm.Rename_Task(newName=name), "rename the guest's VM")
+        wait_for_task(vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(uuid=str(uuid.uuid4()))), "give it a UUID")
+    seed_guest_vm(fresh_vcsim, name, [debian_guest.vmdk], mac=debian_guest.mac, memory_mib=1024)
+    with seed.session(fresh_vcsim) as source:
+        vm = source.find_vm(name)
         nic = next(d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard))
         nic.slotInfo = vim.vm.device.VirtualDevice.PciBusSlotInfo(pciSlotNumber=debian_guest.pci_slot)
         edit = vim.vm.device.VirtualDeviceSpec.Operation.edit
         spec = vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation=edit, device=nic)])
         wait_for_task(vm.ReconfigVM_Task(spec=spec), "put the NIC in PCI slot 192")
-    yield fresh_vcsim
+    yield fresh_vcsim, name
 
 
 def test_cutover_from_the_simulator_converts_the_guest(
-    sim_with_guest: simulator.Simulator, tmp_path: Path, debian_guest: DebianGuest
+    sim_with_guest: tuple[simulator.Simulator, str], tmp_path: Path, debian_guest: DebianGuest
 ) -> None:
-    source_vm, target = "DC0_H0_VM0", "dc0-h0-vm0"
-    env = guest_env(tmp_path, MIGRATOR_VSPHERE_PASSWORD=sim_with_guest.password)
+    sim, source_vm = sim_with_guest
+    target = source_vm  # already a DNS-1123 name
+    env = guest_env(tmp_path, MIGRATOR_VSPHERE_PASSWORD=sim.password)
     out = tmp_path / "out"
-    args = ["cutover", "--source", sim_with_guest.source_url(), "--insecure", "--vm", source_vm]
+    args = ["cutover", "--source", sim.source_url(), "--insecure", "--vm", source_vm]
     args += ["--output-dir", str(out), "--verify-marker", MARKER, "--verify-timeout", str(BOOT_TIMEOUT)]
     try:
         result = migrator(*args, env=env, timeout=1800)
