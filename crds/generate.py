@@ -243,6 +243,12 @@ def migration_schema() -> dict[str, Any]:
                 "description": "Bandwidth of all the VMs' transfers together, e.g. 200MiB/s.",
             },
             "cutover": {"type": "string", "format": "date-time", "description": "Start no VM before this time."},
+            "type": {
+                "type": "string",
+                "enum": ["cold", "warm"],
+                "default": "cold",
+                "description": "warm is not supported in a Migration yet: refused (condition WarmNotSupported).",
+            },
             "cancel": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "backoffLimit": {"type": "integer", "minimum": 0, "maximum": 10, "default": 2},
             "image": _STR,

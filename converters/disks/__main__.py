@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import ssl
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -65,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.source.startswith(("http://", "https://")):
             context = None
             if args.insecure:
+                import ssl
+
                 context = ssl.create_default_context()
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE

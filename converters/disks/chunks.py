@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import xxhash
 
@@ -27,6 +27,7 @@ BLOCK = 64 << 10  # zero-detection granularity (one VMDK grain)
 DIGEST_PREFIX = "xxh3:"
 _ZB = bytes(BLOCK)
 _ZERO_FEED = memoryview(bytes(4 << 20))
+COPY_PIECE = 1 << 20  # kernel copies: digested, scanned and copied a piece at a time (see copy_segments)
 _PROBE = 32  # bytes looked at before a block is compared in full: data blocks differ at once
 
 Reader = Callable[[int, memoryview], int]  # fill the view from an offset; bytes read
@@ -51,17 +52,65 @@ def digest(view: memoryview) -> str:
     return DIGEST_PREFIX + xxhash.xxh3_64_hexdigest(view)
 
 
+_ZERO_SPAN = 16 << 20  # bytes of the zero mapping that ``is_zero`` compares with at a time
+
+
+@cache
+def _memcmp() -> tuple[Callable[[int, int, int], int], int]:
+    """libc's memcmp through ctypes, which lets go of the GIL during the call, and the address of a
+    private anonymous mapping that reads as zeros (every page is the kernel's one zero page, so the
+    comparison reads one stream, not two)."""
+    import ctypes
+
+    memcmp = ctypes.CDLL(None).memcmp
+    memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    memcmp.restype = ctypes.c_int
+    zeros = mmap.mmap(-1, _ZERO_SPAN, flags=mmap.MAP_PRIVATE)  # never written: stays the zero page
+    anchor = (ctypes.c_char * _ZERO_SPAN).from_buffer(zeros)
+    _KEEP.append((zeros, anchor))
+    return memcmp, ctypes.addressof(anchor)
+
+
+_KEEP: list[object] = []  # the zero mapping and its ctypes view live as long as the process
+
+
+def _address(buf: bytearray) -> tuple[object, int]:
+    """A ctypes view of ``buf`` (keep it while the address is used) and the address of its first byte."""
+    import ctypes
+
+    anchor = (ctypes.c_char * len(buf)).from_buffer(buf)
+    return anchor, ctypes.addressof(anchor)
+
+
+def _is_zero(memcmp: Callable[[int, int, int], int], zeros: int, addr: int, n: int) -> bool:
+    pos = 0
+    while pos < n:
+        step = min(n - pos, _ZERO_SPAN)
+        if memcmp(addr + pos, zeros, step):
+            return False
+        pos += step
+    return True
+
+
 def nonzero_runs(buf: bytearray | memoryview, n: int, base: int = 0) -> list[tuple[int, int]]:
-    """Maximal runs of BLOCK-aligned blocks (aligned at ``base``) holding a non-zero byte, as (start, end)."""
+    """Maximal runs of BLOCK-aligned blocks (aligned at ``base``) holding a non-zero byte, as (start, end).
+
+    A buffer of ours is compared with zeros by libc's memcmp without the GIL (over HTTP most of a
+    disk can be zeros: the readers go on meanwhile); a whole chunk of zeros is one comparison."""
     runs: list[tuple[int, int]] = []
     run_start = -1
     whole = buf if isinstance(buf, bytearray) else None
+    if whole is not None:
+        memcmp, zeros = _memcmp()
+        anchor, addr = _address(whole)
+        if _is_zero(memcmp, zeros, addr, n):
+            return []
     view = memoryview(buf)
     i = 0
     while i < n:
         j = min((base + i) // BLOCK * BLOCK + BLOCK - base, n)
-        if whole is not None:  # compared in place (memcmp)
-            zero = whole.startswith(_ZB if j - i == BLOCK else _ZB[: j - i], i, j)
+        if whole is not None:  # a data block differs in its first bytes; only zero blocks are compared whole
+            zero = whole.startswith(_ZB[: min(_PROBE, j - i)], i) and not memcmp(addr + i, zeros, j - i)
         else:  # a mapping: a data block differs in its first bytes; only zero blocks are compared whole
             block = view[i:j]
             zero = block[:_PROBE] == _ZB[: min(_PROBE, j - i)] and block.tobytes() == _ZB[: j - i]
@@ -114,7 +163,10 @@ def kernel_copyable(target: Target, segments: Sequence[Segment]) -> bool:
 
 def copy_segments(target: Target, segments: Sequence[Segment], start: int, n: int) -> tuple[str, int]:
     """Copy a chunk from local files (``kernel_copyable`` segments): digest and zero scan through a
-    read-only mapping, non-zero blocks moved by ``copy_file_range``. Returns (digest, bytes written)."""
+    read-only mapping, non-zero blocks moved by ``copy_file_range``. Returns (digest, bytes written).
+
+    Each segment goes in pieces of ``COPY_PIECE``: a piece is scanned and digested, then copied by
+    the kernel while its pages are still in the CPU's cache (the source is read from memory once)."""
     h = xxhash.xxh3_64()
     pos = start
     written = 0
@@ -130,10 +182,17 @@ def copy_segments(target: Target, segments: Sequence[Segment], start: int, n: in
         mapping = mmap.mmap(reader.fd, host + length - at, prot=mmap.PROT_READ, offset=at)
         view = memoryview(mapping)[host - at :]
         try:
-            h.update(view)
-            for a, b in nonzero_runs(view, length, base=s):
-                target.copy_from(reader.fd, host + a, s + a, b - a)
-                written += b - a
+            a = 0
+            while a < length:
+                b = min(length, (s + a) // COPY_PIECE * COPY_PIECE + COPY_PIECE - s)
+                piece = view[a:b]
+                runs = nonzero_runs(piece, b - a, base=s + a)
+                h.update(piece)
+                piece.release()
+                for ra, rb in runs:
+                    target.copy_from(reader.fd, host + a + ra, s + a + ra, rb - ra)
+                    written += rb - ra
+                a = b
         finally:
             view.release()
             mapping.close()

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from converters.disks.ratelimit import RateLimiter
 from converters.disks.sources import HttpSource, LocalSource
 from converters.disks.sparse import ZERO
 from core.errors import DiskError
@@ -87,12 +88,15 @@ def copy_extents(
     key: str,
     fresh: bool = False,
     progress: Callable[[int], None] | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> DeltaResult:
     """Copy ``extents`` of ``source`` into the raw ``image`` at the same offsets.
 
     ``fresh``: the image is emptied (sparse, the disk's size) before the first extent of ``key``,
     so what no extent names reads as zeros: a full copy from the allocated extents. Otherwise the
     image must exist with the disk's size. ``progress`` gets the bytes written so far.
+    ``rate_limiter`` is asked for each piece's bytes before they are read (a run's shared bandwidth
+    bucket); it may raise to stop the copy there, the journal saying what is on disk.
     """
     started = time.monotonic()
     disk = source.open()
@@ -126,6 +130,8 @@ def copy_extents(
                     view = memoryview(buffer)[:n]
                     segments = disk.segments(pos, pos + n)
                     if not (fresh and all(segment[2] == ZERO for segment in segments)):  # an emptied image reads zeros
+                        if rate_limiter is not None:
+                            rate_limiter.acquire(n)
                         disk.read(segments, view, pos)
                         _write(fd, view, pos, image)
                     pos += n

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import posixpath
 import subprocess
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -309,6 +308,8 @@ def _local_parent(descriptor: Descriptor, folder: Path, name: str, depth: int) -
 def open_tar_member(archive: Path, member: str) -> VirtualDisk:
     """A disk that is a member of an uncompressed tar (an OVA), read in place. Extents and parents
     a descriptor member names are members beside it; only regular, non-sparse members are read."""
+    import tarfile  # only OVAs need it
+
     archive = Path(archive)
     name = f"{archive}:{member}"
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from core.errors import InputError
+from migrator.cli.cutover_warm import parse_duration, parse_time
 from migrator.cli.options import source_options
 from migrator.cutover.ports import Verification
 from migrator.cutover.state import default_state_dir
@@ -24,7 +25,7 @@ from migrator.migrate.meter import parse_rate
 from migrator.migrate.progress import MODES
 from migrator.migrate.scheduler import FORKLIFT_DEFAULT_DISKS_PER_HOST, Limits
 from migrator.migrate.summary import exit_status
-from migrator.migrate.worker import TargetSpec
+from migrator.migrate.worker import TargetSpec, WarmSettings
 from migrator.planning.planfile import read_plan
 from migrator.sources import SourceOptions, split_source
 from migrator.sources.credentials import read_password
@@ -45,6 +46,15 @@ def _password_once(options: SourceOptions, source: str) -> None:
 @click.option("--vm", "patterns", multiple=True, metavar="NAME|GLOB", help="Only these VMs (repeatable).")
 @click.option("--wave", metavar="NAME", help="Only this wave of the plan.")
 @click.option("--warm", is_flag=True, help="Warm migration: copy while the source runs, then cut over.")
+@click.option(
+    "--precopy-interval", metavar="DURATION", help="Warm: between precopy rounds (5 = 5 s, 10m, 1h; default 60m)."
+)
+@click.option(
+    "--cutover-at",
+    metavar="TIME",
+    help="Warm: cut over once this time passes (ISO 8601 or HH:MM); default: the wave's window start, else --now.",
+)
+@click.option("--enable-cbt", is_flag=True, help="Warm: turn changed-block tracking on where it is off.")
 @source_options
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Target: this machine.")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Target: this cluster.")
@@ -87,6 +97,9 @@ def migrate_command(
     patterns: tuple[str, ...],
     wave: str | None,
     warm: bool,
+    precopy_interval: str | None,
+    cutover_at: str | None,
+    enable_cbt: bool,
     source_options: SourceOptions,
     output_dir: Path | None,
     kubeconfig: str | None,
@@ -126,9 +139,14 @@ def migrate_command(
         force=force,
         skip_conversion=skip_conversion or None,
     )
-    if warm:
-        # Accepted so that scripts can say what they mean; the warm pipeline (issue 14) is not in this build.
-        raise InputError("--warm: this build's cutover pipeline has no warm mode yet; run without --warm (cold)")
+    if warm and volumes_dir is not None:
+        raise InputError("--warm: a warm migration in a Migration's Job (--volumes-dir) is not supported yet")
+    warm_settings = WarmSettings(
+        all_vms=warm,
+        interval=parse_duration(precopy_interval) if precopy_interval else None,
+        cutover_at=parse_time(cutover_at) if cutover_at else None,
+        enable_cbt=enable_cbt,
+    )
     plan = read_plan(plan_path)  # a bad plan fails here, before any prompt
     _password_once(source_options, plan.source)
     request = MigrateRequest(
@@ -144,6 +162,7 @@ def migrate_command(
         options=options,
         rollback_on_failure=rollback_on_failure,
         progress=progress,
+        warm=warm_settings,
     )
     for vm in cancel_first:
         cancel.request(state_dir or default_state_dir(), vm)

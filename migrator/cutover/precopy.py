@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from converters.disks import HttpSource
 from converters.disks.delta import copy_extents, normalized
+from converters.disks.ratelimit import RateLimiter
 from core.errors import MigratorError, SourceError
 from core.plan import Plan, PlannedDisk, PlannedVM
 from migrator.cutover.state import StateStore
@@ -146,6 +147,7 @@ class RoundContext:
     target: WarmTarget
     store: StateStore
     announce: Callable[[str], None]
+    rate_limiter: RateLimiter | None = None  # `migrate --max-rate`: the run's one bucket, deltas included
 
 
 def rounds(store: StateStore, key: str) -> list[Round]:
@@ -273,7 +275,9 @@ def _copy_disk(
     source = HttpSource(ctx.reader.datastore_file_url(disk.file), ctx.reader.http_headers(), ctx.reader.ssl_context())
     key = f"{ctx.key}:round-{current.number}:{mode}:{disk.change_id}"
     progress = _observed(current.number)
-    result = copy_extents(source, image, extents, key=key, fresh=mode == "full", progress=progress)
+    result = copy_extents(
+        source, image, extents, key=key, fresh=mode == "full", progress=progress, rate_limiter=ctx.rate_limiter
+    )
     ctx.target.publish(ctx.plan, ctx.planned, planned_disk, extents, full=mode == "full", key=key)
     detail = f"{mode} {_human(result.total_bytes)} in {len(extents)} extent(s), {result.seconds:.2f}s"
     if result.resumed_extents:

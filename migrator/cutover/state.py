@@ -9,6 +9,7 @@ as key/value facts of the migration. No credentials are ever stored here.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -209,8 +210,13 @@ class StateStore:
         self.path = self.state_dir / "migrations.db"
         try:
             private.private_dir(self.state_dir)
-            # SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
-            os.close(private.open_fd(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC))
+            # SQLite gives its -wal and -shm files the database file's mode: create it 0600 first. Only when it
+            # is missing: closing any descriptor of the file drops every POSIX lock this process holds on it,
+            # those of the other stores' connections too (`migrate` opens one per worker), and another process
+            # closing its own connection then takes itself for the last one and deletes the WAL under them.
+            if not self.path.exists():
+                with contextlib.suppress(FileExistsError):
+                    os.close(private.open_fd(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC))
         except OSError as error:
             raise InputError(f"cannot use state directory {self.state_dir}: {error.strerror or error}") from None
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)

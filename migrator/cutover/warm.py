@@ -7,14 +7,20 @@ start (resumes a prestarted target), verify, remove-snapshots, mark-source, post
 as they are; the rounds are in ``precopy``. The cutover is due when ``--cutover-at`` passes or
 when ``request_cutover`` (``migrator cutover --vm X --now``, from any shell) records a request
 in the state store, which the precopy loop polls.
+
+A ``Pacing`` tells the loop when it may copy: alone (`migrator cutover --warm`) every round copies
+when it is due; in a `migrator migrate` run, a round (and the cutover) waits for an in-flight slot
+of the run, which the VM gives back while it waits for its next round (``migrator.migrate.slots``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
+from converters.disks.ratelimit import RateLimiter
 from core.errors import InputError, MigratorError, NotFoundError
 from migrator.convert.guest import skip_by_default
 from migrator.cutover import steps
@@ -30,6 +36,7 @@ from migrator.cutover.precopy import (
     WARM,
     ChangeTracking,
     DiskReader,
+    Round,
     RoundContext,
     WarmTarget,
     remove_migrator_snapshots,
@@ -52,6 +59,27 @@ class WarmOptions:
     poll: float = 0.5  # seconds between looks at the state store for a cutover request
 
 
+class Pacing(Protocol):
+    """When the precopy loop may copy; what it does between rounds. Its methods may raise to stop the VM."""
+
+    def copy(self, number: int | None) -> None:
+        """Round ``number`` (None: the cutover, held to the end) is about to copy: return when it may."""
+
+    def idle(self, done: Round, next_at: float) -> None:
+        """Round ``done`` is finished and the next is due at ``next_at``: the VM copies nothing until then.
+        Called at every look at the clock while it waits (idempotent)."""
+
+
+class Unpaced:
+    """A warm cutover alone: every round copies as soon as it is due."""
+
+    def copy(self, number: int | None) -> None:
+        return None
+
+    def idle(self, done: Round, next_at: float) -> None:
+        return None
+
+
 @dataclass
 class WarmContext:
     cutover: CutoverContext
@@ -59,6 +87,8 @@ class WarmContext:
     reader: DiskReader
     target: WarmTarget
     options: WarmOptions
+    pacing: Pacing = field(default_factory=Unpaced)
+    rate_limiter: RateLimiter | None = None
 
     @property
     def key(self) -> str:
@@ -74,7 +104,9 @@ class WarmContext:
 
     def rounds(self) -> RoundContext:
         c = self.cutover
-        return RoundContext(c.key, c.plan, c.planned, self.changes, self.reader, self.target, c.store, c.announce)
+        return RoundContext(
+            c.key, c.plan, c.planned, self.changes, self.reader, self.target, c.store, c.announce, self.rate_limiter
+        )
 
 
 # -- steps -------------------------------------------------------------------------------------------
@@ -125,6 +157,7 @@ def precopy(w: WarmContext) -> StepResult:
     precopies = [r for r in rounds(w.store, w.key) if r.kind == "precopy"]
     if not precopies or precopies[-1].finished_at is None:
         number = precopies[-1].number if precopies else 1
+        w.pacing.copy(number)
         run_round(ctx, number, "precopy")  # the first (full) copy, or the round a crash interrupted
     while (why := cutover_due(w)) is None:
         last = [r for r in rounds(w.store, w.key) if r.kind == "precopy"][-1]
@@ -132,9 +165,12 @@ def precopy(w: WarmContext) -> StepResult:
         if w.store.fact(w.key, NEXT_PRECOPY) != next_at:
             w.store.set_fact(w.key, NEXT_PRECOPY, next_at)
         if time.time() >= next_at:
+            w.pacing.copy(last.number + 1)
             run_round(ctx, last.number + 1, "precopy")
             continue
+        w.pacing.idle(last, next_at)
         time.sleep(max(0.0, min(w.options.poll, next_at - time.time())))
+    w.pacing.copy(None)  # the cutover: source off, final delta, start, verify, all under one slot
     w.store.set_fact(w.key, NEXT_PRECOPY, None)
     done = [r for r in rounds(w.store, w.key) if r.kind == "precopy"]
     moved = sum(r.bytes for r in done)

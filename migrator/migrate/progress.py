@@ -2,9 +2,11 @@
 
 - ``live`` (a terminal): one row per VM in flight (step, bytes, rate, ETA) and an overall bar,
   with skip/step/outcome lines printed above them; the summary table at the end.
-- ``json``: one object per line on stdout: ``{"event": "step"|"progress"|"vm"|"skipped"|"wave"|
-  "summary", "time", ...}``: one ``step`` event per step change, one ``progress`` event per VM in
-  flight per tick, one ``vm`` event per finished VM, one ``summary`` event at the end.
+- ``json``: one object per line on stdout: ``{"event": "step"|"round"|"progress"|"vm"|"skipped"|"wave"|
+  "summary", "time", ...}``: one ``step`` event per step change, one ``round`` event per precopy
+  round of a warm VM started or done (with the next round's time) and at its cutover, one
+  ``progress`` event per VM in flight per tick (a warm VM's with its rounds and next round's
+  time), one ``vm`` event per finished VM, one ``summary`` event at the end.
 - ``plain`` (a pipe): ``VM: line`` for every step change and outcome; the summary table at the end.
 
 Views are called from the VMs' worker threads: each one serialises its own output.
@@ -22,6 +24,7 @@ from typing import Any, Protocol, TextIO
 
 from migrator.migrate.selection import Skip
 from migrator.migrate.summary import HEADERS, Outcome, counts, exit_status, headline, plain_table, rows
+from migrator.planning.table import human_bytes
 
 MODES = ("auto", "live", "json", "plain", "pod")
 
@@ -33,6 +36,8 @@ class VmProgress:
     bytes_done: int
     bytes_total: int
     rate: float
+    rounds: int | None = None  # a warm VM: precopy rounds done
+    next_round_at: float | None = None  # a warm VM waiting for its next round (epoch seconds)
 
     @property
     def eta(self) -> float | None:
@@ -53,6 +58,18 @@ class View(Protocol):
 
     def line(self, vm: str, text: str) -> None: ...
 
+    def round(
+        self,
+        vm: str,
+        number: int | None,
+        status: str,
+        *,
+        bytes_copied: int = 0,
+        seconds: float | None = None,
+        next_at: float | None = None,
+    ) -> None:
+        """A warm VM's precopy round ``number`` started or done (then ``next_at``); number None: its cutover."""
+
     def tick(self, in_flight: Sequence[VmProgress]) -> None: ...
 
     def finished(self, outcome: Outcome) -> None: ...
@@ -66,6 +83,26 @@ def _now() -> str:
 
 def _step_line(step: str, status: str, detail: str | None) -> str:
     return f"{step}: {status}" + (f" ({detail})" if detail else "")
+
+
+def _clock(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _local_clock(epoch: float | None) -> str:
+    return "?" if epoch is None else datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
+
+
+def _round_line(
+    number: int | None, status: str, bytes_copied: int, seconds: float | None, next_at: float | None
+) -> str:
+    if number is None:
+        return "precopy: cutover due, cutting over"
+    if status == "started":
+        return f"precopy round {number}: copying"
+    took = f" in {seconds:.1f}s" if seconds is not None else ""
+    then = f"; next round at {_clock(next_at)}" if next_at is not None else ""
+    return f"precopy round {number}: done, {human_bytes(bytes_copied)}{took}{then}"
 
 
 def _outcome_line(outcome: Outcome) -> str:
@@ -99,6 +136,18 @@ class PlainView:
 
     def line(self, vm: str, text: str) -> None:
         self._write(f"{vm}: {text}")
+
+    def round(
+        self,
+        vm: str,
+        number: int | None,
+        status: str,
+        *,
+        bytes_copied: int = 0,
+        seconds: float | None = None,
+        next_at: float | None = None,
+    ) -> None:
+        self._write(f"{vm}: {_round_line(number, status, bytes_copied, seconds, next_at)}")
 
     def tick(self, in_flight: Sequence[VmProgress]) -> None:
         return None
@@ -138,9 +187,30 @@ class JsonView:
     def line(self, vm: str, text: str) -> None:
         return None  # the step events carry what the lines say
 
+    def round(
+        self,
+        vm: str,
+        number: int | None,
+        status: str,
+        *,
+        bytes_copied: int = 0,
+        seconds: float | None = None,
+        next_at: float | None = None,
+    ) -> None:
+        self._emit(
+            "round",
+            vm=vm,
+            round=number,
+            status=status,
+            bytes=bytes_copied if status == "done" else None,
+            seconds=None if seconds is None else round(seconds, 3),
+            next_round_at=_clock(next_at),
+        )
+
     def tick(self, in_flight: Sequence[VmProgress]) -> None:
         for p in in_flight:
             eta = p.eta
+            warm = {} if p.rounds is None else {"precopy_rounds": p.rounds, "next_round_at": _clock(p.next_round_at)}
             self._emit(
                 "progress",
                 vm=p.vm,
@@ -149,6 +219,7 @@ class JsonView:
                 bytes_total=p.bytes_total,
                 rate=round(p.rate),
                 eta=None if eta is None else round(eta, 1),
+                **warm,
             )
 
     def finished(self, outcome: Outcome) -> None:
@@ -211,6 +282,24 @@ class LiveView:
     def line(self, vm: str, text: str) -> None:
         return None  # the rows show where each VM stands; outcomes and failures are printed
 
+    def round(
+        self,
+        vm: str,
+        number: int | None,
+        status: str,
+        *,
+        bytes_copied: int = 0,
+        seconds: float | None = None,
+        next_at: float | None = None,
+    ) -> None:
+        with self.lock:
+            task = self.tasks.get(vm)
+        if task is not None:
+            shown = "precopy: cutover" if number is None else f"precopy round {number}"
+            if status == "done":
+                shown += f" done, next {_local_clock(next_at)}" if next_at is not None else " done"
+            self.progress.update(task, step=shown)
+
     def tick(self, in_flight: Sequence[VmProgress]) -> None:
         done = self.finished_bytes
         with self.lock:
@@ -218,6 +307,9 @@ class LiveView:
                 task = self.tasks.get(p.vm)
                 if task is not None:
                     self.progress.update(task, completed=p.bytes_done, total=max(p.bytes_total, p.bytes_done, 1))
+                    if p.next_round_at is not None and p.step == "precopy":
+                        clock = _local_clock(p.next_round_at)
+                        self.progress.update(task, step=f"precopy: {p.rounds} round(s), next {clock}")
                 done += p.bytes_done
         self.progress.update(self.overall, completed=done)
 

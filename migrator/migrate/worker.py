@@ -7,24 +7,36 @@ transfer, the VM's meter stops it at the next chunk. A cancelled VM is rolled ba
 stopped, source powered back on if it was on) and its target removed. Each worker has its own
 source session and state-store connection (neither pyVmomi's stub nor sqlite3 is shared
 between threads).
+
+A warm VM (``migrate --warm``, ``type: warm`` in the plan, or a warm migration recorded unfinished)
+runs ``WARM_STEPS`` instead: its precopy rounds draw on the run's bandwidth bucket, and each round
+(and its cutover) waits for an in-flight slot of the run, given back between rounds
+(``migrator.migrate.slots``). A cancelled warm VM is rolled back with every migrator snapshot
+removed; a failed one has them removed too (as `migrator cutover --warm`); an interrupted one keeps
+its last round's snapshot, which the next run resumes from.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from core.errors import InputError, MigratorError
 from core.plan import Plan, PlannedVM
 from migrator.cutover import migration
 from migrator.cutover.pipeline import Step, StepFailed, StepResult, run_steps
 from migrator.cutover.ports import CutoverSource, CutoverTarget
-from migrator.cutover.state import StateStore
+from migrator.cutover.precopy import WARM
+from migrator.cutover.state import Migration, StateStore
 from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, CutoverOptions
 from migrator.cutover.targets import DiskOrigin
+from migrator.cutover.warm import DEFAULT_INTERVAL, WARM_STEPS, Pacing, WarmContext, WarmOptions
+from migrator.cutover.warm import begin as begin_warm
+from migrator.cutover.warm import cleanup as cleanup_warm
 from migrator.migrate import cancel
 from migrator.migrate.meter import Stopped, VmMeter
 from migrator.migrate.progress import View
@@ -57,6 +69,22 @@ class TargetSpec:
 
 
 @dataclass(frozen=True)
+class WarmSettings:
+    """The run's warm flags. ``interval``/``cutover_at`` None: not given (a resumed VM keeps its recorded ones)."""
+
+    all_vms: bool = False  # --warm: every VM of the run, whatever its plan entry says
+    interval: float | None = None  # --precopy-interval, seconds
+    cutover_at: float | None = None  # --cutover-at, epoch seconds: before the waves' windows
+    enable_cbt: bool = False
+
+
+def is_warm(planned: PlannedVM, recorded: Migration | None, settings: WarmSettings) -> bool:
+    """--warm, ``type: warm`` in the plan, or a warm migration of the VM recorded and not rolled back."""
+    resumed = recorded is not None and recorded.status != "rolled_back" and WARM in recorded.facts
+    return settings.all_vms or planned.type == "warm" or resumed
+
+
+@dataclass(frozen=True)
 class RunEnv:
     """What every worker of a run shares (no credentials: the password stays where options say)."""
 
@@ -67,6 +95,15 @@ class RunEnv:
     state_dir: Path
     options: CutoverOptions
     rollback_on_failure: bool = False
+    warm: WarmSettings = field(default_factory=WarmSettings)
+
+
+@dataclass(frozen=True)
+class WarmRun:
+    """How one warm VM of the run is paced, and when it cuts over (the run's --cutover-at, else its wave's window)."""
+
+    pacing: Pacing
+    cutover_at: float | None = None
 
 
 class StopSignal:
@@ -94,11 +131,20 @@ def _source(spec: str, options: SourceOptions) -> Iterator[CutoverSource]:
         source.close()
 
 
-def observed_steps(vm: str, view: View, meter: VmMeter) -> tuple[Step[CutoverContext], ...]:
-    """CUTOVER_STEPS, each checking for a stop before it runs and reporting its start and end."""
+Context = TypeVar("Context")
 
-    def wrap(step: Step[CutoverContext]) -> Step[CutoverContext]:
-        def run(ctx: CutoverContext) -> StepResult | None:
+
+def observed_steps(
+    vm: str,
+    view: View,
+    meter: VmMeter,
+    steps: Sequence[Step[Context]] = CUTOVER_STEPS,  # type: ignore[assignment]
+) -> tuple[Step[Context], ...]:
+    """The steps (CUTOVER_STEPS, or WARM_STEPS), each checking for a stop before it runs and reporting its start
+    and end."""
+
+    def wrap(step: Step[Context]) -> Step[Context]:
+        def run(ctx: Context) -> StepResult | None:
             meter.check()
             view.step(vm, step.name, "started")
             result = step.run(ctx)
@@ -107,7 +153,7 @@ def observed_steps(vm: str, view: View, meter: VmMeter) -> tuple[Step[CutoverCon
 
         return replace(step, run=run)
 
-    return tuple(wrap(step) for step in CUTOVER_STEPS)
+    return tuple(wrap(step) for step in steps)
 
 
 def _outcome(store: StateStore, vm: str, outcome: str, started: float, error: str | None = None) -> Outcome:
@@ -122,14 +168,16 @@ def _outcome(store: StateStore, vm: str, outcome: str, started: float, error: st
     )
 
 
-def migrate_vm(planned: PlannedVM, env: RunEnv, view: View, meter: VmMeter, stop: StopSignal) -> Outcome:
-    """Cut one VM over (resuming its recorded steps); never raises for the VM's own failures."""
+def migrate_vm(
+    planned: PlannedVM, env: RunEnv, view: View, meter: VmMeter, stop: StopSignal, warm: WarmRun | None = None
+) -> Outcome:
+    """Cut one VM over (resuming its recorded steps), warm when ``warm``; never raises for the VM's own failures."""
     started = time.monotonic()
     vm = planned.source_name
     store = StateStore(env.state_dir)
     try:
         try:
-            return _run(planned, env, view, meter, stop, store, started)
+            return _run(planned, env, view, meter, stop, store, started, warm)
         except MigratorError as error:
             return _outcome(store, vm, FAILED, started, error.message)
         except Exception as error:  # a bug: this VM fails, the others go on
@@ -138,8 +186,35 @@ def migrate_vm(planned: PlannedVM, env: RunEnv, view: View, meter: VmMeter, stop
         store.close()
 
 
+def _warm_context(ctx: CutoverContext, live: Any, env: RunEnv, run: WarmRun, meter: VmMeter) -> WarmContext:
+    from migrator.cutover.targets.warm import ClusterWarmTarget, LocalWarmTarget
+    from migrator.sources.vsphere.changes import VSphereChanges
+
+    spec = env.target
+    if spec.volumes_dir is not None:
+        raise InputError("a warm migration in a Migration's Job is not supported yet: migrate this VM cold")
+    target = (
+        LocalWarmTarget(spec.output_dir)
+        if spec.output_dir is not None
+        else ClusterWarmTarget(spec.kubeconfig, spec.namespace or env.plan.target_namespace)
+    )
+    recorded = ctx.store.get(ctx.key)
+    schedule = (recorded.facts.get(WARM) or {}) if recorded is not None and recorded.status != "rolled_back" else {}
+    interval = env.warm.interval or float(schedule.get("interval") or DEFAULT_INTERVAL)
+    cutover_at = run.cutover_at or schedule.get("cutover_at")
+    options = WarmOptions(interval=interval, cutover_at=cutover_at, enable_cbt=env.warm.enable_cbt)
+    return WarmContext(ctx, VSphereChanges(live), live, target, options, pacing=run.pacing, rate_limiter=meter)
+
+
 def _run(
-    planned: PlannedVM, env: RunEnv, view: View, meter: VmMeter, stop: StopSignal, store: StateStore, started: float
+    planned: PlannedVM,
+    env: RunEnv,
+    view: View,
+    meter: VmMeter,
+    stop: StopSignal,
+    store: StateStore,
+    started: float,
+    warm_run: WarmRun | None,
 ) -> Outcome:
     vm = planned.source_name
     origin = DiskOrigin(
@@ -156,6 +231,7 @@ def _run(
     with _source(env.plan.source, env.source_options.pinned_to(env.plan.source_thumbprint)) as live:
         target = env.target.build(env.plan, origin, env.options.skip_conversion)
         ctx = CutoverContext(env.plan, planned, live, target, store, options, announce=lambda line: view.line(vm, line))
+        warm = _warm_context(ctx, live, env, warm_run, meter) if warm_run is not None else None
         with migration.exclusive_run(store, ctx.key):
             reason = stop()
             if reason == CANCELLED_ERROR and store.get(vm) is None:
@@ -163,21 +239,32 @@ def _run(
                 return _outcome(store, vm, CANCELLED, started, f"{CANCELLED_ERROR} before it started")
             migration.begin(ctx)
             try:
-                record = run_steps(ctx.key, observed_steps(vm, view, meter), ctx, store, announce=ctx.announce)
+                if warm is not None:
+                    begin_warm(warm)
+                    steps = observed_steps(vm, view, meter, WARM_STEPS)
+                    record = run_steps(ctx.key, steps, warm, store, announce=ctx.announce)
+                else:
+                    record = run_steps(ctx.key, observed_steps(vm, view, meter), ctx, store, announce=ctx.announce)
             except StepFailed as failed:
-                return _failed(ctx, env, view, stop, failed, started)
+                return _failed(ctx, env, view, stop, failed, started, warm)
             migration.complete(ctx, record)
             return _outcome(store, vm, MIGRATED, started)
 
 
 def _failed(
-    ctx: CutoverContext, env: RunEnv, view: View, stop: StopSignal, failed: StepFailed, started: float
+    ctx: CutoverContext,
+    env: RunEnv,
+    view: View,
+    stop: StopSignal,
+    failed: StepFailed,
+    started: float,
+    warm: WarmContext | None = None,
 ) -> Outcome:
     vm, store = ctx.key, ctx.store
     view.step(vm, failed.step, "failed", failed.message)
     reason = stop()
     if reason == CANCELLED_ERROR:
-        actions = migration.record_rollback(ctx)
+        actions = migration.record_rollback(ctx, warm)  # a warm VM's snapshots removed too
         actions.append(ctx.target.remove(ctx.plan, ctx.planned))
         ctx.announce(f"rollback: {actions[-1]}")
         store.set_status(vm, "rolled_back", error=CANCELLED_ERROR)
@@ -185,8 +272,13 @@ def _failed(
         cancel.clear(env.state_dir, vm)
         return _outcome(store, vm, CANCELLED, started, f"{CANCELLED_ERROR} in step {failed.step}: rolled back")
     if reason == INTERRUPTED_ERROR:
+        # A warm VM keeps its last round's snapshot: the next run resumes from it.
         where = migration.record_interruption(ctx, failed.step).message
-        return _outcome(store, vm, INTERRUPTED, started, f"{where}: re-run to resume")
+        hint = "" if "re-run to resume" in where else ": re-run to resume"
+        return _outcome(store, vm, INTERRUPTED, started, f"{where}{hint}")
+    if warm is not None:
+        for line in cleanup_warm(warm):  # a failed warm migration leaves no snapshot behind
+            ctx.announce(f"cleanup: {line}")
     if failed.source_touched and env.rollback_on_failure:
         actions = migration.record_rollback(ctx)
         return _outcome(store, vm, FAILED, started, f"{failed.message}; rolled back ({'; '.join(actions)})")
@@ -194,4 +286,4 @@ def _failed(
     return _outcome(store, vm, FAILED, started, f"{failed.message}; {hint}")
 
 
-__all__ = ["RunEnv", "StopSignal", "Stopped", "TargetSpec", "migrate_vm"]
+__all__ = ["RunEnv", "StopSignal", "Stopped", "TargetSpec", "WarmRun", "WarmSettings", "is_warm", "migrate_vm"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import kubernetes
@@ -17,6 +17,7 @@ from runtime.controller.names import GROUP, LABEL_VM_NAME, VERSION, VMI_FINALIZE
 from runtime.controller.pods import claims
 
 log = logging.getLogger(__name__)
+Writes = Callable[[], None]  # what a plan leaves to do: API writes, to run off the event loop
 INDEX_LAG = 10.0  # seconds within which the watch delivers what this controller wrote
 
 
@@ -27,13 +28,23 @@ class VmReconciler:
     def reconcile(
         self, vm: dict[str, Any], lookups: Lookups, memo: MutableMapping[str, Any] | None = None
     ) -> float | None:
-        """Bring one VM's instance and status in line with its spec; returns seconds until time alone changes
-        the decision (a backoff ending), or None.
+        """Bring one VM's instance and status in line with its spec (``plan``, then its writes, if any); returns
+        seconds until time alone changes the decision (a backoff ending), or None."""
+        requeue, writes = self.plan(vm, lookups, memo)
+        if writes is not None:
+            writes()
+        return requeue
+
+    def plan(
+        self, vm: dict[str, Any], lookups: Lookups, memo: MutableMapping[str, Any] | None = None
+    ) -> tuple[float | None, Writes | None]:
+        """What one VM needs, decided without I/O: (seconds until time alone changes the decision, or None; the
+        writes to make, or None when there is nothing to write).
 
         ``vm``: the newest copy the watch delivered; the instance comes from the index. Writes carry the
         resourceVersion, so a stale copy ends in 409, which is dropped: the newer version's event follows.
         ``memo`` (the VM's kopf memo, in its own worker) keeps the VM and instance as last written here: newer
-        than the event's copy and the index until the watch delivers them.
+        than the event's copy and the index until the watch delivers them. The writes update it.
         """
         memo = memo if memo is not None else {}
         vm = _newer_of(vm, memo, "vm")
@@ -50,30 +61,41 @@ class VmReconciler:
         decision = rules.decide(vm, vmi, now)
         template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
         missing: list[str] = []
-        requeue = decision.requeue_after
         if vmi is None or rules.phase_of(vmi) in rules.STARTING:
             # a claim that appears later is an event (the PVC index) that reconciles this VM again
             missing = [c for c in claims(template_spec) if not lookups.pvc_exists(namespace, c)]
-        if decision.action == "create" and not missing:
-            vmi = self._create_instance(vm) or vmi
-            memo["vmi"], memo["vmi_written_at"] = vmi, time.monotonic()
-        elif decision.action == "delete" and vmi is not None:
-            log.info("%s/%s: deleting its instance: %s", namespace, name, decision.reason)
-            uid = vmi["metadata"]["uid"]
-            deleted = ignore(
-                (404, 409),
-                lambda: self.custom.delete_namespaced_custom_object(
-                    GROUP, VERSION, namespace, VMIS, name, body={"preconditions": {"uid": uid}}
-                ),
-            )
-            # With its finalizer the instance stays, terminating, until the pod is gone; else it is gone now.
-            is_instance = isinstance(deleted, dict) and deleted.get("kind") == "VirtualMachineInstance"
-            vmi = deleted if is_instance else None
-            memo["vmi"], memo["vmi_written_at"] = vmi, time.monotonic()
-        written = newer_exists(lambda: self._write_status(vm, vmi, missing, decision.start_failure, now))
-        if written is not None:
-            memo["vm"] = written
-        return requeue
+        creates = decision.action == "create" and not missing
+        deletes = decision.action == "delete" and vmi is not None
+        if not creates and not deletes and not status_patch(vm, vmi, missing, decision.start_failure, now):
+            return decision.requeue_after, None
+
+        def writes() -> None:
+            instance = vmi
+            if creates:
+                instance = self._create_instance(vm) or instance
+                memo["vmi"], memo["vmi_written_at"] = instance, time.monotonic()
+            elif deletes and instance is not None:
+                instance = self._delete_instance(instance, decision.reason)
+                memo["vmi"], memo["vmi_written_at"] = instance, time.monotonic()
+            written = newer_exists(lambda: self._write_status(vm, instance, missing, decision.start_failure, now))
+            if written is not None:
+                memo["vm"] = written
+
+        return decision.requeue_after, writes
+
+    def _delete_instance(self, vmi: dict[str, Any], reason: str) -> dict[str, Any] | None:
+        """Delete the instance (uid precondition); returns it while it terminates (its finalizer), else None."""
+        namespace, name, uid = vmi["metadata"]["namespace"], vmi["metadata"]["name"], vmi["metadata"]["uid"]
+        log.info("%s/%s: deleting its instance: %s", namespace, name, reason)
+        deleted = ignore(
+            (404, 409),
+            lambda: self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, VMIS, name, body={"preconditions": {"uid": uid}}
+            ),
+        )
+        # With its finalizer the instance stays, terminating, until the pod is gone; else it is gone now.
+        is_instance = isinstance(deleted, dict) and deleted.get("kind") == "VirtualMachineInstance"
+        return deleted if is_instance else None
 
     def _create_instance(self, vm: dict[str, Any]) -> dict[str, Any] | None:
         metadata = vm["metadata"]
@@ -120,14 +142,7 @@ class VmReconciler:
         start_failure: dict[str, Any] | None,
         now: Any,
     ) -> dict[str, Any] | None:
-        current = vm.get("status") or {}
-        if start_failure is not None:
-            # Decide on the new failure record first: printableStatus depends on it.
-            vm = {**vm, "status": {**current, "startFailure": start_failure or None}}
-        wanted = rules.vm_status(vm, vmi, missing, now)
-        patch: dict[str, Any] = {k: v for k, v in wanted.items() if current.get(k) != v}
-        if start_failure is not None and (current.get("startFailure") or {}) != start_failure:
-            patch["startFailure"] = start_failure or None
+        patch = status_patch(vm, vmi, missing, start_failure, now)
         if not patch:
             return None
         metadata = vm["metadata"]
@@ -137,6 +152,25 @@ class VmReconciler:
             GROUP, VERSION, metadata["namespace"], VMS, metadata["name"], body
         )
         return result
+
+
+def status_patch(
+    vm: dict[str, Any],
+    vmi: dict[str, Any] | None,
+    missing: list[str],
+    start_failure: dict[str, Any] | None,
+    now: Any,
+) -> dict[str, Any]:
+    """Pure: the merge patch that brings the VM's status to what ``vm``, ``vmi`` and the time call for ({} if none)."""
+    current = vm.get("status") or {}
+    if start_failure is not None:
+        # Decide on the new failure record first: printableStatus depends on it.
+        vm = {**vm, "status": {**current, "startFailure": start_failure or None}}
+    wanted = rules.vm_status(vm, vmi, missing, now)
+    patch: dict[str, Any] = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if start_failure is not None and (current.get("startFailure") or {}) != start_failure:
+        patch["startFailure"] = start_failure or None
+    return patch
 
 
 def _newer_of(current: dict[str, Any], memo: MutableMapping[str, Any], key: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
@@ -16,6 +17,8 @@ from runtime.controller.names import GROUP, LABEL_NODE, VERSION, VMI_FINALIZER, 
 from runtime.controller.pods import DEFAULT_IMAGE, claims, launcher_pod, pod_name
 
 log = logging.getLogger(__name__)
+Writes = Callable[[], None]  # what a plan leaves to do: API writes, to run off the event loop
+FollowWrites = Callable[[], dict[str, Any] | None]  # the same, returning the instance as written
 
 
 class VmiReconciler:
@@ -25,84 +28,150 @@ class VmiReconciler:
         self.image = image or os.environ.get("MIGRATOR_RUNTIME_IMAGE", DEFAULT_IMAGE)
 
     def reconcile(self, vmi: dict[str, Any], lookups: Lookups) -> None:
-        """What the instance's own changes call for: its finalizer, its pod's creation, its deletion; and, once
-        the guest is over (or its pod is), the end of the pod. Following the pod's phase is ``follow_pod``'s,
-        called on the pod's events: one writer for it, so the two do not race.
+        """``plan``, then its writes, if any."""
+        writes = self.plan(vmi, lookups)
+        if writes is not None:
+            writes()
+
+    def plan(self, vmi: dict[str, Any], lookups: Lookups) -> Writes | None:
+        """What the instance's own changes call for, decided without I/O (the writes, or None): its finalizer,
+        its pod's creation, its deletion; and, once the guest is over (or its pod is), the end of the pod.
+        Following the pod's phase is ``plan_follow``'s, on the pod's events: one writer for it, so the two do
+        not race.
 
         ``vmi``: the newest copy the watch delivered; its pod comes from the index. A 409 on a write (a stale
         copy) is dropped: the newer version's event reconciles again.
         """
-        newer_exists(lambda: self._reconcile(vmi, lookups))
-
-    def _reconcile(self, vmi: dict[str, Any], lookups: Lookups) -> None:
         metadata = vmi["metadata"]
-        namespace, name = metadata["namespace"], metadata["name"]
+        namespace = metadata["namespace"]
         pod = lookups.pod(namespace, pod_name(vmi))
         if metadata.get("deletionTimestamp"):
-            self._finish_deletion(vmi, pod)
-            return
+            return _guarded(self._plan_deletion(vmi, pod))
+        steps: list[Callable[[dict[str, Any]], dict[str, Any] | None]] = []
         if VMI_FINALIZER not in (metadata.get("finalizers") or []):
-            vmi = self._patch_meta(vmi, {"finalizers": [*(metadata.get("finalizers") or []), VMI_FINALIZER]})
+            finalizers = [*(metadata.get("finalizers") or []), VMI_FINALIZER]
+            steps.append(lambda current: self._patch_meta(current, {"finalizers": finalizers}))
         phase = rules.phase_of(vmi)
         if pod is None and phase in ("", "Pending"):
             missing = [c for c in claims(vmi.get("spec") or {}) if not lookups.pvc_exists(namespace, c)]
             if missing:  # the claim appearing is an event (the PVC index) that reconciles again
                 changes = _pvc_condition(vmi, missing)
                 if changes != {k: (vmi.get("status") or {}).get(k) for k in changes}:
-                    self._patch_status(vmi, changes)
-                return
-            body = launcher_pod(vmi, image=self.image, kvm=lookups.node_offers_kvm())
-            try:
-                self.core.create_namespaced_pod(namespace, body, _preload_content=False)
-                log.info("%s/%s: created launcher pod %s", namespace, name, body["metadata"]["name"])
-            except ApiException as error:
-                if error.status != 409:
-                    raise
-            return  # the pod's events move the instance on
-        pod_over = pod is None or (pod.get("status") or {}).get("phase") in rules.FINAL
-        if phase in rules.FINAL or (pod_over and phase not in ("", "Pending")):
-            self._follow(vmi, pod)
+                    steps.append(lambda current: self._patch_status(current, changes))
+            else:
+                kvm = lookups.node_offers_kvm()
+                steps.append(lambda current: self._create_pod(current, kvm))
+        else:
+            pod_over = pod is None or (pod.get("status") or {}).get("phase") in rules.FINAL
+            if phase in rules.FINAL or (pod_over and phase not in ("", "Pending")):
+                follow = self._plan_follow(vmi, pod)
+                if follow is not None:
+                    steps.append(follow)
+        if not steps:
+            return None
+
+        def writes() -> None:
+            current: dict[str, Any] | None = vmi
+            for step in steps:
+                current = step(current) or current
+
+        return _guarded(writes)
+
+    def _create_pod(self, vmi: dict[str, Any], kvm: bool) -> None:
+        namespace, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
+        body = launcher_pod(vmi, image=self.image, kvm=kvm)
+        try:
+            self.core.create_namespaced_pod(namespace, body, _preload_content=False)
+            log.info("%s/%s: created launcher pod %s", namespace, name, body["metadata"]["name"])
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        # the pod's events move the instance on
 
     def follow_pod(self, vmi: dict[str, Any], pod: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The instance's phase (Scheduling, Scheduled, Succeeded, Failed) and node label from its pod's; the
-        deletion's end once the pod is gone. Returns the instance as written, or None when nothing was (or a
-        409 said a newer version exists)."""
-        if vmi["metadata"].get("deletionTimestamp"):
-            newer_exists(lambda: self._finish_deletion(vmi, pod))
-            return None
-        return newer_exists(lambda: self._follow(vmi, pod))
+        """``plan_follow``, then its writes, if any: returns the instance as written, or None when nothing was
+        (or a 409 said a newer version exists)."""
+        writes = self.plan_follow(vmi, pod)
+        return writes() if writes is not None else None
 
-    def _follow(self, vmi: dict[str, Any], pod: dict[str, Any] | None) -> dict[str, Any] | None:
+    def plan_follow(self, vmi: dict[str, Any], pod: dict[str, Any] | None) -> FollowWrites | None:
+        """The instance's phase (Scheduling, Scheduled, Succeeded, Failed) and node label from its pod's; the
+        deletion's end once the pod is gone. Decided without I/O: the writes (which return the instance as
+        written, or None), or None when there is nothing to write."""
+        if vmi["metadata"].get("deletionTimestamp"):
+            deletion = self._plan_deletion(vmi, pod)
+            if deletion is None:
+                return None
+
+            def finish() -> None:
+                newer_exists(deletion)
+
+            return finish
+        follow = self._plan_follow(vmi, pod)
+        if follow is None:
+            return None
+        return lambda: newer_exists(lambda: follow(vmi))
+
+    def _plan_follow(
+        self, vmi: dict[str, Any], pod: dict[str, Any] | None
+    ) -> Callable[[dict[str, Any]], dict[str, Any] | None] | None:
+        """The writes that make the instance follow its pod, applied to the instance's newest copy; or None."""
         metadata = vmi["metadata"]
         namespace = metadata["namespace"]
-        written = None
         changes = rules.vmi_status_from_pod(vmi, pod)
-        if changes.get("nodeName") and (metadata.get("labels") or {}).get(LABEL_NODE) != changes["nodeName"]:
-            vmi = written = self._patch_meta(vmi, {"labels": {LABEL_NODE: changes["nodeName"]}})
+        node = changes.get("nodeName")
+        label = node if node and (metadata.get("labels") or {}).get(LABEL_NODE) != node else None
         existing = (vmi.get("status") or {}).get("conditions") or []
         if pod is not None and any(c.get("type") == "Synchronized" for c in existing):
             # The claims exist now: the PVC condition goes.
             kept = changes.get("conditions", existing)
             changes["conditions"] = [c for c in kept if c.get("type") != "Synchronized"]
-        if changes:
-            written = self._patch_status(vmi, changes)
-        if rules.phase_of(vmi) in rules.FINAL or changes.get("phase") in rules.FINAL:
-            # The guest is over: a launcher that still runs (the handler saw it die, or hang) goes too.
-            if pod is not None and not (pod.get("metadata") or {}).get("deletionTimestamp"):
-                if (pod.get("status") or {}).get("phase") not in rules.FINAL:
-                    ignore((404,), lambda: self.core.delete_namespaced_pod(pod["metadata"]["name"], namespace))
-        return written
+        over = rules.phase_of(vmi) in rules.FINAL or changes.get("phase") in rules.FINAL
+        # The guest is over: a launcher that still runs (the handler saw it die, or hang) goes too.
+        stop_pod = (
+            over
+            and pod is not None
+            and not (pod.get("metadata") or {}).get("deletionTimestamp")
+            and (pod.get("status") or {}).get("phase") not in rules.FINAL
+        )
+        if not label and not changes and not stop_pod:
+            return None
 
-    def _finish_deletion(self, vmi: dict[str, Any], pod: dict[str, Any] | None) -> None:
+        def follow(current: dict[str, Any]) -> dict[str, Any] | None:
+            written = None
+            if label:
+                current = written = self._patch_meta(current, {"labels": {LABEL_NODE: label}})
+            if changes:
+                written = self._patch_status(current, changes)
+            if stop_pod and pod is not None:
+                ignore((404,), lambda: self.core.delete_namespaced_pod(pod["metadata"]["name"], namespace))
+            return written
+
+        return follow
+
+    def _plan_deletion(self, vmi: dict[str, Any], pod: dict[str, Any] | None) -> Writes | None:
+        """A deleted instance: its pod goes first; the finalizer goes once the kubelet has stopped the launcher
+        and removed the pod. The write that step needs, or None."""
         namespace = vmi["metadata"]["namespace"]
         if pod is not None:
-            if not pod["metadata"].get("deletionTimestamp"):
+            if pod["metadata"].get("deletionTimestamp"):
+                return None
+            pod_name_ = pod["metadata"]["name"]
+
+            def delete_pod() -> None:
                 log.info("%s/%s: instance deleted: deleting its pod", namespace, vmi["metadata"]["name"])
-                ignore((404,), lambda: self.core.delete_namespaced_pod(pod["metadata"]["name"], namespace))
-            return  # the finalizer goes once the kubelet has stopped the launcher and removed the pod
+                ignore((404,), lambda: self.core.delete_namespaced_pod(pod_name_, namespace))
+
+            return delete_pod
         finalizers = vmi["metadata"].get("finalizers") or []
-        if VMI_FINALIZER in finalizers:
-            self._patch_meta(vmi, {"finalizers": [f for f in finalizers if f != VMI_FINALIZER]})
+        if VMI_FINALIZER not in finalizers:
+            return None
+        kept = [f for f in finalizers if f != VMI_FINALIZER]
+
+        def drop_finalizer() -> None:
+            self._patch_meta(vmi, {"finalizers": kept})
+
+        return drop_finalizer
 
     def _patch_meta(self, vmi: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
         meta = vmi["metadata"]
@@ -119,6 +188,18 @@ class VmiReconciler:
             GROUP, VERSION, meta["namespace"], VMIS, meta["name"], body
         )
         return result
+
+
+def _guarded(writes: Writes | None) -> Writes | None:
+    """The writes, with a 409 (a stale copy: the newer version's event reconciles again) dropped."""
+    if writes is None:
+        return None
+    planned = writes
+
+    def guarded() -> None:
+        newer_exists(planned)
+
+    return guarded
 
 
 def _pvc_condition(vmi: dict[str, Any], missing: list[str]) -> dict[str, Any]:

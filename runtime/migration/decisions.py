@@ -9,6 +9,11 @@ as `migrator cancel` makes a local run do; a VM whose Job had already failed get
 that rolls it back (the same `migrate` code path, told to cancel it first). A VM's status is
 Forklift's per-VM pipeline: phase, each step with its progress (completed/total bytes) and error,
 as the Job's pod reports them, and why the last attempt failed.
+
+Warm migration is not run by a Migration yet (its Jobs would need the precopy rounds written into
+the claims the Job mounts, and a way to ask for the cutover): a Migration with ``spec.type: warm``
+is refused whole (phase Failed, no Job), and a VM whose plan entry says ``type: warm`` is skipped
+rather than moved cold behind the plan's back; both say so in a ``WarmNotSupported`` condition.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 from runtime.migration.plan import PlanVM
 
 MIGRATE, CANCEL = "migrate", "cancel"
+WARM_NOT_SUPPORTED = "WarmNotSupported"
+WARM_HINT = "run it from a machine with `migrator migrate --warm`, or plan it cold"
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class Spec:
     backoff_limit: int = 2
     cutover: datetime | None = None
     cancel: frozenset[str] = frozenset()
+    warm: bool = False  # spec.type: warm
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,12 @@ def _vm_status(
             status["steps"] = progress["steps"]
     if vm.blocked:
         return {**status, "phase": "Skipped", "error": "blocked by a Critical concern in the plan"}
+    if vm.warm and last is None:
+        return {
+            **status,
+            "phase": "Skipped",
+            "error": f"type: warm in the plan is not supported in a Migration yet: {WARM_HINT}",
+        }
     reported = (last.progress or {}).get("phase") if last is not None else None
     if last is not None and last.state == "succeeded" and reported == "Canceled":
         return {**status, "phase": "Canceled", "completed": last.finished, "error": (last.progress or {}).get("error")}
@@ -120,8 +134,16 @@ def _vm_status(
 FINAL = {"Succeeded", "Failed", "Canceled", "Skipped"}
 
 
+def _warm_condition(message: str) -> dict[str, Any]:
+    return {"type": "Supported", "status": "False", "reason": WARM_NOT_SUPPORTED, "message": message}
+
+
 def decide(vms: Sequence[PlanVM], jobs: Sequence[JobView], spec: Spec, now: datetime) -> Decision:
     decision = Decision()
+    if spec.warm:
+        message = f"spec.type: warm is not supported in a Migration yet: no VM is migrated; {WARM_HINT}"
+        decision.status = {"phase": "Failed", "error": message, "vms": [], "conditions": [_warm_condition(message)]}
+        return decision
     by_vm: dict[str, list[JobView]] = {}
     for job in jobs:
         by_vm.setdefault(job.vm, []).append(job)
@@ -143,4 +165,10 @@ def decide(vms: Sequence[PlanVM], jobs: Sequence[JobView], spec: Spec, now: date
     else:
         phase = "Running"
     decision.status = {"phase": phase, "vms": statuses}
+    warm = [vm.name for vm in vms if vm.warm and not any(j.purpose == MIGRATE for j in by_vm.get(vm.name, []))]
+    if warm:
+        message = (
+            f"type: warm in the plan for {', '.join(warm)}: not supported in a Migration yet, skipped; {WARM_HINT}"
+        )
+        decision.status["conditions"] = [_warm_condition(message)]
     return decision

@@ -137,6 +137,7 @@ class MigrationReconciler:
             backoff_limit=int(spec.get("backoffLimit", 2)),
             cutover=_parse_time(spec.get("cutover")),
             cancel=frozenset(spec.get("cancel") or []),
+            warm=spec.get("type") == "warm",
         )
         decision = decisions.decide(vms, [v for v in views if v.vm in by_name], chosen, datetime.now(UTC))
         per_job = self._per_job_rate(spec.get("maxRate"), max_in_flight)
@@ -206,9 +207,8 @@ class MigrationReconciler:
 
     def write_status(self, migration: dict[str, Any], status: dict[str, Any]) -> None:
         meta = migration["metadata"]
-        if (migration.get("status") or {}).get("vms") == status.get("vms") and (migration.get("status") or {}).get(
-            "phase"
-        ) == status.get("phase"):
+        current = migration.get("status") or {}
+        if all(current.get(key) == status.get(key) for key in ("vms", "phase", "conditions")):
             return
         self.custom.patch_namespaced_custom_object_status(
             jobs.GROUP, jobs.VERSION, meta["namespace"], jobs.PLURAL, meta["name"], {"status": status}

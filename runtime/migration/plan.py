@@ -23,6 +23,7 @@ class PlanVM:
     target_name: str
     disks: tuple[PlanDisk, ...]
     blocked: bool
+    warm: bool = False  # `type: warm` in the plan: not migrated by a Migration yet
 
 
 class PlanError(ValueError):
@@ -39,7 +40,7 @@ def vms_of(document: dict[str, Any]) -> list[PlanVM]:
                 PlanDisk(d["claim_name"], int(d["capacity_bytes"]), d.get("storage_class")) for d in vm["disks"]
             )
             blocked = any(c.get("severity") == "Critical" for c in vm.get("concerns") or [])
-            found.append(PlanVM(vm["source_name"], vm["target_name"], disks, blocked))
+            found.append(PlanVM(vm["source_name"], vm["target_name"], disks, blocked, vm.get("type") == "warm"))
         except (KeyError, TypeError, ValueError) as error:
             raise PlanError(f"spec.plan: a VM entry lacks {error}") from None
     return found

@@ -100,5 +100,12 @@ class FakeApiProcess:
         query = urllib.parse.urlencode({"resource": resource, **({"namespace": namespace} if namespace else {})})
         return self._get(f"/fakekube/objects?{query}")["items"]
 
+    def tally(self, resource: str, namespace: str, field: str, value: str | None = None) -> tuple[int, int]:
+        """(objects of ``resource`` in ``namespace``, those whose dotted ``field`` equals ``value``, or is set and
+        non-empty when ``value`` is None), counted by the server."""
+        query = {"resource": resource, "namespace": namespace, "field": field, **({"value": value} if value else {})}
+        answer = self._get(f"/fakekube/tally?{urllib.parse.urlencode(query)}")
+        return int(answer["total"]), int(answer["matching"])
+
     def compact(self) -> None:
         self._get("/fakekube/compact", method="POST")

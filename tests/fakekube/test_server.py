@@ -1135,6 +1135,11 @@ def test_server_in_a_child_process(tmp_path: Path) -> None:
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("remote"))
         assert [o["metadata"]["name"] for o in api.objects("widgets", "default")] == ["remote"]
         assert api.request_count("create", f"{PLURAL}.{GROUP}") == 1
+        assert api.tally("widgets", "default", "metadata.name") == (1, 1)
+        assert api.tally("widgets", "default", "metadata.name", "remote") == (1, 1)
+        assert api.tally("widgets", "default", "metadata.name", "other") == (1, 0)
+        assert api.tally("widgets", "default", "status.nothing") == (1, 0)
+        assert api.tally("widgets", "elsewhere", "metadata.name") == (0, 0)
         rv = custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["metadata"]["resourceVersion"]
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("later"))
         api.compact()

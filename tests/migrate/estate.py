@@ -110,20 +110,25 @@ class Estate:
         wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids) or None, timeout=30, interval=0.2)
 
 
-PREFIX = "estate-"  # the local runtime's libvirt domains are named after the VMs: ours are told apart
+PREFIX = "e"  # the local runtime's libvirt domains are named after the VMs: ours are told apart
 
 
 def seed_estate(sim: simulator.Simulator, base: Path, vms: list[str], vmdk: list[Path]) -> Estate:
-    """Rename each of vcsim's ``vms`` to ``estate-<name>`` and give it the guest's disk; the new names."""
+    """Rename each of vcsim's ``vms`` to ``e<run>-<name>`` and give it the guest's disk; the new names.
+
+    ``<run>`` (4 hex digits) is new each time: the system libvirtd is shared by every worktree's tests on the
+    machine, and two runs of these tests at once must not both start a domain named after vcsim's ``DC0_H0_VM0``.
+    Short: the runtime's sockets live under a directory named after the VM (AF_UNIX paths are short)."""
     names = []
+    prefix = f"{PREFIX}{uuid.uuid4().hex[:4]}-"
     with seed.session(sim) as source:
         for vm in vms:
             found = source.find_vm(vm)
-            wait_for_task(found.Rename_Task(newName=PREFIX + vm), f"rename {vm}")
+            wait_for_task(found.Rename_Task(newName=prefix + vm), f"rename {vm}")
             # vcsim's BIOS UUIDs are the same in every simulator: the guest's libvirt domain UUID comes
             # from it, and other test runs on this machine boot vcsim's VMs too
             wait_for_task(found.ReconfigVM_Task(spec=vim.vm.ConfigSpec(uuid=str(uuid.uuid4()))), f"uuid of {vm}")
-            names.append(PREFIX + vm)
+            names.append(prefix + vm)
     for index, vm in enumerate(names):
         seed_guest_vm(sim, vm, vmdk, mac=f"00:50:56:3e:15:{index:02x}")
     return Estate(sim, base, names)

@@ -99,3 +99,26 @@ def test_plan_document_and_selection() -> None:
     assert [(v.name, v.blocked, len(v.disks)) for v in vms] == [("web-1", False, 0), ("DB_1", True, 1)]
     assert [v.name for v in select(vms, ["db-*"])] == ["DB_1"]  # target names match too
     assert [v.name for v in select(vms, [])] == ["web-1", "DB_1"]
+
+
+def test_warm_is_refused_honestly_not_run_cold() -> None:
+    # spec.type: warm: no Job at all, the Migration Failed with a WarmNotSupported condition
+    refused = decide([vm("A")], [], Spec(warm=True), NOW)
+    assert refused.start == [] and refused.status["phase"] == "Failed"
+    assert refused.status["conditions"][0]["reason"] == "WarmNotSupported"
+    assert "migrator migrate --warm" in refused.status["conditions"][0]["message"]
+    # a VM whose plan entry says type: warm is skipped (not moved cold behind the plan's back); the others go
+    warm = PlanVM("W", "w", (PlanDisk("w-disk-0", 1 << 30, None),), False, warm=True)
+    mixed = decide([warm, vm("A")], [], Spec(), NOW)
+    assert [s.vm.name for s in mixed.start] == ["A"]
+    assert phases(mixed) == {"W": "Skipped", "A": "Scheduled"}
+    assert "not supported in a Migration yet" in mixed.status["vms"][0]["error"]
+    assert "W" in mixed.status["conditions"][0]["message"]
+
+
+def test_plan_type_warm_is_read() -> None:
+    document = {
+        "kind": "Plan",
+        "vms": [{"source_name": "W", "target_name": "w", "type": "warm", "disks": [], "concerns": []}],
+    }
+    assert vms_of(document)[0].warm is True

@@ -124,3 +124,33 @@ def test_the_filler_applies_a_delta_stream(tmp_path: Path, shell: list[str]) -> 
     assert _same(new, volume)
     truncated = subprocess.run([*shell, "-c", fill_delta.apply_script(str(volume))], input=stream[:-4], env=env)
     assert truncated.returncode == 2  # a stream cut short is an error, never a silent partial fill
+
+
+def test_the_run_s_bandwidth_bucket_is_asked_for_every_byte_a_round_reads(tmp_path: Path) -> None:
+    """`migrate --max-rate` covers the precopy rounds: the bucket is asked before each piece is read, may stop it."""
+    raw = tmp_path / "src.raw"
+    with raw.open("wb") as f:
+        f.truncate(32 * MiB)
+    _write(raw, 0, os.urandom(MiB))
+    _write(raw, 16 * MiB, os.urandom(12 * MiB))
+    descriptor, flat = flat_vmdk(raw, tmp_path / "vmdk", "disk")
+    image = tmp_path / "out" / "disk.img"
+
+    class Bucket:
+        def __init__(self, stop_after: int | None = None) -> None:
+            self.asked: list[int] = []
+            self.stop_after = stop_after
+
+        def acquire(self, nbytes: int) -> None:
+            if self.stop_after is not None and sum(self.asked) >= self.stop_after:
+                raise Interrupted("cancelled")
+            self.asked.append(nbytes)
+
+    extents = [(0, MiB), (16 * MiB, 12 * MiB)]
+    stopping = Bucket(stop_after=8 * MiB)
+    with pytest.raises(Interrupted):
+        copy_extents(LocalSource(descriptor), image, extents, key="r1", fresh=True, rate_limiter=stopping)
+    bucket = Bucket()
+    done = copy_extents(LocalSource(descriptor), image, extents, key="r1", fresh=True, rate_limiter=bucket)
+    assert sum(bucket.asked) == done.copied_bytes == done.total_bytes == 13 * MiB
+    assert max(bucket.asked) <= 8 * MiB and _same(flat, image)
