@@ -42,8 +42,10 @@ CUTOVER_REQUESTED = "cutover_requested_at"
 CUTOVER_AT = "warm_cutover_at"
 WARM = "warm"  # {interval, cutover_at}: this migration is warm
 
-# Fault injection for the kill -9 tests: "N:BYTES" — the process kills itself once BYTES of round N are copied.
-KILL_IN_ROUND_ENV = "MIGRATOR_FAULT_KILL_IN_ROUND"
+# Called with (round, bytes of this disk's copy written so far) while a round copies; nothing is registered in
+# production. The tests' fault injection (tests/faults: kill -9 in the middle of a delta) registers itself here.
+CopyObserver = Callable[[int, int], None]
+COPY_OBSERVERS: list[CopyObserver] = []
 
 
 class ChangeTracking(Protocol):
@@ -272,7 +274,7 @@ def _copy_disk(
     image = ctx.target.image(ctx.plan, ctx.planned, planned_disk)
     source = HttpSource(ctx.reader.datastore_file_url(disk.file), ctx.reader.http_headers(), ctx.reader.ssl_context())
     key = f"{ctx.key}:round-{current.number}:{mode}:{disk.change_id}"
-    progress = _fault_injection(current.number)
+    progress = _observed(current.number)
     result = copy_extents(
         source, image, extents, key=key, fresh=mode == "full", progress=progress, rate_limiter=ctx.rate_limiter
     )
@@ -293,18 +295,14 @@ def _copy_disk(
     }
 
 
-def _fault_injection(number: int) -> Callable[[int], None] | None:
-    import os
-    import signal
-
-    spec = os.environ.get(KILL_IN_ROUND_ENV, "")
-    round_text, _, limit = spec.partition(":")
-    if not spec or int(round_text) != number:
+def _observed(number: int) -> Callable[[int], None] | None:
+    """The copy's progress callback when an observer is registered (none in production: no per-extent calls)."""
+    if not COPY_OBSERVERS:
         return None
 
     def progress(copied: int) -> None:
-        if copied >= int(limit):
-            os.kill(os.getpid(), signal.SIGKILL)
+        for observer in COPY_OBSERVERS:
+            observer(number, copied)
 
     return progress
 

@@ -27,3 +27,18 @@ if _PHASE:
             os.kill(os.getpid(), signal.SIGKILL)
 
     guest_convert.PHASE_OBSERVERS.append(_kill_at)
+
+_ROUND = os.environ.get("TESTS_FAULT_KILL_IN_ROUND")
+
+if _ROUND:
+    import signal
+
+    from migrator.cutover import precopy
+
+    _number, _, _limit = _ROUND.partition(":")
+
+    def _kill_in_round(number: int, copied: int) -> None:
+        if number == int(_number) and copied >= int(_limit):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    precopy.COPY_OBSERVERS.append(_kill_in_round)

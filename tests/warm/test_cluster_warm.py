@@ -4,26 +4,36 @@ What fakekube serves: the volumes and the VirtualMachine applied (Halted) before
 and the volume's "filled by" record that keeps a re-run from sending a round's extents again; and
 the rounds' way into the volume: a filler pod run by the test kubelet, the image or the delta
 stream sent through `pods/exec` (the kubernetes client's websocket stream, fakekube's exec), the
-filler's shell run in the pod's environment on the volume's local directory.
+filler's shell run in the pod's environment on the volume's local directory; and, after the final
+delta, the guest conversion in a Job on the claims (the cold cluster target's), its pod run by a
+second test kubelet.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from migrator import simulator
 from migrator.convert import fill_delta
 from migrator.cutover.targets.warm import ClusterWarmTarget
+from migrator.simulator import seed
+from testbed.demo import seed_guest_vm
 from tests.cutover.test_cluster_target import CRDS
 from tests.fakekube import FakeApiServer
 from tests.runtime.kubelet import TestKubelet
 from tests.specs.builders import plan_of, planned, source_vm
+from tests.warm.cbt_env import enable_cbt, flat_vmdk, rename, snapshot_names
 
 MiB = 1 << 20
+MIGRATOR = Path(sys.executable).parent / "migrator"
 
 
 def test_prepare_applies_volumes_and_a_halted_vm_and_publish_records_the_round(
@@ -104,3 +114,84 @@ def test_rounds_reach_the_volume_through_the_filler_pods_exec(tmp_path: Path, mo
             expected[6 * MiB : 6 * MiB + 9] = b"untouched"
             assert volume.read_bytes() == bytes(expected)
             assert not kubelet.errors
+
+
+def test_a_warm_cutover_converts_in_a_job_and_a_disk_without_an_os_fails_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cutover --warm --now` to a cluster, a blank disk: the rounds fill the claim, then convert-guest runs the
+    conversion Job on it, which fails with virt-v2v's own reason in one line. Nothing is started (the
+    VirtualMachine stays Halted, as applied before the first round), the Job is gone, and the warm failure rules
+    hold: every migrator snapshot removed, the source left off for a re-run, and a rollback powers it on."""
+    monkeypatch.setenv("MIGRATOR_ACCEL", "tcg")  # what the conversion pod gets: this node's KVM fails the appliance
+    raw = tmp_path / "blank.raw"
+    with raw.open("wb") as f:
+        f.truncate(16 * MiB)
+    sim = simulator.start(vms_per_pool=1)
+    try:
+        vm = rename(sim, "DC0_H0_VM0", "warm-jobfail")
+        seed_guest_vm(sim, vm, flat_vmdk(raw, tmp_path / "vmdk", "warmjobfail"), mac="00:50:56:3a:7c:11")
+        enable_cbt(sim, vm)
+        with FakeApiServer(crds=CRDS, jobs=True) as api:
+            kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+            volumes = tmp_path / "volumes"
+            common = {"host_root": tmp_path / "node", "volumes_dir": volumes, "interval": 0.1}
+            filler = TestKubelet(kubeconfig, "fill-node", label_selector="migrator.io/filler=true", **common)
+            converter = TestKubelet(
+                kubeconfig, "convert-node", label_selector="migrator.io/purpose=convert-guest", **common
+            )
+            with filler, converter:
+                api.serve_exec(filler.node, filler.exec_target)
+                env = {k: v for k, v in os.environ.items() if not k.startswith("MIGRATOR_")}
+                env |= {
+                    "MIGRATOR_VSPHERE_PASSWORD": sim.password,
+                    "MIGRATOR_STATE_DIR": str(tmp_path / "state"),
+                    "XDG_CACHE_HOME": str(tmp_path / "cache"),  # convert's work dir: the staged images
+                }
+                source = ["--source", sim.source_url(), "--insecure", "--vm", vm]
+                where = ["--kubeconfig", str(kubeconfig), "--namespace", "default"]
+                run = subprocess.run(
+                    [str(MIGRATOR), "cutover", *source, "--warm", "--now", *where],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=900,
+                )
+                assert run.returncode == 4, run.stdout + run.stderr
+                [line] = [x for x in run.stderr.splitlines() if x.strip()]
+                assert "inspection could not detect the source guest" in line, run.stderr
+                assert "warm-jobfail-convert-guest" in line and "the source is off: re-run to resume" in line
+                assert "convert-guest: Job default/warm-jobfail-convert-guest created" in run.stdout + run.stderr
+                assert len(converter.pods) == 1  # refused: the podFailurePolicy failed the Job at once
+                assert filler.pods  # the rounds went into the claim through the filler pod
+                assert (volumes / "warm-jobfail-disk-0" / "disk.img").stat().st_size == 16 * MiB
+                assert api.objects("jobs.batch", "default") == []
+                [target] = api.objects("virtualmachines.kubevirt.io", "default")
+                assert target["spec"]["runStrategy"] == "Halted"
+                assert "os.template.kubevirt.io/debian12" not in (target["metadata"].get("labels") or {})
+                assert api.objects("virtualmachineinstances.kubevirt.io", "default") == []
+                assert snapshot_names(sim, vm) == []
+                with seed.session(sim) as vsphere:
+                    assert vsphere.power_state(vm) == "poweredOff"
+                status = subprocess.run(
+                    [str(MIGRATOR), "status", "--vm", vm, "-o", "json"], capture_output=True, text=True, env=env
+                )
+                assert status.returncode == 0, status.stderr
+                report = json.loads(status.stdout)
+                assert report["status"] == "failed", report
+                assert [s["step"] for s in report["steps"] if s.get("status") == "failed"] == ["convert-guest"], report
+                # refused in the claim, by the Job: no virt-v2v state, log or overlay beside the staged image here
+                assert not list((tmp_path / "cache").rglob("guest*")), list((tmp_path / "cache").rglob("*"))
+                rolled = subprocess.run(
+                    [str(MIGRATOR), "cutover", "--rollback", "--vm", vm, "--insecure", "--kubeconfig", str(kubeconfig)],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=300,
+                )
+                assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+                with seed.session(sim) as vsphere:
+                    assert vsphere.power_state(vm) == "poweredOn"
+                assert snapshot_names(sim, vm) == []
+    finally:
+        sim.stop()

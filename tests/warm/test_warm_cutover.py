@@ -29,6 +29,7 @@ from migrator.sources.vsphere.operations import wait_for_task
 from testbed.demo import seed_guest_vm
 from testbed.guestimage import build_guest
 from tests.cutover.test_cutover_e2e import Run
+from tests.faults import kill_in_round_env
 from tests.warm.cbt_env import datastore_path, enable_cbt, flat_vmdk, guest_writes, rename, snapshot_names
 
 MIGRATOR = Path(sys.executable).parent / "migrator"
@@ -213,7 +214,7 @@ def _finish(warm: Warm, loop: subprocess.Popen[str]) -> str:
 
 def test_kill_9_mid_delta_resumes_without_copying_again(warm: Warm) -> None:
     claim = f"{warm.target}-disk-0"
-    loop = warm.start(MIGRATOR_FAULT_KILL_IN_ROUND="2:" + str(10 * MiB))
+    loop = warm.start(**kill_in_round_env(2, 10 * MiB))
     try:
         warm.wait_rounds(1, loop)
         guest_writes(warm.flat, 32, 512 << 10, seed_value=3, region=WRITABLE)  # 16 MiB before round 2
@@ -257,7 +258,7 @@ def test_failure_removes_every_snapshot(warm: Warm) -> None:
 
 
 def test_rollback_after_kill_removes_every_snapshot(warm: Warm) -> None:
-    loop = warm.start(MIGRATOR_FAULT_KILL_IN_ROUND="1:" + str(1 * MiB))
+    loop = warm.start(**kill_in_round_env(1, 1 * MiB))
     output, _ = loop.communicate(timeout=120)
     assert loop.returncode == -9, output
     assert snapshot_names(warm.sim, warm.vm) == ["migrator-precopy-1"]
@@ -298,7 +299,7 @@ def test_cbt_off_is_critical_and_enable_cbt_turns_it_on(warm: Warm) -> None:
     assert "the source was not touched" in refused.stderr
     assert snapshot_names(warm.sim, warm.vm) == []
 
-    loop = warm.start("--enable-cbt", MIGRATOR_FAULT_KILL_IN_ROUND="1:" + str(1 * MiB))
+    loop = warm.start("--enable-cbt", **kill_in_round_env(1, 1 * MiB))
     output, _ = loop.communicate(timeout=120)
     assert loop.returncode == -9, output
     assert "changed-block tracking turned on for warm-cbt (temporary snapshot migrator-cbt-enable)" in output

@@ -15,14 +15,13 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from converters.specs import vm_manifests
 from core.errors import TargetError
 from core.plan import Plan, PlannedVM
 from core.wait import wait_until
 from migrator.convert import cluster as apply
-from migrator.convert import convert, guest
+from migrator.convert import convert
 from migrator.convert import disks as disk_jobs
-from migrator.convert.run import apply_work_dir, spec_options
+from migrator.convert.run import apply_work_dir
 from migrator.cutover.ports import TargetStop, Verification
 from migrator.cutover.targets import DiskOrigin, allocated_bytes, conversion_job, forget_earlier_copies
 
@@ -164,21 +163,17 @@ class ClusterTarget:
         """virt-v2v in a Job that mounts the VM's claims (conversion_job); then the VirtualMachine gets virtio."""
         if skip:
             return "skipped (--skip-conversion)"
-        namespace = self._ns(plan)
-        inspection = conversion_job.run_conversion_job(
-            conversion_job.JobApi(self.client.client),
+        detail = conversion_job.convert_in_job(
+            self.client,
+            plan,
             planned,
-            namespace,
+            self._ns(plan),
             fresh=self._copied_again,
             announce=self.announce,
             timeout=self.conversion_timeout,
         )
         self._copied_again = False
-        guest.write_inspection(apply_work_dir(plan, planned), inspection)  # for `migrator status`
-        guest.report_inspection(planned.target_name, inspection, self.announce)
-        manifests = vm_manifests(planned, plan, spec_options(None, False, inspection))
-        apply.server_side_apply(self.client, manifests.virtual_machine)  # virtio disks and NICs, the OS labels
-        return guest.summary_line(inspection)
+        return detail
 
     def start(self, plan: Plan, planned: PlannedVM, *, run: bool) -> None:
         self._patch_run_strategy(planned, "Always" if run else "Halted")  # the controller starts it once

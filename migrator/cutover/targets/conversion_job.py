@@ -7,7 +7,9 @@ no service-account token and no credentials; ``backoffLimit`` 2 for pods that di
 ``podFailurePolicy`` that fails the Job at once when the conversion itself is refused (exit 3: retrying gives
 the same answer). ``run_conversion_job`` creates it (or adopts the one an earlier, interrupted run left),
 waits for it with a deadline, reads the inspection (or the one-line reason) from the pod's termination
-message, and deletes the Job and its pods.
+message, and deletes the Job and its pods. ``convert_in_job`` is what both cluster targets' convert-guest
+step does with it (the cold cutover's after the transfer, the warm one's after the final delta): the Job,
+the inspection recorded for `migrator status`, and the VirtualMachine applied again with virtio.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from converters.guest import GuestConversionError, Inspection
+from converters.specs import vm_manifests
 from core.errors import TargetError
-from core.plan import PlannedVM
+from core.plan import Plan, PlannedVM
+from migrator.convert import cluster as apply
 from migrator.convert import guest
+from migrator.convert.run import apply_work_dir, spec_options
 from migrator.planning.rules.windows_virtio_drivers import is_windows
 
 log = logging.getLogger(__name__)
@@ -294,6 +299,30 @@ def run_conversion_job(
             api.delete_job(namespace, name)
         except ApiException as error:
             log.warning("conversion Job %s/%s not deleted: %s", namespace, name, _reason(error))
+
+
+def convert_in_job(
+    client: Any,
+    plan: Plan,
+    planned: PlannedVM,
+    namespace: str,
+    *,
+    fresh: bool,
+    announce: Callable[[str], None],
+    timeout: float = TIMEOUT,
+) -> str:
+    """The convert-guest step of a cluster target: virt-v2v in a Job on the VM's claims (``client``: the
+    dynamic client), the inspection written for `migrator status`, the VirtualMachine applied again with
+    virtio disks and NICs and the OS labels. Returns the step's one-line summary; GuestConversionError
+    (nothing applied, nothing started) when the conversion fails."""
+    inspection = run_conversion_job(
+        JobApi(client.client), planned, namespace, fresh=fresh, announce=announce, timeout=timeout
+    )
+    guest.write_inspection(apply_work_dir(plan, planned), inspection)
+    guest.report_inspection(planned.target_name, inspection, announce)
+    manifests = vm_manifests(planned, plan, spec_options(None, False, inspection))
+    apply.server_side_apply(client, manifests.virtual_machine)
+    return guest.summary_line(inspection)
 
 
 def _wait_gone(api: JobApi, namespace: str, name: str, timeout: float = 180.0) -> None:

@@ -6,7 +6,10 @@ local runtime boots; the VirtualMachine and volume manifests are written beside 
 Cluster: the rounds write into the image under convert's work dir (as ``convert --apply`` keeps
 it), and each round's extents then go into the PersistentVolumeClaim through a filler pod: the
 whole image the first time, only the changed extents afterwards (``migrator.convert.fill_delta``).
-The volumes and the VirtualMachine (Halted) are applied once, before the first round.
+The volumes and the VirtualMachine (Halted) are applied once, before the first round. After the
+final delta, the guest is converted in the cluster, in the claims themselves: the cold cluster
+target's conversion Job (``conversion_job.convert_in_job``), which then applies the VirtualMachine
+again with virtio. The staged images keep the source's bytes (nothing is copied after the conversion).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from converters.specs import SpecOptions, vm_manifests
 from core.plan import Plan, PlannedDisk, PlannedVM
 from migrator.convert import cluster as apply
 from migrator.convert import disks as disk_jobs
-from migrator.convert import fill_delta, guest, output
-from migrator.convert.run import apply_work_dir, spec_options
+from migrator.convert import fill_delta, output
+from migrator.convert.run import apply_work_dir
+from migrator.cutover.targets import conversion_job
 
 
 class LocalWarmTarget:
@@ -47,9 +51,19 @@ class LocalWarmTarget:
 
 
 class ClusterWarmTarget:
-    def __init__(self, kubeconfig: str | None, namespace: str | None) -> None:
+    def __init__(
+        self,
+        kubeconfig: str | None,
+        namespace: str | None,
+        *,
+        conversion_timeout: float = conversion_job.TIMEOUT,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
+        self.conversion_timeout = conversion_timeout
+        # A round wrote into the claims in this run: an earlier conversion's state on them no longer applies.
+        # A re-run that resumes at convert-guest (no round since) resumes that conversion instead.
+        self._written = False
         self._client: Any = None
 
     @property
@@ -80,19 +94,22 @@ class ClusterWarmTarget:
         manifests = vm_manifests(planned, self._plan_namespace(plan), SpecOptions())
         pvc = next(v for v in manifests.volumes if v["metadata"]["name"] == disk.claim_name)
         image = self.image(plan, planned, disk)
+        self._written = True
         fill_delta.publish(self.client, pvc, image, None if full else extents, key=key)
 
     def convert_guest(self, plan: Plan, planned: PlannedVM, *, skip: bool, announce: Callable[[str], None]) -> str:
-        """virt-v2v on the staged images, then each volume filled again whole: what it changed is not tracked."""
+        """virt-v2v in a Job that mounts the claims, once the final delta is in them (the cold target's Job)."""
         if skip:
             return "skipped (--skip-conversion)"
-        work_dir = apply_work_dir(plan, planned)
-        transfers = disk_jobs.planned_transfers(planned, work_dir, "raw")
-        inspection = guest.convert_vm_guest(planned, transfers, work_dir, guest.GuestOptions(progress="none"), announce)
-        if inspection is None:
-            return "skipped (--skip-conversion)"
-        manifests = vm_manifests(planned, self._plan_namespace(plan), spec_options(None, False, inspection))
-        for disk in planned.disks:
-            self.publish(plan, planned, disk, [], full=True, key=f"{planned.target_name}:converted:{disk.claim_name}")
-        apply.server_side_apply(self.client, manifests.virtual_machine)  # virtio devices, OS labels
-        return guest.summary_line(inspection)
+        plan = self._plan_namespace(plan)
+        detail = conversion_job.convert_in_job(
+            self.client,
+            plan,
+            planned,
+            plan.target_namespace or "default",
+            fresh=self._written,
+            announce=announce,
+            timeout=self.conversion_timeout,
+        )
+        self._written = False
+        return detail
