@@ -27,14 +27,15 @@ class SchemaError(AssertionError):
 
 
 @functools.cache
-def _definitions() -> dict[str, Any]:
+def swagger_definitions() -> dict[str, Any]:
+    """KubeVirt's swagger definitions, parsed once a process; callers only read them."""
     definitions: dict[str, Any] = json.loads(SWAGGER.read_text())["definitions"]
     return definitions
 
 
 def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in schema:
-        schema = _definitions()[schema["$ref"].removeprefix("#/definitions/")]
+        schema = swagger_definitions()[schema["$ref"].removeprefix("#/definitions/")]
     return schema
 
 
@@ -61,9 +62,9 @@ def unknown_fields(obj: Any, schema: dict[str, Any], path: str = "") -> list[str
 
 def validate_kubevirt(obj: dict[str, Any], definition: str = "v1.VirtualMachine") -> None:
     """Raise SchemaError unless ``obj`` validates against KubeVirt's ``definition`` and uses only known fields."""
-    if definition not in _definitions():
+    if definition not in swagger_definitions():
         raise SchemaError(f"no definition {definition!r} in {SWAGGER}")
-    schema = {"$ref": f"#/definitions/{definition}", "definitions": _definitions()}
+    schema = {"$ref": f"#/definitions/{definition}", "definitions": swagger_definitions()}
     errors = sorted(jsonschema.Draft4Validator(schema).iter_errors(obj), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]

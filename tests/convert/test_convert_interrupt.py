@@ -31,10 +31,16 @@ def _one_gib_disk(folder: Path) -> Path:
     return folder / "big.vmdk"
 
 
+@pytest.fixture(scope="module")
+def big_vm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(flat extent's descriptor, VMX): written once for both signals; convert only reads them."""
+    folder = tmp_path_factory.mktemp("big")
+    return _one_gib_disk(folder), write_vmx(folder / "big.vmx", "big", ["big.vmdk"])
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_stops_the_transfer_and_a_rerun_resumes(signum: int, tmp_path: Path) -> None:
-    disk = _one_gib_disk(tmp_path)
-    vmx = write_vmx(tmp_path / "big.vmx", "big", ["big.vmdk"])
+def test_signal_stops_the_transfer_and_a_rerun_resumes(signum: int, tmp_path: Path, big_vm: tuple[Path, Path]) -> None:
+    disk, vmx = big_vm
     out = tmp_path / "out"
     image = out / "big-disk-0.img"
     args = ["convert", "--source", f"vmx:{vmx}", "--vm", "big", "--output-dir", str(out), "--progress", "none"]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,9 +24,10 @@ from migrator import simulator
 from migrator.simulator import seed
 from testbed.demo import seed_guest_vm
 from testbed.guestimage import build_guest, to_vmdk
+from tests.e2e import MIGRATOR as MIGRATOR  # tests/cutover imports it from here
+from tests.e2e import MigratorRun
 from tests.faults import kill_after_step_env
 
-MIGRATOR = Path(sys.executable).parent / "migrator"
 MARKER = "MIGRATOR-GUEST-READY"
 MAC = "00:50:56:2a:7c:01"
 STEPS = [
@@ -50,38 +49,14 @@ def qemu_count(pattern: str = "qemu-system") -> int:
 
 
 @dataclass
-class Run:
-    sim: simulator.Simulator
-    base: Path
+class Run(MigratorRun):
+    """The CLI's cutover of one VM."""
+
     vm: str
 
     @property
     def target(self) -> str:
         return self.vm.lower().replace("_", "-")
-
-    @property
-    def out(self) -> Path:
-        return self.base / "out"
-
-    @property
-    def runtime_dir(self) -> Path:
-        return self.base / "runtime"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MIGRATOR_")}
-        env.update(
-            MIGRATOR_VSPHERE_PASSWORD=self.sim.password,
-            MIGRATOR_STATE_DIR=str(self.base / "state"),
-            MIGRATOR_RUNTIME_DIR=str(self.runtime_dir),
-            MIGRATOR_SKIP_CONVERSION="1",  # the tiny guest is virtio-ready and has no OS for virt-v2v
-        )
-        env.update(extra)
-        return env
-
-    def migrator(self, *args: str, timeout: float = 600, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(MIGRATOR), *args], capture_output=True, text=True, timeout=timeout, env=self.env(**extra)
-        )
 
     def cutover(self, *extra_args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
         """The Acceptance command, as written."""

@@ -17,27 +17,47 @@ PVCS = ("", "persistentvolumeclaims")
 JOBS = ("batch", "jobs")
 
 
-class Scheduler:
-    """Binds pods (schedulerName default-scheduler, no nodeName) to a Ready, schedulable node whose labels match
-    the pod's nodeSelector and whose NoSchedule/NoExecute taints the pod tolerates; round-robin among fitting
-    nodes. A pod that fits nowhere gets PodScheduled=False/Unschedulable, and is retried when nodes change."""
+class _Coalesced:
+    """A controller that makes one pass over the store after a burst of the events it cares for: the first such
+    event schedules the pass, later ones before it runs join it."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pending = False
-        self._turn = itertools.count()
         store.hooks.append(self._on_event)
 
+    def wants(self, event: Event) -> bool:
+        raise NotImplementedError
+
+    def reconcile(self) -> None:
+        raise NotImplementedError
+
     def _on_event(self, event: Event) -> None:
-        if event.key not in (PODS, NODES) or self._pending:
-            return
-        if event.key == PODS and (event.type == "DELETED" or (event.obj.get("spec") or {}).get("nodeName")):
+        if self._pending or not self.wants(event):
             return
         self._pending = True
         self.store.schedule(self._run)
 
     def _run(self) -> None:
         self._pending = False
+        self.reconcile()
+
+
+class Scheduler(_Coalesced):
+    """Binds pods (schedulerName default-scheduler, no nodeName) to a Ready, schedulable node whose labels match
+    the pod's nodeSelector and whose NoSchedule/NoExecute taints the pod tolerates; round-robin among fitting
+    nodes. A pod that fits nowhere gets PodScheduled=False/Unschedulable, and is retried when nodes change."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self._turn = itertools.count()
+
+    def wants(self, event: Event) -> bool:
+        if event.key not in (PODS, NODES):
+            return False
+        return not (event.key == PODS and (event.type == "DELETED" or (event.obj.get("spec") or {}).get("nodeName")))
+
+    def reconcile(self) -> None:
         store = self.store
         pods_rt = store.registry.get("", "v1", "pods")
         nodes = [n for n in store.buckets.get(NODES, {}).values() if _node_ready(n)]
@@ -166,7 +186,7 @@ class Provisioner:
             return
 
 
-class JobController:
+class JobController(_Coalesced):
     """kube-controller-manager's Job controller, for ``restartPolicy: Never`` Jobs with ``completions: 1``: one pod
     from the template (labels ``job-name``/``batch.kubernetes.io/job-name``, ``controller-uid``; owned by the Job),
     another after each failure while ``status.failed <= backoffLimit``; ``status.active/succeeded/failed``,
@@ -174,21 +194,12 @@ class JobController:
     when a failed pod's exit code matches a FailJob rule of ``spec.podFailurePolicy``) conditions. A
     deleted Job's pods go with it (the garbage collector follows the owner reference)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._pending = False
-        store.hooks.append(self._on_event)
+    def wants(self, event: Event) -> bool:
+        if event.key not in (JOBS, PODS):
+            return False
+        return event.key == JOBS or bool((event.obj["metadata"].get("labels") or {}).get("controller-uid"))
 
-    def _on_event(self, event: Event) -> None:
-        if event.key not in (JOBS, PODS) or self._pending:
-            return
-        if event.key == PODS and not (event.obj["metadata"].get("labels") or {}).get("controller-uid"):
-            return
-        self._pending = True
-        self.store.schedule(self._run)
-
-    def _run(self) -> None:
-        self._pending = False
+    def reconcile(self) -> None:
         store = self.store
         jobs_rt = store.registry.get("batch", "v1", "jobs")
         pods_rt = store.registry.get("", "v1", "pods")

@@ -235,6 +235,9 @@ def test_launcher_killed_marks_instance_failed_and_always_restarts(tmp_path: Pat
             ),
         )
         env.wait("domain of the first gone, one left", lambda: len(leftovers(name)) <= 2, timeout=30)
+        # Running means the domain exists: a power button pressed before the guest listens is lost and the stop
+        # waits out the grace period. The guest listens before it prints its marker.
+        wait_for_text(env.state_dir(env.vmi(name)) / "console.log", "MIGRATOR-GUEST-READY")
         env.patch_vm(name, {"spec": {"runStrategy": "Halted"}})
         env.wait("stopped", lambda: env.vmi(name) is None and not env.pods(), timeout=90)
         env.wait("domain gone", lambda: not leftovers(name), timeout=30)

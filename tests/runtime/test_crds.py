@@ -14,7 +14,7 @@ import yaml
 
 from runtime.deploy import crd_paths
 from tests.fakekube import TOKEN, FakeApiServer
-from tests.k8s_schema import SWAGGER, validate_kubevirt
+from tests.k8s_schema import SWAGGER, swagger_definitions, validate_kubevirt
 
 PROJECT = Path(__file__).resolve().parents[2]
 VM_CRD, VMI_CRD, _MIGRATION_CRD = crd_paths()  # package data: runtime/deploy/crds/ (the Migration CRD: tests/migrate)
@@ -38,7 +38,7 @@ def paths(schema: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def swagger_has(path: str, definition: str) -> bool:
-    definitions = json.loads(SWAGGER.read_text())["definitions"]
+    definitions = swagger_definitions()  # parsed once: there are 300+ paths to look up
     schema: dict[str, Any] = {"$ref": f"#/definitions/{definition}"}
     for part in path.replace("[]", ".[]").strip(".").split("."):
         while "$ref" in schema:

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.guest_layout import TIMEOUT, VMWARE_MAC, converted_from_vmware, leftovers, wait_gone, write_layout
+from tests.runtime.guest_layout import (
+    TIMEOUT,
+    VMWARE_MAC,
+    converted_from_vmware,
+    leftovers,
+    wait_for_text,
+    wait_gone,
+    write_layout,
+)
 
 pytest.importorskip("libvirt")
 pytestmark = pytest.mark.slow
@@ -183,10 +191,14 @@ def test_two_detached_runs_of_one_vm_at_once_start_one_guest(tmp_path: Path, env
     assert [(entry["name"], entry["phase"]) for entry in listed] == [(name, "Running")]
     again = subprocess.run([MIGRATOR, "runtime", "run", "--detach", str(out)], env=env, capture_output=True, text=True)
     assert again.returncode != 0 and "already running" in again.stderr
+    # `run --detach` returns once the domain exists: a power button pressed while the guest still boots is lost
+    # and the stop waits out the whole 60 s grace. The guest listens for it before it prints its marker.
+    wait_for_text(Path(env["MIGRATOR_RUNTIME_DIR"]) / name / "console.log", "MIGRATOR-GUEST-READY")
     stopped = subprocess.run(
         [MIGRATOR, "runtime", "stop", name], env=env, capture_output=True, text=True, timeout=TIMEOUT
     )
     assert stopped.returncode == 0, stopped.stderr
+    assert "guest shut down" in stopped.stdout  # by the power button, not destroyed after the grace
     assert leftovers(name) == []
 
 

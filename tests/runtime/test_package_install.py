@@ -34,7 +34,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv.create(root / "venv", with_pip=True)
     python = root / "venv" / "bin" / "python"
     done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(PROJECT)],
+        [str(python), "-m", "pip", "install", "--quiet", "--no-compile", str(PROJECT)],
         cwd=root,
         capture_output=True,
         text=True,
