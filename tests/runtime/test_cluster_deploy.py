@@ -131,7 +131,9 @@ def test_handler_and_controller_rbac_is_least_privilege(tmp_path: Path) -> None:
             "kubevirt.io", "v1", "default", "virtualmachineinstances", "a", {"status": {"phase": "Running"}}
         )
         forbidden = [
-            lambda: handler.create_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachineinstances", vmi),
+            lambda: handler.create_namespaced_custom_object(
+                "kubevirt.io", "v1", "default", "virtualmachineinstances", vmi
+            ),
             lambda: handler.delete_namespaced_custom_object(
                 "kubevirt.io", "v1", "default", "virtualmachineinstances", "a"
             ),
