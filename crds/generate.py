@@ -177,7 +177,9 @@ def crd(definitions: dict[str, Any], *, kind: str, plural: str, singular: str, s
                     "name": "v1",
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    # KubeVirt's VirtualMachine has a status subresource, its VirtualMachineInstance does not
+                    # (virt-operator's crds.go): an instance's labels and status are written in one call.
+                    **({"subresources": {"status": {}}} if kind == "VirtualMachine" else {}),
                     "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": crd_schema(definitions, f"v1.{kind}")},
                 }

@@ -139,10 +139,8 @@ class VmiReconciler:
 
         def follow(current: dict[str, Any]) -> dict[str, Any] | None:
             written = None
-            if label:
-                current = written = self._patch_meta(current, {"labels": {LABEL_NODE: label}})
-            if changes:
-                written = self._patch_status(current, changes)
+            if label or changes:  # one call, one watch event: the status is no subresource (as in KubeVirt)
+                written = self._patch(current, {"labels": {LABEL_NODE: label}} if label else {}, changes)
             if stop_pod and pod is not None:
                 ignore((404,), lambda: self.core.delete_namespaced_pod(pod["metadata"]["name"], namespace))
             return written
@@ -174,17 +172,19 @@ class VmiReconciler:
         return drop_finalizer
 
     def _patch_meta(self, vmi: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
-        meta = vmi["metadata"]
-        body = {"metadata": {**metadata, "resourceVersion": meta["resourceVersion"]}}
-        result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, meta["namespace"], VMIS, meta["name"], body
-        )
-        return result
+        return self._patch(vmi, metadata, {})
 
     def _patch_status(self, vmi: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        return self._patch(vmi, {}, changes)
+
+    def _patch(self, vmi: dict[str, Any], metadata: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """One merge patch of the instance's metadata and status, guarded by its resourceVersion (a 409 when
+        stale). The instance's status is no subresource, as in KubeVirt: the main resource takes both."""
         meta = vmi["metadata"]
-        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": changes}
-        result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
+        body: dict[str, Any] = {"metadata": {**metadata, "resourceVersion": meta["resourceVersion"]}}
+        if status:
+            body["status"] = status
+        result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, meta["namespace"], VMIS, meta["name"], body
         )
         return result

@@ -1,7 +1,7 @@
 """The node handler's loop: watch this node's instances, ask each launcher, write instance status.
 
 Least privilege: it lists/watches/gets VirtualMachineInstances (label ``kubevirt.io/nodeName=<node>``,
-which the controller sets with ``status.nodeName``) and patches ``virtualmachineinstances/status``.
+which the controller sets with ``status.nodeName``) and patches their status (no subresource, as in KubeVirt).
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ class Handler:
         if changes.get("phase") in FINAL:
             log.info("%s: %s (%s)", _key(vmi), changes["phase"], changes.get("reason"))
         body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": changes}
-        updated = self.custom.patch_namespaced_custom_object_status(
+        # The instance's status is no subresource (as in KubeVirt): the main resource takes it.
+        updated = self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, meta["namespace"], VMIS, meta["name"], body
         )
         with self._lock:

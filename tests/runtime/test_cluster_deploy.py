@@ -126,12 +126,13 @@ def test_handler_and_controller_rbac_is_least_privilege(tmp_path: Path) -> None:
 
         handler, handler_core = as_("migrator-handler")
         assert handler.list_cluster_custom_object("kubevirt.io", "v1", "virtualmachineinstances")["items"]
-        handler.patch_namespaced_custom_object_status(
+        # The instance's status is no subresource (as in KubeVirt): the handler patches the instance.
+        handler.patch_namespaced_custom_object(
             "kubevirt.io", "v1", "default", "virtualmachineinstances", "a", {"status": {"phase": "Running"}}
         )
         forbidden = [
-            lambda: handler.patch_namespaced_custom_object(
-                "kubevirt.io", "v1", "default", "virtualmachineinstances", "a", {"metadata": {"labels": {"x": "y"}}}
+            lambda: handler.create_namespaced_custom_object(
+                "kubevirt.io", "v1", "default", "virtualmachineinstances", vmi
             ),
             lambda: handler.delete_namespaced_custom_object(
                 "kubevirt.io", "v1", "default", "virtualmachineinstances", "a"
