@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -186,6 +187,13 @@ class Run:
     seconds: float
 
 
+# If we die (kill -9, a crash), the tool is sent SIGTERM: virt-v2v and guestfish then stop their appliance,
+# qemu-nbd and nbdkit on their own. Without it the tool ran on, or died of SIGPIPE on its next line of output
+# and left its qemu-nbd serving the overlay. util-linux's setpriv sets PR_SET_PDEATHSIG across its exec (it is
+# Essential in Debian); the tool is started from the thread that waits for it, so that thread's end is ours.
+_DIE_WITH_US = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+
+
 def run_tool(
     argv: list[str],
     env: dict[str, str],
@@ -199,9 +207,12 @@ def run_tool(
     parsed = V2vOutput()
     log.write(f"$ {' '.join(argv)}\n")
     log.flush()
+    if shutil.which(argv[0], path=env.get("PATH")) is None:
+        parsed.errors.append(f"{argv[0]} is not installed (Debian packages virt-v2v, libguestfs-tools: `make deps`)")
+        return Run(127, parsed, 0.0)
     try:
         process = subprocess.Popen(
-            argv,
+            [*_DIE_WITH_US, *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

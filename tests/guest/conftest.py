@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from core.wait import wait_until
 from testbed.debian_guest import DebianGuest, build_debian_guest, write_vmx
 from tests.faults import kill_at_v2v_phase_env
 
@@ -46,7 +47,21 @@ class Converted:
     images_after_kill: dict[str, tuple[int, int]]  # image → (size, mtime_ns) right after the kill
     images_before_kill: dict[str, tuple[int, int]]
     state_after_kill: str
+    lingering_after_kill: list[str]  # command lines still naming the output a minute after the kill
     finished: subprocess.CompletedProcess[str]
+
+
+def processes_naming(path: Path) -> list[str]:
+    """The command lines of running processes that name ``path`` (virt-v2v, qemu-nbd, nbdkit, qemu)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(path) in cmdline:
+            found.append(cmdline.strip())
+    return found
 
 
 def stamp(path: Path) -> tuple[int, int]:
@@ -84,10 +99,13 @@ def converted(guest_vmx: Path, tmp_path_factory: pytest.TempPathFactory) -> Conv
     killed = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     after = {image.name: stamp(image)}
     state = (out / ".migrator" / f"guest-{VM}.json").read_text()
+    # the tools die with us: virt-v2v stops its appliance and its qemu-nbd (nothing keeps serving the overlay)
+    gone = wait_until(lambda: not processes_naming(out), timeout=60, interval=0.5)
+    lingering = [] if gone else processes_naming(out)
     # 2. the same command again: it must start over from the untouched image
     finished = migrator(*args, env=guest_env(base))
     assert finished.returncode == 0, finished.stderr
-    return Converted(base, out, killed, after, before, state, finished)
+    return Converted(base, out, killed, after, before, state, lingering, finished)
 
 
 @pytest.fixture
