@@ -217,6 +217,7 @@ def convert_guest(request: ConversionRequest, on_event: Callable[[GuestEvent], N
 
     # Fresh, or an earlier run died while converting: its overlays are discarded, the images were never touched.
     _write_state(request, {"phase": "converting"})
+    virtv2v.stop_leftover_tools(overlays)  # a killed run's qemu-nbd may still serve them
     overlays = _fresh_overlays(request)
     with log_path(request).open("w") as log:
         pins, pin_warnings, pin_seconds = _pin_names(request, overlays, log, emit)

@@ -237,3 +237,41 @@ def run_tool(
             on_phase(phase)
     log.flush()
     return Run(process.wait(), parsed, time.monotonic() - started)
+
+
+def _processes_naming(paths: list[Path]) -> list[int]:
+    names = [str(p).encode() for p in paths]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        if any(name in cmdline for name in names):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_leftover_tools(paths: list[Path], grace: float = 5.0) -> list[int]:
+    """Stop what an earlier, killed run left serving ``paths`` (our overlays): virt-v2v starts qemu-nbd without
+    tying it to its own life, so a kill -9 of virt-v2v leaves it serving the overlay. Only a run that holds the
+    VM's lock calls this, so whatever names these paths is a leftover of ours. The pids that were stopped."""
+    pids = _processes_naming(paths)
+    for pid in pids:
+        try:
+            os.kill(pid, 15)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    return pids

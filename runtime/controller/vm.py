@@ -77,7 +77,15 @@ class VmReconciler:
             elif deletes and instance is not None:
                 instance = self._delete_instance(instance, decision.reason)
                 memo["vmi"], memo["vmi_written_at"] = instance, time.monotonic()
-            written = newer_exists(lambda: self._write_status(vm, instance, missing, decision.start_failure, now))
+            try:
+                written = self._write_status(vm, instance, missing, decision.start_failure, now)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                # The copy was stale. The newer version may be this controller's own status write, whose event
+                # the VM's handler skips as its echo (and a reconcile from a claim's or an instance's event has
+                # no memo of it): nothing would write this status then. Read the VM once and write again.
+                written = self._rewrite_status(vm, instance, missing, decision.start_failure, now)
             if written is not None:
                 memo["vm"] = written
 
@@ -133,6 +141,20 @@ class VmReconciler:
             raise
         log.info("%s/%s: created its instance", metadata["namespace"], metadata["name"])
         return created
+
+    def _rewrite_status(
+        self,
+        stale: dict[str, Any],
+        vmi: dict[str, Any] | None,
+        missing: list[str],
+        start_failure: dict[str, Any] | None,
+        now: Any,
+    ) -> dict[str, Any] | None:
+        namespace, name = stale["metadata"]["namespace"], stale["metadata"]["name"]
+        fresh = ignore((404,), lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMS, name))
+        if not fresh or fresh["metadata"].get("uid") != stale["metadata"].get("uid"):
+            return None  # gone, or another VM of that name: its own events reconcile it
+        return newer_exists(lambda: self._write_status(fresh, vmi, missing, start_failure, now))
 
     def _write_status(
         self,

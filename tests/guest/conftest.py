@@ -48,6 +48,7 @@ class Converted:
     images_before_kill: dict[str, tuple[int, int]]
     state_after_kill: str
     lingering_after_kill: list[str]  # command lines still naming the output a minute after the kill
+    lingering_after_rerun: list[str]  # and once the re-run has finished
     finished: subprocess.CompletedProcess[str]
 
 
@@ -99,13 +100,14 @@ def converted(guest_vmx: Path, tmp_path_factory: pytest.TempPathFactory) -> Conv
     killed = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     after = {image.name: stamp(image)}
     state = (out / ".migrator" / f"guest-{VM}.json").read_text()
-    # the tools die with us: virt-v2v stops its appliance and its qemu-nbd (nothing keeps serving the overlay)
-    gone = wait_until(lambda: not processes_naming(out), timeout=60, interval=0.5)
+    # virt-v2v dies with us and stops its appliance; the qemu-nbd it started may outlive it (virt-v2v does
+    # not tie it to its life), and the re-run stops it before it converts again
+    gone = wait_until(lambda: not [c for c in processes_naming(out) if "virt-v2v" in c], timeout=60, interval=0.5)
     lingering = [] if gone else processes_naming(out)
     # 2. the same command again: it must start over from the untouched image
     finished = migrator(*args, env=guest_env(base))
     assert finished.returncode == 0, finished.stderr
-    return Converted(base, out, killed, after, before, state, lingering, finished)
+    return Converted(base, out, killed, after, before, state, lingering, processes_naming(out), finished)
 
 
 @pytest.fixture
