@@ -1,7 +1,7 @@
 """What the end-to-end tests share: the real `migrator` CLI run as a subprocess against a simulator, with a
 state and a runtime directory of the test's own and nothing of the caller's MIGRATOR_* environment.
 
-Used by tests/cutover's `Run` (one VM) and meant for tests/migrate's `Estate` (several); not a test module.
+Used by tests/cutover's `Run` (one VM) and tests/migrate's `Estate` (several); not a test module.
 """
 
 from __future__ import annotations

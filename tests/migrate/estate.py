@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,8 @@ from migrator import simulator
 from migrator.simulator import seed
 from migrator.sources.vsphere.operations import wait_for_task
 from testbed.demo import seed_guest_vm
+from tests.e2e import MigratorRun
 
-MIGRATOR = Path(sys.executable).parent / "migrator"
 MARKER = "MIGRATOR-GUEST-READY"
 
 
@@ -31,41 +30,12 @@ def target_name(vm: str) -> str:
 
 
 @dataclass
-class Estate:
-    sim: simulator.Simulator
-    base: Path
+class Estate(MigratorRun):
     vms: list[str]
-
-    @property
-    def out(self) -> Path:
-        return self.base / "out"
 
     @property
     def plan_file(self) -> Path:
         return self.base / "plan.yaml"
-
-    @property
-    def runtime_dir(self) -> Path:
-        return self.base / "runtime"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MIGRATOR_")}
-        env.update(
-            MIGRATOR_VSPHERE_PASSWORD=self.sim.password,
-            MIGRATOR_STATE_DIR=str(self.base / "state"),
-            MIGRATOR_RUNTIME_DIR=str(self.runtime_dir),
-            MIGRATOR_SKIP_CONVERSION="1",  # the tiny guest is virtio-ready and has no OS for virt-v2v
-        )
-        env.update(extra)
-        return env
-
-    def migrator(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(MIGRATOR), *args], capture_output=True, text=True, timeout=timeout, env=self.env())
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [str(MIGRATOR), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env()
-        )
 
     def plan(self, *extra: str) -> None:
         made = self.migrator(

@@ -262,7 +262,7 @@ def run_conversion_job(
         else:
             announce(f"convert-guest: Job {namespace}/{name} from an earlier run is still there: waiting for it")
     except ApiException as error:
-        raise TargetError(f"creating the conversion Job {namespace}/{name}: {_reason(error)}") from None
+        raise TargetError(f"creating the conversion Job {namespace}/{name}: {apply.api_error_reason(error)}") from None
 
     deadline = time.monotonic() + timeout
     errors = 0
@@ -274,7 +274,8 @@ def run_conversion_job(
         except ApiException as error:
             errors += 1
             if errors >= API_ERRORS:
-                raise TargetError(f"reading the conversion Job {namespace}/{name}: {_reason(error)}") from None
+                reason = apply.api_error_reason(error)
+                raise TargetError(f"reading the conversion Job {namespace}/{name}: {reason}") from None
         if job is None and errors == 0:
             raise TargetError(f"the conversion Job {namespace}/{name} was deleted before it finished")
         if job is not None and _state(job) != "active":
@@ -286,7 +287,7 @@ def run_conversion_job(
     try:
         pods = api.pods_of(namespace, name)
     except ApiException as error:
-        raise TargetError(f"reading the conversion Job's pods: {_reason(error)}") from None
+        raise TargetError(f"reading the conversion Job's pods: {apply.api_error_reason(error)}") from None
     try:
         if _state(job) == "failed":
             reason = re.sub(r"^guest conversion of \S+ failed: ", "", failure_line(job, pods))
@@ -298,7 +299,7 @@ def run_conversion_job(
         try:
             api.delete_job(namespace, name)
         except ApiException as error:
-            log.warning("conversion Job %s/%s not deleted: %s", namespace, name, _reason(error))
+            log.warning("conversion Job %s/%s not deleted: %s", namespace, name, apply.api_error_reason(error))
 
 
 def convert_in_job(
@@ -331,13 +332,3 @@ def _wait_gone(api: JobApi, namespace: str, name: str, timeout: float = 180.0) -
         if time.monotonic() > deadline:
             raise TargetError(f"the earlier conversion Job {namespace}/{name} is still being deleted")
         time.sleep(0.5)
-
-
-def _reason(error: Exception) -> str:
-    body = getattr(error, "body", None)
-    if body:
-        try:
-            return str(json.loads(body).get("message", body))
-        except (ValueError, AttributeError):
-            return str(body)[:200]
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
