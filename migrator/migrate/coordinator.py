@@ -30,7 +30,7 @@ from migrator.cutover.state import StateStore, default_state_dir
 from migrator.cutover.steps import CutoverOptions
 from migrator.migrate import cancel
 from migrator.migrate.meter import VmMeter, shared_bucket
-from migrator.migrate.progress import View, VmProgress, make_view
+from migrator.migrate.progress import RoundEvent, View, VmProgress, make_view
 from migrator.migrate.scheduler import InFlight, Limits, Waiting, startable
 from migrator.migrate.selection import Selection, Skip, WaveRun, select
 from migrator.migrate.slots import SlotPacing, Slots
@@ -98,23 +98,14 @@ class Tracker:
     def line(self, vm: str, text: str) -> None:
         self.view.line(vm, text)
 
-    def round(
-        self,
-        vm: str,
-        number: int | None,
-        status: str,
-        *,
-        bytes_copied: int = 0,
-        seconds: float | None = None,
-        next_at: float | None = None,
-    ) -> None:
+    def round(self, event: RoundEvent) -> None:
         with self.lock:
-            state = self.warm.setdefault(vm, _WarmState())
-            if status == "done" and number is not None:
-                state.rounds, state.next_at = number, next_at
+            state = self.warm.setdefault(event.vm, _WarmState())
+            if event.status == "done" and event.number is not None:
+                state.rounds, state.next_at = event.number, event.next_at
             else:
                 state.next_at = None
-        self.view.round(vm, number, status, bytes_copied=bytes_copied, seconds=seconds, next_at=next_at)
+        self.view.round(event)
 
     def warm_state(self, vm: str) -> _WarmState | None:
         with self.lock:

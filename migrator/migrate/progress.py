@@ -47,6 +47,19 @@ class VmProgress:
         return left / self.rate if self.rate > 0 else None
 
 
+@dataclass(frozen=True)
+class RoundEvent:
+    """A warm VM's precopy round ``number`` started or done (then ``next_at``, epoch seconds); number None: its
+    cutover begun."""
+
+    vm: str
+    number: int | None
+    status: str  # "started", "done" or "cutover"
+    bytes_copied: int = 0
+    seconds: float | None = None
+    next_at: float | None = None
+
+
 class View(Protocol):
     def skipped(self, skip: Skip) -> None: ...
 
@@ -58,17 +71,8 @@ class View(Protocol):
 
     def line(self, vm: str, text: str) -> None: ...
 
-    def round(
-        self,
-        vm: str,
-        number: int | None,
-        status: str,
-        *,
-        bytes_copied: int = 0,
-        seconds: float | None = None,
-        next_at: float | None = None,
-    ) -> None:
-        """A warm VM's precopy round ``number`` started or done (then ``next_at``); number None: its cutover."""
+    def round(self, event: RoundEvent) -> None:
+        """A warm VM's precopy round started or done, or its cutover begun."""
 
     def tick(self, in_flight: Sequence[VmProgress]) -> None: ...
 
@@ -93,16 +97,14 @@ def _local_clock(epoch: float | None) -> str:
     return "?" if epoch is None else datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
 
 
-def _round_line(
-    number: int | None, status: str, bytes_copied: int, seconds: float | None, next_at: float | None
-) -> str:
-    if number is None:
+def _round_line(event: RoundEvent) -> str:
+    if event.number is None:
         return "precopy: cutover due, cutting over"
-    if status == "started":
-        return f"precopy round {number}: copying"
-    took = f" in {seconds:.1f}s" if seconds is not None else ""
-    then = f"; next round at {_clock(next_at)}" if next_at is not None else ""
-    return f"precopy round {number}: done, {human_bytes(bytes_copied)}{took}{then}"
+    if event.status == "started":
+        return f"precopy round {event.number}: copying"
+    took = f" in {event.seconds:.1f}s" if event.seconds is not None else ""
+    then = f"; next round at {_clock(event.next_at)}" if event.next_at is not None else ""
+    return f"precopy round {event.number}: done, {human_bytes(event.bytes_copied)}{took}{then}"
 
 
 def _outcome_line(outcome: Outcome) -> str:
@@ -137,17 +139,8 @@ class PlainView:
     def line(self, vm: str, text: str) -> None:
         self._write(f"{vm}: {text}")
 
-    def round(
-        self,
-        vm: str,
-        number: int | None,
-        status: str,
-        *,
-        bytes_copied: int = 0,
-        seconds: float | None = None,
-        next_at: float | None = None,
-    ) -> None:
-        self._write(f"{vm}: {_round_line(number, status, bytes_copied, seconds, next_at)}")
+    def round(self, event: RoundEvent) -> None:
+        self._write(f"{event.vm}: {_round_line(event)}")
 
     def tick(self, in_flight: Sequence[VmProgress]) -> None:
         return None
@@ -187,24 +180,15 @@ class JsonView:
     def line(self, vm: str, text: str) -> None:
         return None  # the step events carry what the lines say
 
-    def round(
-        self,
-        vm: str,
-        number: int | None,
-        status: str,
-        *,
-        bytes_copied: int = 0,
-        seconds: float | None = None,
-        next_at: float | None = None,
-    ) -> None:
+    def round(self, event: RoundEvent) -> None:
         self._emit(
             "round",
-            vm=vm,
-            round=number,
-            status=status,
-            bytes=bytes_copied if status == "done" else None,
-            seconds=None if seconds is None else round(seconds, 3),
-            next_round_at=_clock(next_at),
+            vm=event.vm,
+            round=event.number,
+            status=event.status,
+            bytes=event.bytes_copied if event.status == "done" else None,
+            seconds=None if event.seconds is None else round(event.seconds, 3),
+            next_round_at=_clock(event.next_at),
         )
 
     def tick(self, in_flight: Sequence[VmProgress]) -> None:
@@ -282,22 +266,13 @@ class LiveView:
     def line(self, vm: str, text: str) -> None:
         return None  # the rows show where each VM stands; outcomes and failures are printed
 
-    def round(
-        self,
-        vm: str,
-        number: int | None,
-        status: str,
-        *,
-        bytes_copied: int = 0,
-        seconds: float | None = None,
-        next_at: float | None = None,
-    ) -> None:
+    def round(self, event: RoundEvent) -> None:
         with self.lock:
-            task = self.tasks.get(vm)
+            task = self.tasks.get(event.vm)
         if task is not None:
-            shown = "precopy: cutover" if number is None else f"precopy round {number}"
-            if status == "done":
-                shown += f" done, next {_local_clock(next_at)}" if next_at is not None else " done"
+            shown = "precopy: cutover" if event.number is None else f"precopy round {event.number}"
+            if event.status == "done":
+                shown += f" done, next {_local_clock(event.next_at)}" if event.next_at is not None else " done"
             self.progress.update(task, step=shown)
 
     def tick(self, in_flight: Sequence[VmProgress]) -> None:

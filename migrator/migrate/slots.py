@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from core.errors import MigratorError
 from migrator.cutover.precopy import Round
-from migrator.migrate.progress import View
+from migrator.migrate.progress import RoundEvent, View
 from migrator.migrate.scheduler import Waiting
 
 POLL = 0.25  # seconds between looks for a stop while a VM waits for its slot
@@ -112,7 +112,7 @@ class SlotPacing:
         self.check()
         self.slots.wait_for(self.need, self.check)
         self._idle_after = None
-        self.view.round(self.need.vm, number, "cutover" if number is None else "started")
+        self.view.round(RoundEvent(self.need.vm, number, "cutover" if number is None else "started"))
 
     def idle(self, done: Round, next_at: float) -> None:
         self.check()  # a cancel, or the run interrupted, while the VM waits for its next round
@@ -121,4 +121,4 @@ class SlotPacing:
         self._idle_after = done.number
         self.slots.give_back(self.need.vm)
         seconds = None if done.finished_at is None else done.finished_at - done.started_at
-        self.view.round(self.need.vm, done.number, "done", bytes_copied=done.bytes, seconds=seconds, next_at=next_at)
+        self.view.round(RoundEvent(self.need.vm, done.number, "done", done.bytes, seconds, next_at))

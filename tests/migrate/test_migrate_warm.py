@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from migrator import simulator
+from migrator.migrate.progress import RoundEvent
 from migrator.simulator import seed
 from tests.migrate.estate import Estate, events, target_name
 from tests.warm.cbt_env import datastore_path, enable_cbt, flat_vmdk, guest_writes, rename, snapshot_names
@@ -256,8 +257,8 @@ class _Rounds:
     def __init__(self) -> None:
         self.seen: list[tuple[str, int | None, str]] = []
 
-    def round(self, vm: str, number: int | None, status: str, **_: Any) -> None:
-        self.seen.append((vm, number, status))
+    def round(self, event: RoundEvent) -> None:
+        self.seen.append((event.vm, event.number, event.status))
 
 
 def test_rounds_wait_for_their_time_not_for_a_slot() -> None:
