@@ -47,6 +47,8 @@ STORAGE_DAEMON = "qemu-storage-daemon"
 EXPORT_TIMEOUT = 10.0  # seconds for the FUSE export to appear
 # What the pin script reads besides the configuration: the root's markers and the systemd directories.
 MARKER_DIRS = ("/etc", "/usr/lib")
+# Listed too, so that a configuration directory that is a symbolic link (debugfs lists no link) is seen as one.
+PARENT_DIRS = ("/etc/NetworkManager", "/etc/sysconfig")
 SYSTEMD_NETWORK_DIRS = ("/lib/systemd/network", "/usr/lib/systemd/network")
 # The directories the written files go into, listed to know what exists already.
 WRITE_DIRS = ("/etc/systemd", "/etc/systemd/network", "/etc/udev", "/etc/udev/rules.d")
@@ -126,8 +128,18 @@ def config_patterns() -> list[tuple[str, str]]:
 
 
 def directories_to_list() -> list[str]:
-    dirs = [*MARKER_DIRS, *SYSTEMD_NETWORK_DIRS, *(d for d, _ in config_patterns()), *WRITE_DIRS]
+    dirs = [*MARKER_DIRS, *PARENT_DIRS, *SYSTEMD_NETWORK_DIRS, *(d for d, _ in config_patterns()), *WRITE_DIRS]
     return list(dict.fromkeys(dirs))
+
+
+def refuse_linked_directories(listings: Listings) -> None:
+    """A directory the script reads or writes that is a symbolic link in the guest: debugfs does not follow a
+    path's last link (``ls -p`` finds no directory there), the guest's shell would. HostPinUnavailable."""
+    for directory in listings:
+        parent, name = _split(directory)
+        entry = (listings.get(str(parent)) or {}).get(name)
+        if listings[directory] is None and entry is not None and stat.S_ISLNK(entry.mode):
+            raise HostPinUnavailable(f"{directory} is a symbolic link in the guest")
 
 
 def files_to_mirror(listings: Listings) -> list[str]:
@@ -300,15 +312,24 @@ def pin_from_host(
         reason = "the root partition's offset is not known"
     if reason is not None:
         raise HostPinUnavailable(reason)
+    try:
+        return _pin_through_view(pins, overlay, root, view, log, die_with_us), time.monotonic() - started
+    except OSError as error:  # a stale mount that would not go, a full disk, a tool gone meanwhile
+        raise HostPinUnavailable(str(error)) from error
+
+
+def _pin_through_view(
+    pins: list[tuple[str, str]], overlay: Path, root: RootPartition, view: Path, log: IO[str], die_with_us: list[str]
+) -> str:
     with raw_view(overlay, view, log, die_with_us) as raw, tempfile.TemporaryDirectory(prefix="migrator-pin-") as tmp:
         device = f"{raw}?offset={root.offset}"
         header = subprocess.run([DUMPE2FS, "-h", device], capture_output=True, text=True, errors="replace")
-        refused = (
-            clean_ext_filesystem(header.stdout) if header.returncode == 0 else "the root is not an ext2/3/4 filesystem"
-        )
+        said = (header.stderr.strip().splitlines() or [""])[-1]
+        refused = clean_ext_filesystem(header.stdout) if header.returncode == 0 else f"dumpe2fs cannot read it: {said}"
         if refused:
             raise HostPinUnavailable(refused)
         listings = parse_listings(_debugfs(device, [f"ls -p {_quote(d)}" for d in directories_to_list()], log))
+        refuse_linked_directories(listings)
         mirror = Path(tmp) / "root"
         dirs, markers = mirror_skeleton(listings)
         for directory in dirs:
@@ -337,7 +358,7 @@ def pin_from_host(
         if files:
             _debugfs(device, write_commands(files, listings), log, write=True)
             _check_written(device, files, Path(tmp) / "check", log)
-    return ran.stdout, time.monotonic() - started
+    return ran.stdout
 
 
 def _check_written(device: str, files: dict[str, Path], check: Path, log: IO[str]) -> None:

@@ -170,7 +170,17 @@ def test_a_dirty_journal_or_a_linked_configuration_is_left_to_the_appliance(tmp_
     (linked_tree / "etc/network/interfaces").unlink()
     (linked_tree / "etc/network/interfaces").symlink_to("/etc/network/interfaces.vmware")
     linked = make_disk(tmp_path / "linked.raw", linked_tree)
-    for disk, reason in ((dirty, "journal needs recovery"), (linked, "not a regular file")):
+    linked_dir_tree = debian_like_tree(tmp_path / "t3")
+    (linked_dir_tree / "etc/vmware-netplan").mkdir()
+    (linked_dir_tree / "etc/vmware-netplan/01-ens192.yaml").write_text("network: {ethernets: {ens192: {}}}\n")
+    (linked_dir_tree / "etc/netplan").symlink_to("vmware-netplan")
+    linked_dir = make_disk(tmp_path / "linked-dir.raw", linked_dir_tree)
+    cases = (
+        (dirty, "journal needs recovery"),
+        (linked, "not a regular file"),
+        (linked_dir, "/etc/netplan is a symbolic link"),
+    )
+    for disk, reason in cases:
         overlay = overlay_of(disk)
         root = rootfs.cheap_root((GuestDisk(disk),))
         assert root is not None
