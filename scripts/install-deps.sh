@@ -19,6 +19,8 @@ APT_PACKAGES=(
   buildah mmdebstrap curl
   # guest conversion (virt-v2v-in-place, guestfish, virt-make-fs) and the appliance's host kernel
   virt-v2v libguestfs-tools nbdkit linux-image-amd64 libxml2-utils
+  # the NIC-name pinning from the host: debugfs/dumpe2fs/e2fsck (qemu-storage-daemon comes with qemu-system-x86)
+  e2fsprogs
   # the HTML report is checked in a real browser
   chromium fonts-dejavu-core
 )

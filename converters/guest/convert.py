@@ -10,8 +10,9 @@ committed into them. The state record (``<state_dir>/guest-<vm>.json``) says whe
   rewrites the same clusters, so it is idempotent) and finishes;
 - ``done``: a re-run returns the recorded inspection without touching the images.
 
-Order: pin NIC names (guestfish, inside the guest, its root mounted from the partition table when that
-names it: ``rootfs``) → ``virt-v2v-in-place`` (its initramfs
+Order: pin NIC names (from the host with e2fsprogs through a FUSE view of the overlay when the root is a clean
+ext4 partition: ``hostpin``; else guestfish inside the guest, its root mounted from the partition table when
+that names it: ``rootfs``) → ``virt-v2v-in-place`` (its initramfs
 rebuild then carries the pins) → commit. A pinning step that cannot open the guest leaves the
 verdict to virt-v2v, so failures carry virt-v2v's own reason.
 """
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from converters.guest import netnames, rootfs, virtv2v
+from converters.guest import hostpin, netnames, rootfs, virtv2v
 from converters.guest.domain import domain_xml
 from converters.guest.model import ConversionRequest, Inspection, NicPin
 from core.errors import MigratorError
@@ -157,14 +158,41 @@ def _pins_wanted(request: ConversionRequest) -> list[tuple[str, str]]:
 
 def _pin_names(
     request: ConversionRequest, overlays: list[Path], log: IO[str], emit: Callable[[str, float], None]
-) -> tuple[list[NicPin], list[str], float]:
-    """Check each NIC's VMware name against the guest's configuration and pin it to its MAC (one guestfish run)."""
+) -> tuple[list[NicPin], list[str], float, list[Path]]:
+    """Check each NIC's VMware name against the guest's configuration and pin it to its MAC: from the host when
+    it can (``hostpin``: no appliance), else in one guestfish run. The overlays to convert next (fresh ones if
+    the host's attempt had to be abandoned)."""
     pins = _pins_wanted(request)
     if not pins:
-        return [], [], 0.0
+        return [], [], 0.0, overlays
     emit("Pinning NIC names to their MAC addresses", 0.0)
-    # The root mounted straight away when the partition tables name it; else libguestfs's inspection (-i).
-    mount = rootfs.cheap_root(request.disks, request.root)
+    root = rootfs.cheap_root(request.disks, request.root)
+    if root is not None and root.disk_index < len(overlays):
+        view = request.state_dir / "guest" / f"{request.name}-root.view"
+        try:
+            output, seconds = hostpin.pin_from_host(
+                pins, overlays[root.disk_index], root, view, log, virtv2v.DIE_WITH_US
+            )
+        except hostpin.HostPinUnavailable as error:
+            log.write(f"# pinning from the host is not possible: {error}; pinning in the appliance\n")
+            overlays = _fresh_overlays(request)  # whatever the attempt wrote is dropped with its overlays
+        else:
+            found, warnings = netnames.parse_pins(output)
+            return found, warnings, seconds, overlays
+    found, warnings, seconds = _pin_in_appliance(request, pins, overlays, root, log)
+    return found, warnings, seconds, overlays
+
+
+def _pin_in_appliance(
+    request: ConversionRequest,
+    pins: list[tuple[str, str]],
+    overlays: list[Path],
+    root: rootfs.RootPartition | None,
+    log: IO[str],
+) -> tuple[list[NicPin], list[str], float]:
+    """The pinning in libguestfs's appliance (guestfish): the root mounted straight away when the partition
+    tables name it, else found by libguestfs's inspection (-i)."""
+    mount = root.device if root is not None else None
     seconds = 0.0
     with tempfile.TemporaryDirectory(prefix="migrator-pin-") as tmp:
         script = Path(tmp) / "pin.sh"
@@ -220,7 +248,7 @@ def convert_guest(request: ConversionRequest, on_event: Callable[[GuestEvent], N
     virtv2v.stop_leftover_tools(overlays)  # a killed run's qemu-nbd may still serve them
     overlays = _fresh_overlays(request)
     with log_path(request).open("w") as log:
-        pins, pin_warnings, pin_seconds = _pin_names(request, overlays, log, emit)
+        pins, pin_warnings, pin_seconds, overlays = _pin_names(request, overlays, log, emit)
         xml_path = request.state_dir / "guest" / f"{request.name}.xml"
         xml_path.write_text(domain_xml(request, overlays))
 

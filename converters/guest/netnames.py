@@ -93,7 +93,7 @@ def parse_pins(output: str) -> tuple[list[NicPin], list[str]]:
     pins: list[NicPin] = []
     warnings: list[str] = []
     for line in output.splitlines():
-        parts = line.split()
+        parts = line.split(maxsplit=4)  # the files may hold spaces (NetworkManager's "Wired connection 1")
         if len(parts) != 5 or parts[0] != PIN_LINE:
             continue
         _, mac, name, method, files = parts

@@ -5,7 +5,8 @@ every filesystem probed, fstab parsed with Augeas) costs it about a third of its
 disks' partition tables (``sfdisk --json``, read on the host from the raw images) show exactly one Linux
 partition and no LVM or RAID, that partition is the root, as the appliance names it (``/dev/sda1``:
 disks in order, ``sda``, ``sdb``...). Anything else (LVM, several Linux partitions, qcow2 images,
-no partition table) gives None: the caller falls back to ``-i``.
+no partition table) gives None: the caller falls back to ``-i``. The partition's byte offset in its disk
+comes with it: the pinning done from the host (``hostpin``) opens the filesystem there, without an appliance.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import re
 import string
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,23 @@ def appliance_device(disk_index: int, partition: int) -> str:
     return f"/dev/sd{string.ascii_lowercase[disk_index]}{partition}"
 
 
-def root_from_tables(tables: list[dict[str, Any] | None]) -> str | None:
-    """Pure: ``sfdisk --json`` documents (None: a disk without one), in disk order → the root's device, or None."""
-    found: list[str] = []
+@dataclass(frozen=True)
+class RootPartition:
+    """The guest's root partition: which disk (in the request's order), its number, where it starts."""
+
+    disk_index: int
+    number: int
+    offset: int | None = None  # bytes from the start of its disk; None when only its name is known
+
+    @property
+    def device(self) -> str:
+        """As the appliance names it: ``/dev/sda1``."""
+        return appliance_device(self.disk_index, self.number)
+
+
+def root_from_tables(tables: list[dict[str, Any] | None]) -> RootPartition | None:
+    """Pure: ``sfdisk --json`` documents (None: a disk without one), in disk order → the root partition, or None."""
+    found: list[RootPartition] = []
     for index, table in enumerate(tables):
         if table is None:
             return None  # a disk without a partition table may be a filesystem (or an LVM PV) itself
@@ -54,8 +70,16 @@ def root_from_tables(tables: list[dict[str, Any] | None]) -> str | None:
                 match = re.search(r"(\d+)$", str(part.get("node", ""))[len(device) :])
                 if match is None or index >= len(string.ascii_lowercase):
                     return None
-                found.append(appliance_device(index, int(match.group(1))))
+                found.append(RootPartition(index, int(match.group(1)), _offset(table, part)))
     return found[0] if len(found) == 1 else None
+
+
+def _offset(table: dict[str, Any], part: dict[str, Any]) -> int | None:
+    """The partition's start in bytes: sfdisk counts in sectors of the table's ``sectorsize`` (512 by default)."""
+    start, sector = part.get("start"), (table.get("partitiontable") or {}).get("sectorsize", 512)
+    if not isinstance(start, int) or not isinstance(sector, int) or start < 0 or sector <= 0:
+        return None
+    return start * sector
 
 
 def _table(disk: GuestDisk) -> dict[str, Any] | None:
@@ -72,10 +96,17 @@ def _table(disk: GuestDisk) -> dict[str, Any] | None:
     return data
 
 
-def cheap_root(disks: tuple[GuestDisk, ...], root_choice: str = "first") -> str | None:
-    """The root partition as the appliance names it, when the plan or the partition tables say so cheaply."""
-    if re.fullmatch(r"/dev/sd[a-z]\d+", root_choice):
-        return root_choice  # the plan names it
-    if any(d.format != "raw" for d in disks) or not all(Path(d.path).is_file() for d in disks):
+def cheap_root(disks: tuple[GuestDisk, ...], root_choice: str = "first") -> RootPartition | None:
+    """The root partition, when the plan or the partition tables say so cheaply."""
+    named = re.fullmatch(r"/dev/sd([a-z])(\d+)", root_choice)
+    readable = all(d.format == "raw" for d in disks) and all(Path(d.path).is_file() for d in disks)
+    if named:  # the plan names it; its offset, from its disk's table when that can be read
+        index, number = string.ascii_lowercase.index(named.group(1)), int(named.group(2))
+        table = _table(disks[index]) if readable and index < len(disks) else None
+        parts = ((table or {}).get("partitiontable") or {}).get("partitions") or []
+        suffix = re.compile(rf"\D{number}$")
+        offset = next((_offset(table or {}, p) for p in parts if suffix.search(str(p.get("node", "")))), None)
+        return RootPartition(index, number, offset)
+    if not readable:
         return None
     return root_from_tables([_table(d) for d in disks])

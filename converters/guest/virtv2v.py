@@ -191,7 +191,7 @@ class Run:
 # qemu-nbd and nbdkit on their own. Without it the tool ran on, or died of SIGPIPE on its next line of output
 # and left its qemu-nbd serving the overlay. util-linux's setpriv sets PR_SET_PDEATHSIG across its exec (it is
 # Essential in Debian); the tool is started from the thread that waits for it, so that thread's end is ours.
-_DIE_WITH_US = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+DIE_WITH_US = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
 
 
 def run_tool(
@@ -212,7 +212,7 @@ def run_tool(
         return Run(127, parsed, 0.0)
     try:
         process = subprocess.Popen(
-            [*_DIE_WITH_US, *argv],
+            [*DIE_WITH_US, *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -24,6 +24,8 @@ PACKAGE_GROUPS=(
   iproute2 procps
   # guest conversion in the cluster (issue 13): virt-v2v-in-place, libguestfs with its appliance kernel, nbdkit
   virt-v2v libguestfs-tools nbdkit linux-image-amd64
+  # the NIC-name pinning from the host, where the pod has /dev/fuse (else it pins in the appliance): debugfs
+  e2fsprogs
 )
 # EXTRA_PACKAGES="a b": more packages for a local build, without editing the list
 read -r -a extra <<< "${EXTRA_PACKAGES:-}"

@@ -174,21 +174,36 @@ def test_the_images_copied_again_are_converted_again(tmp_path: Path) -> None:
 
 
 def test_the_pinning_finds_a_lone_linux_partition_as_the_appliance_names_it() -> None:
-    from converters.guest.rootfs import root_from_tables
+    from converters.guest.rootfs import RootPartition, root_from_tables
 
     def table(device: str, *parts: tuple[int, str]) -> dict[str, object]:
-        partitions = [{"node": f"{device}{n}", "type": kind} for n, kind in parts]
-        return {"partitiontable": {"device": device, "partitions": partitions}}
+        partitions = [{"node": f"{device}{n}", "type": kind, "start": 2048 * n} for n, kind in parts]
+        return {"partitiontable": {"device": device, "sectorsize": 512, "partitions": partitions}}
 
-    assert root_from_tables([table("/i/a.raw", (1, "83"))]) == "/dev/sda1"
+    def device(tables: list[dict[str, object] | None]) -> str | None:
+        found = root_from_tables(tables)
+        return found.device if found else None
+
+    assert root_from_tables([table("/i/a.raw", (1, "83"))]) == RootPartition(0, 1, 2048 * 512)
     # a swap partition beside it, a data disk without Linux partitions: still the one root
     gpt_root = "4F68BCE3-E8CD-4C2D-AA1F-A1AB5CDB8B6A"
-    assert root_from_tables([table("/i/a.raw", (1, "82"), (2, gpt_root)), table("/i/b.raw", (1, "7"))]) == "/dev/sda2"
-    assert root_from_tables([table("/i/a.raw", (1, "7")), table("/i/b.raw", (3, "83"))]) == "/dev/sdb3"
+    assert device([table("/i/a.raw", (1, "82"), (2, gpt_root)), table("/i/b.raw", (1, "7"))]) == "/dev/sda2"
+    assert root_from_tables([table("/i/a.raw", (1, "7")), table("/i/b.raw", (3, "83"))]) == RootPartition(
+        1, 3, 3 * 2048 * 512
+    )
     # anything that needs libguestfs's inspection: a separate /boot, LVM, no partition table
     assert root_from_tables([table("/i/a.raw", (1, "83"), (2, "83"))]) is None
     assert root_from_tables([table("/i/a.raw", (1, "83"), (2, "8e"))]) is None
     assert root_from_tables([table("/i/a.raw", (1, "83")), None]) is None
+
+
+def test_pin_lines_keep_file_names_with_spaces() -> None:
+    line = (
+        "MIGRATOR-PIN 00:50:56:01:02:03 ens224 systemd-link /etc/NetworkManager/system-connections/Wired connection 1"
+    )
+    pins, warnings = parse_pins(line + "\n")
+    assert [p.configured_in for p in pins] == [["/etc/NetworkManager/system-connections/Wired connection 1"]]
+    assert warnings == []
 
 
 def test_the_pin_script_refuses_a_filesystem_that_is_not_a_root(tmp_path: Path) -> None:
