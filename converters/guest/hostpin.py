@@ -245,7 +245,14 @@ def raw_view(overlay: Path, mountpoint: Path, log: IO[str], die_with_us: list[st
     mountpoint.parent.mkdir(parents=True, exist_ok=True)
     mountpoint.touch()
     blockdev = {"driver": "qcow2", "node-name": "disk", "file": {"driver": "file", "filename": str(overlay)}}
-    export = {"type": "fuse", "id": "view", "node-name": "disk", "mountpoint": str(mountpoint), "writable": True}
+    export = {
+        "type": "fuse",
+        "id": "view",
+        "node-name": "disk",
+        "mountpoint": str(mountpoint),
+        "writable": True,
+        "allow-other": "off",
+    }
     argv = [STORAGE_DAEMON, "--blockdev", json.dumps(blockdev), "--export", json.dumps(export)]
     log.write(f"$ {' '.join(argv)}\n")
     log.flush()
