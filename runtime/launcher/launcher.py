@@ -145,9 +145,9 @@ class Launcher:
         if domain.name() != self.name:
             return
         with self.lock:
-            if event == libvirt.VIR_DOMAIN_EVENT_STARTED:
-                self.phase, self.domain_state = Phase.RUNNING, "running"
-            elif event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED:
+            # STARTED is the start path's to report: it sets the phase together with the interfaces. Taken here,
+            # an early event said Running with no interface, and the instance's status listed none for a while.
+            if event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED:
                 self.phase, self.domain_state = Phase.PAUSED, "paused"
             elif event == libvirt.VIR_DOMAIN_EVENT_RESUMED:
                 self.phase, self.domain_state = Phase.RUNNING, "running"
