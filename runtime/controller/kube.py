@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -9,6 +10,8 @@ from typing import Any, TypeVar
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
+
+from runtime.controller.names import GROUP, VERSION, VMIS, VMS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,6 +67,35 @@ def newer_exists(fn: Callable[[], T]) -> T | None:
             raise
         log.debug("conflict: a newer version is on its way")
         return None
+
+
+def list_uids(client: kubernetes.client.ApiClient, plural: str, namespace: str | None, selector: str = "") -> set[str]:
+    """The uids of the objects of a kind (VMs, instances, pods, PVCs, nodes) that exist now: one list call, its
+    body read as JSON (no typed models)."""
+    custom = kubernetes.client.CustomObjectsApi(client)
+    core = kubernetes.client.CoreV1Api(client)
+    if plural in (VMS, VMIS):
+        if namespace is None:
+            listed = custom.list_cluster_custom_object(GROUP, VERSION, plural, label_selector=selector)
+        else:
+            listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, label_selector=selector)
+        items = listed.get("items") or []
+    else:
+        calls: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+            "pods": (core.list_pod_for_all_namespaces, core.list_namespaced_pod),
+            "persistentvolumeclaims": (
+                core.list_persistent_volume_claim_for_all_namespaces,
+                core.list_namespaced_persistent_volume_claim,
+            ),
+        }
+        if plural == "nodes":
+            response = core.list_node(label_selector=selector, _preload_content=False)
+        elif namespace is None:
+            response = calls[plural][0](label_selector=selector, _preload_content=False)
+        else:
+            response = calls[plural][1](namespace, label_selector=selector, _preload_content=False)
+        items = json.loads(response.data).get("items") or []
+    return {str(item["metadata"]["uid"]) for item in items}
 
 
 def connection_info(kubeconfig: str | None = None) -> Any:

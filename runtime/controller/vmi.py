@@ -39,7 +39,7 @@ class VmiReconciler:
         Following the pod's phase is ``plan_follow``'s, on the pod's events: one writer for it, so the two do
         not race.
 
-        ``vmi``: the newest copy the watch delivered; its pod comes from the index. A 409 on a write (a stale
+        ``vmi``: the newest copy the watch delivered; its pod comes from the cache. A 409 on a write (a stale
         copy) is dropped: the newer version's event reconciles again.
         """
         metadata = vmi["metadata"]
@@ -54,7 +54,7 @@ class VmiReconciler:
         phase = rules.phase_of(vmi)
         if pod is None and phase in ("", "Pending"):
             missing = [c for c in claims(vmi.get("spec") or {}) if not lookups.pvc_exists(namespace, c)]
-            if missing:  # the claim appearing is an event (the PVC index) that reconciles again
+            if missing:  # the claim appearing is an event (the PVC's) that reconciles again
                 changes = _pvc_condition(vmi, missing)
                 if changes != {k: (vmi.get("status") or {}).get(k) for k in changes}:
                     steps.append(lambda current: self._patch_status(current, changes))
