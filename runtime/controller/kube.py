@@ -69,6 +69,26 @@ def newer_exists(fn: Callable[[], T]) -> T | None:
         return None
 
 
+def create_untyped(client: kubernetes.client.ApiClient, resource_path: str, body: dict[str, Any]) -> None:
+    """POST ``body`` (an object, as a dict) to ``resource_path`` as it is; the response is not read into a model.
+
+    The typed methods (``CoreV1Api.create_namespaced_pod``) first validate the dict into the client's pydantic
+    models and dump it back: 40 % of the CPU of a launcher pod's creation (0.66 → 0.40 ms). This is the same
+    request through the client's own two steps beneath them (auth, headers, the pool); the API server validates.
+    """
+    method, url, headers, serialized, post = client.param_serialize(
+        method="POST",
+        resource_path=resource_path,
+        header_params={"Accept": "application/json", "Content-Type": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = client.call_api(method, url, header_params=headers, body=serialized, post_params=post)
+    response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=response.data.decode("utf-8", "replace"), data=None)
+
+
 def list_uids(client: kubernetes.client.ApiClient, plural: str, namespace: str | None, selector: str = "") -> set[str]:
     """The uids of the objects of a kind (VMs, instances, pods, PVCs, nodes) that exist now: one list call, its
     body read as JSON (no typed models)."""
