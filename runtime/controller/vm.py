@@ -54,7 +54,8 @@ class VmReconciler:
             vmi = _newer_of(vmi, memo, "vmi")
         elif _just_created(memo):
             vmi = memo["vmi"]  # created here a moment ago; its ADDED event is not cached yet
-        if vmi is not None and not _owned_by(vmi, vm):
+        foreign = vmi is not None and not _owned_by(vmi, vm)
+        if foreign:
             log.warning("%s/%s: an instance of that name exists that this VM does not own; leaving it", namespace, name)
             vmi = None
         now = rules.now_utc()
@@ -72,7 +73,13 @@ class VmReconciler:
         def writes() -> None:
             instance = vmi
             if creates:
-                instance = self._create_instance(vm) or instance
+                instance = self._create_instance(vm)
+                if instance is None and not foreign:
+                    # 409: the instance exists, not cached yet. Only a reconcile of this VM creates one, from
+                    # another worker (a claim's event, and this VM's own event in between): that one writes
+                    # the status with its instance. Written here from none, it would read "Stopped", and the
+                    # instance's ADDED event reconciles no VM.
+                    return
                 memo["vmi"], memo["vmi_written_at"] = instance, time.monotonic()
             elif deletes and instance is not None:
                 instance = self._delete_instance(instance, decision.reason)
