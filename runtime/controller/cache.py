@@ -125,7 +125,11 @@ class StartGate:
                 await asyncio.wait_for(self.opened.wait(), RELIST_AFTER)
             except TimeoutError:
                 for kind in list(self.pending):
-                    exists = await relist(kind)
+                    try:
+                        exists = await relist(kind)
+                    except Exception as error:  # the API is down a moment: the next round asks again
+                        log.warning("listing %s to open the start gate failed: %s", kind, error)
+                        continue
                     waiting = self.pending.get(kind)
                     gone = waiting - exists if waiting is not None else set()
                     if waiting is not None and gone:

@@ -98,17 +98,19 @@ def test_the_gate_forgets_what_was_deleted_before_its_watch_event(monkeypatch: A
 
         async def relist(kind: str) -> set[str]:
             asked.append(kind)
+            if len(asked) == 1:
+                raise ConnectionError("the API is down a moment")
             return {"alive", "created-since"}
 
         relisting = asyncio.create_task(gate.relist_until_open(relist))
-        await asyncio.sleep(0.05)
-        assert not gate.opened.is_set()  # "alive" exists: its event is still to come
+        await asyncio.sleep(0.1)
+        assert gate.pending == {"vmis": {"alive"}}  # "alive" exists: its event is still to come
         gate.arrive("vmis", "alive")
         await asyncio.wait_for(gate.wait(), 1)
         await asyncio.wait_for(relisting, 1)
         return asked
 
-    assert "vmis" in asyncio.run(run())
+    assert len(asyncio.run(run())) >= 2
 
 
 def test_a_gate_with_nothing_listed_is_open() -> None:
