@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -9,6 +10,8 @@ from typing import Any, TypeVar
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
+
+from runtime.controller.names import GROUP, VERSION, VMIS, VMS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,6 +67,55 @@ def newer_exists(fn: Callable[[], T]) -> T | None:
             raise
         log.debug("conflict: a newer version is on its way")
         return None
+
+
+def create_untyped(client: kubernetes.client.ApiClient, resource_path: str, body: dict[str, Any]) -> None:
+    """POST ``body`` (an object, as a dict) to ``resource_path`` as it is; the response is not read into a model.
+
+    The typed methods (``CoreV1Api.create_namespaced_pod``) first validate the dict into the client's pydantic
+    models and dump it back: 40 % of the CPU of a launcher pod's creation (0.66 → 0.40 ms). This is the same
+    request through the client's own two steps beneath them (auth, headers, the pool); the API server validates.
+    """
+    method, url, headers, serialized, post = client.param_serialize(
+        method="POST",
+        resource_path=resource_path,
+        header_params={"Accept": "application/json", "Content-Type": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = client.call_api(method, url, header_params=headers, body=serialized, post_params=post)
+    response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=response.data.decode("utf-8", "replace"), data=None)
+
+
+def list_uids(client: kubernetes.client.ApiClient, plural: str, namespace: str | None, selector: str = "") -> set[str]:
+    """The uids of the objects of a kind (VMs, instances, pods, PVCs, nodes) that exist now: one list call, its
+    body read as JSON (no typed models)."""
+    custom = kubernetes.client.CustomObjectsApi(client)
+    core = kubernetes.client.CoreV1Api(client)
+    if plural in (VMS, VMIS):
+        if namespace is None:
+            listed = custom.list_cluster_custom_object(GROUP, VERSION, plural, label_selector=selector)
+        else:
+            listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, label_selector=selector)
+        items = listed.get("items") or []
+    else:
+        calls: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+            "pods": (core.list_pod_for_all_namespaces, core.list_namespaced_pod),
+            "persistentvolumeclaims": (
+                core.list_persistent_volume_claim_for_all_namespaces,
+                core.list_namespaced_persistent_volume_claim,
+            ),
+        }
+        if plural == "nodes":
+            response = core.list_node(label_selector=selector, _preload_content=False)
+        elif namespace is None:
+            response = calls[plural][0](label_selector=selector, _preload_content=False)
+        else:
+            response = calls[plural][1](namespace, label_selector=selector, _preload_content=False)
+        items = json.loads(response.data).get("items") or []
+    return {str(item["metadata"]["uid"]) for item in items}
 
 
 def connection_info(kubeconfig: str | None = None) -> Any:

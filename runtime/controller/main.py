@@ -1,12 +1,13 @@
 """kopf registration of the controller: ``python -m runtime.controller [--kubeconfig F] [--namespace NS]``.
 
-Every watched event (VirtualMachine, VirtualMachineInstance, launcher Pod, PersistentVolumeClaim) reconciles
-the objects it concerns, level-triggered, from the event's copy and kopf's indexes of the others (no reads):
+Every watched event (VirtualMachine, VirtualMachineInstance, launcher Pod, PersistentVolumeClaim, Node) reconciles
+the objects it concerns, level-triggered, from the event's copy and the controller's cache of the others (no
+reads; ``runtime.controller.cache``, kept by the same handlers):
 
-- the handlers (and indexes) are coroutines: each decides in the event loop, without I/O (the reconcilers'
-  ``plan``), and takes one of the controller's write threads only for the API writes that decision needs;
-- kopf serializes the events of one object, and drops its index entries, memo and daemon when it goes, so the
-  controller keeps no table of its own;
+- the handlers are coroutines: each decides in the event loop, without I/O (the reconcilers' ``plan``), and
+  takes one of the controller's write threads only for the API writes that decision needs;
+- kopf serializes the events of one object, and drops its memo and daemon when it goes; the cache drops it on
+  its DELETED event, and holds the handlers at start until what existed then is in;
 - an instance's change reconciles its VM too, from another worker: their writes carry resourceVersion or uid
   preconditions, and a 409 means the newer version's event follows;
 - time passing (a CrashLoopBackOff ending, a run long enough to forget start failures) and retries after an
@@ -27,12 +28,11 @@ from typing import Any, TypeVar
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from core.quantity import parse_quantity
 from runtime.controller import status as rules
-from runtime.controller.kube import POOL_SIZE, api_client, connection_info
-from runtime.controller.lookups import IndexLookups, Lookups, newest
+from runtime.controller.cache import Cache, Kind, StartGate, uid_of
+from runtime.controller.kube import POOL_SIZE, api_client, connection_info, list_uids
+from runtime.controller.lookups import Lookups, newest
 from runtime.controller.names import GROUP, LABEL_APP, LABEL_DOMAIN, VERSION, VMIS, VMS
-from runtime.controller.pods import KVM_RESOURCE, claims
 from runtime.controller.vm import VmReconciler
 from runtime.controller.vmi import VmiReconciler
 from runtime.operator import agent_parser, run_operator
@@ -42,24 +42,36 @@ RETRY_DELAY = 5.0  # seconds before a failed reconcile runs again
 CLOCK_TICK = 1.0  # how often a VM's daemon looks at the time (pure); only VMs with a start failure have one
 CANCELLATION_TIMEOUT = 5.0
 GC_THRESHOLDS = (3_000, 10, 10)
+LAUNCHER_SELECTOR = f"{LABEL_APP}=virt-launcher"
+WATCHED = (VMS, VMIS, "pods", "persistentvolumeclaims", "nodes")  # the kinds the cache holds (plurals)
 T = TypeVar("T")
 
 
 class Controller:
-    """The two reconcilers; ``register`` wires them to kopf's events, indexes and daemons.
+    """The two reconcilers; ``register`` wires them to kopf's events and daemons, and keeps the cache.
 
-    The handlers are coroutines: each decides in the event loop, from the event and the indexes (``plan``, no
+    The handlers are coroutines: each decides in the event loop, from the event and the cache (``plan``, no
     I/O), and takes a worker thread only for the writes, if any (the API client blocks). Most events need
     none: the echoes of the controller's own writes, a pod created but not yet bound.
     """
 
-    def __init__(self, kubeconfig: str | None = None, image: str | None = None) -> None:
+    def __init__(self, kubeconfig: str | None = None, image: str | None = None, namespace: str | None = None) -> None:
         self.kubeconfig = kubeconfig
-        client = api_client(kubeconfig)
-        self.vms = VmReconciler(client)
-        self.vmis = VmiReconciler(client, image=image)
+        self.namespace = namespace  # what kopf watches: one namespace, or all (None)
+        self.client = api_client(kubeconfig)
+        self.vms = VmReconciler(self.client)
+        self.vmis = VmiReconciler(self.client, image=image)
+        self.cache = Cache()
+        self.gate = StartGate()
         # as many threads as the client pool's connections
         self.writers = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="controller-write")
+        self.relisting: asyncio.Task[None] | None = None
+
+    async def existing(self, plural: str) -> set[str]:
+        """The uids of that kind that exist now, as the watch of that kind sees them (namespace, selector)."""
+        namespace = None if plural == "nodes" else self.namespace
+        selector = LAUNCHER_SELECTOR if plural == "pods" else ""
+        return await self.write(lambda: list_uids(self.client, plural, namespace, selector))
 
     async def write(self, writes: Callable[[], T]) -> T:
         """Run ``writes`` (API calls) off the event loop."""
@@ -67,7 +79,7 @@ class Controller:
 
     async def vm(self, vm: dict[str, Any] | None, lookups: Lookups, memo: Any = None) -> None:
         """Reconcile a VM. ``memo`` (the VM's own, in its worker) keeps the VM and the instance as last written
-        here, newer than the event or the index until the watch delivers them."""
+        here, newer than the event or the cache until the watch delivers them."""
         if vm is not None:
             _, writes = self.vms.plan(vm, lookups, memo)
             if writes is not None:
@@ -80,21 +92,17 @@ class Controller:
 
     async def pod(self, namespace: str, vmi_name: str, pod: dict[str, Any] | None, lookups: Lookups, memo: Any) -> None:
         """A launcher pod changed: its instance follows. ``memo`` (the pod's) keeps the instance as last written
-        here, newer than the index until the watch delivers it: a write from a stale copy would be a 409."""
-        indexed = lookups.vmi(namespace, vmi_name)
-        if indexed is None:
+        here, newer than the cache until the watch delivers it: a write from a stale copy would be a 409."""
+        cached = lookups.vmi(namespace, vmi_name)
+        if cached is None:
             return
-        writes = self.vmis.plan_follow(newest(indexed, memo.get("vmi")), pod)
+        writes = self.vmis.plan_follow(newest(cached, memo.get("vmi")), pod)
         if writes is not None:
             memo["vmi"] = await self.write(writes) or memo.get("vmi")
 
 
-def _key(body: kopf.Body) -> tuple[str, str]:
-    return body.get("metadata", {}).get("namespace", ""), body.get("metadata", {}).get("name", "")
-
-
 class NoDiffBase(kopf.DiffBaseStorage):
-    """No "last handled" state: this controller has no change handlers (only events, indexes and a daemon that
+    """No "last handled" state: this controller has no change handlers (only events and a daemon that
     filters on the body), so kopf's per-event deep copy of every object's essence, and its annotation, would be
     work for nothing."""
 
@@ -108,29 +116,12 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-def _with_claims(body: kopf.Body, spec: dict[str, Any]) -> dict[tuple[str, ...], Any]:
-    namespace, name = _key(body)
-    entries: dict[tuple[str, ...], Any] = {(namespace, name): dict(body)}
-    entries.update({("claim", namespace, claim): name for claim in claims(spec)})
-    return entries
-
-
-def _lookups(kwargs: dict[str, Any]) -> IndexLookups:
-    return IndexLookups(
-        vms=kwargs["vm_index"],
-        vmis=kwargs["vmi_index"],
-        pods=kwargs["pod_index"],
-        pvcs=kwargs["pvc_index"],
-        kvm_nodes=kwargs["kvm_node_index"],
-    )
-
-
-def _not_its_own_echo(memo: kopf.Memo, body: kopf.Body, **_: Any) -> bool:
-    """False for the event of the VM status this controller just wrote (the version it remembers): nothing in
-    it is news, and skipping it spares a reconcile per VM."""
+def _its_own_echo(memo: kopf.Memo, vm: dict[str, Any]) -> bool:
+    """The event of the VM status this controller just wrote (the version it remembers): nothing in it is news
+    but for the cache, and skipping its reconcile spares one per VM."""
     written = memo.get("vm")
-    version = (body.get("metadata") or {}).get("resourceVersion")
-    return written is None or (written.get("metadata") or {}).get("resourceVersion") != version
+    version = (vm.get("metadata") or {}).get("resourceVersion")
+    return written is not None and (written.get("metadata") or {}).get("resourceVersion") == version
 
 
 def _needs_daemon(memo: kopf.Memo, status: kopf.Status, **_: Any) -> bool:
@@ -150,40 +141,26 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
         settings.persistence.finalizer = "migrator.io/kopf-finalizer"
         settings.persistence.diffbase_storage = NoDiffBase()
         # only the launcher pods, selected by the API server: not every pod of the cluster, each an event
-        settings.watching.label_selectors["", "v1", "pods"] = f"{LABEL_APP}=virt-launcher"
-        # kopf logs every handler's success at INFO: a line per event and index, thousands a second
+        settings.watching.label_selectors["", "v1", "pods"] = LAUNCHER_SELECTOR
+        # kopf logs every handler's success at INFO: a line per event, thousands a second
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(controller.kubeconfig)
 
-    # Indexes: kopf's caches of the watched objects by (namespace, name), and of the claims the VMs and
-    # instances wait for by ("claim", namespace, claim). One index per kind: each is a call per event.
-    @kopf.index(GROUP, VERSION, VMS, registry=registry, id="vm_index")
-    async def vm_index(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], Any]:
-        spec = (body.get("spec") or {}).get("template", {}).get("spec") or {}
-        return _with_claims(body, spec)
+    cache, gate = controller.cache, controller.gate
 
-    @kopf.index(GROUP, VERSION, VMIS, registry=registry, id="vmi_index")
-    async def vmi_index(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], Any]:
-        return _with_claims(body, body.get("spec") or {})
+    @kopf.on.startup(registry=registry)
+    async def list_existing(**_: Any) -> None:
+        """What exists before the watches start: the handlers wait until all of it has reached the cache."""
+        gate.expect({plural: await controller.existing(plural) for plural in WATCHED})
+        controller.relisting = asyncio.create_task(gate.relist_until_open(controller.existing))
 
-    @kopf.index("", "v1", "pods", labels={LABEL_APP: "virt-launcher"}, registry=registry, id="pod_index")
-    async def pod_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        return {_key(body): dict(body)}
-
-    @kopf.index("", "v1", "persistentvolumeclaims", registry=registry, id="pvc_index")
-    async def pvc_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], bool]:
-        return {_key(body): True}
-
-    @kopf.index("", "v1", "nodes", registry=registry, id="kvm_node_index")
-    async def kvm_node_index(name: str, status: kopf.Status, **_: Any) -> dict[str, str] | None:
-        try:  # KubeVirt's device plugin advertises "1k"
-            offered = parse_quantity(str((status.get("allocatable") or {}).get(KVM_RESOURCE) or "0"))
-        except ValueError:
-            return None
-        return {"kvm": name} if offered > 0 else None
+    async def observe(kind: Kind, plural: str, type: str | None, obj: dict[str, Any]) -> None:
+        kind.observe(type, obj)
+        gate.arrive(plural, uid_of(obj))
+        await gate.wait()
 
     async def reconcile_vm(vm: dict[str, Any] | None, lookups: Lookups, memo: kopf.Memo | None = None) -> None:
         try:
@@ -195,70 +172,77 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
         if memo is not None:
             memo.pop("retry", None)
 
-    @kopf.on.event(GROUP, VERSION, VMS, when=_not_its_own_echo, registry=registry)
-    async def vm_event(type: str | None, event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
-        if type != "DELETED":
-            await reconcile_vm(event.get("object"), _lookups(kwargs), memo)
+    @kopf.on.event(GROUP, VERSION, VMS, registry=registry)
+    async def vm_event(type: str | None, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        vm = event["object"]
+        await observe(cache.vms, VMS, type, vm)
+        if type != "DELETED" and not _its_own_echo(memo, vm):
+            await reconcile_vm(vm, cache, memo)
 
     @kopf.on.event(GROUP, VERSION, VMIS, registry=registry)
-    async def vmi_event(
-        namespace: str, type: str | None, body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any
-    ) -> None:
-        lookups = _lookups(kwargs)
+    async def vmi_event(namespace: str, type: str | None, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        vmi = event["object"]
+        await observe(cache.vmis, VMIS, type, vmi)
         if type != "DELETED":
-            await controller.vmi(event.get("object"), lookups)
-        view = rules.vm_view(None if type == "DELETED" else event.get("object"))
+            await controller.vmi(vmi, cache)
+        view = rules.vm_view(None if type == "DELETED" else vmi)
         if type is None or type == "ADDED" or memo.get("vm_view") == view:
             # ADDED: the VM that created it has accounted for it (the listing at start replays the VMs too);
             # the same view: nothing its VM reads has changed
             memo["vm_view"] = view
             return
         memo["vm_view"] = view
-        for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        for ref in (vmi.get("metadata") or {}).get("ownerReferences") or []:
             if ref.get("kind") == "VirtualMachine" and ref.get("controller"):
-                await reconcile_vm(lookups.vm(namespace, ref["name"]), lookups)
+                await reconcile_vm(cache.vm(namespace, ref["name"]), cache)
 
-    @kopf.on.event("", "v1", "pods", labels={LABEL_APP: "virt-launcher"}, registry=registry)
+    # The launcher pods only: the API server selects them (``configure``), so no filter here.
+    @kopf.on.event("", "v1", "pods", registry=registry)
     async def pod_event(
-        namespace: str, labels: kopf.Labels, type: str | None, event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any
+        namespace: str, labels: kopf.Labels, type: str | None, event: kopf.RawEvent, memo: kopf.Memo, **_: Any
     ) -> None:
+        await observe(cache.pods, "pods", type, event["object"])
         if labels.get(LABEL_DOMAIN):
-            pod = None if type == "DELETED" else event.get("object")
-            await controller.pod(namespace, labels[LABEL_DOMAIN], pod, _lookups(kwargs), memo)
+            pod = None if type == "DELETED" else event["object"]
+            await controller.pod(namespace, labels[LABEL_DOMAIN], pod, cache, memo)
 
     @kopf.on.event("", "v1", "persistentvolumeclaims", registry=registry)
-    async def pvc_event(namespace: str, name: str, type: str | None, **kwargs: Any) -> None:
+    async def pvc_event(namespace: str, name: str, type: str | None, event: kopf.RawEvent, **_: Any) -> None:
+        await observe(cache.pvcs, "persistentvolumeclaims", type, event["object"])
         if type == "DELETED":
             return
-        lookups = _lookups(kwargs)
-        for vmi_name in kwargs["vmi_index"].get(("claim", namespace, name), []):
-            await controller.vmi(lookups.vmi(namespace, vmi_name), lookups)
-        for vm_name in kwargs["vm_index"].get(("claim", namespace, name), []):
-            await reconcile_vm(lookups.vm(namespace, vm_name), lookups)
+        for vmi_name in cache.vmis.waiting_for(namespace, name):
+            await controller.vmi(cache.vmi(namespace, vmi_name), cache)
+        for vm_name in cache.vms.waiting_for(namespace, name):
+            await reconcile_vm(cache.vm(namespace, vm_name), cache)
+
+    @kopf.on.event("", "v1", "nodes", registry=registry)
+    async def node_event(type: str | None, event: kopf.RawEvent, **_: Any) -> None:
+        cache.observe_node(type, event["object"])
+        gate.arrive("nodes", uid_of(event["object"]))
 
     @kopf.daemon(GROUP, VERSION, VMS, when=_needs_daemon, cancellation_timeout=CANCELLATION_TIMEOUT, registry=registry)
-    async def vm_clock(namespace: str, name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+    async def vm_clock(namespace: str, name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
         """Wait until time changes this VM's decision (or a failed reconcile is due again), then reconcile.
 
-        What is due is recomputed from the indexes every CLOCK_TICK (pure, no API call): the instance may go
+        What is due is recomputed from the cache every CLOCK_TICK (pure, no API call): the instance may go
         or come meanwhile (a failed one is deleted, then the backoff runs from there) without telling it.
         """
         while not stopped:
-            lookups = _lookups(kwargs)
-            vm = lookups.vm(namespace, name)
+            vm = cache.vm(namespace, name)
             if vm is None:
                 return
-            delay = 0.0 if memo.get("retry") else rules.recheck_after(vm, lookups.vmi(namespace, name), rules.now_utc())
+            delay = 0.0 if memo.get("retry") else rules.recheck_after(vm, cache.vmi(namespace, name), rules.now_utc())
             if delay is None or delay > 0:
                 await stopped.wait(CLOCK_TICK if delay is None else min(delay, CLOCK_TICK))
                 continue
             try:
-                await reconcile_vm(vm, lookups, memo)
-                await controller.vmi(lookups.vmi(namespace, name), lookups)
+                await reconcile_vm(vm, cache, memo)
+                await controller.vmi(cache.vmi(namespace, name), cache)
             except ApiException as error:
                 message = f"reconcile failed: {error.status} {error.reason}"
                 raise kopf.TemporaryError(message, delay=RETRY_DELAY) from None
-            await stopped.wait(CLOCK_TICK)  # what it wrote reaches the indexes before the next look
+            await stopped.wait(CLOCK_TICK)  # what it wrote reaches the cache before the next look
 
     return registry
 
@@ -270,14 +254,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
-    # The indexes keep every watched object alive, and kopf allocates a few hundred objects per event: at
+    # The cache keeps every watched object alive, and kopf allocates a few hundred objects per event: at
     # Python's default thresholds (700, 10, 10) the cyclic collector runs every few events and keeps
     # re-traversing the survivors (a fifth of the controller's CPU at 1,000 VMs). Most of what it frees goes by
     # reference counting; collecting the young generation every 3,000 allocations still bounds the cyclic rest.
     # At 10,000 the 5,000-VM memory test's RSS grew 13.7 % once (limit 10 %); at 3,000 it grew 0.9 %, for the
     # same CPU in bench-controller (5.5 CPU-s per 1,000 VMs, quiet machine).
     gc.set_threshold(*GC_THRESHOLDS)
-    run_operator(register(Controller(args.kubeconfig)), args.namespace)
+    run_operator(register(Controller(args.kubeconfig, namespace=args.namespace)), args.namespace)
 
 
 if __name__ == "__main__":

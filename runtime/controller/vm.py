@@ -41,10 +41,10 @@ class VmReconciler:
         """What one VM needs, decided without I/O: (seconds until time alone changes the decision, or None; the
         writes to make, or None when there is nothing to write).
 
-        ``vm``: the newest copy the watch delivered; the instance comes from the index. Writes carry the
+        ``vm``: the newest copy the watch delivered; the instance comes from the cache. Writes carry the
         resourceVersion, so a stale copy ends in 409, which is dropped: the newer version's event follows.
         ``memo`` (the VM's kopf memo, in its own worker) keeps the VM and instance as last written here: newer
-        than the event's copy and the index until the watch delivers them. The writes update it.
+        than the event's copy and the cache until the watch delivers them. The writes update it.
         """
         memo = memo if memo is not None else {}
         vm = _newer_of(vm, memo, "vm")
@@ -53,8 +53,9 @@ class VmReconciler:
         if vmi is not None:
             vmi = _newer_of(vmi, memo, "vmi")
         elif _just_created(memo):
-            vmi = memo["vmi"]  # created here a moment ago; its ADDED event is not indexed yet
-        if vmi is not None and not _owned_by(vmi, vm):
+            vmi = memo["vmi"]  # created here a moment ago; its ADDED event is not cached yet
+        foreign = vmi is not None and not _owned_by(vmi, vm)
+        if foreign:
             log.warning("%s/%s: an instance of that name exists that this VM does not own; leaving it", namespace, name)
             vmi = None
         now = rules.now_utc()
@@ -62,7 +63,7 @@ class VmReconciler:
         template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
         missing: list[str] = []
         if vmi is None or rules.phase_of(vmi) in rules.STARTING:
-            # a claim that appears later is an event (the PVC index) that reconciles this VM again
+            # a claim that appears later is an event (the PVC's) that reconciles this VM again
             missing = [c for c in claims(template_spec) if not lookups.pvc_exists(namespace, c)]
         creates = decision.action == "create" and not missing
         deletes = decision.action == "delete" and vmi is not None
@@ -72,7 +73,13 @@ class VmReconciler:
         def writes() -> None:
             instance = vmi
             if creates:
-                instance = self._create_instance(vm) or instance
+                instance = self._create_instance(vm)
+                if instance is None and not foreign:
+                    # 409: the instance exists, not cached yet. Only a reconcile of this VM creates one, from
+                    # another worker (a claim's event, and this VM's own event in between): that one writes
+                    # the status with its instance. Written here from none, it would read "Stopped", and the
+                    # instance's ADDED event reconciles no VM.
+                    return
                 memo["vmi"], memo["vmi_written_at"] = instance, time.monotonic()
             elif deletes and instance is not None:
                 instance = self._delete_instance(instance, decision.reason)
@@ -204,7 +211,7 @@ def _newer_of(current: dict[str, Any], memo: MutableMapping[str, Any], key: str)
 
 
 def _just_created(memo: MutableMapping[str, Any]) -> bool:
-    """An instance this reconciler created, too recently for the index to have it (else the index is right:
+    """An instance this reconciler created, too recently for the cache to have it (else the cache is right:
     gone means gone)."""
     remembered = memo.get("vmi")
     if remembered is None or _deleting(remembered):

@@ -6,12 +6,13 @@ import logging
 import os
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from runtime.controller import status as rules
-from runtime.controller.kube import ignore, newer_exists
+from runtime.controller.kube import create_untyped, ignore, newer_exists
 from runtime.controller.lookups import Lookups
 from runtime.controller.names import GROUP, LABEL_NODE, VERSION, VMI_FINALIZER, VMIS
 from runtime.controller.pods import DEFAULT_IMAGE, claims, launcher_pod, pod_name
@@ -23,6 +24,7 @@ FollowWrites = Callable[[], dict[str, Any] | None]  # the same, returning the in
 
 class VmiReconciler:
     def __init__(self, client: kubernetes.client.ApiClient, *, image: str | None = None) -> None:
+        self.client = client
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
         self.image = image or os.environ.get("MIGRATOR_RUNTIME_IMAGE", DEFAULT_IMAGE)
@@ -39,7 +41,7 @@ class VmiReconciler:
         Following the pod's phase is ``plan_follow``'s, on the pod's events: one writer for it, so the two do
         not race.
 
-        ``vmi``: the newest copy the watch delivered; its pod comes from the index. A 409 on a write (a stale
+        ``vmi``: the newest copy the watch delivered; its pod comes from the cache. A 409 on a write (a stale
         copy) is dropped: the newer version's event reconciles again.
         """
         metadata = vmi["metadata"]
@@ -54,7 +56,7 @@ class VmiReconciler:
         phase = rules.phase_of(vmi)
         if pod is None and phase in ("", "Pending"):
             missing = [c for c in claims(vmi.get("spec") or {}) if not lookups.pvc_exists(namespace, c)]
-            if missing:  # the claim appearing is an event (the PVC index) that reconciles again
+            if missing:  # the claim appearing is an event (the PVC's) that reconciles again
                 changes = _pvc_condition(vmi, missing)
                 if changes != {k: (vmi.get("status") or {}).get(k) for k in changes}:
                     steps.append(lambda current: self._patch_status(current, changes))
@@ -81,7 +83,7 @@ class VmiReconciler:
         namespace, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
         body = launcher_pod(vmi, image=self.image, kvm=kvm)
         try:
-            self.core.create_namespaced_pod(namespace, body, _preload_content=False)
+            create_untyped(self.client, f"/api/v1/namespaces/{quote(namespace, safe='')}/pods", body)
             log.info("%s/%s: created launcher pod %s", namespace, name, body["metadata"]["name"])
         except ApiException as error:
             if error.status != 409:
