@@ -4,14 +4,21 @@ bytes, the caller's TLS context enforced."""
 
 from __future__ import annotations
 
+import base64
 import os
+import socket
 import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from converters.disks.http11 import Connection
+from converters.disks import DiskJob, transfer_disks
+from converters.disks.http11 import Connection, ProtocolError
+from core.errors import DiskError
 from tests.connect_proxy import connect_proxy
 from tests.disks.conftest import MiB
 from tests.disks.test_http import Datastore, _insecure
@@ -93,3 +100,87 @@ def test_through_a_connect_proxy(datastore: Datastore, remote_file: tuple[str, b
         with pytest.raises(ssl.SSLCertVerificationError):
             strict.get("/", {})
         strict.close()
+
+
+@contextmanager
+def _one_shot_server(answer: bytes) -> Iterator[tuple[int, list[bytes]]]:
+    """A loopback server that reads one request head, sends ``answer`` and closes; yields (port, heads)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    heads: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            client.settimeout(10)
+            with client:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    data = client.recv(4096)
+                    if not data:
+                        break
+                    head += data
+                heads.append(head)
+                client.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], heads
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def test_connection_close_and_chunked_bodies() -> None:
+    body = b"x" * 1000
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n" + body
+    with _one_shot_server(answer) as (port, heads):
+        conn = Connection("127.0.0.1", port, context=None, timeout=10)
+        resp = conn.get("/disk", {"Range": "bytes=0-999"})
+        out = bytearray(1000)
+        assert (resp.status, conn.read_into(memoryview(out)), bytes(out)) == (200, 1000, body)
+        assert not conn.reusable(resp)  # the server said it closes: never reused
+        conn.close()
+        assert heads[0].startswith(b"GET /disk HTTP/1.1\r\nHost: 127.0.0.1:")
+        assert b"\r\nRange: bytes=0-999\r\n" in heads[0]
+    chunked = b"HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + body + b"\r\n0\r\n\r\n"
+    with _one_shot_server(chunked) as (port, _heads):
+        conn = Connection("127.0.0.1", port, context=None, timeout=10)
+        with pytest.raises(ProtocolError, match="Transfer-Encoding"):
+            conn.get("/disk", {})
+        conn.close()
+    with _one_shot_server(b"SSH-2.0-OpenSSH_9.2\r\n\r\n") as (port, _heads):
+        conn = Connection("127.0.0.1", port, context=None, timeout=10)
+        with pytest.raises(ProtocolError, match="bad status line"):
+            conn.get("/disk", {})
+        conn.close()
+
+
+def test_proxy_refusing_the_tunnel_is_one_line(
+    out_dir: Path, datastore: Datastore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy answering 407 fails the disk with one line (after the retries), and the credentials of
+    the proxy URL went to the proxy only, as Proxy-Authorization of the CONNECT."""
+    refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
+    with _one_shot_server(refusal) as (port, heads):
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("https_proxy", f"http://alice:s%40cret@127.0.0.1:{port}")
+        source = datastore.source("px/none.vmdk")
+        with pytest.raises(DiskError) as failure:
+            transfer_disks([DiskJob("px", source, out_dir / "px.img")], progress="none")
+    message = failure.value.message
+    assert "Tunnel connection failed: 407 Proxy Authentication Required" in message and "\n" not in message
+    assert "s@cret" not in message and "alice" not in message
+    netloc = urlsplit(datastore.base).netloc
+    assert heads[0].startswith(f"CONNECT {netloc} HTTP/1.1\r\n".encode())
+    token = base64.b64encode(b"alice:s@cret").decode()
+    assert f"\r\nProxy-Authorization: Basic {token}\r\n".encode() in heads[0]
+    assert b"Cookie" not in heads[0]  # the session cookie travels inside the TLS tunnel only
+    assert list(out_dir.iterdir()) == []
