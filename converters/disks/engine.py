@@ -499,7 +499,7 @@ def _pipeline(
     chunk, size = opts.chunk, disk.size
     free: queue.Queue[bytearray] = queue.Queue()
     allocated = [0]  # read buffers are made when first needed: chunks the kernel copies need none
-    # (chunk index, buffer or None, bytes fetched, segments for the kernel or None), or a run of
+    # (chunk index, its bytes or None, bytes fetched, None or the segments the kernel copies), or a run of
     # chunks that hold no data (their indices): those are recorded in one commit (a 1 TiB disk
     # holding 100 GiB has 58,000 of them, each commit a pause of the target's writes).
     ready: queue.Queue[tuple[int, bytearray | None, int, list | None] | list[int] | None] = queue.Queue()
@@ -586,11 +586,9 @@ def _pipeline(
                 if buf is not None:
                     digest, written = chunks.write_buffer(target, start, buf, n)
                     free.put(buf)
-                elif segments is not None:
+                else:  # the kernel copies it (chunks without data come as runs: see _record_holes)
+                    assert segments is not None
                     digest, written = chunks.copy_segments(target, segments, start, n)
-                else:  # no data after all (the reader's holes come as runs: see _record_holes)
-                    target.zero(start, n)
-                    digest, written = chunks.zero_digest(n), 0
                 with lock:
                     state.record(idx, digest, written)
                     totals["transferred"] += fetched
