@@ -182,16 +182,24 @@ def copy_segments(target: Target, segments: Sequence[Segment], start: int, n: in
         mapping = mmap.mmap(reader.fd, host + length - at, prot=mmap.PROT_READ, offset=at)
         view = memoryview(mapping)[host - at :]
         try:
+            # The zero scan of the whole segment first (it faults the mapping in): between two
+            # copies the loop below then only digests, which lets go of the GIL at once, so the
+            # other writer, waiting to copy, gets the GIL and the target without delay.
+            runs = nonzero_runs(view, length, base=s)
+            r = 0
             a = 0
             while a < length:
                 b = min(length, (s + a) // COPY_PIECE * COPY_PIECE + COPY_PIECE - s)
                 piece = view[a:b]
-                runs = nonzero_runs(piece, b - a, base=s + a)
                 h.update(piece)
                 piece.release()
-                for ra, rb in runs:
-                    target.copy_from(reader.fd, host + a + ra, s + a + ra, rb - ra)
+                while r < len(runs) and runs[r][0] < b:
+                    ra, rb = max(runs[r][0], a), min(runs[r][1], b)
+                    target.copy_from(reader.fd, host + ra, s + ra, rb - ra)
                     written += rb - ra
+                    if runs[r][1] > b:
+                        break
+                    r += 1
                 a = b
         finally:
             view.release()

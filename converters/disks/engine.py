@@ -45,6 +45,7 @@ VERIFY_READERS = 3  # chunks re-read from storage at once by a verification
 REMOTE_READERS = 2  # a disk over HTTP is read on two connections: one waits for its first byte, one streams
 CANCEL_GRACE = 1.5  # seconds the workers get to reach their next chunk after a cancel
 MAX_NOTICES = 5  # per disk: repaired chunks named one per line, then a count
+HOLES_PER_COMMIT = 64  # chunks without data recorded in one commit (and one step of progress) at most
 
 Source = LocalSource | HttpSource | TarMemberSource
 Notify = Callable[[str], None]
@@ -498,8 +499,10 @@ def _pipeline(
     chunk, size = opts.chunk, disk.size
     free: queue.Queue[bytearray] = queue.Queue()
     allocated = [0]  # read buffers are made when first needed: chunks the kernel copies need none
-    # (chunk index, buffer or None, bytes fetched, segments for the kernel or None)
-    ready: queue.Queue[tuple[int, bytearray | None, int, list | None] | None] = queue.Queue()
+    # (chunk index, its bytes or None, bytes fetched, None or the segments the kernel copies), or a run of
+    # chunks that hold no data (their indices): those are recorded in one commit (a 1 TiB disk
+    # holding 100 GiB has 58,000 of them, each commit a pause of the target's writes).
+    ready: queue.Queue[tuple[int, bytearray | None, int, list | None] | list[int] | None] = queue.Queue()
     stop = threading.Event()
     failures: list[BaseException] = []
     lock = threading.Lock()
@@ -523,6 +526,7 @@ def _pipeline(
     finished_readers = [0]
 
     def produce(share: list[int]) -> None:
+        holes: list[int] = []
         try:
             for idx in share:
                 if halted():
@@ -532,8 +536,14 @@ def _pipeline(
                 segments = disk.segments(start, end)
                 fetched = sum(n for _s, n, k, *_ in segments if k != ZERO)
                 if not fetched:
-                    ready.put((idx, None, 0, None))
+                    holes.append(idx)
+                    if len(holes) >= HOLES_PER_COMMIT:
+                        ready.put(holes)
+                        holes = []
                     continue
+                if holes:
+                    ready.put(holes)
+                    holes = []
                 if opts.rate_limiter is not None:
                     opts.rate_limiter.acquire(fetched)
                 if chunks.kernel_copyable(target, segments):
@@ -546,6 +556,8 @@ def _pipeline(
                 disk.read(segments, view, start)
                 view.release()
                 ready.put((idx, buf, fetched, None))
+            if holes and not halted():
+                ready.put(holes)
         except BaseException as exc:  # handed over: the caller raises it
             failures.append(exc)
             stop.set()
@@ -563,6 +575,9 @@ def _pipeline(
                 item = ready.get()
                 if item is None or halted():
                     return
+                if isinstance(item, list):
+                    _record_holes(item, target, state, dp, lock, chunk, size, reused)
+                    continue
                 idx, buf, fetched, segments = item
                 start = idx * chunk
                 n = min(chunk, size - start)
@@ -571,11 +586,9 @@ def _pipeline(
                 if buf is not None:
                     digest, written = chunks.write_buffer(target, start, buf, n)
                     free.put(buf)
-                elif segments is not None:
+                else:  # the kernel copies it (chunks without data come as runs: see _record_holes)
+                    assert segments is not None
                     digest, written = chunks.copy_segments(target, segments, start, n)
-                else:
-                    target.zero(start, n)
-                    digest, written = chunks.zero_digest(n), 0
                 with lock:
                     state.record(idx, digest, written)
                     totals["transferred"] += fetched
@@ -609,6 +622,32 @@ def _pipeline(
             f"disk {dp.name}: interrupted: the chunks copied so far are recorded: run again to resume"
         )
     return totals["transferred"]
+
+
+def _record_holes(
+    indices: list[int],
+    target: Target,
+    state: TransferState,
+    dp: DiskProgress,
+    lock: threading.Lock,
+    chunk: int,
+    size: int,
+    reused: bool,
+) -> None:
+    """Chunks without data: cleared (a reused target) or zeroed (a device), then recorded in one commit."""
+    rows = []
+    covered = 0
+    for idx in indices:
+        start = idx * chunk
+        n = min(chunk, size - start)
+        if reused:
+            target.clear(start, n)
+        target.zero(start, n)
+        rows.append((idx, chunks.zero_digest(n), 0))
+        covered += n
+    with lock:
+        state.record_many(rows)
+        dp.advance(covered, 0)
 
 
 def _remote(disk: VirtualDisk) -> bool:

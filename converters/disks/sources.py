@@ -9,7 +9,7 @@ HTTP honours ``HTTPS_PROXY``/``HTTP_PROXY`` and ``NO_PROXY`` as curl does: HTTPS
 CONNECT tunnel (TLS still verified end to end, against the datastore's name), plain HTTP by
 asking the proxy for the absolute URL.
 
-The HTTP stack (http.client, ssl, urllib.request: a third of the engine's import time) is
+The HTTP stack (http11 and ssl, urllib.request: a third of the engine's import time) is
 imported when a disk is read over HTTP, so a local copy starts without it.
 """
 
@@ -28,8 +28,9 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 from core.errors import DiskError
 
 if TYPE_CHECKING:
-    import http.client
     import ssl
+
+    from converters.disks.http11 import Connection
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class HttpFile:
     backoff: float = HTTP_BACKOFF
     size: int = -1
     name: str = ""
-    _idle: list[http.client.HTTPConnection] = field(default_factory=list, repr=False)
+    _idle: list[Connection] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -212,46 +213,45 @@ class HttpFile:
             if self._proxy.authorization:
                 self._extra["Proxy-Authorization"] = self._proxy.authorization
 
-    def _take(self) -> http.client.HTTPConnection:
-        """An idle connection, or a new one."""
-        import http.client
+    def _take(self) -> Connection:
+        """An idle connection, or a new one (connected by its first request)."""
         import ssl
+
+        from converters.disks.http11 import Connection
 
         with self._lock:
             if self._idle:
                 return self._idle.pop()
         proxy = self._proxy
-        host, port = (proxy.host, proxy.port) if proxy else (self._host, self._port)
-        if self._scheme != "https":
-            return http.client.HTTPConnection(host, port, timeout=HTTP_TIMEOUT)
-        conn = http.client.HTTPSConnection(
-            host, port, timeout=HTTP_TIMEOUT, context=self.ssl_context or ssl.create_default_context()
+        tls = self._scheme == "https"
+        context = (self.ssl_context or ssl.create_default_context()) if tls else None
+        # HTTPS through a proxy: a CONNECT tunnel, TLS (and its checks) then runs to the datastore
+        # itself; plain HTTP: asked of the proxy (the absolute URL, see __post_init__).
+        return Connection(
+            self._host,
+            self._port or (443 if tls else 80),
+            context=context,
+            timeout=HTTP_TIMEOUT,
+            proxy=(proxy.host, proxy.port) if proxy else None,
+            proxy_authorization=proxy.authorization if proxy and tls else None,
         )
-        if proxy is not None:  # CONNECT tunnel; TLS (and its checks) then runs to the datastore itself
-            tunnel = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
-            conn.set_tunnel(self._host, self._port, headers=tunnel)
-        return conn
 
-    def _give(self, conn: http.client.HTTPConnection) -> None:
+    def _give(self, conn: Connection) -> None:
         with self._lock:
             self._idle.append(conn)
 
-    def _request(
-        self, conn: http.client.HTTPConnection, offset: int, out: memoryview | None, length: int
-    ) -> tuple[int, int, bool]:
+    def _request(self, conn: Connection, offset: int, out: memoryview | None, length: int) -> tuple[int, int, bool]:
         """One ranged GET filling ``out``; returns (file size, bytes read, whether ``conn`` can be reused)."""
         headers = {**self.headers, **self._extra}
         headers["Range"] = f"bytes={offset}-{offset + length - 1}"
         log.debug("GET %s Range: %s", _safe(self.url), headers["Range"])
-        conn.request("GET", self._target, headers=headers)
-        resp = conn.getresponse()
+        resp = conn.get(self._target, headers)
         if resp.status not in (200, 206):
-            resp.read(512)
-            err = HttpError(f"{_safe(self.url)}: HTTP {resp.status} {resp.reason}")
+            err = HttpError(f"{_safe(self.url)}: HTTP {resp.status} {resp.reason}".rstrip())
             err.status = resp.status  # type: ignore[attr-defined]
             raise err
         if resp.status == 206:
-            crange = resp.getheader("Content-Range", "")
+            crange = resp.headers.get("content-range", "")
             try:
                 span, total_text = crange.split(" ", 1)[1].split("/", 1)
                 first, last = (int(x) for x in span.split("-", 1))
@@ -264,22 +264,17 @@ class HttpFile:
         else:
             if offset != 0:
                 raise HttpError(f"{_safe(self.url)}: server ignores Range requests")
-            total = expected = int(resp.getheader("Content-Length", "-1"))
+            total = expected = resp.length
         done = 0
         if out is not None:
             want = min(len(out), expected) if expected >= 0 else len(out)
-            while done < want:
-                n = resp.readinto(out[done:want])
-                if not n:
-                    break
-                done += n
+            done = conn.read_into(out[:want])
             if done < want:
                 raise ConnectionError(f"connection dropped after {done} of {want} bytes")
         # an unread rest (a server ignoring Range) or a server closing: don't reuse this connection
-        return total, done, not resp.length and not resp.will_close
+        return total, done, conn.reusable(resp)
 
     def fetch(self, offset: int, out: memoryview | None, length: int | None = None) -> tuple[int, int]:
-        import http.client
         import ssl
 
         length = len(out) if out is not None else (length or 1)
@@ -295,7 +290,7 @@ class HttpFile:
                 if not status or (status < 500 and status != 429):
                     raise
                 last = exc.message
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:
                 conn.close()
                 if isinstance(exc, ssl.SSLCertVerificationError):
                     raise DiskError(f"{_safe(self.url)}: TLS certificate not trusted: {exc.verify_message}") from None

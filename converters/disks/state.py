@@ -94,6 +94,12 @@ class TransferState:
     def record(self, idx: int, checksum: str, written: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?)", (idx, checksum, written))
 
+    def record_many(self, rows: list[tuple[int, str, int]]) -> None:
+        """Several chunks (idx, checksum, written) in one commit."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?)", rows)
+
     def forget(self, indices: list[int]) -> None:
         self.db.executemany("DELETE FROM chunks WHERE idx = ?", [(i,) for i in indices])
 
