@@ -35,7 +35,7 @@ from runtime.controller.lookups import Lookups, newest
 from runtime.controller.names import GROUP, LABEL_APP, LABEL_DOMAIN, VERSION, VMIS, VMS
 from runtime.controller.vm import VmReconciler
 from runtime.controller.vmi import VmiReconciler
-from runtime.operator import agent_parser, run_operator
+from runtime.operator import agent_parser, configure_logging, run_operator
 
 log = logging.getLogger("runtime.controller")
 RETRY_DELAY = 5.0  # seconds before a failed reconcile runs again
@@ -251,9 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = agent_parser("python -m runtime.controller", "The runtime's controller.")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
-    )
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     # The cache keeps every watched object alive, and kopf allocates a few hundred objects per event: at
     # Python's default thresholds (700, 10, 10) the cyclic collector runs every few events and keeps
     # re-traversing the survivors (a fifth of the controller's CPU at 1,000 VMs). Most of what it frees goes by
