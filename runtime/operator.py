@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import logging
+import logging.handlers
+import queue
 from typing import Any
 
 import kopf
@@ -37,3 +41,18 @@ def run_operator(
                 ready_flag=ready_flag,
             )
         )
+
+
+def configure_logging(level: int) -> None:
+    """Log lines go through a queue to one thread that writes them (the standard library's QueueHandler and
+    QueueListener): the write threads log as they create objects, and with one stream handler each of them
+    took its lock, then waited there for the GIL while the others queued up behind the lock."""
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    writer = logging.StreamHandler()
+    writer.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    listener = logging.handlers.QueueListener(records, writer, respect_handler_level=True)
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.setLevel(level)
+    listener.start()
+    atexit.register(listener.stop)  # what is queued is written before the process ends
