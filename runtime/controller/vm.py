@@ -11,7 +11,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from runtime.controller import status as rules
-from runtime.controller.kube import ignore, newer_exists
+from runtime.controller.kube import create_untyped, ignore, merge_patch_untyped, newer_exists, object_path
 from runtime.controller.lookups import Lookups, newest
 from runtime.controller.names import GROUP, LABEL_VM_NAME, VERSION, VMI_FINALIZER, VMIS, VMS
 from runtime.controller.pods import claims
@@ -23,6 +23,7 @@ INDEX_LAG = 10.0  # seconds within which the watch delivers what this controller
 
 class VmReconciler:
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self.client = client
         self.custom = kubernetes.client.CustomObjectsApi(client)
 
     def reconcile(
@@ -141,7 +142,7 @@ class VmReconciler:
             "spec": template.get("spec") or {},
         }
         try:
-            created = self.custom.create_namespaced_custom_object(GROUP, VERSION, metadata["namespace"], VMIS, body)
+            created = create_untyped(self.client, object_path(VMIS, metadata["namespace"]), body)
         except ApiException as error:
             if error.status == 409:  # created meanwhile (before a restart): its event follows
                 return None
@@ -177,10 +178,9 @@ class VmReconciler:
         metadata = vm["metadata"]
         # The resourceVersion precondition makes a status computed from a stale copy fail with 409.
         body = {"metadata": {"resourceVersion": metadata["resourceVersion"]}, "status": patch}
-        result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, metadata["namespace"], VMS, metadata["name"], body
+        return merge_patch_untyped(
+            self.client, object_path(VMS, metadata["namespace"], metadata["name"], "status"), body
         )
-        return result
 
 
 def status_patch(

@@ -12,9 +12,9 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from runtime.controller import status as rules
-from runtime.controller.kube import create_untyped, ignore, newer_exists
+from runtime.controller.kube import create_untyped, ignore, merge_patch_untyped, newer_exists, object_path
 from runtime.controller.lookups import Lookups
-from runtime.controller.names import GROUP, LABEL_NODE, VERSION, VMI_FINALIZER, VMIS
+from runtime.controller.names import LABEL_NODE, VMI_FINALIZER, VMIS
 from runtime.controller.pods import DEFAULT_IMAGE, claims, launcher_pod, pod_name
 
 log = logging.getLogger(__name__)
@@ -186,10 +186,7 @@ class VmiReconciler:
         body: dict[str, Any] = {"metadata": {**metadata, "resourceVersion": meta["resourceVersion"]}}
         if status:
             body["status"] = status
-        result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, meta["namespace"], VMIS, meta["name"], body
-        )
-        return result
+        return merge_patch_untyped(self.client, object_path(VMIS, meta["namespace"], meta["name"]), body)
 
 
 def _guarded(writes: Writes | None) -> Writes | None:
