@@ -40,15 +40,6 @@ def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
     return client
 
 
-def get_or_none(fn: Callable[[], T]) -> T | None:
-    try:
-        return fn()
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-
-
 def ignore(statuses: tuple[int, ...], fn: Callable[[], Any]) -> Any:
     try:
         return fn()
