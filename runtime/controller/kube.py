@@ -14,8 +14,8 @@ POOL_SIZE = 32  # HTTP connections kept by a typed client, for the threads that 
 def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
     """In a pod: the service account; else ``kubeconfig`` or $KUBECONFIG / ~/.kube/config.
 
-    The pool holds a connection per worker thread: the default (5 per CPU) makes the others open and drop a
-    connection for each request.
+    The pool holds a connection per thread that shares the client (POOL_SIZE): the default (5 per CPU) makes the
+    others open and drop a connection for each request.
     """
     configuration = kubernetes.client.Configuration()
     configuration.connection_pool_maxsize = POOL_SIZE
