@@ -82,6 +82,13 @@ class Api:
                 async with session.request(method, self.server + path, data=data, headers=headers) as response:
                     text = await response.read()
                     status, reason = response.status, response.reason or ""
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as error:
+                # A kept connection the server had closed (it restarted, or its idle timeout passed): once more,
+                # on a new one. Every write carries a precondition, so one that did land answers 409 or 404.
+                if attempt == 1:
+                    log.debug("%s %s: %s; once more on a new connection", method, path, type(error).__name__)
+                    continue
+                raise ApiError(0, f"{method} {path}: {type(error).__name__}: {error}") from None
             except (aiohttp.ClientError, TimeoutError) as error:
                 raise ApiError(0, f"{method} {path}: {type(error).__name__}: {error}") from None
             if status == 401 and attempt == 1 and self._login_again():

@@ -5,7 +5,10 @@ at all as one error."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -136,3 +139,52 @@ def test_no_answer_is_an_api_error_with_status_zero() -> None:
     with pytest.raises(ApiError) as error:
         run(api, lambda: api.get(object_path("virtualmachines", "default", "x")))
     assert error.value.status == 0 and "GET /apis/kubevirt.io/v1" in str(error.value)
+
+
+class DropsEverySecondRequest(http.server.BaseHTTPRequestHandler):
+    """Keeps each connection open after its first answer, and closes it on the next request without answering
+    (as a server does that restarts, or whose idle timeout ends just as the client reuses the connection)."""
+
+    protocol_version = "HTTP/1.1"
+    answered = 0
+    dropped = 0
+
+    def setup(self) -> None:  # an instance per connection
+        super().setup()
+        self.answered_here = False
+
+    def do_PATCH(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.answered_here:
+            type(self).dropped += 1
+            self.close_connection = True
+            return
+        body = json.dumps({"kind": "VirtualMachine", "metadata": {"name": "x"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.answered_here = True
+        type(self).answered += 1
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_a_kept_connection_the_server_drops_is_replaced_and_the_call_made_again() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DropsEverySecondRequest)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = Api(lambda: kopf.ConnectionInfo(server=f"http://127.0.0.1:{server.server_address[1]}"))
+    path = object_path("virtualmachines", "default", "x", "status")
+
+    async def calls() -> list[dict[str, Any]]:
+        return [await api.merge_patch(path, {"status": {}}) for _ in range(3)]
+
+    try:
+        answers = run(api, calls)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [a["metadata"]["name"] for a in answers] == ["x", "x", "x"]
+    assert DropsEverySecondRequest.answered == 3 and DropsEverySecondRequest.dropped == 2
