@@ -51,3 +51,13 @@ def connection_info(kubeconfig: str | None = None) -> Any:
         private_key_path=configuration.key_file,
         proxy_url=configuration.proxy,  # the kubeconfig's proxy-url, else the environment's for this server
     )
+
+
+def require_credentials(kubeconfig: str | None) -> None:
+    """Exit with one line when the agent's credentials cannot be read (no such kubeconfig, no service account):
+    kopf would retry its login forever, saying nothing but a traceback a minute."""
+    try:
+        connection_info(kubeconfig)
+    except (kubernetes.config.ConfigException, OSError) as error:
+        where = f"kubeconfig {kubeconfig}" if kubeconfig else "the in-cluster service account or $KUBECONFIG"
+        raise SystemExit(f"error: cannot read the API credentials from {where}: {error}") from None

@@ -28,7 +28,7 @@ import kopf
 from runtime.controller import status as rules
 from runtime.controller.api import Api, ApiError, list_uids
 from runtime.controller.cache import Cache, Kind, StartGate, uid_of
-from runtime.controller.kube import connection_info
+from runtime.controller.kube import connection_info, require_credentials
 from runtime.controller.lookups import Lookups, newest
 from runtime.controller.names import GROUP, LABEL_APP, LABEL_DOMAIN, VERSION, VMIS, VMS
 from runtime.controller.vm import VmReconciler
@@ -253,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     # reference counting; collecting the young generation every 3,000 allocations still bounds the cyclic rest.
     # At 10,000 the 5,000-VM memory test's RSS grew 13.7 % once (limit 10 %); at 3,000 it grew 0.9 %, for the
     # same CPU in bench-controller (5.5 CPU-s per 1,000 VMs, quiet machine).
+    require_credentials(args.kubeconfig)
     gc.set_threshold(*GC_THRESHOLDS)
     run_operator(register(Controller(args.kubeconfig, namespace=args.namespace)), args.namespace)
 

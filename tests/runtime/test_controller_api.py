@@ -8,6 +8,8 @@ import asyncio
 import http.server
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -188,3 +190,21 @@ def test_a_kept_connection_the_server_drops_is_replaced_and_the_call_made_again(
         server.server_close()
     assert [a["metadata"]["name"] for a in answers] == ["x", "x", "x"]
     assert DropsEverySecondRequest.answered == 3 and DropsEverySecondRequest.dropped == 2
+
+
+@pytest.mark.parametrize("agent", [["runtime.controller"], ["runtime.handler", "--node", "n1"], ["runtime.migration"]])
+def test_an_agent_without_credentials_exits_with_one_line(agent: list[str], tmp_path: Path) -> None:
+    """kopf retries a failing login forever; the agents check their credentials first."""
+    missing = tmp_path / "no-such-kubeconfig"
+    done = subprocess.run(
+        [sys.executable, "-m", *agent, "--kubeconfig", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"error: cannot read the API credentials from kubeconfig {missing}: "
+        "Invalid kube-config file. No configuration found."
+    ]
