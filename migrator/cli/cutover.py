@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from migrator.cli.cutover_warm import WarmRequest, warm_context, warm_options
 from migrator.cli.options import cluster_options, source_options, vm_option
 from migrator.convert import plans
 from migrator.cutover import migration
-from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
+from migrator.cutover.ports import ClusterAccess, CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
 from migrator.cutover.steps import CutoverContext, CutoverOptions
 from migrator.cutover.targets import DiskOrigin
@@ -69,18 +69,29 @@ def _plan(vm: str, plan_path: Path | None, source: CutoverSource, namespace: str
     return plan, plans.find_vm(plan, vm)
 
 
-def _recorded_endpoints(
-    vm: str, state_dir: Path | None, output_dir: Path | None, kubeconfig: str | None, namespace: str | None
-) -> tuple[str | None, Path | None, str | None]:
-    """For `cutover --rollback --vm NAME` alone: the source and target the recorded cutover used."""
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a cutover reads and writes: its source, and the local or cluster target."""
+
+    source: str | None
+    output_dir: Path | None
+    namespace: str | None
+    kubeconfig: str | None
+    kube_context: str | None
+
+
+def _recorded_endpoints(vm: str, state_dir: Path | None, given: Endpoints) -> Endpoints:
+    """For `cutover --rollback --vm NAME` alone: the source and target the recorded cutover used (the target
+    given on the command line, if any, instead)."""
     store = StateStore(state_dir)
     try:
         recorded = migration.recorded_endpoints(store, vm)
     finally:
         store.close()
-    if output_dir is None and kubeconfig is None and namespace is None:
-        output_dir, namespace = recorded.output_dir, recorded.namespace
-    return recorded.source, output_dir, namespace
+    if given.output_dir or given.kubeconfig or given.kube_context or given.namespace:
+        return replace(given, source=recorded.source)
+    access = recorded.cluster_access or ClusterAccess()
+    return Endpoints(recorded.source, recorded.output_dir, recorded.namespace, access.kubeconfig, access.context)
 
 
 def _target(
@@ -193,7 +204,10 @@ def cutover(
             store.close()
         return
     if do_rollback and plan_path is None and source is None:
-        source, output_dir, namespace = _recorded_endpoints(vm, state_dir, output_dir, kubeconfig, namespace)
+        given = Endpoints(None, output_dir, namespace, kubeconfig, kube_context)
+        recorded = _recorded_endpoints(vm, state_dir, given)
+        source, output_dir, namespace = recorded.source, recorded.output_dir, recorded.namespace
+        kubeconfig, kube_context = recorded.kubeconfig, recorded.kube_context
     if plan_path is None and source is None:
         raise InputError("cutover needs --plan FILE or --source vsphere://USER@HOST")
     if shutdown_timeout < 0 or verify_timeout <= 0 or stop_grace < 0:
@@ -230,7 +244,8 @@ def cutover(
                 pre_hook=cutover_options.pre_hook or plan.hooks.get("pre"),
                 post_hook=cutover_options.post_hook or plan.hooks.get("post"),
             )
-            ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=echo)
+            access = None if output_dir is not None else ClusterAccess.given(kubeconfig, kube_context)
+            ctx = CutoverContext(plan, planned, live, target, store, hooks, announce=echo, cluster_access=access)
             warm_ctx = warm_context(ctx, live, warm, output_dir, kubeconfig, namespace or plan.target_namespace)
             with (
                 migration.exclusive_run(store, ctx.key),

@@ -15,11 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.errors import InputError, Interrupted, MigratorError, NotFoundError, TargetError
 from migrator.cutover.pipeline import StepFailed, run_steps
+from migrator.cutover.ports import ClusterAccess
 from migrator.cutover.state import Migration, StateStore, only_one_run, run_alive
 from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, TargetNotStopped, rollback
 from migrator.cutover.warm import WARM_STEPS, WarmContext
@@ -89,6 +90,9 @@ def where(store: StateStore, recorded: Migration) -> str | None:
     return None
 
 
+CLUSTER_ACCESS = "cluster_access"  # the fact that records a cluster target's kubeconfig and context
+
+
 @dataclass(frozen=True)
 class RecordedEndpoints:
     """Where a recorded cutover went: what `cutover --rollback --vm NAME` alone needs."""
@@ -96,6 +100,7 @@ class RecordedEndpoints:
     source: str | None
     output_dir: Path | None  # the local target's directory
     namespace: str | None  # the cluster target's namespace
+    cluster_access: ClusterAccess | None = None  # the cluster target's kubeconfig and context
 
 
 def recorded_endpoints(store: StateStore, vm: str) -> RecordedEndpoints:
@@ -103,10 +108,14 @@ def recorded_endpoints(store: StateStore, vm: str) -> RecordedEndpoints:
     if migration is None:
         raise NotFoundError(f"no cutover recorded for VM {vm}: give --plan or --source and the target")
     kind, _, where = (migration.target or "").partition(":")
+    access = migration.facts.get(CLUSTER_ACCESS)
     return RecordedEndpoints(
         source=migration.source,
         output_dir=Path(where) if kind == "local" else None,
         namespace=where if kind == "cluster" else None,
+        cluster_access=ClusterAccess(access.get("kubeconfig"), access.get("context"))
+        if kind == "cluster" and access
+        else None,
     )
 
 
@@ -131,6 +140,8 @@ def begin(ctx: CutoverContext) -> Migration:
     store.set_fact(key, "target_name", ctx.planned.target_name)
     store.set_fact(key, "interrupted", None)
     store.set_fact(key, "log_file", str(log_path(store, key)))
+    if ctx.cluster_access is not None:
+        store.set_fact(key, CLUSTER_ACCESS, asdict(ctx.cluster_access))
     return store.get(key) or migration
 
 

@@ -7,6 +7,7 @@ The vSphere adapter satisfies ``CutoverSource``; ``migrator.cutover.targets`` ho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from core.inventory import VM, Inventory
@@ -44,6 +45,21 @@ class Verification:
     marker: str | None = None  # a line the guest prints on its serial console
     tcp_port: int | None = None  # a port the guest must accept connections on
     timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How a cluster target was reached: the kubeconfig file (None: $KUBECONFIG or ~/.kube/config) and its context.
+    Recorded with the cutover, so that `cutover --rollback --vm NAME` alone reaches the same cluster. A path and a
+    name only: no credential."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+
+    @classmethod
+    def given(cls, kubeconfig: str | None, context: str | None = None) -> ClusterAccess:
+        """As the command line gave them, the path made absolute (a rollback may run from another directory)."""
+        return cls(None if kubeconfig is None else str(Path(kubeconfig).expanduser().resolve()), context)
 
 
 @dataclass(frozen=True)

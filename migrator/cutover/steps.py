@@ -23,7 +23,7 @@ from migrator.convert.gate import check_not_blocked
 from migrator.convert.guest import skip_by_default
 from migrator.cutover.drift import plan_drift
 from migrator.cutover.pipeline import Step, StepResult
-from migrator.cutover.ports import CutoverSource, CutoverTarget, Verification
+from migrator.cutover.ports import ClusterAccess, CutoverSource, CutoverTarget, Verification
 from migrator.cutover.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class CutoverContext:
     store: StateStore
     options: CutoverOptions
     announce: Callable[[str], None] = lambda _line: None
+    cluster_access: ClusterAccess | None = None  # a cluster target's kubeconfig and context, recorded by ``begin``
 
     @property
     def key(self) -> str:

@@ -29,7 +29,7 @@ from core.errors import InputError, MigratorError
 from core.plan import Plan, PlannedVM
 from migrator.cutover import migration
 from migrator.cutover.pipeline import Step, StepFailed, StepResult, run_steps
-from migrator.cutover.ports import CutoverSource, CutoverTarget
+from migrator.cutover.ports import ClusterAccess, CutoverSource, CutoverTarget
 from migrator.cutover.precopy import WARM
 from migrator.cutover.state import Migration, StateStore
 from migrator.cutover.steps import CUTOVER_STEPS, CutoverContext, CutoverOptions
@@ -230,7 +230,17 @@ def _run(
     )
     with _source(env.plan.source, env.source_options.pinned_to(env.plan.source_thumbprint)) as live:
         target = env.target.build(env.plan, origin, env.options.skip_conversion)
-        ctx = CutoverContext(env.plan, planned, live, target, store, options, announce=lambda line: view.line(vm, line))
+        access = None if env.target.output_dir is not None else ClusterAccess.given(env.target.kubeconfig)
+        ctx = CutoverContext(
+            env.plan,
+            planned,
+            live,
+            target,
+            store,
+            options,
+            announce=lambda line: view.line(vm, line),
+            cluster_access=access,
+        )
         warm = _warm_context(ctx, live, env, warm_run, meter) if warm_run is not None else None
         with migration.exclusive_run(store, ctx.key):
             reason = stop()

@@ -4,8 +4,8 @@ Every watched event (VirtualMachine, VirtualMachineInstance, launcher Pod, Persi
 the objects it concerns, level-triggered, from the event's copy and the controller's cache of the others (no
 reads; ``runtime.controller.cache``, kept by the same handlers):
 
-- the handlers are coroutines: each decides in the event loop, without I/O (the reconcilers' ``plan``), and
-  takes one of the controller's write threads only for the API writes that decision needs;
+- the handlers are coroutines: each decides without I/O (the reconcilers' ``plan``), then awaits the API
+  writes that decision needs, if any, on the same event loop (``runtime.controller.api``);
 - kopf serializes the events of one object, and drops its memo and daemon when it goes; the cache drops it on
   its DELETED event, and holds the handlers at start until what existed then is in;
 - an instance's change reconciles its VM too, from another worker: their writes carry resourceVersion or uid
@@ -21,17 +21,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from runtime.controller import status as rules
+from runtime.controller.api import Api, ApiError, list_uids
 from runtime.controller.cache import Cache, Kind, StartGate, uid_of
-from runtime.controller.kube import POOL_SIZE, api_client, connection_info, list_uids
+from runtime.controller.kube import connection_info, require_credentials
 from runtime.controller.lookups import Lookups, newest
 from runtime.controller.names import GROUP, LABEL_APP, LABEL_DOMAIN, VERSION, VMIS, VMS
 from runtime.controller.vm import VmReconciler
@@ -43,43 +40,33 @@ RETRY_DELAY = 5.0  # seconds before a failed reconcile runs again
 CLOCK_TICK = 1.0  # how often a VM's daemon looks at the time (pure); only VMs with a start failure have one
 CANCELLATION_TIMEOUT = 5.0
 GC_THRESHOLDS = (3_000, 10, 10)
-# Seconds a thread holds the GIL before it is asked to let go (Python's default: 0.005). The event loop and the
-# write threads take turns: at 0.02 bench-controller used 5.1-5.2 CPU-s (0.001: 5.6-5.9) for 1,000 VMs.
-SWITCH_INTERVAL = 0.02
 LAUNCHER_SELECTOR = f"{LABEL_APP}=virt-launcher"
 WATCHED = (VMS, VMIS, "pods", "persistentvolumeclaims", "nodes")  # the kinds the cache holds (plurals)
-T = TypeVar("T")
 
 
 class Controller:
     """The two reconcilers; ``register`` wires them to kopf's events and daemons, and keeps the cache.
 
-    The handlers are coroutines: each decides in the event loop, from the event and the cache (``plan``, no
-    I/O), and takes a worker thread only for the writes, if any (the API client blocks). Most events need
-    none: the echoes of the controller's own writes, a pod created but not yet bound.
+    The handlers are coroutines: each decides from the event and the cache (``plan``, no I/O), then awaits
+    the writes, if any. Most events need none: the echoes of the controller's own writes, a pod created but
+    not yet bound.
     """
 
     def __init__(self, kubeconfig: str | None = None, image: str | None = None, namespace: str | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace  # what kopf watches: one namespace, or all (None)
-        self.client = api_client(kubeconfig)
-        self.vms = VmReconciler(self.client)
-        self.vmis = VmiReconciler(self.client, image=image)
+        self.api = Api(lambda: connection_info(kubeconfig))
+        self.vms = VmReconciler(self.api)
+        self.vmis = VmiReconciler(self.api, image=image)
         self.cache = Cache()
         self.gate = StartGate()
-        # as many threads as the client pool's connections
-        self.writers = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="controller-write")
         self.relisting: asyncio.Task[None] | None = None
 
     async def existing(self, plural: str) -> set[str]:
         """The uids of that kind that exist now, as the watch of that kind sees them (namespace, selector)."""
         namespace = None if plural == "nodes" else self.namespace
         selector = LAUNCHER_SELECTOR if plural == "pods" else ""
-        return await self.write(lambda: list_uids(self.client, plural, namespace, selector))
-
-    async def write(self, writes: Callable[[], T]) -> T:
-        """Run ``writes`` (API calls) off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.writers, writes)
+        return await list_uids(self.api, plural, namespace, selector)
 
     async def vm(self, vm: dict[str, Any] | None, lookups: Lookups, memo: Any = None) -> None:
         """Reconcile a VM. ``memo`` (the VM's own, in its worker) keeps the VM and the instance as last written
@@ -87,12 +74,12 @@ class Controller:
         if vm is not None:
             _, writes = self.vms.plan(vm, lookups, memo)
             if writes is not None:
-                await self.write(writes)
+                await writes()
 
     async def vmi(self, vmi: dict[str, Any] | None, lookups: Lookups) -> None:
         writes = None if vmi is None else self.vmis.plan(vmi, lookups)
         if writes is not None:
-            await self.write(writes)
+            await writes()
 
     async def pod(self, namespace: str, vmi_name: str, pod: dict[str, Any] | None, lookups: Lookups, memo: Any) -> None:
         """A launcher pod changed: its instance follows. ``memo`` (the pod's) keeps the instance as last written
@@ -102,7 +89,7 @@ class Controller:
             return
         writes = self.vmis.plan_follow(newest(cached, memo.get("vmi")), pod)
         if writes is not None:
-            memo["vmi"] = await self.write(writes) or memo.get("vmi")
+            memo["vmi"] = await writes() or memo.get("vmi")
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -160,6 +147,10 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
         """What exists before the watches start: the handlers wait until all of it has reached the cache."""
         gate.expect({plural: await controller.existing(plural) for plural in WATCHED})
         controller.relisting = asyncio.create_task(gate.relist_until_open(controller.existing))
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_session(**_: Any) -> None:
+        await controller.api.close()
 
     async def observe(kind: Kind, plural: str, type: str | None, obj: dict[str, Any]) -> None:
         kind.observe(type, obj)
@@ -243,8 +234,8 @@ def register(controller: Controller, registry: kopf.OperatorRegistry | None = No
             try:
                 await reconcile_vm(vm, cache, memo)
                 await controller.vmi(cache.vmi(namespace, name), cache)
-            except ApiException as error:
-                message = f"reconcile failed: {error.status} {error.reason}"
+            except ApiError as error:
+                message = f"reconcile failed: {error}"
                 raise kopf.TemporaryError(message, delay=RETRY_DELAY) from None
             await stopped.wait(CLOCK_TICK)  # what it wrote reaches the cache before the next look
 
@@ -262,8 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     # reference counting; collecting the young generation every 3,000 allocations still bounds the cyclic rest.
     # At 10,000 the 5,000-VM memory test's RSS grew 13.7 % once (limit 10 %); at 3,000 it grew 0.9 %, for the
     # same CPU in bench-controller (5.5 CPU-s per 1,000 VMs, quiet machine).
+    require_credentials(args.kubeconfig)
     gc.set_threshold(*GC_THRESHOLDS)
-    sys.setswitchinterval(SWITCH_INTERVAL)
     run_operator(register(Controller(args.kubeconfig, namespace=args.namespace)), args.namespace)
 
 

@@ -4,37 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import kubernetes
-from kubernetes.client.exceptions import ApiException
-
 from runtime.controller import status as rules
-from runtime.controller.kube import create_untyped, ignore, merge_patch_untyped, newer_exists, object_path
+from runtime.controller.api import Api, ApiError, ignore, newer_exists, object_path
 from runtime.controller.lookups import Lookups, newest
 from runtime.controller.names import GROUP, LABEL_VM_NAME, VERSION, VMI_FINALIZER, VMIS, VMS
 from runtime.controller.pods import claims
 
 log = logging.getLogger(__name__)
-Writes = Callable[[], None]  # what a plan leaves to do: API writes, to run off the event loop
+Writes = Callable[[], Awaitable[None]]  # what a plan leaves to do: the API writes, a coroutine
 INDEX_LAG = 10.0  # seconds within which the watch delivers what this controller wrote
 
 
 class VmReconciler:
-    def __init__(self, client: kubernetes.client.ApiClient) -> None:
-        self.client = client
-        self.custom = kubernetes.client.CustomObjectsApi(client)
-
-    def reconcile(
-        self, vm: dict[str, Any], lookups: Lookups, memo: MutableMapping[str, Any] | None = None
-    ) -> float | None:
-        """Bring one VM's instance and status in line with its spec (``plan``, then its writes, if any); returns
-        seconds until time alone changes the decision (a backoff ending), or None."""
-        requeue, writes = self.plan(vm, lookups, memo)
-        if writes is not None:
-            writes()
-        return requeue
+    def __init__(self, api: Api) -> None:
+        self.api = api
 
     def plan(
         self, vm: dict[str, Any], lookups: Lookups, memo: MutableMapping[str, Any] | None = None
@@ -71,10 +57,10 @@ class VmReconciler:
         if not creates and not deletes and not status_patch(vm, vmi, missing, decision.start_failure, now):
             return decision.requeue_after, None
 
-        def writes() -> None:
+        async def writes() -> None:
             instance = vmi
             if creates:
-                instance = self._create_instance(vm)
+                instance = await self._create_instance(vm)
                 if instance is None and not foreign:
                     # 409: the instance exists, not cached yet. Only a reconcile of this VM creates one, from
                     # another worker (a claim's event, and this VM's own event in between): that one writes
@@ -83,37 +69,34 @@ class VmReconciler:
                     return
                 memo["vmi"], memo["vmi_written_at"] = instance, time.monotonic()
             elif deletes and instance is not None:
-                instance = self._delete_instance(instance, decision.reason)
+                instance = await self._delete_instance(instance, decision.reason)
                 memo["vmi"], memo["vmi_written_at"] = instance, time.monotonic()
             try:
-                written = self._write_status(vm, instance, missing, decision.start_failure, now)
-            except ApiException as error:
+                written = await self._write_status(vm, instance, missing, decision.start_failure, now)
+            except ApiError as error:
                 if error.status != 409:
                     raise
                 # The copy was stale. The newer version may be this controller's own status write, whose event
                 # the VM's handler skips as its echo (and a reconcile from a claim's or an instance's event has
                 # no memo of it): nothing would write this status then. Read the VM once and write again.
-                written = self._rewrite_status(vm, instance, missing, decision.start_failure, now)
+                written = await self._rewrite_status(vm, instance, missing, decision.start_failure, now)
             if written is not None:
                 memo["vm"] = written
 
         return decision.requeue_after, writes
 
-    def _delete_instance(self, vmi: dict[str, Any], reason: str) -> dict[str, Any] | None:
+    async def _delete_instance(self, vmi: dict[str, Any], reason: str) -> dict[str, Any] | None:
         """Delete the instance (uid precondition); returns it while it terminates (its finalizer), else None."""
         namespace, name, uid = vmi["metadata"]["namespace"], vmi["metadata"]["name"], vmi["metadata"]["uid"]
         log.info("%s/%s: deleting its instance: %s", namespace, name, reason)
-        deleted = ignore(
-            (404, 409),
-            lambda: self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, VMIS, name, body={"preconditions": {"uid": uid}}
-            ),
+        deleted = await ignore(
+            (404, 409), self.api.delete(object_path(VMIS, namespace, name), {"preconditions": {"uid": uid}})
         )
         # With its finalizer the instance stays, terminating, until the pod is gone; else it is gone now.
         is_instance = isinstance(deleted, dict) and deleted.get("kind") == "VirtualMachineInstance"
         return deleted if is_instance else None
 
-    def _create_instance(self, vm: dict[str, Any]) -> dict[str, Any] | None:
+    async def _create_instance(self, vm: dict[str, Any]) -> dict[str, Any] | None:
         metadata = vm["metadata"]
         template = (vm.get("spec") or {}).get("template") or {}
         template_meta = template.get("metadata") or {}
@@ -142,15 +125,15 @@ class VmReconciler:
             "spec": template.get("spec") or {},
         }
         try:
-            created = create_untyped(self.client, object_path(VMIS, metadata["namespace"]), body)
-        except ApiException as error:
+            created = await self.api.create(object_path(VMIS, metadata["namespace"]), body)
+        except ApiError as error:
             if error.status == 409:  # created meanwhile (before a restart): its event follows
                 return None
             raise
         log.info("%s/%s: created its instance", metadata["namespace"], metadata["name"])
         return created
 
-    def _rewrite_status(
+    async def _rewrite_status(
         self,
         stale: dict[str, Any],
         vmi: dict[str, Any] | None,
@@ -159,12 +142,12 @@ class VmReconciler:
         now: Any,
     ) -> dict[str, Any] | None:
         namespace, name = stale["metadata"]["namespace"], stale["metadata"]["name"]
-        fresh = ignore((404,), lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VMS, name))
+        fresh = await ignore((404,), self.api.get(object_path(VMS, namespace, name)))
         if not fresh or fresh["metadata"].get("uid") != stale["metadata"].get("uid"):
             return None  # gone, or another VM of that name: its own events reconcile it
-        return newer_exists(lambda: self._write_status(fresh, vmi, missing, start_failure, now))
+        return await newer_exists(self._write_status(fresh, vmi, missing, start_failure, now))
 
-    def _write_status(
+    async def _write_status(
         self,
         vm: dict[str, Any],
         vmi: dict[str, Any] | None,
@@ -178,9 +161,7 @@ class VmReconciler:
         metadata = vm["metadata"]
         # The resourceVersion precondition makes a status computed from a stale copy fail with 409.
         body = {"metadata": {"resourceVersion": metadata["resourceVersion"]}, "status": patch}
-        return merge_patch_untyped(
-            self.client, object_path(VMS, metadata["namespace"], metadata["name"], "status"), body
-        )
+        return await self.api.merge_patch(object_path(VMS, metadata["namespace"], metadata["name"], "status"), body)
 
 
 def status_patch(

@@ -4,36 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
-
-import kubernetes
-from kubernetes.client.exceptions import ApiException
 
 from runtime.controller import status as rules
-from runtime.controller.kube import create_untyped, ignore, merge_patch_untyped, newer_exists, object_path
+from runtime.controller.api import Api, ApiError, core_path, ignore, newer_exists, object_path
 from runtime.controller.lookups import Lookups
 from runtime.controller.names import LABEL_NODE, VMI_FINALIZER, VMIS
 from runtime.controller.pods import DEFAULT_IMAGE, claims, launcher_pod, pod_name
 
 log = logging.getLogger(__name__)
-Writes = Callable[[], None]  # what a plan leaves to do: API writes, to run off the event loop
-FollowWrites = Callable[[], dict[str, Any] | None]  # the same, returning the instance as written
+Writes = Callable[[], Awaitable[None]]  # what a plan leaves to do: the API writes, a coroutine
+FollowWrites = Callable[[], Awaitable[dict[str, Any] | None]]  # the same, returning the instance as written
+Step = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]  # a write applied to the newest copy
 
 
 class VmiReconciler:
-    def __init__(self, client: kubernetes.client.ApiClient, *, image: str | None = None) -> None:
-        self.client = client
-        self.custom = kubernetes.client.CustomObjectsApi(client)
-        self.core = kubernetes.client.CoreV1Api(client)
+    def __init__(self, api: Api, *, image: str | None = None) -> None:
+        self.api = api
         self.image = image or os.environ.get("MIGRATOR_RUNTIME_IMAGE", DEFAULT_IMAGE)
-
-    def reconcile(self, vmi: dict[str, Any], lookups: Lookups) -> None:
-        """``plan``, then its writes, if any."""
-        writes = self.plan(vmi, lookups)
-        if writes is not None:
-            writes()
 
     def plan(self, vmi: dict[str, Any], lookups: Lookups) -> Writes | None:
         """What the instance's own changes call for, decided without I/O (the writes, or None): its finalizer,
@@ -49,7 +38,7 @@ class VmiReconciler:
         pod = lookups.pod(namespace, pod_name(vmi))
         if metadata.get("deletionTimestamp"):
             return _guarded(self._plan_deletion(vmi, pod))
-        steps: list[Callable[[dict[str, Any]], dict[str, Any] | None]] = []
+        steps: list[Step] = []
         if VMI_FINALIZER not in (metadata.get("finalizers") or []):
             finalizers = [*(metadata.get("finalizers") or []), VMI_FINALIZER]
             steps.append(lambda current: self._patch_meta(current, {"finalizers": finalizers}))
@@ -72,29 +61,23 @@ class VmiReconciler:
         if not steps:
             return None
 
-        def writes() -> None:
-            current: dict[str, Any] | None = vmi
+        async def writes() -> None:
+            current: dict[str, Any] = vmi
             for step in steps:
-                current = step(current) or current
+                current = await step(current) or current
 
         return _guarded(writes)
 
-    def _create_pod(self, vmi: dict[str, Any], kvm: bool) -> None:
+    async def _create_pod(self, vmi: dict[str, Any], kvm: bool) -> None:
         namespace, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
         body = launcher_pod(vmi, image=self.image, kvm=kvm)
         try:
-            create_untyped(self.client, f"/api/v1/namespaces/{quote(namespace, safe='')}/pods", body)
+            await self.api.create(core_path("pods", namespace), body)
             log.info("%s/%s: created launcher pod %s", namespace, name, body["metadata"]["name"])
-        except ApiException as error:
+        except ApiError as error:
             if error.status != 409:
                 raise
         # the pod's events move the instance on
-
-    def follow_pod(self, vmi: dict[str, Any], pod: dict[str, Any] | None) -> dict[str, Any] | None:
-        """``plan_follow``, then its writes, if any: returns the instance as written, or None when nothing was
-        (or a 409 said a newer version exists)."""
-        writes = self.plan_follow(vmi, pod)
-        return writes() if writes is not None else None
 
     def plan_follow(self, vmi: dict[str, Any], pod: dict[str, Any] | None) -> FollowWrites | None:
         """The instance's phase (Scheduling, Scheduled, Succeeded, Failed) and node label from its pod's; the
@@ -105,18 +88,21 @@ class VmiReconciler:
             if deletion is None:
                 return None
 
-            def finish() -> None:
-                newer_exists(deletion)
+            async def finish() -> None:
+                await newer_exists(deletion())
 
             return finish
         follow = self._plan_follow(vmi, pod)
         if follow is None:
             return None
-        return lambda: newer_exists(lambda: follow(vmi))
+        planned = follow
 
-    def _plan_follow(
-        self, vmi: dict[str, Any], pod: dict[str, Any] | None
-    ) -> Callable[[dict[str, Any]], dict[str, Any] | None] | None:
+        async def follow_newest() -> dict[str, Any] | None:
+            return await newer_exists(planned(vmi))
+
+        return follow_newest
+
+    def _plan_follow(self, vmi: dict[str, Any], pod: dict[str, Any] | None) -> Step | None:
         """The writes that make the instance follow its pod, applied to the instance's newest copy; or None."""
         metadata = vmi["metadata"]
         namespace = metadata["namespace"]
@@ -139,12 +125,12 @@ class VmiReconciler:
         if not label and not changes and not stop_pod:
             return None
 
-        def follow(current: dict[str, Any]) -> dict[str, Any] | None:
+        async def follow(current: dict[str, Any]) -> dict[str, Any] | None:
             written = None
             if label or changes:  # one call, one watch event: the status is no subresource (as in KubeVirt)
-                written = self._patch(current, {"labels": {LABEL_NODE: label}} if label else {}, changes)
+                written = await self._patch(current, {"labels": {LABEL_NODE: label}} if label else {}, changes)
             if stop_pod and pod is not None:
-                ignore((404,), lambda: self.core.delete_namespaced_pod(pod["metadata"]["name"], namespace))
+                await ignore((404,), self.api.delete(core_path("pods", namespace, pod["metadata"]["name"])))
             return written
 
         return follow
@@ -158,9 +144,9 @@ class VmiReconciler:
                 return None
             pod_name_ = pod["metadata"]["name"]
 
-            def delete_pod() -> None:
+            async def delete_pod() -> None:
                 log.info("%s/%s: instance deleted: deleting its pod", namespace, vmi["metadata"]["name"])
-                ignore((404,), lambda: self.core.delete_namespaced_pod(pod_name_, namespace))
+                await ignore((404,), self.api.delete(core_path("pods", namespace, pod_name_)))
 
             return delete_pod
         finalizers = vmi["metadata"].get("finalizers") or []
@@ -168,25 +154,25 @@ class VmiReconciler:
             return None
         kept = [f for f in finalizers if f != VMI_FINALIZER]
 
-        def drop_finalizer() -> None:
-            self._patch_meta(vmi, {"finalizers": kept})
+        async def drop_finalizer() -> None:
+            await self._patch_meta(vmi, {"finalizers": kept})
 
         return drop_finalizer
 
-    def _patch_meta(self, vmi: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
-        return self._patch(vmi, metadata, {})
+    async def _patch_meta(self, vmi: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+        return await self._patch(vmi, metadata, {})
 
-    def _patch_status(self, vmi: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-        return self._patch(vmi, {}, changes)
+    async def _patch_status(self, vmi: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        return await self._patch(vmi, {}, changes)
 
-    def _patch(self, vmi: dict[str, Any], metadata: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    async def _patch(self, vmi: dict[str, Any], metadata: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """One merge patch of the instance's metadata and status, guarded by its resourceVersion (a 409 when
         stale). The instance's status is no subresource, as in KubeVirt: the main resource takes both."""
         meta = vmi["metadata"]
         body: dict[str, Any] = {"metadata": {**metadata, "resourceVersion": meta["resourceVersion"]}}
         if status:
             body["status"] = status
-        return merge_patch_untyped(self.client, object_path(VMIS, meta["namespace"], meta["name"]), body)
+        return await self.api.merge_patch(object_path(VMIS, meta["namespace"], meta["name"]), body)
 
 
 def _guarded(writes: Writes | None) -> Writes | None:
@@ -195,8 +181,8 @@ def _guarded(writes: Writes | None) -> Writes | None:
         return None
     planned = writes
 
-    def guarded() -> None:
-        newer_exists(planned)
+    async def guarded() -> None:
+        await newer_exists(planned())
 
     return guarded
 

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from runtime.controller.kube import require_credentials
 from runtime.handler.handler import Handler
 
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.node:
         parser.error("--node (or NODE_NAME) is required")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    require_credentials(args.kubeconfig)
     handler = Handler(args.node, args.sockets_dir, kubeconfig=args.kubeconfig, interval=args.interval)
 
     def stop(*_: Any) -> None:

@@ -20,7 +20,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from core import rate
-from runtime.controller.kube import api_client, connection_info
+from runtime.controller.kube import api_client, connection_info, require_credentials
 from runtime.migration import decisions, jobs
 from runtime.migration.plan import PlanError, PlanVM, select, vms_of
 from runtime.operator import agent_parser, run_operator
@@ -286,4 +286,5 @@ def main(argv: list[str] | None = None) -> None:
     parser = agent_parser("python -m runtime.migration", "The Migration controller.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    require_credentials(args.kubeconfig)
     run_operator(register(Controller(args.kubeconfig)), args.namespace)

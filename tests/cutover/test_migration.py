@@ -3,16 +3,18 @@ migrate commands, the Migration controller) sees them, on a real state store."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from core.errors import InputError, NotFoundError, TargetError
 from migrator.cutover import migration
-from migrator.cutover.ports import Verification
+from migrator.cutover.ports import ClusterAccess, Verification
 from migrator.cutover.state import StateStore
 from migrator.cutover.steps import CutoverContext, CutoverOptions
 from tests.cutover.test_steps import NoTarget, ScriptedSource
@@ -97,6 +99,25 @@ def test_recorded_endpoints_name_the_source_and_target_of_the_run(store: StateSt
     assert migration.recorded_endpoints(store, "web-01") == migration.RecordedEndpoints(
         source="vsphere://admin@vc.example.com/DC0", output_dir=Path("/srv/out"), namespace=None
     )
+
+
+def test_recorded_endpoints_of_a_cluster_target_name_its_kubeconfig_and_context(
+    store: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cutover --rollback --vm NAME` alone must reach the cluster the cutover went to: the kubeconfig given then
+    (made absolute: the rollback may run from elsewhere) and its context are recorded; no credential is."""
+    (tmp_path / "kube").mkdir()
+    (tmp_path / "kube" / "config").write_text("users: [{name: u, user: {token: s3cret}}]\n")
+    monkeypatch.chdir(tmp_path)
+    ctx = replace(_ctx(store, "cluster:prod"), cluster_access=ClusterAccess.given("kube/config", "east"))
+    migration.begin(ctx)
+    assert migration.recorded_endpoints(store, "web-01") == migration.RecordedEndpoints(
+        source="vsphere://admin@vc.example.com/DC0",
+        output_dir=None,
+        namespace="prod",
+        cluster_access=ClusterAccess(str(tmp_path / "kube" / "config"), "east"),
+    )
+    assert "s3cret" not in json.dumps(store.get("web-01").facts)  # type: ignore[union-attr]
 
 
 def test_only_one_run_of_a_vm_at_a_time(store: StateStore) -> None:

@@ -1,16 +1,20 @@
-"""The controller's handlers decide in the event loop (``plan``, no I/O) and take a thread only to write: the
-events of a VM's start that call for no write (the echoes of the controller's own writes, a pod not yet bound)
-plan none, and those that do plan exactly the writes the start needs."""
+"""The controller's handlers decide first (``plan``, no I/O) and then await the writes, if any: the events of a
+VM's start that call for no write (the echoes of the controller's own writes, a pod not yet bound) plan none, and
+those that do plan exactly the writes the start needs."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kopf
 import kubernetes
 
 from runtime.controller import status as rules
+from runtime.controller.api import Api
+from runtime.controller.kube import connection_info
 from runtime.controller.names import LABEL_NODE, VMI_FINALIZER
 from runtime.controller.pods import launcher_pod
 from runtime.controller.vm import VmReconciler, status_patch
@@ -68,16 +72,20 @@ def its_instance(**status: Any) -> dict[str, Any]:
     }
 
 
-def reconcilers(client: kubernetes.client.ApiClient | None = None) -> tuple[VmReconciler, VmiReconciler]:
-    client = client or kubernetes.client.ApiClient()  # by default never called: plans do no I/O
-    return VmReconciler(client), VmiReconciler(client)
+def no_login() -> kopf.ConnectionInfo:
+    raise AssertionError("a plan made an API call")
+
+
+def reconcilers(api: Api | None = None) -> tuple[VmReconciler, VmiReconciler]:
+    api = api or Api(no_login)  # by default never called: plans do no I/O
+    return VmReconciler(api), VmiReconciler(api)
 
 
 def test_a_vm_start_plans_writes_only_where_something_changes() -> None:
     vms, vmis = reconcilers()
     objects = Objects()
     vm = a_vm()
-    # VM added, no instance: create it and write the status (one thread hop)
+    # VM added, no instance: create it and write the status
     _, writes = vms.plan(vm, objects, {})
     assert writes is not None
     # the echo of the status write (the VM Starting, its instance there and Pending): nothing to write
@@ -93,7 +101,7 @@ def test_a_vm_start_plans_writes_only_where_something_changes() -> None:
     objects.pods[pod["metadata"]["name"]] = pod
     assert vmis.plan(instance, objects) is None
     assert vmis.plan_follow(instance, pod) is None
-    # bound: the instance's label and phase follow (one hop, two writes)
+    # bound: the instance's label and phase follow (one write)
     bound = {**pod, "spec": {**pod["spec"], "nodeName": "node-1"}}
     assert vmis.plan_follow(instance, bound) is not None
     # the echoes of those writes: nothing for the instance, nothing for its VM (still Starting)
@@ -126,7 +134,8 @@ def test_a_status_written_from_a_stale_copy_is_written_again_from_a_fresh_read(t
     controller's own last status write: the write's 409 must not end it, since the newer version's event is that
     echo, which the VM's handler skips. Against the fake API server, through the real client."""
     with FakeApiServer(crds=crd_paths()) as api:
-        client = kubernetes.config.new_client_from_config(str(api.kubeconfig(tmp_path / "kubeconfig")))
+        kubeconfig = str(api.kubeconfig(tmp_path / "kubeconfig"))
+        client = kubernetes.config.new_client_from_config(kubeconfig)
         custom = kubernetes.client.CustomObjectsApi(client)
         body = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", **a_vm()}
         body["metadata"] = {"name": "a", "namespace": "default"}
@@ -136,7 +145,8 @@ def test_a_status_written_from_a_stale_copy_is_written_again_from_a_fresh_read(t
         custom.patch_namespaced_custom_object_status(
             "kubevirt.io", "v1", "default", "virtualmachines", "a", {"status": {"printableStatus": "ErrorPvcNotFound"}}
         )
-        vms, _ = reconcilers(client)
+        controller_api = Api(lambda: connection_info(kubeconfig))
+        vms, _ = reconcilers(controller_api)
         objects = Objects()
         instance = its_instance()
         instance["metadata"].update(namespace="default")
@@ -145,7 +155,13 @@ def test_a_status_written_from_a_stale_copy_is_written_again_from_a_fresh_read(t
         memo: dict[str, Any] = {}
         _, writes = vms.plan(stale, objects, memo)
         assert writes is not None
-        writes()
+
+        async def write() -> None:
+            assert writes is not None
+            await writes()
+            await controller_api.close()
+
+        asyncio.run(write())
         now = custom.get_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines", "a")
         assert now["status"]["printableStatus"] == "Starting"
         assert memo["vm"]["metadata"]["resourceVersion"] == now["metadata"]["resourceVersion"]

@@ -182,11 +182,15 @@ def test_a_warm_cutover_converts_in_a_job_and_a_disk_without_an_os_fails_it(
                 assert [s["step"] for s in report["steps"] if s.get("status") == "failed"] == ["convert-guest"], report
                 # refused in the claim, by the Job: no virt-v2v state, log or overlay beside the staged image here
                 assert not list((tmp_path / "cache").rglob("guest*")), list((tmp_path / "cache").rglob("*"))
+                # the VM's name alone: the source, the cluster (its kubeconfig) and the namespace as recorded
+                elsewhere = tmp_path / "elsewhere"
+                elsewhere.mkdir()
                 rolled = subprocess.run(
-                    [str(MIGRATOR), "cutover", "--rollback", "--vm", vm, "--insecure", "--kubeconfig", str(kubeconfig)],
+                    [str(MIGRATOR), "cutover", "--rollback", "--vm", vm, "--insecure"],
                     capture_output=True,
                     text=True,
-                    env=env,
+                    env={k: v for k, v in env.items() if k != "KUBECONFIG"} | {"HOME": str(elsewhere)},
+                    cwd=elsewhere,
                     timeout=300,
                 )
                 assert rolled.returncode == 0, rolled.stdout + rolled.stderr
