@@ -65,6 +65,10 @@ class ChangeTracking(Protocol):
 
     def changed_areas(self, vm: str, snapshot_id: str, disk_key: int, start: int, change_id: str) -> ChangedAreas: ...
 
+    def keep_alive(self) -> None:
+        """Keep the source's session from ending while the VM waits for its next round (SourceError if it has
+        ended; SourceUnreachableError if the server did not answer this time)."""
+
 
 class DiskReader(Protocol):
     """Opens a snapshot's disk file for reading (the vSphere adapter's datastore HTTP access)."""

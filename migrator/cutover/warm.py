@@ -15,13 +15,14 @@ of the run, which the VM gives back while it waits for its next round (``migrato
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from converters.disks.ratelimit import RateLimiter
-from core.errors import InputError, MigratorError, NotFoundError
+from core.errors import InputError, MigratorError, NotFoundError, SourceUnreachableError
 from migrator.convert.guest import skip_by_default
 from migrator.cutover import steps
 from migrator.cutover.pipeline import Step, StepResult
@@ -46,6 +47,8 @@ from migrator.cutover.precopy import (
 from migrator.cutover.state import StateStore
 from migrator.cutover.steps import CutoverContext
 
+log = logging.getLogger(__name__)
+
 DEFAULT_INTERVAL = 3600.0  # seconds between precopy rounds, as Forklift's default (60 min)
 SNAPSHOT_CHAIN = "warm-snapshot-chain"  # the concern id of a snapshot chain a warm migration cannot read
 
@@ -57,6 +60,10 @@ class WarmOptions:
     enable_cbt: bool = False
     now: bool = False  # --warm --now: cut over right after the first (full) round
     poll: float = 0.5  # seconds between looks at the state store for a cutover request
+    # Seconds between keep-alives of the source's session while the VM waits for its next round (a quarter of
+    # the interval when that is shorter): vCenter and ESXi end a session idle for 30 minutes by default, some
+    # hardened ones sooner, and rounds are an hour apart by default. One cheap call each.
+    keep_alive: float = 300.0
 
 
 class Pacing(Protocol):
@@ -150,6 +157,29 @@ def cutover_due(w: WarmContext) -> str | None:
     return None
 
 
+class SessionKeeper:
+    """Keeps the source's session alive while a VM waits between rounds: a keep-alive once ``every`` seconds
+    have passed since the session was last used. A keep-alive the server did not answer is logged, not fatal
+    (the next one, or the next round, tells); a session that has ended stops the VM (SourceError)."""
+
+    def __init__(self, changes: ChangeTracking, every: float) -> None:
+        self.changes = changes
+        self.every = every
+        self.last_used = time.monotonic()
+
+    def used(self) -> None:
+        self.last_used = time.monotonic()
+
+    def idle(self) -> None:
+        if time.monotonic() - self.last_used < self.every:
+            return
+        try:
+            self.changes.keep_alive()
+        except SourceUnreachableError as error:
+            log.warning("%s", error)
+        self.used()
+
+
 def precopy(w: WarmContext) -> StepResult:
     c = w.cutover
     w.target.prepare(c.plan, c.planned)
@@ -159,6 +189,7 @@ def precopy(w: WarmContext) -> StepResult:
         number = precopies[-1].number if precopies else 1
         w.pacing.copy(number)
         run_round(ctx, number, "precopy")  # the first (full) copy, or the round a crash interrupted
+    session = SessionKeeper(w.changes, min(w.options.keep_alive, w.options.interval / 4))
     while (why := cutover_due(w)) is None:
         last = [r for r in rounds(w.store, w.key) if r.kind == "precopy"][-1]
         next_at = last.started_at + w.options.interval
@@ -167,8 +198,10 @@ def precopy(w: WarmContext) -> StepResult:
         if time.time() >= next_at:
             w.pacing.copy(last.number + 1)
             run_round(ctx, last.number + 1, "precopy")
+            session.used()
             continue
         w.pacing.idle(last, next_at)
+        session.idle()
         time.sleep(max(0.0, min(w.options.poll, next_at - time.time())))
     w.pacing.copy(None)  # the cutover: source off, final delta, start, verify, all under one slot
     w.store.set_fact(w.key, NEXT_PRECOPY, None)

@@ -157,6 +157,7 @@ def start(
     listen: str = "127.0.0.1:0",
     timeout: float = 300.0,
     cbt_page_bytes: int | None = None,
+    session_idle_timeout: float | None = None,
 ) -> Simulator:
     """Start vcsim on a free loopback port and wait until it serves.
 
@@ -180,6 +181,8 @@ def start(
     ]
     if cbt_page_bytes is not None:
         args.append(f"-cbt-page-bytes={cbt_page_bytes}")
+    if session_idle_timeout is not None:  # seconds: a session idle that long ends, as vCenter's do (30 min)
+        args.append(f"-session-idle-timeout={session_idle_timeout}s")
     process = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,

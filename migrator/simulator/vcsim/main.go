@@ -31,6 +31,8 @@ func main() {
 	portgroups := flag.Int("pg", 1, "distributed port groups per datacenter")
 	autostart := flag.Bool("autostart", true, "power on the model's VMs")
 	flag.Int64Var(&cbtPageBytes, "cbt-page-bytes", cbtPageBytes, "disk bytes one QueryChangedDiskAreas answer covers")
+	flag.DurationVar(&simulator.SessionIdleTimeout, "session-idle-timeout", 0,
+		"end a session idle this long, as vCenter does after 30 minutes (0: never)")
 	flag.Parse()
 
 	model := simulator.VPX()

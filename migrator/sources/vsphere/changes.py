@@ -94,6 +94,9 @@ class VSphereChanges:
         self.source = source
         self._vms: dict[str, vim.VirtualMachine] = {}
 
+    def keep_alive(self) -> None:
+        self.source.keep_alive()
+
     def _vm(self, name: str) -> vim.VirtualMachine:
         # Found once per name: a lookup reads every VM's name, and a round makes a dozen calls on the VM.
         if name not in self._vms:

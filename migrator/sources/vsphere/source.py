@@ -11,7 +11,7 @@ from urllib.parse import quote
 from pyVim.connect import Disconnect
 from pyVmomi import vim, vmodl
 
-from core.errors import InputError, NotFoundError, SourceError
+from core.errors import InputError, NotFoundError, SourceError, SourceUnreachableError
 from core.inventory import VM, Inventory
 from migrator.sources import SourceOptions
 from migrator.sources.credentials import read_password
@@ -158,6 +158,22 @@ class VSphereSource:
     def ssl_context(self) -> ssl.SSLContext:
         """The context this session uses: verifying, pinned to a thumbprint, or (--insecure only) unverified."""
         return self._context
+
+    def keep_alive(self) -> None:
+        """One cheap call (the server's clock), so that an idle session is not ended: vCenter ends a session
+        idle for 30 minutes (its default), and a warm VM waits an hour between rounds (the default interval).
+        The session is the one the rounds use; this keeps it, as govmomi's keepalive handler does."""
+        try:
+            self._si.CurrentTime()
+        except vim.fault.NotAuthenticated:
+            raise SourceError(
+                f"the session on {self.location.endpoint} has ended (it was idle longer than the server allows): "
+                "re-run to resume"
+            ) from None
+        except vmodl.MethodFault as fault:
+            raise SourceError(f"{self.location.endpoint} did not answer a keep-alive: {fault_message(fault)}") from None
+        except (OSError, HTTPException) as error:
+            raise SourceUnreachableError(f"keep-alive to {self.location.endpoint} failed: {error}") from None
 
     @property
     def service_instance(self) -> vim.ServiceInstance:
