@@ -453,20 +453,13 @@ def _check_space(job: DiskJob, disk: VirtualDisk, target: Target, pending: list[
     free = target.free_bytes()
     if free is None or not _knows_allocation(disk):
         return  # block devices are sized; flat extents over HTTP cannot tell (ENOSPC is caught while writing)
+    factor = 2 if target.format == "qcow2" else 1  # the raw part and the qcow2 image coexist until the conversion ends
+    if len(pending) * chunk * factor <= free:
+        return  # fits even if every pending byte holds data: no need to read the map (9 ms for a 16 GiB VMDK)
     need = 0
-    # Runs of consecutive pending chunks, asked of the allocation map a GiB at a time (a fresh
-    # 16 GiB disk: 16 look-ups, not 1,024).
-    span = max(1, (1 << 30) // chunk)
-    k = 0
-    while k < len(pending):
-        first = pending[k]
-        j = k
-        while j + 1 < len(pending) and pending[j + 1] == pending[j] + 1 and pending[j + 1] - first < span:
-            j += 1
-        need += sum(n for _s, n, kind, *_ in disk.segments(first * chunk, (pending[j] + 1) * chunk) if kind != ZERO)
-        k = j + 1
-    if target.format == "qcow2":
-        need *= 2  # the raw part and the qcow2 image coexist until the conversion ends
+    for i in pending:
+        need += sum(n for _s, n, k, *_ in disk.segments(i * chunk, (i + 1) * chunk) if k != ZERO)
+    need *= factor
     if need > free:
         raise DiskError(
             f"disk {job.name}: not enough free space for {target.path}: needs {_human(need)}, {_human(free)} available"
