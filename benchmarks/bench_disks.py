@@ -8,8 +8,9 @@
    with O_DIRECT and checked against its recorded XXH3 digest). Peer: `dd iflag=direct bs=16M` of
    the same 2 GiB of the target (its four data regions), i.e. reading them from storage.
 
-Each command runs 3 times (``--runs N``), interleaved, after `sync`, with warm source caches; medians
-printed. ``--only local`` (disks-local and disks-verify) or ``--only http`` runs one part.
+Each command runs 3 times (``--runs N``), interleaved, after `sync`, with warm source caches, after
+one unmeasured round of disks-local's three commands; medians printed. ``--only local``
+(disks-local and disks-verify) or ``--only http`` runs one part.
 """
 
 from __future__ import annotations
@@ -107,6 +108,16 @@ def bench_local(work: Path) -> tuple[float, float, float, int, float, float]:
     ours_out, peer_out, cat_out = work / "ours.img", work / "peer.img", work / "cat.bin"
     ours, peer, cat, rss = [], [], [], []
     env = _ours_env()
+    # One unmeasured round first: on this VM the first command after the set-up (which freed and
+    # dirtied GiBs) ran 2-4x slower than its later runs, whichever command it was (ours 1.9-3.1 s
+    # against 0.6-0.8 s in four of four runs; cat 3.6 s against 0.8 s with cat first).
+    for cmd, out, label in [
+        ([PY, "-m", "converters.disks", "--progress", "none", str(src), str(ours_out)], None, "warm-up"),
+        (["qemu-img", "convert", "-O", "raw", str(src), str(peer_out)], None, "warm-up"),
+        (["cat", str(floor)], cat_out, "warm-up"),
+    ]:
+        _clean(ours_out, peer_out, cat_out)
+        _run(cmd, env=env, shell_out=out, label=label)
     for i in range(RUNS):
         steps = ["ours", "peer", "cat"]
         for step in steps[i % 3 :] + steps[: i % 3]:
