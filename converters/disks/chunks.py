@@ -110,8 +110,8 @@ def nonzero_runs(buf: bytearray | memoryview, n: int, base: int = 0) -> list[tup
     view = memoryview(buf)
 
     def is_zero(i: int, j: int) -> bool:
-        if memcmp is not None:
-            return whole.startswith(_ZB[: min(_PROBE, j - i)], i) and not memcmp(addr + i, zeros, j - i)  # type: ignore[union-attr]
+        if whole is not None and memcmp is not None:
+            return whole.startswith(_ZB[: min(_PROBE, j - i)], i) and not memcmp(addr + i, zeros, j - i)
         block = view[i:j]
         return block[:_PROBE] == _ZB[: min(_PROBE, j - i)] and block.tobytes() == _ZB[: j - i]
 
