@@ -27,7 +27,6 @@ BLOCK = 64 << 10  # zero-detection granularity (one VMDK grain)
 DIGEST_PREFIX = "xxh3:"
 _ZB = bytes(BLOCK)
 _ZERO_FEED = memoryview(bytes(4 << 20))
-COPY_PIECE = 1 << 20  # kernel copies: digested, scanned and copied a piece at a time (see copy_segments)
 _PROBE = 32  # bytes looked at before a block is compared in full: data blocks differ at once
 
 Reader = Callable[[int, memoryview], int]  # fill the view from an offset; bytes read
@@ -96,34 +95,47 @@ def nonzero_runs(buf: bytearray | memoryview, n: int, base: int = 0) -> list[tup
     """Maximal runs of BLOCK-aligned blocks (aligned at ``base``) holding a non-zero byte, as (start, end).
 
     A buffer of ours is compared with zeros by libc's memcmp without the GIL (over HTTP most of a
-    disk can be zeros: the readers go on meanwhile); a whole chunk of zeros is one comparison."""
-    runs: list[tuple[int, int]] = []
-    run_start = -1
+    disk can be zeros: the readers go on meanwhile); a whole chunk of zeros is one comparison.
+    Then one byte of every block is gathered by a single strided copy: a block whose first byte
+    is not zero holds data, and only the others (rare in data, every block of a zero run) are
+    compared whole, so a chunk of data costs no Python step per block."""
     whole = buf if isinstance(buf, bytearray) else None
+    memcmp: Callable[[int, int, int], int] | None = None
+    zeros = addr = 0
     if whole is not None:
         memcmp, zeros = _memcmp()
         anchor, addr = _address(whole)
         if _is_zero(memcmp, zeros, addr, n):
             return []
     view = memoryview(buf)
-    i = 0
-    while i < n:
-        j = min((base + i) // BLOCK * BLOCK + BLOCK - base, n)
-        if whole is not None:  # a data block differs in its first bytes; only zero blocks are compared whole
-            zero = whole.startswith(_ZB[: min(_PROBE, j - i)], i) and not memcmp(addr + i, zeros, j - i)
-        else:  # a mapping: a data block differs in its first bytes; only zero blocks are compared whole
-            block = view[i:j]
-            zero = block[:_PROBE] == _ZB[: min(_PROBE, j - i)] and block.tobytes() == _ZB[: j - i]
-        if zero:
-            if run_start >= 0:
-                runs.append((run_start, i))
-                run_start = -1
-        elif run_start < 0:
-            run_start = i
-        i = j
-    if run_start >= 0:
-        runs.append((run_start, n))
+
+    def is_zero(i: int, j: int) -> bool:
+        if whole is not None and memcmp is not None:
+            return whole.startswith(_ZB[: min(_PROBE, j - i)], i) and not memcmp(addr + i, zeros, j - i)
+        block = view[i:j]
+        return block[:_PROBE] == _ZB[: min(_PROBE, j - i)] and block.tobytes() == _ZB[: j - i]
+
+    empty: list[tuple[int, int]] = []  # blocks that read as zeros, in order
+    first = min((-base) % BLOCK, n)  # a partial block before the first aligned one
+    if first and is_zero(0, first):
+        empty.append((0, first))
+    probe = view[first:n:BLOCK].tobytes() if first < n else b""
+    k = probe.find(0)
+    while k >= 0:
+        i = first + k * BLOCK
+        j = min(i + BLOCK, n)
+        if is_zero(i, j):
+            empty.append((i, j))
+        k = probe.find(0, k + 1)
     view.release()
+    runs: list[tuple[int, int]] = []
+    pos = 0
+    for a, b in empty:
+        if a > pos:
+            runs.append((pos, a))
+        pos = b
+    if pos < n:
+        runs.append((pos, n))
     return runs
 
 
@@ -165,8 +177,11 @@ def copy_segments(target: Target, segments: Sequence[Segment], start: int, n: in
     """Copy a chunk from local files (``kernel_copyable`` segments): digest and zero scan through a
     read-only mapping, non-zero blocks moved by ``copy_file_range``. Returns (digest, bytes written).
 
-    Each segment goes in pieces of ``COPY_PIECE``: a piece is scanned and digested, then copied by
-    the kernel while its pages are still in the CPU's cache (the source is read from memory once)."""
+    A segment is digested whole first (XXH3 lets go of the GIL, and its reads fault the mapping
+    in), then zero-scanned (one byte a block, already mapped), then each run of data is copied in
+    one call. While one writer's copy holds the target, the other digests its next chunk on the
+    other core, so the target waits for neither (1 MiB pieces, digested and copied by turns,
+    cost a hand-over of the target and of the GIL per MiB: see BENCHMARKS.md)."""
     h = xxhash.xxh3_64()
     pos = start
     written = 0
@@ -182,28 +197,14 @@ def copy_segments(target: Target, segments: Sequence[Segment], start: int, n: in
         mapping = mmap.mmap(reader.fd, host + length - at, prot=mmap.PROT_READ, offset=at)
         view = memoryview(mapping)[host - at :]
         try:
-            # The zero scan of the whole segment first (it faults the mapping in): between two
-            # copies the loop below then only digests, which lets go of the GIL at once, so the
-            # other writer, waiting to copy, gets the GIL and the target without delay.
+            h.update(view)
             runs = nonzero_runs(view, length, base=s)
-            r = 0
-            a = 0
-            while a < length:
-                b = min(length, (s + a) // COPY_PIECE * COPY_PIECE + COPY_PIECE - s)
-                piece = view[a:b]
-                h.update(piece)
-                piece.release()
-                while r < len(runs) and runs[r][0] < b:
-                    ra, rb = max(runs[r][0], a), min(runs[r][1], b)
-                    target.copy_from(reader.fd, host + ra, s + ra, rb - ra)
-                    written += rb - ra
-                    if runs[r][1] > b:
-                        break
-                    r += 1
-                a = b
         finally:
             view.release()
             mapping.close()
+        for ra, rb in runs:
+            target.copy_from(reader.fd, host + ra, s + ra, rb - ra)
+            written += rb - ra
     if pos < start + n:
         _feed_zeros(h, start + n - pos)
     return DIGEST_PREFIX + h.hexdigest(), written

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import subprocess
 import sys
 import threading
 import time
@@ -454,11 +453,13 @@ def _check_space(job: DiskJob, disk: VirtualDisk, target: Target, pending: list[
     free = target.free_bytes()
     if free is None or not _knows_allocation(disk):
         return  # block devices are sized; flat extents over HTTP cannot tell (ENOSPC is caught while writing)
+    factor = 2 if target.format == "qcow2" else 1  # the raw part and the qcow2 image coexist until the conversion ends
+    if len(pending) * chunk * factor <= free:
+        return  # fits even if every pending byte holds data: no need to read the map (9 ms for a 16 GiB VMDK)
     need = 0
     for i in pending:
         need += sum(n for _s, n, k, *_ in disk.segments(i * chunk, (i + 1) * chunk) if k != ZERO)
-    if target.format == "qcow2":
-        need *= 2  # the raw part and the qcow2 image coexist until the conversion ends
+    need *= factor
     if need > free:
         raise DiskError(
             f"disk {job.name}: not enough free space for {target.path}: needs {_human(need)}, {_human(free)} available"
@@ -669,6 +670,8 @@ def _throttle(max_rate: float | None, transferred: int, t0: float) -> None:
 
 
 def _qemu_compare(job: DiskJob, disk: VirtualDisk, target: Target) -> None:
+    import subprocess  # only qemu-img needs it (4 ms of start-up)
+
     assert isinstance(job.source, LocalSource)
     args = ["qemu-img", "compare", "-U", "-F", "raw"]
     if disk.kind == "raw":

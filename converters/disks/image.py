@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -349,6 +348,8 @@ def open_tar_member(archive: Path, member: str) -> VirtualDisk:
 
 def _open_qcow2(top: LocalFile, path: Path) -> VirtualDisk:
     """qcow2 (and its backing chain): allocation and host offsets from ``qemu-img map``."""
+    import subprocess  # only qemu-img needs it (4 ms of start-up)
+
     name = str(path)
     try:
         info = subprocess.run(

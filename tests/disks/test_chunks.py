@@ -51,3 +51,37 @@ def test_a_chunk_of_zeros_has_no_runs_and_a_last_byte_is_found() -> None:
     assert nonzero_runs(buf, len(buf)) == []
     buf[-1] = 1
     assert nonzero_runs(buf, len(buf)) == [(255 * BLOCK, 256 * BLOCK)]
+
+
+@pytest.mark.parametrize("base", [0, 4096, 3 * BLOCK + 512])
+def test_dense_data_with_zero_blocks_and_zero_first_bytes(base: int) -> None:
+    """Data blocks are told by one byte each, the rest compared whole: a data block that starts
+    with zeros, a zero block but for its first or last byte, and whole zero blocks are all told right."""
+    rng = random.Random(base)
+    n = 24 * BLOCK + 777
+    data = bytearray(rng.randbytes(n))
+    first = (-base) % BLOCK
+    starts = [0] + list(range(first, n, BLOCK)) if first else list(range(0, n, BLOCK))
+    ends = starts[1:] + [n]
+    for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        if k % 4 == 1:  # a zero block
+            data[a:b] = bytes(b - a)
+        elif k % 4 == 2:  # data that starts with a zero byte (and 40 more)
+            data[a : a + 41] = bytes(41)
+        elif k % 8 == 3:  # zeros but for the last byte
+            data[a:b] = bytes(b - a)
+            data[b - 1] = 7
+        elif k % 8 == 7:  # zeros but for the first byte
+            data[a:b] = bytes(b - a)
+            data[a] = 9
+    mapping = mmap.mmap(-1, n)
+    mapping[:] = bytes(data)
+    view = memoryview(mapping)
+    try:
+        expected = _expected(bytes(data), n, base)
+        assert expected and len(expected) > 3
+        assert nonzero_runs(data, n, base) == expected
+        assert nonzero_runs(view, n, base) == expected
+    finally:
+        view.release()
+        mapping.close()
