@@ -191,7 +191,7 @@ class HttpFile:
     headers: dict[str, str]
     ssl_context: ssl.SSLContext | None
     attempts: int = HTTP_ATTEMPTS
-    backoff: float = HTTP_BACKOFF
+    backoff: float = field(default_factory=lambda: HTTP_BACKOFF)  # read when made: tests shorten it
     size: int = -1
     name: str = ""
     _idle: list[Connection] = field(default_factory=list, repr=False)
