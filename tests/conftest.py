@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,13 @@ SHARED = PROJECT.parent / "shared"
 SAMPLES_VMX = SHARED / "samples" / "vmx"
 SAMPLES_OVF = SHARED / "samples" / "ovf"
 KUBEVIRT_SWAGGER = SHARED / "kubevirt" / "swagger.json"
+
+# A suite started in the background of a non-interactive shell (`make test &` in a script) inherits SIGINT
+# ignored, and so would every command the Ctrl-C tests interrupt: they would run on as if no Ctrl-C came.
+# With a handler here instead, the commands start with the default disposition (exec resets a handler, not an
+# ignore), as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
