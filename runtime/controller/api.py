@@ -115,8 +115,13 @@ class Api:
         return self.session
 
     def _login_again(self) -> bool:
-        """Read the credentials again (their source may have rotated them): whether they changed."""
-        headers = self.login().as_http_headers()
+        """Read the credentials again (their source may have rotated them): whether they changed. Credentials
+        that cannot be read now (a kubeconfig gone) leave the 401 as the answer."""
+        try:
+            headers = self.login().as_http_headers()
+        except Exception as error:  # kubernetes' ConfigException, OSError: whatever the source raises
+            log.warning("the API server refused the credentials (401), and reading them again failed: %s", error)
+            return False
         changed = headers != self.headers
         self.headers = headers
         log.info("the API server refused the credentials (401); %s", "read again" if changed else "unchanged")

@@ -127,6 +127,18 @@ def test_a_refused_token_is_read_again_once_and_a_dead_one_is_one_error(server: 
     listed = run(api, lambda: api.items(object_path("virtualmachines", "default")))
     assert isinstance(listed, list)
 
+    reads = [kopf.ConnectionInfo(server=good.server, token="not-a-token")]
+
+    def gone() -> kopf.ConnectionInfo:  # the second read fails: the kubeconfig was removed meanwhile
+        if not reads:
+            raise OSError("no such kubeconfig")
+        return reads.pop()
+
+    unreadable = Api(gone)
+    with pytest.raises(ApiError) as refused:
+        run(unreadable, lambda: unreadable.items(object_path("virtualmachines", "default")))
+    assert refused.value.status == 401
+
     dead = Api(lambda: kopf.ConnectionInfo(server=good.server, token="not-a-token"))
     with pytest.raises(ApiError) as refused:
         run(dead, lambda: dead.items(object_path("virtualmachines", "default")))
