@@ -294,7 +294,11 @@ def request_cutover(store: StateStore, vm: str) -> str:
     """`migrator cutover --vm X --now`: tell the running precopy loop of ``vm`` to cut over. Returns one line."""
     migration = store.get(vm)
     if migration is None or WARM not in migration.facts:
-        raise NotFoundError(f"no warm cutover of {vm} recorded in {store.path}: start one with --warm")
+        raise NotFoundError(
+            f"no warm cutover of {vm} recorded in {store.path}: start one with `cutover --warm`; a VM that a "
+            "running `migrate` has not started yet can be asked once its precopy runs (`migrator status --vm "
+            f"{vm}`)"
+        )
     if migration.status in ("completed", "rolled_back"):
         raise InputError(f"the warm cutover of {vm} is {migration.status.replace('_', ' ')}: nothing to cut over")
     if migration.done("precopy"):
