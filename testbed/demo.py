@@ -58,10 +58,14 @@ def _migrator() -> list[str]:
 def _run(args: list[str], env: dict[str, str], *, show: bool = True) -> subprocess.CompletedProcess[str]:
     print(f"\n$ migrator {shlex.join(args)}", flush=True)
     started = time.monotonic()
-    result = subprocess.run([*_migrator(), *args], env=env, text=True, capture_output=True)
-    if show:
+    if show:  # both streams as one, in the order the command wrote them (a terminal's view)
+        result = subprocess.run(
+            [*_migrator(), *args], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         sys.stdout.write(result.stdout)
-    sys.stdout.write(result.stderr)
+    else:  # the output is parsed: only what went to stderr is shown
+        result = subprocess.run([*_migrator(), *args], env=env, text=True, capture_output=True)
+        sys.stdout.write(result.stderr)
     print(f"  ({time.monotonic() - started:.1f}s, exit {result.returncode})", flush=True)
     if result.returncode != 0:
         raise DemoFailed(f"`migrator {args[0]}` exited {result.returncode}")
