@@ -113,9 +113,7 @@ def recorded_endpoints(store: StateStore, vm: str) -> RecordedEndpoints:
         source=migration.source,
         output_dir=Path(where) if kind == "local" else None,
         namespace=where if kind == "cluster" else None,
-        cluster_access=ClusterAccess(access.get("kubeconfig"), access.get("context"))
-        if kind == "cluster" and access
-        else None,
+        cluster_access=ClusterAccess(**access) if kind == "cluster" and access else None,
     )
 
 

@@ -84,7 +84,8 @@ class Api:
                     status, reason = response.status, response.reason or ""
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as error:
                 # A kept connection the server had closed (it restarted, or its idle timeout passed): once more,
-                # on a new one. Every write carries a precondition, so one that did land answers 409 or 404.
+                # on a new one. A write that did land answers the second time as its callers already take it:
+                # a create 409 (exists), a patch 409 (its resourceVersion is stale), a delete 404 (gone).
                 if attempt == 1:
                     log.debug("%s %s: %s; once more on a new connection", method, path, type(error).__name__)
                     continue
